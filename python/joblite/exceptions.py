@@ -1,0 +1,44 @@
+"""The exception and warning types joblite raises, all in one small hierarchy."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Optional, Union
+
+
+class JobliteError(Exception):
+    """Base class of every exception joblite raises on its own account."""
+
+
+class CorruptFileError(JobliteError, ValueError):
+    """A file is not what it claims to be: truncated, failed its checksum, wrong magic, ...
+
+    Parameters
+    ----------
+    path : str or os.PathLike or None
+        The file (``None`` for in-memory data such as :func:`joblite.loads` input).
+    reason : str
+        What is wrong, in words.
+    """
+
+    def __init__(self, path: Optional[Union[str, os.PathLike]], reason: str) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.reason = reason
+        where = "<bytes>" if self.path is None else repr(self.path)
+        super().__init__(f"{where}: {reason}")
+
+    def __reduce__(self):  # keep path and reason across pickling (process pools)
+        return (type(self), (self.path, self.reason))
+
+
+class UnsafeLoadError(JobliteError, pickle.UnpicklingError):
+    """A safe load (``allow_pickle=False``) met something that would import or call code."""
+
+
+class WorkerCrashedError(JobliteError, RuntimeError):
+    """A worker process of a Parallel call died (killed, segfault, out of memory, os._exit)."""
+
+
+class CacheWarning(UserWarning):
+    """Something went wrong with a cache entry; the call recomputed and carried on."""

@@ -1,0 +1,17 @@
+//! The Python extension module `joblite._core`: the only code that knows about PyO3.
+//! Each submodule binds one capability of the core and registers its functions here.
+
+use pyo3::prelude::*;
+
+mod hash;
+mod persistence;
+mod pool;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    hash::register(m)?;
+    persistence::register(m)?;
+    pool::register(m)?;
+    Ok(())
+}

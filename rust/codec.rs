@@ -1,0 +1,1 @@
+//! Chunked, multi-threaded lz4 compression of large buffers (lz4_flex).

