@@ -12,4 +12,11 @@ cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --features python -- -D warnings
 echo "== ruff"; .venv/bin/ruff check python tests benches examples; .venv/bin/ruff format --check python tests benches examples
 echo "== cargo test"; cargo test --release
+echo "== packaging: release wheel installs into a fresh venv and imports"
+rm -rf dist .venv-wheel
+.venv/bin/maturin build --release --quiet -o dist
+"${PYTHON:-python3}" -m venv .venv-wheel
+.venv-wheel/bin/python -m pip install --quiet --no-deps dist/*.whl
+(cd / && "$OLDPWD/.venv-wheel/bin/python" -c "import joblite, joblite._core; print('wheel ok', joblite.__version__)")
+rm -rf .venv-wheel
 echo "== pytest"; $PY -m pytest "$@"
