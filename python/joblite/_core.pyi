@@ -4,6 +4,11 @@ __version__: str
 
 # --- hashing (rust/bindings/hash.rs) ---
 
+HASH_ENCODING_VERSION: str
+
+def hash(obj: object, hash_name: str = "blake3", coerce_mmap: bool = False) -> str:
+    """Content hash of ``obj`` (see :func:`joblite.hash`)."""
+
 # --- persistence (rust/bindings/persistence.rs) ---
 
 # --- thread pool (rust/bindings/pool.rs) ---
