@@ -59,8 +59,9 @@ fn numpy_types(py: Python<'_>) -> PyResult<Option<&NumpyTypes>> {
     let modules = py
         .import(intern!(py, "sys"))?
         .getattr(intern!(py, "modules"))?;
-    let Some(np) = modules.cast::<PyDict>()?.get_item(intern!(py, "numpy"))? else {
-        return Ok(None);
+    let np = match modules.cast::<PyDict>()?.get_item(intern!(py, "numpy"))? {
+        Some(np) if !np.is_none() => np,
+        _ => return Ok(None), // not imported, or blocked with sys.modules["numpy"] = None
     };
     let get = |name: &str| -> PyResult<Py<PyType>> {
         Ok(np.getattr(name)?.cast_into::<PyType>()?.unbind())
@@ -432,8 +433,8 @@ impl<'py> Walker<'py> {
     }
 
     /// Functions are identified by module and qualified name, like pickle; a lambda or a
-    /// function defined inside another one also covers its bytecode and the names it uses, so
-    /// two different lambdas of one module do not collide.
+    /// function defined inside another one also covers its bytecode, names, constants and
+    /// defaults, so two different lambdas of one module do not collide.
     fn function(&mut self, obj: &Bound<'py, PyAny>, enc: &mut Encoder) -> PyResult<()> {
         let py = self.py;
         let module = obj.getattr(intern!(py, "__module__"))?;
@@ -443,12 +444,31 @@ impl<'py> Walker<'py> {
         enc.bytes(module.str()?.to_str()?.as_bytes());
         enc.bytes(qualname.as_bytes());
         if qualname.contains('<') {
-            let code = obj.getattr(intern!(py, "__code__"))?;
-            let co_code = code.getattr(intern!(py, "co_code"))?;
-            enc.bytes(co_code.cast::<PyBytes>()?.as_bytes());
-            self.walk(&code.getattr(intern!(py, "co_names"))?, enc)?;
+            enc.len(1);
+            self.code(&obj.getattr(intern!(py, "__code__"))?, enc)?;
+            self.walk(&obj.getattr(intern!(py, "__defaults__"))?, enc)?;
         } else {
             enc.len(0);
+        }
+        Ok(())
+    }
+
+    /// A code object: bytecode, the names it uses and its constants (nested code included).
+    fn code(&mut self, code: &Bound<'py, PyAny>, enc: &mut Encoder) -> PyResult<()> {
+        let py = self.py;
+        let co_code = code.getattr(intern!(py, "co_code"))?;
+        enc.bytes(co_code.cast::<PyBytes>()?.as_bytes());
+        self.walk(&code.getattr(intern!(py, "co_names"))?, enc)?;
+        let consts = code.getattr(intern!(py, "co_consts"))?;
+        let consts = consts.cast::<PyTuple>()?;
+        enc.len(consts.len());
+        let code_type = code.get_type();
+        for c in consts.iter() {
+            if c.get_type().is(&code_type) {
+                self.code(&c, enc)?;
+            } else {
+                self.walk(&c, enc)?;
+            }
         }
         Ok(())
     }
@@ -568,7 +588,7 @@ fn hash(
     let _ = coerce_mmap;
     let algorithm = Algorithm::from_name(hash_name).ok_or_else(|| {
         PyValueError::new_err(format!(
-            "hash_name must be one of {}; got {hash_name:?}",
+            "hash_name must be one of {}; got '{hash_name}'",
             Algorithm::NAMES.map(|n| format!("'{n}'")).join(", ")
         ))
     })?;
