@@ -449,7 +449,7 @@ class Parallel:
         else:
             chosen = _make_backend(DEFAULT_BACKEND, level, config)
         if n_jobs is None:
-            n_jobs = 1
+            n_jobs = chosen.default_n_jobs  # 1, but -1 (the whole cluster) for dask
         elif isinstance(n_jobs, float):
             n_jobs = int(n_jobs)
             if n_jobs == 0:

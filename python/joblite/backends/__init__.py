@@ -19,6 +19,7 @@ BACKENDS: dict[str, Any] = {
     "threading": ".threads:ThreadingBackend",
     "loky": ".processes:LokyBackend",
     "multiprocessing": ".processes:MultiprocessingBackend",
+    "dask": ".dask:DaskDistributedBackend",
 }
 
 
