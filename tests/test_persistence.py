@@ -103,7 +103,7 @@ def test_mmap_uncompressed_gives_memmaps(tmp_path, mode):
     joblite.dump(data, path)
     got = joblite.load(path, mmap_mode=mode)
     assert_same(got, data)
-    for key in ("floats", "ints", "fortran", "big_endian", "zero_d", "structured"):
+    for key in ("floats", "ints", "fortran", "big_endian", "zero_d", "structured", "empty"):
         assert isinstance(got[key], np.memmap), key
         assert got[key].filename == str(path.resolve())
     assert got["fortran"].flags.f_contiguous
