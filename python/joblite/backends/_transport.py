@@ -235,7 +235,10 @@ def run_payload(payload: bytes) -> bytes:
     start = time.perf_counter()
     batch, folder, max_nbytes = pickle.loads(payload)
     try:
-        outcome: tuple[bool, Any, float] = (True, batch(RemoteError.capture), 0.0)
+        results = batch(RemoteError.capture)
+        # with return_exceptions, say whether the caller must look for errors to unwrap
+        has_errors = batch.return_exceptions and any(type(r) is RemoteError for r in results)
+        outcome: tuple[bool, Any, float] = (True, (results, has_errors), 0.0)
     except BaseException as error:
         outcome = (False, RemoteError.capture(error), 0.0)
     outcome = (outcome[0], outcome[1], time.perf_counter() - start)
@@ -265,4 +268,7 @@ def loads_outcome(data: bytes) -> tuple[list, float]:
     ok, value, seconds = pickle.loads(data)
     if not ok:
         raise value.unwrap()
-    return [item.unwrap() if type(item) is RemoteError else item for item in value], seconds
+    results, has_errors = value
+    if has_errors:
+        results = [item.unwrap() if type(item) is RemoteError else item for item in results]
+    return results, seconds
