@@ -501,8 +501,10 @@ pub fn read_segments<S: Source + ?Sized>(
             rest = tail;
         }
     }
-    work.into_par_iter()
-        .try_for_each(|(seg, i, dst)| read_chunk(src, seg, i, dst, verify))
+    crate::threads::install(|| {
+        work.into_par_iter()
+            .try_for_each(|(seg, i, dst)| read_chunk(src, seg, i, dst, verify))
+    })
 }
 
 fn read_chunk<S: Source + ?Sized>(
@@ -538,10 +540,11 @@ pub fn verify_segment(seg: &Segment, data: &[u8]) -> Result<(), ContainerError> 
         return corrupt("decoded segment has the wrong size");
     }
     let cs = seg.chunk_size as usize;
-    let bad = data
-        .par_chunks(cs)
-        .zip(seg.chunks.par_iter())
-        .position_any(|(d, c)| codec::digest(d) != c.digest);
+    let bad = crate::threads::install(|| {
+        data.par_chunks(cs)
+            .zip(seg.chunks.par_iter())
+            .position_any(|(d, c)| codec::digest(d) != c.digest)
+    });
     match bad {
         None => Ok(()),
         Some(i) => corrupt(format!("data failed its checksum (chunk {i})")),
