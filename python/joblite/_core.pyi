@@ -1,5 +1,10 @@
 """Type stub of the Rust extension module ``joblite._core``."""
 
+from collections.abc import Buffer as _Buffer
+from os import PathLike as _PathLike
+from typing import Callable as _Callable
+from typing import Optional as _Optional
+
 __version__: str
 
 # --- hashing (rust/bindings/hash.rs) ---
@@ -10,9 +15,6 @@ def hash(obj: object, hash_name: str = "blake3", coerce_mmap: bool = False) -> s
     """Content hash of ``obj`` (see :func:`joblite.hash`)."""
 
 # --- persistence (rust/bindings/persistence.rs) ---
-from collections.abc import Buffer as _Buffer
-from os import PathLike as _PathLike
-from typing import Optional as _Optional
 
 CONTAINER_MAGIC: bytes
 DEFAULT_CHUNK_SIZE: int
@@ -40,8 +42,6 @@ class ContainerReader:
     def verify(self, index: int, data: _Buffer) -> None: ...
 
 # --- thread pool (rust/bindings/pool.rs) ---
-
-from typing import Callable as _Callable
 
 class ThreadPool:
     """A fixed-size pool of native threads running Python callables.

@@ -183,7 +183,9 @@ class FsspecStore(StoreBackendBase):
         try:
             data = self.fs.cat_file(path)
         except FileNotFoundError:
-            raise CorruptFileError(path, "the output object named by the metadata is missing")
+            raise CorruptFileError(
+                path, "the output object named by the metadata is missing"
+            ) from None
         if isinstance(digest, str) and _digest(data) != digest:
             raise CorruptFileError(path, "the output object does not match its checksum")
         return data
