@@ -428,6 +428,14 @@ class MemorizedFunc(Logger):
         return value, None
 
     def _quiet_load(self, key: str) -> Any:
+        """The cached value if present and valid, else ``_MISSING``; never warns."""
+        if self.cache_validation_callback is not None:
+            try:
+                meta = self.store_backend.load_metadata(self.func_id, key)
+                if not self.cache_validation_callback(meta):
+                    return _MISSING
+            except Exception:
+                return _MISSING
         try:
             value = self.store_backend.load_output(self.func_id, key, self.mmap_mode)
         except Exception:
