@@ -19,7 +19,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 def _safe(name: str) -> str:
     """A path component from a module or qualified name (no separators, no odd characters)."""
-    out = _UNSAFE.sub("-", name).strip(".")
+    out = _UNSAFE.sub("-", name.replace("<", "").replace(">", "")).strip(".")
     return out or "-"
 
 

@@ -427,7 +427,7 @@ class MemorizedFunc(Logger):
             emit(f"[Memory]{short_format_time(t)}: Loading {self._name} from {fid}/{key}")
         return value, None
 
-    def _quiet_load(self, key: str) -> Any:
+    def _quiet_load(self, key: str, record: bool = True) -> Any:
         """The cached value if present and valid, else ``_MISSING``; never warns."""
         if self.cache_validation_callback is not None:
             try:
@@ -440,7 +440,8 @@ class MemorizedFunc(Logger):
             value = self.store_backend.load_output(self.func_id, key, self.mmap_mode)
         except Exception:
             return _MISSING
-        self.store_backend.record_access(self.func_id, key)
+        if record:
+            self.store_backend.record_access(self.func_id, key)
         return value
 
     def _warn_problem(self, problem: Optional[str]) -> None:
@@ -525,10 +526,9 @@ class MemorizedFunc(Logger):
                 stacklevel=4,
             )
             return output, metadata
-        self.store_backend.record_access(self.func_id, key)
         if self.mmap_mode is not None:
             # return a memory map on the first call too, like every later call
-            reloaded = self._quiet_load(key)
+            reloaded = self._quiet_load(key, record=False)
             if reloaded is not _MISSING:
                 output = reloaded
         try:
