@@ -1,5 +1,314 @@
-use pyo3::prelude::*;
+//! Python binding of the container format (`rust/container.rs`) and codecs (`rust/codec.rs`):
+//! takes numpy memory through the buffer protocol without copying, runs every byte loop with
+//! the GIL released, and turns format errors into `joblite.CorruptFileError`.
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::codec;
+use crate::container::{self, Codec, ContainerError, FileSource, ReadJob, SegmentData, Table};
+
+fn to_pyerr(py: Python<'_>, path: Option<&Path>, err: ContainerError) -> PyErr {
+    match err {
+        ContainerError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            corrupt_error(py, path, "truncated: data ends early".to_string())
+        }
+        ContainerError::Io(e) => e.into(),
+        ContainerError::Corrupt(msg) => corrupt_error(py, path, msg),
+    }
+}
+
+fn corrupt_error(py: Python<'_>, path: Option<&Path>, reason: String) -> PyErr {
+    let make = || -> PyResult<PyErr> {
+        let cls = py
+            .import("joblite.exceptions")?
+            .getattr("CorruptFileError")?;
+        let obj = cls.call1((path.map(|p| p.to_path_buf()), reason.clone()))?;
+        Ok(PyErr::from_value(obj))
+    };
+    make().unwrap_or_else(|e| e)
+}
+
+/// A read-only view of a contiguous Python buffer, usable with the GIL released.
+fn read_view(buf: &PyBuffer<u8>) -> PyResult<&[u8]> {
+    if !buf.is_c_contiguous() {
+        return Err(PyBufferError::new_err("buffer is not contiguous"));
+    }
+    let ptr = buf
+        .as_slice_ptr()
+        .ok_or_else(|| PyBufferError::new_err("buffer is not contiguous"))?;
+    // SAFETY: `buf` holds a buffer export (PyObject_GetBuffer) of a C-contiguous buffer of
+    // `len_bytes` u8 items, which keeps the memory alive and in place until `buf` is dropped;
+    // the returned slice borrows `buf`, so it cannot outlive the export. Python code could
+    // still write to the memory from another thread while the GIL is released; that is the
+    // same contract as `bytes(memoryview)` racing a writer (the bytes read may be mixed), and
+    // u8 has no invalid bit patterns.
+    Ok(unsafe { ptr.as_ref() })
+}
+
+/// A writable view of a contiguous Python buffer, usable with the GIL released.
+#[allow(clippy::mut_from_ref)]
+fn write_view(buf: &PyBuffer<u8>) -> PyResult<&mut [u8]> {
+    if buf.readonly() {
+        return Err(PyBufferError::new_err("destination buffer is read-only"));
+    }
+    let mut ptr = buf
+        .as_slice_ptr()
+        .ok_or_else(|| PyBufferError::new_err("destination buffer is not contiguous"))?;
+    // SAFETY: as in `read_view`, the export keeps the writable, C-contiguous memory alive
+    // while the slice (which borrows `buf`) exists. The callers create each destination
+    // buffer themselves (fresh numpy arrays) and hand every one to a single job, so no other
+    // Rust reference to that memory exists while this one is alive.
+    Ok(unsafe { ptr.as_mut() })
+}
+
+fn codec_from_id(id: u8) -> PyResult<Codec> {
+    Codec::from_id(id).ok_or_else(|| PyValueError::new_err(format!("unknown codec id {id}")))
+}
+
+/// write_container(path, segments, chunk_size, fsync)
+/// --
+///
+/// Writes a container. `segments` is a list of `(buffer, codec_id, shuffle, chunks)` with
+/// segment 0 the pickle stream; `chunks` is None or the already compressed chunks (zlib, bz2,
+/// lzma). Writes to `path` (created or truncated, then flushed and optionally fsynced) and
+/// returns None, or returns the bytes when `path` is None.
+#[pyfunction]
+#[pyo3(signature = (path, segments, chunk_size = codec::DEFAULT_CHUNK_SIZE, fsync = true))]
+#[allow(clippy::type_complexity)]
+fn write_container(
+    py: Python<'_>,
+    path: Option<PathBuf>,
+    segments: Vec<(Bound<'_, PyAny>, u8, u32, Option<Vec<Bound<'_, PyAny>>>)>,
+    chunk_size: usize,
+    fsync: bool,
+) -> PyResult<Option<Py<PyBytes>>> {
+    let mut held = Vec::with_capacity(segments.len());
+    for (obj, codec_id, shuffle, chunks) in &segments {
+        let buf = PyBuffer::<u8>::get(obj)?;
+        let pre = match chunks {
+            Some(list) => Some(
+                list.iter()
+                    .map(PyBuffer::<u8>::get)
+                    .collect::<PyResult<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        held.push((buf, codec_from_id(*codec_id)?, *shuffle, pre));
+    }
+    let mut specs = Vec::with_capacity(held.len());
+    for (buf, codec, shuffle, pre) in &held {
+        let data = read_view(buf)?;
+        specs.push(match pre {
+            None => SegmentData::Raw {
+                data,
+                codec: *codec,
+                shuffle: *shuffle,
+            },
+            Some(chunks) => SegmentData::Precompressed {
+                data,
+                codec: *codec,
+                chunks: chunks.iter().map(read_view).collect::<PyResult<Vec<_>>>()?,
+            },
+        });
+    }
+    match path {
+        Some(path) => {
+            let res = py.detach(|| -> Result<(), ContainerError> {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)?;
+                let mut w = BufWriter::with_capacity(1 << 16, file);
+                container::write_container(&mut w, &specs, chunk_size)?;
+                let file = w.into_inner().map_err(|e| e.into_error())?;
+                if fsync {
+                    file.sync_all()?;
+                }
+                Ok(())
+            });
+            res.map_err(|e| to_pyerr(py, Some(&path), e))?;
+            Ok(None)
+        }
+        None => {
+            let out = py
+                .detach(|| {
+                    let mut out = Vec::new();
+                    container::write_container(&mut out, &specs, chunk_size).map(|_| out)
+                })
+                .map_err(|e| to_pyerr(py, None, e))?;
+            Ok(Some(PyBytes::new(py, &out).unbind()))
+        }
+    }
+}
+
+enum Backing {
+    File(FileSource),
+    Bytes(PyBuffer<u8>),
+}
+
+/// An open container: its validated table, and the file or bytes it is read from.
+#[pyclass(module = "joblite._core", frozen)]
+struct ContainerReader {
+    backing: Backing,
+    path: Option<PathBuf>,
+    table: Table,
+}
+
+impl ContainerReader {
+    fn with_source<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&dyn container::Source) -> Result<T, ContainerError> + Send,
+    ) -> PyResult<T> {
+        let res = match &self.backing {
+            Backing::File(src) => py.detach(|| f(src)),
+            Backing::Bytes(buf) => {
+                let data = read_view(buf)?;
+                py.detach(|| f(&data))
+            }
+        };
+        res.map_err(|e| to_pyerr(py, self.path.as_deref(), e))
+    }
+
+    fn segment(&self, index: usize) -> PyResult<&container::Segment> {
+        self.table
+            .segments
+            .get(index)
+            .ok_or_else(|| PyValueError::new_err(format!("no segment {index}")))
+    }
+}
+
+#[pymethods]
+impl ContainerReader {
+    /// Opens and validates a container file (header, trailer, table checksum).
+    #[staticmethod]
+    fn open(py: Python<'_>, path: PathBuf) -> PyResult<ContainerReader> {
+        let res = py.detach(|| -> Result<_, ContainerError> {
+            let src = FileSource::open(&path)?;
+            let table = container::read_table(&src)?;
+            Ok((src, table))
+        });
+        let (src, table) = res.map_err(|e| to_pyerr(py, Some(&path), e))?;
+        Ok(ContainerReader {
+            backing: Backing::File(src),
+            path: Some(path),
+            table,
+        })
+    }
+
+    /// Validates a container held in memory (any buffer: bytes, memoryview, mmap).
+    #[staticmethod]
+    fn from_buffer(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<ContainerReader> {
+        let buf = PyBuffer::<u8>::get(data)?;
+        let view = read_view(&buf)?;
+        let table = py
+            .detach(|| container::read_table(view))
+            .map_err(|e| to_pyerr(py, None, e))?;
+        Ok(ContainerReader {
+            backing: Backing::Bytes(buf),
+            path: None,
+            table,
+        })
+    }
+
+    /// Header flags (bit 0: opened as a writable map, uncompressed data no longer verified).
+    #[getter]
+    fn flags(&self) -> u32 {
+        self.table.flags
+    }
+
+    /// One `(codec_id, shuffle, offset, stored_len, raw_len)` per segment, pickle stream first.
+    fn segments(&self) -> Vec<(u8, u32, u64, u64, u64)> {
+        self.table
+            .segments
+            .iter()
+            .map(|s| (s.codec as u8, s.shuffle, s.offset, s.stored_len, s.raw_len))
+            .collect()
+    }
+
+    /// `(offset, stored_len, raw_len)` of every chunk of a segment.
+    fn chunks(&self, index: usize) -> PyResult<Vec<(u64, u64, u64)>> {
+        Ok(self
+            .segment(index)?
+            .chunks
+            .iter()
+            .map(|c| (c.offset, c.stored_len, c.raw_len))
+            .collect())
+    }
+
+    /// Reads and decodes lz4/uncompressed segments into writable buffers, all chunks in
+    /// parallel with the GIL released; `verify` checks each chunk's blake3 digest.
+    fn read_into(
+        &self,
+        py: Python<'_>,
+        targets: Vec<(usize, Bound<'_, PyAny>)>,
+        verify: bool,
+    ) -> PyResult<()> {
+        let mut held = Vec::with_capacity(targets.len());
+        for (index, obj) in &targets {
+            held.push((self.segment(*index)?, PyBuffer::<u8>::get(obj)?));
+        }
+        let mut jobs = Vec::with_capacity(held.len());
+        for (segment, buf) in &held {
+            jobs.push(ReadJob {
+                segment,
+                dst: write_view(buf)?,
+            });
+        }
+        self.with_source(py, move |src| container::read_segments(src, jobs, verify))
+    }
+
+    /// Reads the stored (still compressed) bytes of one chunk.
+    fn read_stored(&self, py: Python<'_>, offset: u64, length: usize) -> PyResult<Py<PyBytes>> {
+        let out = self.with_source(py, |src| {
+            let mut out = vec![0u8; length];
+            src.read_exact_at(offset, &mut out)?;
+            Ok(out)
+        })?;
+        Ok(PyBytes::new(py, &out).unbind())
+    }
+
+    /// Checks a decoded segment against its chunk digests.
+    fn verify(&self, py: Python<'_>, index: usize, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let seg = self.segment(index)?;
+        let buf = PyBuffer::<u8>::get(data)?;
+        let view = read_view(&buf)?;
+        py.detach(|| container::verify_segment(seg, view))
+            .map_err(|e| to_pyerr(py, self.path.as_deref(), e))
+    }
+}
+
+/// Sets the header flag saying a writable memory map may change uncompressed data.
+#[pyfunction]
+fn mark_mapped_writable(py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    py.detach(|| container::mark_mapped_writable(&path))
+        .map_err(|e| to_pyerr(py, Some(&path), e))
+}
+
+/// Decompresses a whole lz4 frame stream (joblib's `compress="lz4"` files).
+#[pyfunction]
+fn lz4_frame_decompress(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
+    let buf = PyBuffer::<u8>::get(data)?;
+    let view = read_view(&buf)?;
+    let out = py
+        .detach(|| codec::lz4_frame_decompress(view))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(PyBytes::new(py, &out).unbind())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(write_container, m)?)?;
+    m.add_function(wrap_pyfunction!(mark_mapped_writable, m)?)?;
+    m.add_function(wrap_pyfunction!(lz4_frame_decompress, m)?)?;
+    m.add_class::<ContainerReader>()?;
+    m.add("CONTAINER_MAGIC", PyBytes::new(m.py(), &container::MAGIC))?;
+    m.add("DEFAULT_CHUNK_SIZE", codec::DEFAULT_CHUNK_SIZE)?;
     Ok(())
 }

@@ -1,0 +1,247 @@
+"""Our container format (docs/format.md): writing and reading it on top of ``joblite._core``.
+
+The object graph is pickled by the C pickler with protocol 5; every buffer numpy hands to
+``buffer_callback`` becomes its own 64-byte-aligned segment, compressed (or not) in 1 MiB
+chunks by Rust with the GIL released, and read back straight into fresh numpy memory or
+memory-mapped in place.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import uuid
+from typing import Any, Optional
+
+from .. import _core
+from ..exceptions import CorruptFileError
+from . import codecs
+from .safe import SafeGlobals
+
+MAGIC: bytes = _core.CONTAINER_MAGIC
+CHUNK_SIZE: int = _core.DEFAULT_CHUNK_SIZE
+_FLAG_MAPPED_WRITABLE = 1
+# struct format characters of plain numbers, whose bytes a shuffle can group
+_NUMERIC_FORMATS = set("hHiIlLqQnNefdg")
+
+
+def _shuffle_elem(view: memoryview) -> int:
+    fmt = view.format.lstrip("@=<>!")
+    if (fmt in _NUMERIC_FORMATS or fmt in ("Zf", "Zd", "Zg")) and 2 <= view.itemsize <= 64:
+        return view.itemsize
+    return 0
+
+
+def _segment(data: Any, codec: int, level: int, shuffle: int) -> tuple:
+    raw = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
+    chunks = None
+    if codec in (codecs.ZLIB, codecs.BZ2, codecs.LZMA):
+        chunks = codecs.compress_chunks(codec, level, raw, CHUNK_SIZE)
+    return (raw, codec, shuffle, chunks)
+
+
+def serialize(value: Any, codec: int, level: int) -> list[tuple]:
+    """Pickle ``value`` (protocol 5, buffers out of band) into the segments to write."""
+    buffers: list[pickle.PickleBuffer] = []
+    stream = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    segments = [_segment(stream, codec, level, 0)]
+    for pb in buffers:
+        view = memoryview(pb)
+        try:
+            raw = pb.raw()
+        except BufferError:  # not contiguous: only a copy can be stored
+            raw = memoryview(view.tobytes())
+        shuffle = _shuffle_elem(view) if codec == codecs.LZ4 else 0
+        segments.append(_segment(raw, codec, level, shuffle))
+    return segments
+
+
+def _temp_name(path: str) -> str:
+    head, tail = os.path.split(path)
+    return os.path.join(head, f".{tail[:80]}.{uuid.uuid4().hex[:12]}.joblite-tmp")
+
+
+def write_file(value: Any, path: str, codec: int, level: int) -> None:
+    """Write ``value`` to ``path`` atomically: temp file in the same directory, fsync, rename.
+
+    A reader (or a crash at any point) sees the old file, no file, or the complete new one.
+    """
+    segments = serialize(value, codec, level)
+    tmp = _temp_name(path)
+    # O_EXCL: never clobber anything; mode 0o666 so the umask applies as for open()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    os.close(fd)
+    try:
+        _core.write_container(tmp, segments, CHUNK_SIZE, True)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _fsync_dir(directory: str) -> None:
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(value: Any, codec: int, level: int) -> bytes:
+    """The container holding ``value``, in memory."""
+    out: bytes = _core.write_container(None, serialize(value, codec, level), CHUNK_SIZE, False)
+    return out
+
+
+def frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None) -> Any:
+    """numpy's ``_frombuffer`` that keeps ``np.memmap`` buffers as ``np.memmap`` arrays."""
+    import numpy as np
+
+    base, readonly = buf, False
+    if isinstance(buf, memoryview):
+        base, readonly = buf.obj, buf.readonly
+    dtype = np.dtype(dtype)
+    if isinstance(base, np.memmap) and dtype.itemsize and base.size % dtype.itemsize == 0:
+        arr = base.view(dtype)
+    else:
+        arr = np.frombuffer(buf, dtype=dtype)
+    if order == "K" and axis_order is not None:
+        arr = arr.reshape(shape, order="C").transpose(axis_order)
+    else:
+        arr = arr.reshape(shape, order=order)
+    if readonly and arr.flags.writeable:
+        arr.flags.writeable = False
+    return arr
+
+
+class _Unpickler(pickle.Unpickler):
+    """The C unpickler, with numpy's array reconstructor swapped for :func:`frombuffer` and,
+    in safe mode, every other global checked against :mod:`.safe`."""
+
+    def __init__(self, file: Any, buffers: list, safe: Optional[SafeGlobals]) -> None:
+        super().__init__(file, buffers=buffers)
+        self._safe = safe
+
+    def find_class(self, module: str, name: str) -> Any:
+        if self._safe is not None:
+            return self._safe.find_class(module, name)
+        if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
+            return frombuffer
+        return super().find_class(module, name)
+
+
+class ContainerFile:
+    """Reads one container (a file or bytes) back into the object it holds."""
+
+    def __init__(self, path: Optional[str], data: Any = None) -> None:
+        self.path = path
+        if path is not None:
+            self.reader = _core.ContainerReader.open(path)
+        else:
+            self.reader = _core.ContainerReader.from_buffer(data)
+        self.segments = self.reader.segments()
+
+    def _corrupt(self, reason: str) -> CorruptFileError:
+        return CorruptFileError(self.path, reason)
+
+    def _decode_stdlib(self, index: int, codec: int, dst: Any, verify: bool) -> None:
+        out = memoryview(dst).cast("B")
+        starts = []
+        pos = 0
+        for off, stored, raw in self.reader.chunks(index):
+            starts.append((off, stored, raw, pos))
+            pos += raw
+
+        def one(job: tuple) -> None:
+            off, stored, raw, at = job
+            data = self.reader.read_stored(off, stored)
+            if stored != raw:
+                data = codecs.decompress(codec, data, raw)
+            out[at : at + raw] = data
+
+        try:
+            list(codecs.pool().map(one, starts))
+        except (ValueError, OSError, EOFError) as exc:
+            if isinstance(exc, CorruptFileError):
+                raise
+            raise self._corrupt(f"segment {index}: compressed data is damaged ({exc})") from exc
+        if verify:
+            self.reader.verify(index, dst)
+
+    def _read(self, targets: list, verify: bool) -> None:
+        fast = []
+        for index, dst in targets:
+            codec = self.segments[index][0]
+            if codec in (codecs.NONE, codecs.LZ4):
+                fast.append((index, dst))
+            else:
+                self._decode_stdlib(index, codec, dst, verify)
+        if fast:
+            self.reader.read_into(fast, verify)
+
+    def load(self, mmap_mode: Optional[str], allow_pickle: bool, verify: Optional[bool]) -> Any:
+        """Unpickle the object; see :func:`joblite.load` for ``mmap_mode`` and ``verify``."""
+        segs = self.segments
+        stream = bytearray(segs[0][4])
+        self._read([(0, stream)], True)  # the pickle stream is always verified
+        verify_data = (mmap_mode is None) if verify is None else verify
+        mapped_writable = bool(self.reader.flags & _FLAG_MAPPED_WRITABLE)
+        buffers: list[Any] = []
+        if len(segs) > 1:
+            buffers = self._read_buffers(mmap_mode, verify_data, mapped_writable)
+        if allow_pickle and mmap_mode is None:
+            return pickle.loads(stream, buffers=buffers)
+        safe = None if allow_pickle else SafeGlobals()
+        value = _Unpickler(io.BytesIO(stream), buffers, safe).load()
+        if safe is not None:
+            safe.check()
+        return value
+
+    def _read_buffers(self, mmap_mode: Optional[str], verify: bool, mapped_writable: bool) -> list:
+        import numpy as np
+
+        segs = self.segments
+        mm = None
+        if mmap_mode is not None and self.path is not None:
+            if any(s[0] == codecs.NONE and s[4] > 0 for s in segs[1:]):
+                mode = "r+" if mmap_mode == "w+" else mmap_mode
+                if mode == "r+":
+                    _core.mark_mapped_writable(self.path)
+                    mapped_writable = True
+                mm = np.memmap(self.path, dtype=np.uint8, mode=mode)
+        buffers: list[Any] = []
+        targets: list[tuple[int, Any]] = []
+        unverified: list[tuple[int, Any]] = []
+        for index, (codec, _shuffle, offset, _stored, raw) in enumerate(segs[1:], 1):
+            if mm is not None and codec == codecs.NONE:
+                if raw:
+                    view = mm[offset : offset + raw]
+                    view.offset = offset  # where this array's bytes start in the file
+                else:  # a slice of nothing is no longer a memmap
+                    view = np.memmap(self.path, np.uint8, mm.mode, offset, (0,))
+                buffers.append(view)
+                if verify and not mapped_writable:
+                    self.reader.verify(index, view)
+                continue
+            dst = np.empty(raw, dtype=np.uint8)
+            # mmap_mode='r' promises read-only arrays, decompressed ones included
+            buffers.append(memoryview(dst).toreadonly() if mmap_mode == "r" else dst)
+            if codec == codecs.NONE and mapped_writable:
+                unverified.append((index, dst))
+            else:
+                targets.append((index, dst))
+        self._read(targets, verify)
+        self._read(unverified, False)
+        return buffers

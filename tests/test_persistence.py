@@ -1,0 +1,330 @@
+"""dump / load / dumps / loads on the joblite container: round trips, mmap, compression
+arguments, and clear errors for damaged files."""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+import pickle
+import struct
+
+import joblite
+import numpy as np
+import pytest
+from joblite import CorruptFileError
+
+CODECS = [0, True, 5, "lz4", "zlib", "gzip", "bz2", "lzma", "xz", ("zlib", 1), ("lz4", 9)]
+
+
+def sample() -> dict:
+    rng = np.random.default_rng(0)
+    return {
+        "floats": np.round(rng.standard_normal(300_000), 3),  # > 2 chunks
+        "ints": np.arange(50_000, dtype=np.int32) // 7,
+        "fortran": np.asfortranarray(rng.random((30, 40))),
+        "big_endian": np.arange(100, dtype=">f8"),
+        "zero_d": np.array(3.5),
+        "empty": np.empty((0, 4)),
+        "strided": np.arange(100.0)[::3],  # not contiguous: pickled in band
+        "object": np.array([1, "two", None], dtype=object),
+        "structured": np.zeros(5, dtype=[("a", "<i4"), ("b", "<f8")]),
+        "bools": np.array([True, False, True]),
+        "scalar": np.float32(1.5),
+        "python": {"s": "text", "b": b"\x00\x01", "t": (1, 2.0, None), "set": {1, 2}},
+    }
+
+
+def assert_same(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for key, w in want.items():
+        g = got[key]
+        if isinstance(w, np.ndarray):
+            assert isinstance(g, np.ndarray), key
+            assert g.dtype == w.dtype, key
+            assert g.shape == w.shape, key
+            assert np.array_equal(g, w), key
+        else:
+            assert type(g) is type(w) and g == w, key
+
+
+@pytest.mark.parametrize("compress", CODECS, ids=str)
+def test_roundtrip_every_codec(tmp_path, compress):
+    data = sample()
+    path = tmp_path / "data.joblite"
+    assert joblite.dump(data, path, compress=compress) == [str(path)]
+    got = joblite.load(path)
+    assert_same(got, data)
+    assert got["fortran"].flags.f_contiguous
+    assert got["floats"].flags.writeable
+    assert os.listdir(tmp_path) == ["data.joblite"]  # no temp file left
+
+
+@pytest.mark.parametrize("compress", [0, True, "zlib"], ids=str)
+def test_dumps_loads_roundtrip(compress):
+    data = sample()
+    blob = joblite.dumps(data, compress=compress)
+    assert isinstance(blob, bytes)
+    assert_same(joblite.loads(blob), data)
+    assert_same(joblite.loads(memoryview(blob)), data)
+
+
+def test_file_objects(tmp_path):
+    data = sample()
+    buf = io.BytesIO()
+    assert joblite.dump(data, buf, compress=3) is None
+    buf.seek(0)
+    assert_same(joblite.load(buf), data)
+
+
+def test_str_and_pathlib_filenames(tmp_path):
+    joblite.dump([1, 2], str(tmp_path / "a"))
+    joblite.dump([3], pathlib.Path(tmp_path / "b"))
+    assert joblite.load(str(tmp_path / "b")) == [3]
+    assert joblite.load(pathlib.Path(tmp_path / "a")) == [1, 2]
+
+
+def test_compression_shrinks_and_lz4_shuffle_helps_integers(tmp_path):
+    ints = np.arange(2_000_000, dtype=np.int64) // 3
+    sizes = {}
+    for c in (0, True, "zlib"):
+        p = tmp_path / f"f{c}"
+        joblite.dump(ints, p, compress=c)
+        sizes[c] = p.stat().st_size
+    assert sizes[0] > ints.nbytes
+    assert sizes[True] < ints.nbytes / 10  # shuffled lz4: the high bytes vanish
+    assert sizes["zlib"] < ints.nbytes / 2
+
+
+@pytest.mark.parametrize("mode", ["r", "r+", "c", "w+"])
+def test_mmap_uncompressed_gives_memmaps(tmp_path, mode):
+    data = sample()
+    path = tmp_path / "m"
+    joblite.dump(data, path)
+    got = joblite.load(path, mmap_mode=mode)
+    assert_same(got, data)
+    for key in ("floats", "ints", "fortran", "big_endian", "zero_d", "structured", "empty"):
+        assert isinstance(got[key], np.memmap), key
+        assert got[key].filename == str(path.resolve())
+    assert got["fortran"].flags.f_contiguous
+    assert got["floats"].ctypes.data % 64 == 0  # segments are 64-byte aligned
+    assert got["floats"].flags.writeable == (mode != "r")
+
+
+def test_mmap_r_plus_writes_through_and_file_still_loads(tmp_path):
+    path = tmp_path / "m"
+    joblite.dump({"x": np.zeros(1000)}, path)
+    m = joblite.load(path, mmap_mode="r+")
+    m["x"][:] = 7.0
+    m["x"].flush()
+    del m
+    assert (joblite.load(path)["x"] == 7.0).all()  # no stale-checksum error
+    assert (joblite.load(path, mmap_mode="r")["x"] == 7.0).all()
+
+
+def test_mmap_copy_on_write_leaves_file_alone(tmp_path):
+    path = tmp_path / "m"
+    joblite.dump(np.ones(100), path)
+    m = joblite.load(path, mmap_mode="c")
+    m[:] = 5
+    assert (joblite.load(path) == 1).all()
+
+
+@pytest.mark.parametrize("compress", [True, "zlib"], ids=str)
+def test_mmap_of_compressed_arrays_decompresses(tmp_path, compress):
+    data = sample()
+    path = tmp_path / "c"
+    joblite.dump(data, path, compress=compress)
+    got = joblite.load(path, mmap_mode="r")
+    assert_same(got, data)
+    assert not isinstance(got["floats"], np.memmap)
+    assert not got["floats"].flags.writeable  # 'r' stays read-only
+    assert joblite.load(path, mmap_mode="c")["floats"].flags.writeable
+
+
+def test_mmap_is_lazy_for_a_large_array(tmp_path):
+    path = tmp_path / "big"
+    joblite.dump(np.zeros(8 << 20), path)  # 64 MiB
+    got = joblite.load(path, mmap_mode="r")
+    assert isinstance(got, np.memmap) and got.shape == (8 << 20,)
+
+
+def test_readonly_arrays_stay_readonly(tmp_path):
+    a = np.arange(10.0)
+    a.flags.writeable = False
+    joblite.dump(a, tmp_path / "ro")
+    for mode in (None, "r", "c"):
+        got = joblite.load(tmp_path / "ro", mmap_mode=mode)
+        assert np.array_equal(got, a)
+        assert not got.flags.writeable
+
+
+def test_many_small_arrays_and_objects(tmp_path):
+    data = {
+        "arrays": [np.arange(i) for i in range(300)],
+        "objs": [(i, str(i)) for i in range(10_000)],
+    }
+    joblite.dump(data, tmp_path / "s", compress=True)
+    got = joblite.load(tmp_path / "s", mmap_mode="r")
+    assert all(np.array_equal(g, w) for g, w in zip(got["arrays"], data["arrays"]))
+    assert got["objs"] == data["objs"]
+
+
+# --- compress argument --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad", ["snappy", ("zlib", 10), ("lz4", -1), 10, -1, ("zlib",), 1.5, ("zstd", 3), (3, 3)]
+)
+def test_bad_compress_raises_value_error_listing_accepted(tmp_path, bad):
+    with pytest.raises(ValueError, match="lz4") as exc:
+        joblite.dump([1], tmp_path / "x", compress=bad)
+    assert "zlib" in str(exc.value) and "bz2" in str(exc.value)
+    assert not (tmp_path / "x").exists()
+
+
+def segment_codecs(path) -> set:
+    from joblite import _core
+
+    return {s[0] for s in _core.ContainerReader.open(str(path)).segments()}
+
+
+@pytest.mark.parametrize(
+    "name,codec",
+    [("a.z", 2), ("a.gz", 2), ("a.bz2", 3), ("a.lzma", 4), ("a.xz", 4), ("a.lz4", 1), ("a.pkl", 0)],
+)
+def test_extension_picks_the_codec(tmp_path, name, codec):
+    path = tmp_path / name
+    joblite.dump(np.arange(1000), path)
+    assert segment_codecs(path) == {codec}
+    assert np.array_equal(joblite.load(path), np.arange(1000))
+
+
+def test_explicit_compress_beats_extension(tmp_path):
+    joblite.dump(np.arange(1000), tmp_path / "a.gz", compress="bz2")
+    assert segment_codecs(tmp_path / "a.gz") == {3}
+    joblite.dump(np.arange(1000), tmp_path / "b.gz", compress=("zlib", 0))
+    assert segment_codecs(tmp_path / "b.gz") == {0}
+
+
+def test_protocol_argument_is_accepted(tmp_path):
+    joblite.dump({"a": 1}, tmp_path / "p", protocol=2)
+    assert joblite.load(tmp_path / "p") == {"a": 1}
+
+
+def test_bad_mmap_mode(tmp_path):
+    joblite.dump(1, tmp_path / "x")
+    with pytest.raises(ValueError, match="mmap_mode"):
+        joblite.load(tmp_path / "x", mmap_mode="rw")
+
+
+def test_unpicklable_value_leaves_nothing(tmp_path):
+    joblite.dump("old", tmp_path / "x")
+    with pytest.raises((pickle.PicklingError, TypeError, AttributeError)):
+        joblite.dump(lambda: 1, tmp_path / "x")
+    assert joblite.load(tmp_path / "x") == "old"
+    assert os.listdir(tmp_path) == ["x"]
+
+
+# --- damaged files --------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def valid(tmp_path):
+    path = tmp_path / "valid.joblite"
+    joblite.dump({"a": np.arange(100_000.0), "b": list(range(100))}, path, compress=True)
+    return path
+
+
+def expect_corrupt(path, match: str, **kw) -> CorruptFileError:
+    with pytest.raises(CorruptFileError, match=match) as exc:
+        joblite.load(path, **kw)
+    assert isinstance(exc.value, ValueError)
+    assert exc.value.path == str(path)
+    return exc.value
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "e").write_bytes(b"")
+    expect_corrupt(tmp_path / "e", "empty")
+
+
+def test_directory(tmp_path):
+    expect_corrupt(tmp_path, "directory")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        joblite.load(tmp_path / "nope")
+
+
+def test_wrong_magic(tmp_path):
+    (tmp_path / "w").write_bytes(b"hello, this is not a pickle or container at all")
+    expect_corrupt(tmp_path / "w", "not a")
+
+
+@pytest.mark.parametrize("compress", [0, True, "zlib"], ids=str)
+def test_every_truncation_is_reported(tmp_path, compress):
+    path = tmp_path / "t"
+    joblite.dump({"a": np.arange(1000.0), "b": "x" * 100}, path, compress=compress)
+    data = path.read_bytes()
+    cut = tmp_path / "cut"
+    for n in sorted({1, 7, 8, 63, 64, 65, 200, len(data) // 2, len(data) - 57, len(data) - 1}):
+        cut.write_bytes(data[:n])
+        expect_corrupt(cut, ".")
+
+
+@pytest.mark.parametrize("mmap_mode", [None, "r"])
+def test_flipped_bytes_anywhere_are_caught(valid, tmp_path, mmap_mode):
+    """Header, table, trailer: a flipped bit is always an error. Compressed data: an error,
+    or (when lz4 decodes the flipped byte to the same output, e.g. another offset into a run
+    of zeros) the right data: never wrong data."""
+    data = valid.read_bytes()
+    want = joblite.load(valid)
+    bad = tmp_path / "bad"
+    rng = np.random.default_rng(1)
+    structure = [0, 5, 9, 12, 20, 63, *range(len(data) - 60, len(data))]
+    payload = rng.integers(64, len(data) - 60, 60).tolist()
+    for pos in structure + payload:
+        flipped = bytearray(data)
+        flipped[pos] ^= 0x04
+        bad.write_bytes(bytes(flipped))
+        try:
+            got = joblite.load(bad, mmap_mode=mmap_mode, verify=True)
+        except CorruptFileError as exc:
+            assert exc.path == str(bad)
+        else:
+            assert pos not in structure, pos
+            assert np.array_equal(got["a"], want["a"]) and got["b"] == want["b"], pos
+
+
+def test_mmap_load_skips_data_checksum_unless_asked(tmp_path):
+    path = tmp_path / "u"
+    joblite.dump(np.zeros(10_000), path)
+    data = bytearray(path.read_bytes())
+    seg_offset = data.index(b"\x00" * 8, 128)  # inside the array segment
+    data[seg_offset + 1000] = 1
+    path.write_bytes(bytes(data))
+    expect_corrupt(path, "checksum")  # full load verifies
+    assert joblite.load(path, mmap_mode="r").sum() > 0  # mmap load does not read the data
+    expect_corrupt(path, "checksum", mmap_mode="r", verify=True)
+
+
+def test_huge_declared_table_length_is_rejected(tmp_path, valid):
+    """A trailer claiming a 2**62-byte table is caught before any allocation of that size.
+    (Declared segment sizes are bounded the same way; see the Rust unit tests, which can
+    re-sign the table.)"""
+    data = bytearray(valid.read_bytes())
+    struct.pack_into("<Q", data, len(data) - 48, 1 << 62)
+    bad = tmp_path / "huge"
+    bad.write_bytes(bytes(data))
+    expect_corrupt(bad, "outside")
+
+
+def test_loads_rejects_garbage():
+    with pytest.raises(CorruptFileError, match="empty"):
+        joblite.loads(b"")
+    blob = joblite.dumps(np.arange(10))
+    with pytest.raises(CorruptFileError) as exc:
+        joblite.loads(blob[:-1])
+    assert exc.value.path is None
