@@ -187,13 +187,15 @@ def test_sigkill_during_writes(tmp_path):
     assert_consistent(location)
 
 
-def _damage_setup(tmp_path, **cache_kwargs):
+def _damage_setup(tmp_path, kind="array", **cache_kwargs):
     mem = Memory(tmp_path, verbose=0)
     calls = []
 
     @mem.cache(**cache_kwargs)
     def f(x):
         calls.append(x)
+        if kind == "small":  # stored as a small pickle record, not a container
+            return {"n": x, "name": "x" * 50}
         return np.arange(x, dtype=np.float64)
 
     f(100)
@@ -201,26 +203,35 @@ def _damage_setup(tmp_path, **cache_kwargs):
     return f, calls, entry
 
 
+def _assert_right(out):
+    if isinstance(out, dict):
+        assert out == {"n": 100, "name": "x" * 50}
+    else:
+        np.testing.assert_array_equal(out, np.arange(100.0))
+
+
 def _check_recovers(f, calls, match):
     with pytest.warns(CacheWarning, match=match) as rec:
         out = f(100)
     assert len(rec) == 1
-    np.testing.assert_array_equal(out, np.arange(100.0))
+    _assert_right(out)
     assert len(calls) == 2
-    np.testing.assert_array_equal(f(100), np.arange(100.0))  # replaced: a clean hit now
+    _assert_right(f(100))  # replaced: a clean hit now
     assert len(calls) == 2
 
 
-def test_corrupted_result_file(tmp_path):
-    f, calls, entry = _damage_setup(tmp_path)
+@pytest.mark.parametrize("kind", ["array", "small"])
+def test_corrupted_result_file(tmp_path, kind):
+    f, calls, entry = _damage_setup(tmp_path, kind)
     data = bytearray((entry / "output.v1").read_bytes())
-    data[: len(data) // 2] = os.urandom(len(data) // 2)
+    data[len(data) // 2 :] = os.urandom(len(data) - len(data) // 2)
     (entry / "output.v1").write_bytes(bytes(data))
     _check_recovers(f, calls, "cannot load")
 
 
-def test_truncated_result_file(tmp_path):
-    f, calls, entry = _damage_setup(tmp_path)
+@pytest.mark.parametrize("kind", ["array", "small"])
+def test_truncated_result_file(tmp_path, kind):
+    f, calls, entry = _damage_setup(tmp_path, kind)
     data = (entry / "output.v1").read_bytes()
     (entry / "output.v1").write_bytes(data[: len(data) // 3])
     _check_recovers(f, calls, "cannot load")

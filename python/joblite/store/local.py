@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import atexit
 import errno
+import hashlib
 import json
 import os
+import pickle
 import shutil
 import socket
 import tempfile
@@ -27,7 +29,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 from ..exceptions import CorruptFileError
-from ..persistence import dump, load
+from ..persistence import dump, load, loads
 from .base import EntryInfo, StoreBackendBase
 
 __all__ = ["FORMAT_VERSION", "FileSystemStore"]
@@ -37,7 +39,36 @@ OUTPUT_NAME = f"output.v{FORMAT_VERSION}"
 METADATA_NAME = "metadata.json"
 CODE_NAME = "func_code.py"
 ACCESS_LOG = "access.log"
+#: results up to this size are read in one go and decoded from memory (cheapest hit)
+SMALL_RESULT = 1 << 20
 _HOST = socket.gethostname()
+# Small results without large buffers (numbers, short strings, small dicts: most cache hits)
+# are stored as a checksummed pickle record instead of a container: decoding it costs a
+# fraction of a microsecond instead of several. Layout: magic, 16-byte blake2b of the pickle,
+# the pickle (protocol 5).
+_SMALL_MAGIC = b"JLTSMALL1\n"
+_SMALL_LIMIT = 64 * 1024
+
+
+def _encode_small(value: Any) -> Optional[bytes]:
+    buffers: list = []
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    except Exception:
+        return None  # let dump raise its own, clearer error
+    if buffers or len(data) > _SMALL_LIMIT:
+        return None  # arrays go to the container (aligned, mmap-able, chunked)
+    return _SMALL_MAGIC + hashlib.blake2b(data, digest_size=16).digest() + data
+
+
+def _decode_small(path: str, data: bytes) -> Any:
+    start = len(_SMALL_MAGIC)
+    digest, body = data[start : start + 16], data[start + 16 :]
+    if len(digest) != 16 or hashlib.blake2b(body, digest_size=16).digest() != digest:
+        raise CorruptFileError(path, "cached result is truncated or damaged (checksum mismatch)")
+    return pickle.loads(body)
+
+
 _live_stores: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -103,8 +134,7 @@ class FileSystemStore(StoreBackendBase):
         self.location = ""
         self.verbose = 0
         self._func_dirs: dict[str, str] = {}
-        self._access: dict[str, list[str]] = {}
-        self._access_count = 0
+        self._pending: list[tuple[str, str, float]] = []
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
         self.stale_lock_after = 3600.0
@@ -159,6 +189,23 @@ class FileSystemStore(StoreBackendBase):
         """The stored result (``KeyError`` if absent)."""
         path = os.path.join(self.func_dir(func_id), key[:3], key[3:], OUTPUT_NAME)
         try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        try:
+            size = os.fstat(fd).st_size
+            small = size <= SMALL_RESULT and mmap_mode is None
+            data = os.read(fd, size if small else len(_SMALL_MAGIC))
+        finally:
+            os.close(fd)
+        if data.startswith(_SMALL_MAGIC):
+            if not small:
+                with open(path, "rb") as f:
+                    data = f.read()
+            return _decode_small(path, data)
+        if small and len(data) == size:
+            return loads(data)  # one open, one read: the cheapest hit for a container
+        try:
             return load(path, mmap_mode=mmap_mode)
         except FileNotFoundError:
             raise KeyError(key) from None
@@ -196,7 +243,12 @@ class FileSystemStore(StoreBackendBase):
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".tmp-{key[3:]}-{os.getpid()}-", dir=parent)
         try:
-            dump(output, os.path.join(tmp, OUTPUT_NAME), compress=compress)
+            small = _encode_small(output) if not compress else None
+            if small is not None:
+                with open(os.path.join(tmp, OUTPUT_NAME), "wb") as f:
+                    f.write(small)
+            else:
+                dump(output, os.path.join(tmp, OUTPUT_NAME), compress=compress)
             size = 0
             for entry in os.scandir(tmp):
                 size += entry.stat().st_size
@@ -251,12 +303,12 @@ class FileSystemStore(StoreBackendBase):
 
     def clear_func(self, func_id: str) -> None:
         """Remove a function's entries, code and access log."""
-        self._access.pop(func_id, None)
+        self._pending = [p for p in self._pending if p[0] != func_id]
         _remove_tree(self.func_dir(func_id))
 
     def clear(self) -> None:
         """Remove everything under the location."""
-        self._access.clear()
+        self._pending = []
         try:
             names = os.listdir(self.location)
         except FileNotFoundError:
@@ -289,22 +341,19 @@ class FileSystemStore(StoreBackendBase):
     # -------------------------------------------------------------- access
     def record_access(self, func_id: str, key: str) -> None:
         """Buffer an access record; appended to the function's access.log now and then."""
-        line = f"{key}\t{time.time():.3f}\n"
-        buf = self._access.get(func_id)
-        if buf is None:
-            buf = self._access[func_id] = []
-        buf.append(line)
-        self._access_count += 1
-        if self._access_count >= 4096 or time.monotonic() - self._last_flush > self.flush_interval:
+        self._pending.append((func_id, key, time.time()))
+        if len(self._pending) >= 4096 or time.monotonic() - self._last_flush > self.flush_interval:
             self.flush()
 
     def flush(self) -> None:
         """Append buffered access records (best effort: a failure loses only LRU precision)."""
         with self._lock:
-            pending, self._access = self._access, {}
-            self._access_count = 0
+            pending, self._pending = self._pending, []
             self._last_flush = time.monotonic()
-        for func_id, lines in pending.items():
+        by_func: dict[str, list[str]] = {}
+        for func_id, key, when in pending:
+            by_func.setdefault(func_id, []).append(f"{key}\t{when:.3f}\n")
+        for func_id, lines in by_func.items():
             path = os.path.join(self.func_dir(func_id), ACCESS_LOG)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
