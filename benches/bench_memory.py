@@ -68,7 +68,7 @@ def test_hit_100mib_array_arg(benchmark, cache_dir, lib):
     benchmark.pedantic(f, args=(x,), rounds=8, iterations=1, warmup_rounds=1)
 
 
-@pytest.mark.parametrize("lib", [*LIBS, "limit: np.load"])
+@pytest.mark.parametrize("lib", [*LIBS, "joblite verify=False", "limit: np.load"])
 def test_hit_100mib_result(benchmark, cache_dir, lib):
     benchmark.group = "memory hit: 100 MiB array result, loaded"
     if lib.startswith("limit"):
@@ -76,7 +76,9 @@ def test_hit_100mib_result(benchmark, cache_dir, lib):
         np.save(path, make_array(100 * MIB))
         out = benchmark.pedantic(np.load, args=(path,), rounds=8, iterations=1, warmup_rounds=1)
     else:
-        f = LIBS[lib].Memory(cache_dir, verbose=0).cache(make_array)
+        options = {"verify": False} if "verify=False" in lib else None
+        mem = LIBS[lib.split()[0]].Memory(cache_dir, verbose=0, backend_options=options)
+        f = mem.cache(make_array)
         f(100 * MIB)
         out = benchmark.pedantic(f, args=(100 * MIB,), rounds=8, iterations=1, warmup_rounds=1)
     assert out.nbytes == 100 * MIB

@@ -301,3 +301,25 @@ def test_disk_full(small_tmpfs):
     mem.clear(warn=False)
     assert block(0)[0] == 0 and block.check_call_in_cache(0)
     shutil.rmtree(small_tmpfs / "joblite", ignore_errors=True)
+
+
+def test_large_result_damage_detected_by_default(tmp_path):
+    mem = Memory(tmp_path, verbose=0)
+    calls = []
+
+    @mem.cache
+    def big(n):
+        calls.append(n)
+        return np.arange(n, dtype=np.float64)  # 2 MiB: loaded through joblite.load
+
+    big(1 << 18)
+    path = Path(mem.store_backend.entry_dir(big.func_id, big._get_args_id(1 << 18))) / "output.v1"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the array data
+    path.write_bytes(bytes(data))
+    with pytest.warns(CacheWarning, match="cannot load") as rec:
+        out = big(1 << 18)
+    assert len(rec) == 1 and len(calls) == 2
+    np.testing.assert_array_equal(out, np.arange(1 << 18, dtype=np.float64))
+    fast = Memory(tmp_path, verbose=0, backend_options={"verify": False}).cache(big.func)
+    np.testing.assert_array_equal(fast(1 << 18), out)  # the option still loads right data
