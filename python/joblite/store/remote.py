@@ -40,6 +40,8 @@ ACCESS_DIR = "access"
 ORPHAN_AGE = 3600.0
 # merge a function's access logs into one once there are more than this many
 ACCESS_LOGS_TO_COMPACT = 64
+# filesystems that cache directory listings unless told not to
+_LISTING_CACHED = {"s3", "s3a", "gs", "gcs", "abfs", "az", "adl", "http", "https"}
 
 
 class FsspecStore(StoreBackendBase):
@@ -80,6 +82,10 @@ class FsspecStore(StoreBackendBase):
         self.flush_interval = float(options.pop("access_flush_interval", 5.0))
         options.pop("compress", None)  # a Memory option some callers pass along
         storage_options.update(options)
+        protocol = fsspec.core.split_protocol(str(location))[0]
+        if protocol in _LISTING_CACHED:
+            # Other machines add and remove entries: a cached listing would hide them.
+            storage_options.setdefault("use_listings_cache", False)
         self.location = str(location)
         self.fs, root = fsspec.core.url_to_fs(self.location, **storage_options)
         self.root = root.rstrip("/")
@@ -281,6 +287,19 @@ class FsspecStore(StoreBackendBase):
                 duration=float(duration) if isinstance(duration, (int, float)) else None,
                 metadata_ok=ok,
             )
+
+    def list_functions(self) -> list[str]:
+        """The ``func_id`` of every function with an entry or stored code."""
+        found = set()
+        for path in self._listing(None):
+            rel = path[len(self.root) + 1 :]
+            parts = rel.split("/")
+            if parts[-1] == FUNC_CODE_NAME and len(parts) >= 3:
+                found.add("/".join(parts[:-1]))
+            split = self._split(path)
+            if split is not None:
+                found.add(split[0])
+        return sorted(found)
 
     def remove_entries(self, entries: Iterable[EntryInfo]) -> None:
         for e in entries:
