@@ -31,6 +31,9 @@ def _record(benchmark, key: str) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def print_ratios():
+    # joblib's vendored loky must start its resource tracker before the loky package
+    # does, or joblib's tracker prints spurious KeyErrors (two loky copies in one process).
+    joblib.Parallel(n_jobs=N_JOBS)(joblib.delayed(abs)(-1) for _ in range(2))
     yield
     lines = ["", "Parallel benchmark ratios (min times, joblib / joblite; > 1: joblite faster)"]
 

@@ -241,6 +241,24 @@ def test_read_only_mapping_refuses_writes(backend, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def thread_limits(_):
+    from threadpoolctl import threadpool_info
+
+    return os.environ.get("OMP_NUM_THREADS"), [p["num_threads"] for p in threadpool_info()]
+
+
+@pytest.mark.parametrize("backend", PROCESS_BACKENDS)
+def test_process_workers_cap_blas_threads(backend):
+    expected = max(joblite.cpu_count() // 2, 1)
+    out = Parallel(n_jobs=2, backend=backend)(delayed(thread_limits)(i) for i in range(2))
+    for env_value, counts in out:
+        assert env_value == str(expected)
+        assert all(n <= expected for n in counts)
+    with joblite.parallel_config(inner_max_num_threads=1):
+        out = Parallel(n_jobs=2, backend=backend)(delayed(thread_limits)(i) for i in range(2))
+    assert all(env_value == "1" and max(counts, default=1) == 1 for env_value, counts in out)
+
+
 def make_array(i, n):
     return np.full(n, float(i))
 
