@@ -34,7 +34,7 @@ def slow_square(x, delay=0.01):
 
 
 def worker_identity(_):
-    return os.getpid(), threading.current_thread().name
+    return os.getpid(), threading.get_ident()
 
 
 def inner_call(x):
@@ -171,16 +171,20 @@ def test_nested_calls_do_not_oversubscribe(backend):
 
 
 def test_second_level_nesting_is_sequential():
-    def level2(x):
-        return threading.current_thread().name, x
+    def leaf(_):
+        return threading.get_ident()
 
-    def level1(x):
-        return Parallel(n_jobs=2, backend="threading")(delayed(level2)(x) for _ in range(2))
+    def middle(_):
+        # two levels down: runs in this very thread, whatever n_jobs says
+        return threading.get_ident(), Parallel(n_jobs=2)(delayed(leaf)(i) for i in range(4))
 
-    out = Parallel(n_jobs=2, backend="threading")(delayed(level1)(i) for i in range(2))
+    def top(_):
+        return Parallel(n_jobs=2)(delayed(middle)(i) for i in range(2))
+
+    out = Parallel(n_jobs=2, backend="threading")(delayed(top)(i) for i in range(2))
     for pairs in out:
-        # level 2 runs in the level-1 worker's thread, not in yet more threads
-        assert len({name for name, _ in pairs}) == 1
+        for ident, leaves in pairs:
+            assert leaves == [ident] * 4
 
 
 @pytest.mark.parametrize("backend", POOL_BACKENDS)
@@ -397,43 +401,44 @@ def test_cpu_count_honours_affinity():
     assert out.stdout.strip() == "1"
 
 
+def where_tasks_run(**kwargs) -> str:
+    pid, thread = Parallel(n_jobs=2, **kwargs)([delayed(worker_identity)(0)])[0]
+    if pid != os.getpid():
+        return "processes"
+    return "caller" if thread == threading.get_ident() else "threads"
+
+
 def test_parallel_config_is_nestable_and_thread_local():
-    names = {}
-
-    def backend_name():
-        return type(Parallel(n_jobs=2)._backend).__name__
-
+    seen = {}
     with joblite.parallel_config(backend="threading", verbose=0):
-        assert backend_name() == "ThreadingBackend"
+        assert where_tasks_run() == "threads"
         with joblite.parallel_config(backend="sequential"):
-            assert backend_name() == "SequentialBackend"
-        assert backend_name() == "ThreadingBackend"
-        thread = threading.Thread(target=lambda: names.setdefault("other", backend_name()))
+            assert where_tasks_run() == "caller"
+        assert where_tasks_run() == "threads"
+        thread = threading.Thread(target=lambda: seen.setdefault("other", where_tasks_run()))
         thread.start()
         thread.join()
-    assert names["other"] == "LokyBackend"
-    assert backend_name() == "LokyBackend"
+    assert seen["other"] == "processes"
+    assert where_tasks_run() == "processes"
     with joblite.parallel_backend("threading", n_jobs=2) as (backend, n_jobs):
-        assert type(backend).__name__ == "ThreadingBackend" and n_jobs == 2
+        assert isinstance(backend, joblite.ParallelBackendBase) and n_jobs == 2
         assert Parallel().n_jobs == 2
+        assert where_tasks_run() == "threads"
     config = joblite.parallel_config(backend="sequential")
-    assert backend_name() == "SequentialBackend"
+    assert where_tasks_run() == "caller"
     config.unregister()
-    assert backend_name() == "LokyBackend"
+    assert where_tasks_run() == "processes"
 
 
 def test_prefer_and_require():
-    def kind(**kwargs):
-        return type(Parallel(n_jobs=2, **kwargs)._backend).__name__
-
-    assert kind() == "LokyBackend"
-    assert kind(prefer="threads") == "ThreadingBackend"
-    assert kind(prefer="processes") == "LokyBackend"
-    assert kind(require="sharedmem") == "ThreadingBackend"
-    assert kind(prefer="threads", backend="loky") == "LokyBackend"
+    assert where_tasks_run() == "processes"
+    assert where_tasks_run(prefer="threads") == "threads"
+    assert where_tasks_run(prefer="processes") == "processes"
+    assert where_tasks_run(require="sharedmem") == "threads"
+    assert where_tasks_run(prefer="threads", backend="loky") == "processes"
     with joblite.parallel_config(backend="loky"):
-        assert kind(require="sharedmem") == "ThreadingBackend"
-        assert kind(prefer="threads") == "LokyBackend"
+        assert where_tasks_run(require="sharedmem") == "threads"
+        assert where_tasks_run(prefer="threads") == "processes"
     with pytest.raises(ValueError, match="shared memory"):
         Parallel(backend="loky", require="sharedmem")
 
