@@ -126,13 +126,14 @@ def test_large_argument(benchmark, lib):
     mod = LIBS[lib]
     benchmark.group = "parallel (c) 200 x sum(10 MiB array), loky"
     a = np.random.default_rng(0).random(10 * 2**20 // 8)
-    parallel = mod.Parallel(n_jobs=N_JOBS, backend="loky")
-    parallel(mod.delayed(array_sum)(a[:10]) for _ in range(4))
+    # A context manager, as joblib recommends for repeated calls on one pool.
+    with mod.Parallel(n_jobs=N_JOBS, backend="loky") as parallel:
+        parallel(mod.delayed(array_sum)(a[:10]) for _ in range(4))
 
-    def run():
-        return parallel(mod.delayed(array_sum)(a) for _ in range(200))
+        def run():
+            return parallel(mod.delayed(array_sum)(a) for _ in range(200))
 
-    out = benchmark.pedantic(run, rounds=5, iterations=1)
+        out = benchmark.pedantic(run, rounds=5, iterations=1)
     assert out[0] == pytest.approx(a.sum())
     _record(benchmark, f"sum10-{lib}")
 
@@ -148,14 +149,14 @@ def make_16mib(i: int) -> np.ndarray:
 def test_large_results(benchmark, lib):
     mod = LIBS[lib]
     benchmark.group = "parallel (d) 64 x 16 MiB results, loky"
-    parallel = mod.Parallel(n_jobs=N_JOBS, backend="loky")
-    parallel(mod.delayed(make_16mib)(i) for i in range(2))
+    with mod.Parallel(n_jobs=N_JOBS, backend="loky") as parallel:
+        parallel(mod.delayed(make_16mib)(i) for i in range(2))
 
-    def run():
-        out = parallel(mod.delayed(make_16mib)(i) for i in range(64))
-        return [float(x[-1]) for x in out]  # touch every result
+        def run():
+            out = parallel(mod.delayed(make_16mib)(i) for i in range(64))
+            return [float(x[-1]) for x in out]  # touch every result
 
-    out = benchmark.pedantic(run, rounds=3, iterations=1)
+        out = benchmark.pedantic(run, rounds=3, iterations=1)
     assert out == [float(i) for i in range(64)]
     _record(benchmark, f"res16-{lib}")
 

@@ -161,6 +161,17 @@ class parallel_backend(parallel_config):
 
     Same as :class:`parallel_config` but ``n_jobs`` defaults to -1 and entering the
     context gives ``(backend, n_jobs)``.
+
+    Parameters
+    ----------
+    backend : str or ParallelBackendBase
+        The backend name or instance.
+    n_jobs : int, default -1
+        Default number of workers.
+    inner_max_num_threads : int, optional
+        Cap on BLAS/OpenMP threads in each process worker.
+    **backend_params
+        Passed to the backend's constructor.
     """
 
     def __init__(
@@ -219,6 +230,16 @@ def cpu_count(only_physical_cores: bool = False) -> int:
 def effective_n_jobs(n_jobs: Optional[int] = -1) -> int:
     """Number of workers Parallel would use for ``n_jobs`` with the active backend.
 
+    Parameters
+    ----------
+    n_jobs : int or None, default -1
+        As in :class:`Parallel`; ``None`` takes :func:`parallel_config`'s value (else 1).
+
+    Returns
+    -------
+    int
+        At least 1.
+
     Examples
     --------
     >>> from joblite import effective_n_jobs
@@ -269,6 +290,13 @@ def wrap_non_picklable_objects(obj: Any, keep_wrapper: bool = True) -> Any:
 
     Only needed with a pickler that is not cloudpickle: joblite's process backends already
     send lambdas, closures and ``__main__`` functions with cloudpickle.
+
+    Parameters
+    ----------
+    obj : callable or type
+        The function or class to wrap.
+    keep_wrapper : bool, default True
+        Keep the wrapper once unpickled in the worker (else the bare object comes back).
     """
     from loky import wrap_non_picklable_objects as wrap
 
