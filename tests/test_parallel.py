@@ -467,6 +467,16 @@ def test_bad_arguments_are_named(kwargs, words):
         Parallel(**kwargs)
 
 
+@pytest.mark.parametrize("backend", ["sequential", "threading"])
+def test_tasks_that_are_not_delayed_calls_are_named(backend):
+    with pytest.raises(TypeError, match="delayed"):
+        Parallel(n_jobs=2, backend=backend)([square, square])
+
+
+def test_numpy_integers_are_valid_n_jobs():
+    assert Parallel(n_jobs=np.int64(2), backend="threading").n_jobs == 2
+
+
 def test_bad_pre_dispatch_is_named():
     with pytest.raises(ValueError, match="pre_dispatch"):
         Parallel(n_jobs=2, backend="threading", pre_dispatch="__import__('os')")(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import numbers
 import operator
 import threading
 from collections.abc import Iterable
@@ -447,7 +448,7 @@ class Parallel:
 
         n_jobs = pick(n_jobs, "n_jobs")
         if n_jobs is not None and (
-            isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, float)) or n_jobs == 0
+            isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Real) or n_jobs == 0
         ):
             raise ValueError(f"n_jobs must be a non-zero int or None, got {n_jobs!r}")
         self._backend, self.n_jobs = self._choose_backend(backend, config, backend_kwargs, n_jobs)
@@ -478,7 +479,7 @@ class Parallel:
             chosen = _make_backend(DEFAULT_BACKEND, level, config)
         if n_jobs is None:
             n_jobs = 1
-        elif isinstance(n_jobs, float):
+        else:
             n_jobs = int(n_jobs)
             if n_jobs == 0:
                 raise ValueError("n_jobs must be a non-zero int or None, got 0")
