@@ -44,6 +44,12 @@ def print_ratios():
 
     for backend in ("loky", "threading"):
         ratio(f"(a) 100k sqrt, {backend}", f"tiny-{backend}-joblite", f"tiny-{backend}-joblib")
+    if "tiny-threading-executor" in _best and "tiny-threading-joblite" in _best:
+        lines.append(
+            "  (a) 100k sqrt: ThreadPoolExecutor.map "
+            f"{_best['tiny-threading-executor']:.4f}s, joblite threading "
+            f"x{_best['tiny-threading-executor'] / _best['tiny-threading-joblite']:.2f} faster"
+        )
     ratio("(c) 200 x sum(10 MiB array), loky", "sum10-joblite", "sum10-joblib")
     ratio("(d) 64 x 16 MiB results, loky", "res16-joblite", "res16-joblib")
     for lib in LIBS:
@@ -81,6 +87,19 @@ def test_tiny_tasks(benchmark, lib, backend):
     out = benchmark.pedantic(run, rounds=rounds, iterations=1)
     assert out[-1] == math.sqrt(99_999)
     _record(benchmark, f"tiny-{backend}-{lib}")
+
+
+def test_tiny_tasks_thread_pool_executor(benchmark):
+    """Per-task overhead of the standard library's thread pool, for comparison with (a)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    benchmark.group = "parallel (a) 100k sqrt threading"
+    with ThreadPoolExecutor(N_JOBS) as executor:
+        out = benchmark.pedantic(
+            lambda: list(executor.map(math.sqrt, range(100_000))), rounds=3, iterations=1
+        )
+    assert out[-1] == math.sqrt(99_999)
+    _record(benchmark, "tiny-threading-executor")
 
 
 # -- (b) parallel efficiency on ~1 ms pure-Python tasks -----------------------------

@@ -335,6 +335,7 @@ def test_callback_progress_and_verbose(backend, capsys):
         delayed(square)(i) for i in range(50)
     )
     assert out == [i * i for i in range(50)]
+    assert all(isinstance(event, joblite.parallel.ProgressEvent) for event in events)
     covered = sorted(i for event in events for i in event.indices)
     assert covered == list(range(50))
     assert events[-1].n_completed == 50

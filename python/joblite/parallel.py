@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from typing import Any, Callable, Optional, Union
 
 from .backends import BACKENDS, ParallelBackendBase, get_backend_factory
+from .backends._progress import ProgressEvent
 from .backends.base import nesting
 
 __all__ = [
     "Parallel",
+    "ProgressEvent",
     "cpu_count",
     "delayed",
     "effective_n_jobs",
@@ -382,8 +384,8 @@ class Parallel:
     progress : bool, default False
         Show a progress bar (tqdm when installed, else a plain stderr line).
     callback : callable, optional
-        Called with a :class:`~joblite.backends._progress.ProgressEvent` after each
-        completed batch, in the calling thread.
+        Called with a :class:`~joblite.parallel.ProgressEvent` after each completed
+        batch, in the calling thread.
     return_exceptions : bool, default False
         Put the exception raised by a task in its result slot instead of aborting.
     **backend_kwargs
