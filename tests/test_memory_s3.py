@@ -247,10 +247,9 @@ def test_reduce_size_and_cli_on_the_bucket(s3_location, s3_endpoint):
     cached = mem.cache(item)
     for i in range(5):
         cached(i)
-    cli_options = json.dumps(options["storage_options"])
+    cli_args = ["--storage-options", json.dumps(options["storage_options"])]
     out = subprocess.run(
-        [sys.executable, "-m", "joblite", "cache", "info", location, "--json"]
-        + ["--storage-options", cli_options],
+        [sys.executable, "-m", "joblite", "cache", "info", location, "--json", *cli_args],
         capture_output=True,
         text=True,
     )
@@ -260,8 +259,7 @@ def test_reduce_size_and_cli_on_the_bucket(s3_location, s3_endpoint):
     mem.reduce_size(items_limit=2)
     assert sum(cached.check_call_in_cache(i) for i in range(5)) == 2
     out = subprocess.run(
-        [sys.executable, "-m", "joblite", "cache", "clear", location, "--json"]
-        + ["--storage-options", cli_options],
+        [sys.executable, "-m", "joblite", "cache", "clear", location, "--json", *cli_args],
         capture_output=True,
         text=True,
     )
