@@ -26,7 +26,7 @@ def main() -> None:
     from moto.server import ThreadedMotoServer
 
     # 1. Parallel on a cluster: the same code, one context manager.
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
         with Client(cluster), joblite.parallel_config(backend="dask"):
             squares = joblite.Parallel()(joblite.delayed(slow_square)(i) for i in range(100))
             data = np.random.default_rng(0).standard_normal((100_000, 16))  # 12.8 MB
