@@ -225,9 +225,12 @@ class ContainerFile:
         targets: list[tuple[int, Any]] = []
         unverified: list[tuple[int, Any]] = []
         for index, (codec, _shuffle, offset, _stored, raw) in enumerate(segs[1:], 1):
-            if mm is not None and codec == codecs.NONE and raw > 0:
-                view = mm[offset : offset + raw]
-                view.offset = offset  # where this array's bytes start in the file
+            if mm is not None and codec == codecs.NONE:
+                if raw:
+                    view = mm[offset : offset + raw]
+                    view.offset = offset  # where this array's bytes start in the file
+                else:  # a slice of nothing is no longer a memmap
+                    view = np.memmap(self.path, np.uint8, mm.mode, offset, (0,))
                 buffers.append(view)
                 if verify and not mapped_writable:
                     self.reader.verify(index, view)

@@ -117,7 +117,7 @@ class NumpyArrayWrapper:
         for n in shape:
             count *= n
         nbytes = count * dtype.itemsize
-        if u.mmap_mode is not None and getattr(self, "allow_mmap", False) and u.path and nbytes:
+        if u.mmap_mode is not None and getattr(self, "allow_mmap", False) and u.path:
             return self._read_mmap(u, dtype, shape, order, align, nbytes)
         if align is not None:
             pad = u.fh.read(1)
