@@ -513,29 +513,59 @@ fn read_chunk<S: Source + ?Sized>(
     verify: bool,
 ) -> Result<(), ContainerError> {
     let c = &seg.chunks[i];
-    if seg.codec == Codec::None || c.stored_len == c.raw_len {
-        src.read_exact_at(c.offset, dst)?;
-    } else {
-        let mut stored = vec![0u8; c.stored_len as usize];
-        src.read_exact_at(c.offset, &mut stored)?;
-        codec::lz4_decompress_chunk(&stored, dst, seg.shuffle as usize)
-            .map_err(|e: CodecError| ContainerError::Corrupt(format!("chunk {i}: {e}")))?;
-    }
-    if verify && codec::digest(dst) != c.digest {
-        return corrupt(format!(
+    let mismatch = || {
+        corrupt(format!(
             "data failed its checksum (chunk {i} at byte {} of a {}-byte segment)",
             i as u64 * seg.chunk_size as u64,
             seg.raw_len
-        ));
+        ))
+    };
+    if seg.codec == Codec::None || c.stored_len == c.raw_len {
+        src.read_exact_at(c.offset, dst)?;
+        if verify && codec::digest(dst) != c.digest {
+            return mismatch();
+        }
+    } else {
+        // digests cover the stored bytes: checked before the decoder ever sees them
+        let mut stored = vec![0u8; c.stored_len as usize];
+        src.read_exact_at(c.offset, &mut stored)?;
+        if verify && codec::digest(&stored) != c.digest {
+            return mismatch();
+        }
+        codec::lz4_decompress_chunk(&stored, dst, seg.shuffle as usize)
+            .map_err(|e: CodecError| ContainerError::Corrupt(format!("chunk {i}: {e}")))?;
     }
     Ok(())
 }
 
-/// Checks every chunk digest of a segment whose raw bytes are `data` (used after Python
-/// decoded a zlib/bz2/lzma segment). Returns a description of the first mismatch.
+/// Reads the stored bytes of chunk `i` of a segment (for decoders outside Rust), checking
+/// its digest when `verify` is set.
+pub fn read_stored_chunk<S: Source + ?Sized>(
+    src: &S,
+    seg: &Segment,
+    i: usize,
+    verify: bool,
+) -> Result<Vec<u8>, ContainerError> {
+    let c = seg
+        .chunks
+        .get(i)
+        .ok_or_else(|| ContainerError::Corrupt(format!("no chunk {i}")))?;
+    let mut stored = vec![0u8; c.stored_len as usize];
+    src.read_exact_at(c.offset, &mut stored)?;
+    if verify && codec::digest(&stored) != c.digest {
+        return corrupt(format!("data failed its checksum (chunk {i})"));
+    }
+    Ok(stored)
+}
+
+/// Checks every chunk digest of an uncompressed segment whose bytes are `data` (a memory
+/// map, when asked to verify one). Returns a description of the first mismatch.
 pub fn verify_segment(seg: &Segment, data: &[u8]) -> Result<(), ContainerError> {
+    if seg.codec != Codec::None {
+        return corrupt("only uncompressed segments are verified from their raw bytes");
+    }
     if data.len() as u64 != seg.raw_len {
-        return corrupt("decoded segment has the wrong size");
+        return corrupt("segment has the wrong size");
     }
     let cs = seg.chunk_size as usize;
     let bad = data
@@ -568,13 +598,18 @@ pub enum SegmentData<'a> {
 
 /// Writes a container to `w`: header, then the segments (segment 0 must be the pickle
 /// stream), then table and trailer. Returns the number of bytes written.
+/// `chunk_size` applies to uncompressed and zlib/bz2/lzma segments, `lz4_chunk_size` to
+/// lz4 ones (larger, because each lz4 chunk starts without history; see codec.rs).
 pub fn write_container<W: Write>(
     w: &mut W,
     segments: &[SegmentData<'_>],
     chunk_size: usize,
+    lz4_chunk_size: usize,
 ) -> Result<u64, ContainerError> {
-    if chunk_size == 0 || chunk_size > MAX_CHUNK_SIZE || chunk_size > u32::MAX as usize {
-        return corrupt(format!("invalid chunk size {chunk_size}"));
+    for c in [chunk_size, lz4_chunk_size] {
+        if c == 0 || c > MAX_CHUNK_SIZE {
+            return corrupt(format!("invalid chunk size {c}"));
+        }
     }
     let mut header = [0u8; HEADER_LEN as usize];
     header[..8].copy_from_slice(&MAGIC);
@@ -593,7 +628,13 @@ pub fn write_container<W: Write>(
         } else {
             SegmentKind::Buffer
         };
-        let entry = write_segment(w, seg, kind, pos, chunk_size)?;
+        let size = match seg {
+            SegmentData::Raw {
+                codec: Codec::Lz4, ..
+            } => lz4_chunk_size,
+            _ => chunk_size,
+        };
+        let entry = write_segment(w, seg, kind, pos, size)?;
         pos += entry.stored_len;
         encode_segment(&mut table, &entry);
     }
@@ -690,15 +731,21 @@ fn write_segment<W: Write>(
                     raw_chunks.len()
                 ));
             }
-            let digests = codec::chunk_digests(data, chunk_size);
-            for ((p, raw), d) in pre.iter().zip(&raw_chunks).zip(digests) {
-                let stored: &[u8] = if p.is_empty() || p.len() >= raw.len() {
-                    raw
-                } else {
-                    p
-                };
-                w.write_all(stored)?;
-                push(&mut chunks, stored.len() as u64, raw.len() as u64, d);
+            let stored: Vec<&[u8]> = pre
+                .iter()
+                .zip(&raw_chunks)
+                .map(|(p, raw)| {
+                    if p.is_empty() || p.len() >= raw.len() {
+                        *raw
+                    } else {
+                        *p
+                    }
+                })
+                .collect();
+            let digests: Vec<Digest> = stored.par_iter().map(|c| codec::digest(c)).collect();
+            for ((c, raw), d) in stored.iter().zip(&raw_chunks).zip(digests) {
+                w.write_all(c)?;
+                push(&mut chunks, c.len() as u64, raw.len() as u64, d);
             }
         }
         _ => return corrupt(format!("codec {codec:?} cannot be written this way")),
@@ -801,7 +848,7 @@ mod tests {
             },
         ];
         let mut out = Vec::new();
-        let n = write_container(&mut out, &segs, chunk).unwrap();
+        let n = write_container(&mut out, &segs, chunk, chunk).unwrap();
         assert_eq!(n as usize, out.len());
         (out, vec![pickle, a, b, empty])
     }
@@ -891,13 +938,23 @@ mod tests {
             },
         ];
         let mut out = Vec::new();
-        write_container(&mut out, &segs, 4096).unwrap();
+        write_container(&mut out, &segs, 4096, 4096).unwrap();
         let table = read_table(out.as_slice()).unwrap();
         let seg = &table.segments[1];
         assert_eq!(seg.chunks[0].stored_len, 10);
         assert_eq!(seg.chunks[2].stored_len, seg.chunks[2].raw_len); // empty -> raw
-        verify_segment(seg, &data).unwrap();
-        assert!(verify_segment(seg, &vec![2u8; 10_000]).is_err());
+        assert_eq!(
+            read_stored_chunk(out.as_slice(), seg, 0, true).unwrap(),
+            fake
+        );
+        assert_eq!(
+            read_stored_chunk(out.as_slice(), seg, 2, true).unwrap(),
+            &data[8192..]
+        );
+        let mut bad = out.clone();
+        bad[seg.chunks[1].offset as usize] ^= 1;
+        assert!(read_stored_chunk(bad.as_slice(), seg, 1, true).is_err());
+        assert!(read_stored_chunk(bad.as_slice(), seg, 1, false).is_ok());
     }
 
     #[test]
@@ -936,7 +993,7 @@ mod fuzz {
             })
             .collect();
         let mut out = Vec::new();
-        write_container(&mut out, &specs, chunk).expect("writing to a Vec cannot fail");
+        write_container(&mut out, &specs, chunk, chunk).expect("writing to a Vec cannot fail");
         out
     }
 
@@ -1002,8 +1059,20 @@ mod fuzz {
         }
     }
 
+    /// 400 cases in CI; `PROPTEST_CASES` raises it for a longer local run.
+    fn config() -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(400);
+        ProptestConfig {
+            cases,
+            ..ProptestConfig::default()
+        }
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+        #![proptest_config(config())]
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {

@@ -158,27 +158,25 @@ class ContainerFile:
 
     def _decode_stdlib(self, index: int, codec: int, dst: Any, verify: bool) -> None:
         out = memoryview(dst).cast("B")
-        starts = []
+        jobs = []
         pos = 0
-        for off, stored, raw in self.reader.chunks(index):
-            starts.append((off, stored, raw, pos))
+        for k, (_off, stored, raw) in enumerate(self.reader.chunks(index)):
+            jobs.append((k, stored, raw, pos))
             pos += raw
 
         def one(job: tuple) -> None:
-            off, stored, raw, at = job
-            data = self.reader.read_stored(off, stored)
+            k, stored, raw, at = job
+            data = self.reader.read_stored(index, k, verify)  # digest of the stored bytes
             if stored != raw:
                 data = codecs.decompress(codec, data, raw)
             out[at : at + raw] = data
 
         try:
-            list(codecs.pool().map(one, starts))
+            list(codecs.pool().map(one, jobs))
+        except CorruptFileError:
+            raise
         except (ValueError, OSError, EOFError) as exc:
-            if isinstance(exc, CorruptFileError):
-                raise
             raise self._corrupt(f"segment {index}: compressed data is damaged ({exc})") from exc
-        if verify:
-            self.reader.verify(index, dst)
 
     def _read(self, targets: list, verify: bool) -> None:
         fast = []
