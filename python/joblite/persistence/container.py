@@ -194,11 +194,10 @@ class ContainerFile:
         segs = self.segments
         stream = bytearray(segs[0][4])
         self._read([(0, stream)], True)  # the pickle stream is always verified
-        verify_data = (mmap_mode is None) if verify is None else verify
         mapped_writable = bool(self.reader.flags & _FLAG_MAPPED_WRITABLE)
         buffers: list[Any] = []
         if len(segs) > 1:
-            buffers = self._read_buffers(mmap_mode, verify_data, mapped_writable)
+            buffers = self._read_buffers(mmap_mode, verify, mapped_writable)
         if allow_pickle and mmap_mode is None:
             return pickle.loads(stream, buffers=buffers)
         safe = None if allow_pickle else SafeGlobals()
@@ -207,9 +206,14 @@ class ContainerFile:
             safe.check()
         return value
 
-    def _read_buffers(self, mmap_mode: Optional[str], verify: bool, mapped_writable: bool) -> list:
+    def _read_buffers(
+        self, mmap_mode: Optional[str], verify: Optional[bool], mapped_writable: bool
+    ) -> list:
         import numpy as np
 
+        # what is read is verified unless verify=False; what is mapped only if verify=True
+        verify_read = verify is not False
+        verify_mapped = verify is True and not mapped_writable
         segs = self.segments
         mm = None
         if mmap_mode is not None and self.path is not None:
@@ -230,7 +234,7 @@ class ContainerFile:
                 else:  # a slice of nothing is no longer a memmap
                     view = np.memmap(self.path, np.uint8, mm.mode, offset, (0,))
                 buffers.append(view)
-                if verify and not mapped_writable:
+                if verify_mapped:
                     self.reader.verify(index, view)
                 continue
             dst = np.empty(raw, dtype=np.uint8)
@@ -240,6 +244,6 @@ class ContainerFile:
                 unverified.append((index, dst))
             else:
                 targets.append((index, dst))
-        self._read(targets, verify)
+        self._read(targets, verify_read)
         self._read(unverified, False)
         return buffers
