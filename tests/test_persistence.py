@@ -329,3 +329,15 @@ def test_loads_rejects_garbage():
     with pytest.raises(CorruptFileError) as exc:
         joblite.loads(blob[:-1])
     assert exc.value.path is None
+
+
+def test_persistence_demo_runs_small():
+    import subprocess
+    import sys
+
+    demo = pathlib.Path(__file__).resolve().parents[1] / "examples" / "persistence_demo.py"
+    env = {**os.environ, "JOBLITE_DEMO_MIB": "8"}
+    out = subprocess.run([sys.executable, str(demo)], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "joblite.load mmap_mode=r" in out.stdout
+    assert "joblite.dump compress=True (lz4)" in out.stdout
