@@ -745,7 +745,8 @@ fn write_segment<W: Write>(
                     }
                 })
                 .collect();
-            let digests: Vec<Digest> = stored.par_iter().map(|c| codec::digest(c)).collect();
+            let digests: Vec<Digest> =
+                crate::threads::install(|| stored.par_iter().map(|c| codec::digest(c)).collect());
             for ((c, raw), d) in stored.iter().zip(&raw_chunks).zip(digests) {
                 w.write_all(c)?;
                 push(&mut chunks, c.len() as u64, raw.len() as u64, d);
