@@ -341,12 +341,12 @@ pub fn feed_strided(
     let n_runs = total / row_len;
     let runs_per_block = (GATHER_BLOCK / row_len).max(1);
     let runs_per_piece = (PIECE / row_len).max(1);
-    let mut block = Vec::with_capacity(runs_per_block.min(n_runs) * row_len);
+    // Zeroed once; every block overwrites the bytes it hashes, so no re-zeroing per block.
+    let mut buffer = vec![0u8; runs_per_block.min(n_runs) * row_len];
     let mut first = 0;
     while first < n_runs {
         let end = (first + runs_per_block).min(n_runs);
-        block.clear();
-        block.resize((end - first) * row_len, 0);
+        let block = &mut buffer[..(end - first) * row_len];
         let piece_len = runs_per_piece * row_len;
         let gather = |(p, piece): (usize, &mut [u8])| {
             layout.gather(first + p * runs_per_piece, piece);
@@ -358,7 +358,7 @@ pub fn feed_strided(
         } else {
             block.chunks_mut(piece_len).enumerate().for_each(gather);
         }
-        enc.raw(&block);
+        enc.raw(block);
         first = end;
     }
     Ok(())
