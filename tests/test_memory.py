@@ -437,3 +437,42 @@ def test_scikit_learn_pipeline_memory(tmp_path):
     np.testing.assert_allclose(pipe.predict_proba(X), pipe2.predict_proba(X))
     # a string location works too (sklearn builds the Memory itself via joblib)
     os.environ.pop("JOBLITE_UNUSED", None)
+
+
+def test_eval_and_verbose_hit_message(tmp_path, capsys):
+    mem = Memory(tmp_path, verbose=0)
+    assert mem.eval(np.add, 1, 2) == 3
+    assert mem.cache(np.add).check_call_in_cache(1, 2)
+    loud = Memory(tmp_path, verbose=11).cache(np.add)
+    assert loud(1, 2) == 3
+    assert "Loading add" in capsys.readouterr().out
+
+
+def test_logger_and_print_time(tmp_path, caplog, capsys):
+    from joblite import Logger, PrintTime
+
+    with caplog.at_level(logging.WARNING, logger="joblite"):
+        Logger(name="Stage").warn("careful")
+    assert "[Stage]: careful" in caplog.text
+    log = tmp_path / "logs" / "run.log"
+    t = PrintTime(logfile=log)
+    t("step one")
+    t("all", total=True)
+    err = capsys.readouterr().err
+    assert "step one: " in err and "all: " in err and "min" in err
+    assert "step one" in log.read_text()
+    with pytest.raises(ValueError, match="not both"):
+        PrintTime(logfile=log, logdir=tmp_path)
+
+
+def test_joblite_as_joblib_alias(tmp_path):
+    import joblite as joblib
+
+    mem = joblib.Memory(location=str(tmp_path), verbose=0)
+
+    @mem.cache
+    def f(x):
+        return x**2
+
+    assert f(3) == 9 and f.check_call_in_cache(3)
+    assert isinstance(f, joblib.MemorizedFunc)
