@@ -476,3 +476,26 @@ def test_joblite_as_joblib_alias(tmp_path):
 
     assert f(3) == 9 and f.check_call_in_cache(3)
     assert isinstance(f, joblib.MemorizedFunc)
+
+
+def test_age_limit_enforced_after_writes(tmp_path):
+    mem = Memory(tmp_path, verbose=0, age_limit=datetime.timedelta(seconds=1.0))
+    f = mem.cache(lambda i: i)
+    f(0)
+    time.sleep(1.6)
+    f(1)  # a write after the age limit has passed: the stale entry goes
+    assert f.check_call_in_cache(1) and not f.check_call_in_cache(0)
+    assert Memory(tmp_path, bytes_limit="1.5K").bytes_limit == 1536
+
+
+def test_hit_ignores_compute_lock(tmp_path):
+    mem = Memory(tmp_path, verbose=0, compute_once_timeout=5)
+    f = mem.cache(lambda x: x + 1)
+    f(1)
+    key = f._get_args_id(1)
+    lock = Path(mem.store_backend.entry_dir(f.func_id, key) + ".lock")
+    lock.write_text(f"{os.getpid()} {os.uname().nodename} {time.time()}\n")  # held, live owner
+    start = time.monotonic()
+    assert f(1) == 2  # a hit never looks at the lock
+    assert time.monotonic() - start < 1.0
+    lock.unlink()
