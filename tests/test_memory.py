@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import inspect
 import logging
 import os
 import pickle
@@ -299,7 +300,7 @@ def test_async_function(tmp_path):
 
     assert asyncio.run(run()) == (6, 6, 6)
     assert calls.n == 1
-    assert asyncio.iscoroutinefunction(fetch.__call__)
+    assert inspect.iscoroutinefunction(fetch.__call__)
 
 
 def test_memory_and_memorized_func_pickle(tmp_path):
