@@ -61,7 +61,9 @@ impl State {
         match self {
             State::Blake3(h) => {
                 if data.len() >= PARALLEL_THRESHOLD {
-                    h.update_rayon(data);
+                    crate::threads::install(|| {
+                        h.update_rayon(data);
+                    });
                 } else {
                     h.update(data);
                 }
@@ -350,7 +352,9 @@ pub fn feed_strided(
             layout.gather(first + p * runs_per_piece, piece);
         };
         if block.len() >= PARALLEL_THRESHOLD {
-            block.par_chunks_mut(piece_len).enumerate().for_each(gather);
+            crate::threads::install(|| {
+                block.par_chunks_mut(piece_len).enumerate().for_each(gather)
+            });
         } else {
             block.chunks_mut(piece_len).enumerate().for_each(gather);
         }

@@ -55,7 +55,7 @@ def die_once(marker, x):
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     client = distributed.Client(cluster)
     try:
@@ -163,3 +163,31 @@ def test_importing_joblite_never_imports_dask():
         "assert 'dask' not in sys.modules and 'distributed' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def cached_step(location, log, x):
+    """A Memory-cached function called inside dask tasks (Memory built on the worker)."""
+    from joblite import Memory
+
+    def step(x):
+        with open(log, "a") as f:
+            f.write(f"{x}\n")
+        return x * 3
+
+    step.__module__ = __name__
+    step.__qualname__ = "cached_step.step"
+    return Memory(location, verbose=0).cache(step)(x)
+
+
+def test_memory_cached_functions_inside_tasks_share_one_cache(client, tmp_path):
+    location = str(tmp_path / "cache")
+    log = str(tmp_path / "computed.txt")
+    keys = [i % 5 for i in range(40)]
+    with parallel_config(backend="dask"):
+        out = Parallel(batch_size=1)(delayed(cached_step)(location, log, k) for k in keys)
+        again = Parallel(batch_size=1)(delayed(cached_step)(location, log, k) for k in keys)
+    assert out == again == [k * 3 for k in keys]
+    with open(log) as f:
+        computed = f.read().split()
+    # compute-once locking: each of the 5 keys computed exactly once across both workers
+    assert sorted(computed) == [str(k) for k in range(5)]

@@ -410,3 +410,32 @@ def test_joblite_hash_releases_the_gil_on_large_arrays():
     # interval (5 ms) of the call; with the GIL released it runs throughout.
     assert elapsed > 0.05
     assert during > 0.3 * free_rate * elapsed, (during, free_rate, elapsed)
+
+
+def test_parallel_hashing_works_in_a_forked_child():
+    """The core's worker threads do not survive fork(); a child must build its own."""
+    import warnings
+
+    big = np.random.default_rng(0).standard_normal(2**22)  # 32 MiB: multi-threaded paths
+    expected = jhash(big)  # the parent's worker pool now exists
+    packed = joblite.dumps(big, compress=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: exit status says whether it got the right answers
+        ok = False
+        try:
+            ok = jhash(big) == expected and bool((joblite.loads(packed) == big).all())
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung in a parallel loop")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -11,6 +11,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from joblite import hash as jhash
 
+# Hypothesis flags any change of the global `random` state while it draws examples; threads
+# left running by other test modules (dask clients, object-store clients) can cause that.
+# Our strategies never touch `random`, so that warning is noise here.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+)
+
 scalars = (
     st.none()
     | st.booleans()

@@ -1,5 +1,10 @@
 """Type stub of the Rust extension module ``joblite._core``."""
 
+from collections.abc import Buffer as _Buffer
+from os import PathLike as _PathLike
+from typing import Callable as _Callable
+from typing import Optional as _Optional
+
 __version__: str
 
 # --- hashing (rust/bindings/hash.rs) ---
@@ -10,9 +15,6 @@ def hash(obj: object, hash_name: str = "blake3", coerce_mmap: bool = False) -> s
     """Content hash of ``obj`` (see :func:`joblite.hash`)."""
 
 # --- persistence (rust/bindings/persistence.rs) ---
-from collections.abc import Buffer as _Buffer
-from os import PathLike as _PathLike
-from typing import Optional as _Optional
 
 CONTAINER_MAGIC: bytes
 DEFAULT_CHUNK_SIZE: int
@@ -22,6 +24,7 @@ def write_container(
     segments: list[tuple[_Buffer, int, int, _Optional[list[_Buffer]]]],
     chunk_size: int = ...,
     fsync: bool = True,
+    lz4_chunk_size: int = ...,
 ) -> _Optional[bytes]: ...
 def mark_mapped_writable(path: str | _PathLike[str]) -> None: ...
 def lz4_frame_decompress(data: _Buffer) -> bytes: ...
@@ -36,12 +39,10 @@ class ContainerReader:
     def segments(self) -> list[tuple[int, int, int, int, int]]: ...
     def chunks(self, index: int) -> list[tuple[int, int, int]]: ...
     def read_into(self, targets: list[tuple[int, _Buffer]], verify: bool) -> None: ...
-    def read_stored(self, offset: int, length: int) -> bytes: ...
+    def read_stored(self, index: int, chunk: int, verify: bool) -> bytes: ...
     def verify(self, index: int, data: _Buffer) -> None: ...
 
 # --- thread pool (rust/bindings/pool.rs) ---
-
-from typing import Callable as _Callable
 
 class ThreadPool:
     """A fixed-size pool of native threads running Python callables.

@@ -72,8 +72,21 @@ def _parse_items(text: str) -> int:
     return n
 
 
-def _open_store(location: str) -> FileSystemStore:
+def _open_store(location: str, storage_options: Optional[str] = None) -> Any:
     """The store of a Memory location (the directory given to Memory, or its joblite/)."""
+    if "://" in location:  # an fsspec URL: s3://bucket/prefix, memory://..., gcs://...
+        from .store.remote import FsspecStore
+
+        try:
+            options = json.loads(storage_options) if storage_options else {}
+        except ValueError as exc:
+            raise ValueError(f"--storage-options is not valid JSON: {exc}") from None
+        remote = FsspecStore()
+        root = location.rstrip("/")
+        if not root.endswith("/joblite"):
+            root += "/joblite"
+        remote.configure(root, backend_options={"storage_options": options})
+        return remote
     path = os.path.abspath(os.path.expanduser(location))
     candidates = [os.path.join(path, "joblite"), path]
     for root in candidates:
@@ -237,13 +250,18 @@ def _cmd_prune(store: FileSystemStore, args: argparse.Namespace) -> dict[str, An
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="joblite", description="joblite command line tools")
     sub = parser.add_subparsers(dest="group", required=True)
-    cache = sub.add_parser("cache", help="inspect and maintain a Memory cache directory")
+    cache = sub.add_parser("cache", help="inspect and maintain a Memory cache (directory or URL)")
     cmds = cache.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = cmds.add_parser(name, help=help_text)
-        p.add_argument("location", help="the directory given to Memory (or its joblite/)")
+        p.add_argument("location", help="the directory or URL given to Memory (or its joblite/)")
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument(
+            "--storage-options",
+            metavar="JSON",
+            help="fsspec options for a URL location, e.g. '{\"anon\": false}'",
+        )
         return p
 
     add("info", "per-function entries, size, hits, age and time saved")
@@ -265,9 +283,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        store = _open_store(args.location)
+        store = _open_store(args.location, args.storage_options)
         result = _COMMANDS[args.command](store, args)
-    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as exc:
         print(f"joblite: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -61,6 +61,11 @@ def _key_from_digest(digest: str) -> str:
 def _store_for(location: Any, backend: Any, verbose: int, options: Optional[dict]) -> Any:
     if location is None or isinstance(location, StoreBackendBase):
         return location
+    if isinstance(location, str) and "://" in location:
+        # an fsspec URL (s3://bucket/prefix, gcs://..., memory://...): the object-store backend
+        if backend == "local":
+            backend = "fsspec"
+        return make_store(backend, location.rstrip("/") + "/joblite", verbose, options)
     return make_store(backend, os.path.join(os.fspath(location), "joblite"), verbose, options)
 
 

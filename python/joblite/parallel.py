@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import ast
 import functools
+import numbers
 import operator
 import threading
 from collections.abc import Iterable
 from typing import Any, Callable, Optional, Union
 
 from .backends import BACKENDS, ParallelBackendBase, get_backend_factory
+from .backends._progress import ProgressEvent
 from .backends.base import nesting
 
 __all__ = [
     "Parallel",
+    "ProgressEvent",
     "cpu_count",
     "delayed",
     "effective_n_jobs",
@@ -161,6 +164,17 @@ class parallel_backend(parallel_config):
 
     Same as :class:`parallel_config` but ``n_jobs`` defaults to -1 and entering the
     context gives ``(backend, n_jobs)``.
+
+    Parameters
+    ----------
+    backend : str or ParallelBackendBase
+        The backend name or instance.
+    n_jobs : int, default -1
+        Default number of workers.
+    inner_max_num_threads : int, optional
+        Cap on BLAS/OpenMP threads in each process worker.
+    **backend_params
+        Passed to the backend's constructor.
     """
 
     def __init__(
@@ -219,6 +233,16 @@ def cpu_count(only_physical_cores: bool = False) -> int:
 def effective_n_jobs(n_jobs: Optional[int] = -1) -> int:
     """Number of workers Parallel would use for ``n_jobs`` with the active backend.
 
+    Parameters
+    ----------
+    n_jobs : int or None, default -1
+        As in :class:`Parallel`; ``None`` takes :func:`parallel_config`'s value (else 1).
+
+    Returns
+    -------
+    int
+        At least 1.
+
     Examples
     --------
     >>> from joblite import effective_n_jobs
@@ -269,6 +293,13 @@ def wrap_non_picklable_objects(obj: Any, keep_wrapper: bool = True) -> Any:
 
     Only needed with a pickler that is not cloudpickle: joblite's process backends already
     send lambdas, closures and ``__main__`` functions with cloudpickle.
+
+    Parameters
+    ----------
+    obj : callable or type
+        The function or class to wrap.
+    keep_wrapper : bool, default True
+        Keep the wrapper once unpickled in the worker (else the bare object comes back).
     """
     from loky import wrap_non_picklable_objects as wrap
 
@@ -353,8 +384,8 @@ class Parallel:
     progress : bool, default False
         Show a progress bar (tqdm when installed, else a plain stderr line).
     callback : callable, optional
-        Called with a :class:`~joblite.backends._progress.ProgressEvent` after each
-        completed batch, in the calling thread.
+        Called with a :class:`~joblite.parallel.ProgressEvent` after each completed
+        batch, in the calling thread.
     return_exceptions : bool, default False
         Put the exception raised by a task in its result slot instead of aborting.
     **backend_kwargs
@@ -419,7 +450,7 @@ class Parallel:
 
         n_jobs = pick(n_jobs, "n_jobs")
         if n_jobs is not None and (
-            isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, float)) or n_jobs == 0
+            isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Real) or n_jobs == 0
         ):
             raise ValueError(f"n_jobs must be a non-zero int or None, got {n_jobs!r}")
         self._backend, self.n_jobs = self._choose_backend(backend, config, backend_kwargs, n_jobs)
@@ -450,7 +481,7 @@ class Parallel:
             chosen = _make_backend(DEFAULT_BACKEND, level, config)
         if n_jobs is None:
             n_jobs = chosen.default_n_jobs  # 1, but -1 (the whole cluster) for dask
-        elif isinstance(n_jobs, float):
+        else:
             n_jobs = int(n_jobs)
             if n_jobs == 0:
                 raise ValueError("n_jobs must be a non-zero int or None, got 0")

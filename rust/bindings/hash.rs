@@ -189,7 +189,13 @@ impl<'py> Walker<'py> {
         }
         if let Ok(b) = obj.cast_exact::<PyBytes>() {
             enc.tag(tag::BYTES);
-            enc.bytes(b.as_bytes());
+            let data = b.as_bytes();
+            if data.len() >= PARALLEL_THRESHOLD {
+                // bytes are immutable and `b` keeps them alive: safe to read without the GIL
+                py.detach(|| enc.bytes(data));
+            } else {
+                enc.bytes(data);
+            }
             return Ok(());
         }
         if let Ok(s) = obj.cast_exact::<PySet>() {

@@ -71,7 +71,7 @@ fn codec_from_id(id: u8) -> PyResult<Codec> {
     Codec::from_id(id).ok_or_else(|| PyValueError::new_err(format!("unknown codec id {id}")))
 }
 
-/// write_container(path, segments, chunk_size, fsync)
+/// write_container(path, segments, chunk_size, fsync, lz4_chunk_size)
 /// --
 ///
 /// Writes a container. `segments` is a list of `(buffer, codec_id, shuffle, chunks)` with
@@ -79,7 +79,10 @@ fn codec_from_id(id: u8) -> PyResult<Codec> {
 /// lzma). Writes to `path` (created or truncated, then flushed and optionally fsynced) and
 /// returns None, or returns the bytes when `path` is None.
 #[pyfunction]
-#[pyo3(signature = (path, segments, chunk_size = codec::DEFAULT_CHUNK_SIZE, fsync = true))]
+#[pyo3(signature = (
+    path, segments, chunk_size = codec::DEFAULT_CHUNK_SIZE, fsync = true,
+    lz4_chunk_size = codec::DEFAULT_LZ4_CHUNK_SIZE
+))]
 #[allow(clippy::type_complexity)]
 fn write_container(
     py: Python<'_>,
@@ -87,6 +90,7 @@ fn write_container(
     segments: Vec<(Bound<'_, PyAny>, u8, u32, Option<Vec<Bound<'_, PyAny>>>)>,
     chunk_size: usize,
     fsync: bool,
+    lz4_chunk_size: usize,
 ) -> PyResult<Option<Py<PyBytes>>> {
     let mut held = Vec::with_capacity(segments.len());
     for (obj, codec_id, shuffle, chunks) in &segments {
@@ -126,7 +130,7 @@ fn write_container(
                     .truncate(true)
                     .open(&path)?;
                 let mut w = BufWriter::with_capacity(1 << 16, file);
-                container::write_container(&mut w, &specs, chunk_size)?;
+                container::write_container(&mut w, &specs, chunk_size, lz4_chunk_size)?;
                 let file = w.into_inner().map_err(|e| e.into_error())?;
                 if fsync {
                     file.sync_all()?;
@@ -140,7 +144,8 @@ fn write_container(
             let out = py
                 .detach(|| {
                     let mut out = Vec::new();
-                    container::write_container(&mut out, &specs, chunk_size).map(|_| out)
+                    container::write_container(&mut out, &specs, chunk_size, lz4_chunk_size)
+                        .map(|_| out)
                 })
                 .map_err(|e| to_pyerr(py, None, e))?;
             Ok(Some(PyBytes::new(py, &out).unbind()))
@@ -265,17 +270,23 @@ impl ContainerReader {
         self.with_source(py, move |src| container::read_segments(src, jobs, verify))
     }
 
-    /// Reads the stored (still compressed) bytes of one chunk.
-    fn read_stored(&self, py: Python<'_>, offset: u64, length: usize) -> PyResult<Py<PyBytes>> {
+    /// Reads the stored (still compressed) bytes of chunk `chunk` of segment `index`,
+    /// checking its digest when `verify` is set.
+    fn read_stored(
+        &self,
+        py: Python<'_>,
+        index: usize,
+        chunk: usize,
+        verify: bool,
+    ) -> PyResult<Py<PyBytes>> {
+        let seg = self.segment(index)?;
         let out = self.with_source(py, |src| {
-            let mut out = vec![0u8; length];
-            src.read_exact_at(offset, &mut out)?;
-            Ok(out)
+            container::read_stored_chunk(src, seg, chunk, verify)
         })?;
         Ok(PyBytes::new(py, &out).unbind())
     }
 
-    /// Checks a decoded segment against its chunk digests.
+    /// Checks an uncompressed segment's bytes (e.g. a memory map) against its digests.
     fn verify(&self, py: Python<'_>, index: usize, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let seg = self.segment(index)?;
         let buf = PyBuffer::<u8>::get(data)?;

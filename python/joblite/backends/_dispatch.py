@@ -26,6 +26,14 @@ TARGET_BATCH_SECONDS = 0.02
 MAX_AUTO_BATCH = 100_000
 
 
+def _check_task(task: Any, index: int) -> None:
+    if type(task) is not tuple or len(task) != 3 or not callable(task[0]):
+        raise TypeError(
+            f"Parallel expects delayed(f)(*args, **kwargs) calls, got {task!r} at position"
+            f" {index}: wrap the function with joblite.delayed"
+        )
+
+
 def _notify(done: queue.SimpleQueue, batch_id: int, _future: Any) -> None:
     done.put(batch_id)
 
@@ -102,6 +110,7 @@ class Dispatcher:
                         exhausted = True
                         self.n_total = self.n_dispatched
                         break
+                    _check_task(items[0], self.n_dispatched)
                     batch = BatchedCalls(items, nested, parallel.return_exceptions)
                     future = backend.submit(batch)
                     inflight[next_id] = (self.n_dispatched, len(items), future, time.monotonic())
@@ -146,7 +155,9 @@ class Dispatcher:
         self.reporter.start("SequentialBackend", 1, self.n_total)
         yield None
         try:
-            for index, (function, args, kwargs) in enumerate(self.iterable):
+            for index, task in enumerate(self.iterable):
+                _check_task(task, index)
+                function, args, kwargs = task
                 self.n_dispatched += 1
                 if parallel.return_exceptions:
                     try:

@@ -199,22 +199,39 @@ def dumps_batch(
     return buffer.getvalue()
 
 
-# Worker side: memory maps of read-only arguments stay open while the same files
-# keep coming (many tasks of one call sharing an array); a new call's folder resets it.
+# Worker side: read-only maps stay open across batches, because mapping an array again
+# costs more than summing it (page faults). A watcher thread drops a map within a second
+# of the caller deleting its file, so idle workers never pin shared memory.
 _maps: dict[str, Any] = {}
+_maps_lock = threading.Lock()
+_watcher: Optional[threading.Thread] = None
+
+
+def _watch_maps() -> None:
+    while True:
+        time.sleep(1.0)
+        with _maps_lock:
+            for path in [p for p in _maps if not os.path.exists(p)]:
+                del _maps[path]
 
 
 def load_argument(path: str, mmap_mode: Any) -> Any:
+    """Worker side: map a shared argument (once per batch anyway: pickle memo)."""
+    global _watcher
     from .. import load
 
     if mmap_mode != "r":  # writable or private maps must not be shared between tasks
-        return load(path, mmap_mode=mmap_mode)
-    array = _maps.get(path)
+        # The data is already in the file: "w+" (create) means "r+" (read-write) here.
+        return load(path, mmap_mode="r+" if mmap_mode == "w+" else mmap_mode)
+    with _maps_lock:
+        array = _maps.get(path)
     if array is None:
-        folder = os.path.dirname(path)
-        if any(os.path.dirname(known) != folder for known in _maps) or len(_maps) > 64:
-            _maps.clear()
-        array = _maps[path] = load(path, mmap_mode="r")
+        array = load(path, mmap_mode="r")
+        with _maps_lock:
+            _maps[path] = array
+        if _watcher is None:
+            _watcher = threading.Thread(target=_watch_maps, name="joblite-maps", daemon=True)
+            _watcher.start()
     return array
 
 

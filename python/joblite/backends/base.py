@@ -59,7 +59,7 @@ class BatchedCalls:
     stopping the batch. ``nested`` is what an inner Parallel call sees as its defaults.
     """
 
-    __slots__ = ("items", "nested", "return_exceptions")
+    __slots__ = ("args", "function", "items", "nested", "return_exceptions")
 
     def __init__(
         self,
@@ -67,27 +67,47 @@ class BatchedCalls:
         nested: Optional[tuple[str, Optional[int], int]] = None,
         return_exceptions: bool = False,
     ) -> None:
-        self.items = items
+        self.items: Optional[list] = items
+        self.function: Any = None
+        self.args: Optional[list] = None
         self.nested = nested
         self.return_exceptions = return_exceptions
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items if self.items is not None else self.args or ())
 
     def __getstate__(self) -> tuple:
-        return (self.items, self.nested, self.return_exceptions)
+        items = self.items
+        if items is not None:
+            # The common batch calls one function without keyword arguments: send the
+            # function once and the positional arguments alone (pickles ~4x smaller).
+            first = items[0][0] if items else None
+            if first is not None and all(f is first and not kw for f, _, kw in items):
+                return (None, first, [args for _, args, _ in items], *self._tail())
+        return (items, self.function, self.args, *self._tail())
+
+    def _tail(self) -> tuple:
+        return (self.nested, self.return_exceptions)
 
     def __setstate__(self, state: tuple) -> None:
-        self.items, self.nested, self.return_exceptions = state
+        self.items, self.function, self.args, self.nested, self.return_exceptions = state
+
+    def _calls(self) -> list[tuple[Callable[..., Any], tuple, dict]]:
+        if self.items is not None:
+            return self.items
+        return [(self.function, args, {}) for args in self.args or ()]
 
     def __call__(self, wrap_errors: Callable[[BaseException], Any] = lambda e: e) -> list:
         previous = getattr(_nesting, "value", None)
         _nesting.value = self.nested
         try:
             if not self.return_exceptions:
+                if self.items is None:
+                    function = self.function
+                    return [function(*args) for args in self.args or ()]
                 return [f(*args, **kwargs) for f, args, kwargs in self.items]
             out = []
-            for f, args, kwargs in self.items:
+            for f, args, kwargs in self._calls():
                 try:
                     out.append(f(*args, **kwargs))
                 except Exception as error:

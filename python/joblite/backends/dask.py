@@ -48,7 +48,7 @@ def _run_batch(batch: BatchedCalls, *resolved: Any) -> tuple[bool, Any, float]:
     if resolved:
         batch.items = [
             (f, _replace(args, resolved), _replace(kwargs, resolved))
-            for f, args, kwargs in batch.items
+            for f, args, kwargs in batch._calls()
         ]
     start = time.perf_counter()
     try:

@@ -102,10 +102,12 @@ def load(
         containers/scalars are loaded; anything that would import or call other code raises
         :class:`joblite.UnsafeLoadError` naming it.
     verify : bool, optional
-        Check the blake3 digest of every data chunk. Default: True for full loads (about
-        one extra pass over the data, overlapped with reading on all cores), False with
-        ``mmap_mode`` (verifying would read the whole file, losing the point of mapping).
-        The pickle stream and the segment table are verified always.
+        Check the blake3 digest of every data chunk. By default everything that is read is
+        verified (full loads, and compressed arrays under ``mmap_mode``): one extra pass
+        over the stored bytes, overlapped with reading on all cores. Memory-mapped arrays
+        are not verified unless ``verify=True`` (that reads the whole file, losing the point
+        of mapping); ``verify=False`` skips all data checks. The pickle stream and the
+        segment table are always verified.
 
     Returns
     -------

@@ -158,27 +158,25 @@ class ContainerFile:
 
     def _decode_stdlib(self, index: int, codec: int, dst: Any, verify: bool) -> None:
         out = memoryview(dst).cast("B")
-        starts = []
+        jobs = []
         pos = 0
-        for off, stored, raw in self.reader.chunks(index):
-            starts.append((off, stored, raw, pos))
+        for k, (_off, stored, raw) in enumerate(self.reader.chunks(index)):
+            jobs.append((k, stored, raw, pos))
             pos += raw
 
         def one(job: tuple) -> None:
-            off, stored, raw, at = job
-            data = self.reader.read_stored(off, stored)
+            k, stored, raw, at = job
+            data = self.reader.read_stored(index, k, verify)  # digest of the stored bytes
             if stored != raw:
                 data = codecs.decompress(codec, data, raw)
             out[at : at + raw] = data
 
         try:
-            list(codecs.pool().map(one, starts))
+            list(codecs.pool().map(one, jobs))
+        except CorruptFileError:
+            raise
         except (ValueError, OSError, EOFError) as exc:
-            if isinstance(exc, CorruptFileError):
-                raise
             raise self._corrupt(f"segment {index}: compressed data is damaged ({exc})") from exc
-        if verify:
-            self.reader.verify(index, dst)
 
     def _read(self, targets: list, verify: bool) -> None:
         fast = []
@@ -196,11 +194,10 @@ class ContainerFile:
         segs = self.segments
         stream = bytearray(segs[0][4])
         self._read([(0, stream)], True)  # the pickle stream is always verified
-        verify_data = (mmap_mode is None) if verify is None else verify
         mapped_writable = bool(self.reader.flags & _FLAG_MAPPED_WRITABLE)
         buffers: list[Any] = []
         if len(segs) > 1:
-            buffers = self._read_buffers(mmap_mode, verify_data, mapped_writable)
+            buffers = self._read_buffers(mmap_mode, verify, mapped_writable)
         if allow_pickle and mmap_mode is None:
             return pickle.loads(stream, buffers=buffers)
         safe = None if allow_pickle else SafeGlobals()
@@ -209,9 +206,14 @@ class ContainerFile:
             safe.check()
         return value
 
-    def _read_buffers(self, mmap_mode: Optional[str], verify: bool, mapped_writable: bool) -> list:
+    def _read_buffers(
+        self, mmap_mode: Optional[str], verify: Optional[bool], mapped_writable: bool
+    ) -> list:
         import numpy as np
 
+        # what is read is verified unless verify=False; what is mapped only if verify=True
+        verify_read = verify is not False
+        verify_mapped = verify is True and not mapped_writable
         segs = self.segments
         mm = None
         if mmap_mode is not None and self.path is not None:
@@ -232,7 +234,7 @@ class ContainerFile:
                 else:  # a slice of nothing is no longer a memmap
                     view = np.memmap(self.path, np.uint8, mm.mode, offset, (0,))
                 buffers.append(view)
-                if verify and not mapped_writable:
+                if verify_mapped:
                     self.reader.verify(index, view)
                 continue
             dst = np.empty(raw, dtype=np.uint8)
@@ -242,6 +244,6 @@ class ContainerFile:
                 unverified.append((index, dst))
             else:
                 targets.append((index, dst))
-        self._read(targets, verify)
+        self._read(targets, verify_read)
         self._read(unverified, False)
         return buffers

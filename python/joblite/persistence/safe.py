@@ -89,8 +89,10 @@ class SafeGlobals:
 
 
 def _scalar(dtype: Any, *args: Any) -> Any:
-    import numpy as np
-
     _check_dtype(dtype)
-    fn: Callable[..., Any] = np._core.multiarray.scalar  # type: ignore[attr-defined]
+    try:
+        from numpy._core.multiarray import scalar  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import scalar
+    fn: Callable[..., Any] = scalar
     return fn(dtype, *args)

@@ -46,6 +46,10 @@ def make_store(
         return backend
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a registered name, got {backend!r}")
+    if backend == "fsspec" and "fsspec" not in _BACKENDS:
+        from .remote import FsspecStore
+
+        _BACKENDS["fsspec"] = FsspecStore
     cls = _BACKENDS.get(backend)
     if cls is None:
         raise ValueError(
