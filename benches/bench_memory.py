@@ -42,10 +42,17 @@ def make_array(n_bytes):
     return np.ones(n_bytes // 8, dtype=np.float64)
 
 
-@pytest.mark.parametrize("lib", list(LIBS))
+def make_memory(lib, cache_dir, **kwargs):
+    """``lib`` is a library name, optionally followed by " compute_once=False"."""
+    if lib.endswith("compute_once=False"):
+        kwargs["compute_once"] = False
+    return LIBS[lib.split()[0]].Memory(cache_dir, verbose=0, **kwargs)
+
+
+@pytest.mark.parametrize("lib", [*LIBS, "joblite compute_once=False"])
 def test_hit_small_args(benchmark, cache_dir, lib):
     benchmark.group = "memory hit: small args (two ints, a short str)"
-    f = LIBS[lib].Memory(cache_dir, verbose=0).cache(add)
+    f = make_memory(lib, cache_dir).cache(add)
     f(1, 2, "abc")
     assert benchmark(f, 1, 2, "abc") == 6
 
@@ -98,14 +105,14 @@ def test_hit_100mib_result_mmap(benchmark, cache_dir, lib):
     assert out.nbytes == 100 * MIB
 
 
-@pytest.mark.parametrize("lib", [*LIBS, "limit: bare call"])
+@pytest.mark.parametrize("lib", [*LIBS, "joblite compute_once=False", "limit: bare call"])
 def test_miss_overhead(benchmark, cache_dir, lib):
     benchmark.group = "memory miss: new small args each call (includes the write)"
     counter = itertools.count()
     if lib.startswith("limit"):
         f = add
     else:
-        f = LIBS[lib].Memory(cache_dir, verbose=0).cache(add)
+        f = make_memory(lib, cache_dir).cache(add)
 
     def new_args():
         return (next(counter), 2, "abc"), {}

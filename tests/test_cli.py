@@ -96,3 +96,13 @@ def test_python_dash_m(tmp_path):
         check=True,
     )
     assert json.loads(res.stdout)["total"]["entries"] == 2
+
+
+def test_damaged_entry_reported_and_pruned(tmp_path, capsys):
+    slow, _ = fill(tmp_path, n=2)
+    meta = next(Path(slow.store_backend.func_dir(slow.func_id)).rglob("metadata.json"))
+    meta.write_text(meta.read_text()[:10])
+    assert main(["cache", "info", str(tmp_path)]) == 0
+    assert "1 damaged entries" in capsys.readouterr().out
+    out = run_json(capsys, "cache", "prune", str(tmp_path))
+    assert out["removed_damaged"] == 1 and out["kept_entries"] == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import inspect
 import logging
 import os
 import pickle
@@ -299,7 +300,7 @@ def test_async_function(tmp_path):
 
     assert asyncio.run(run()) == (6, 6, 6)
     assert calls.n == 1
-    assert asyncio.iscoroutinefunction(fetch.__call__)
+    assert inspect.iscoroutinefunction(fetch.__call__)
 
 
 def test_memory_and_memorized_func_pickle(tmp_path):
@@ -437,3 +438,65 @@ def test_scikit_learn_pipeline_memory(tmp_path):
     np.testing.assert_allclose(pipe.predict_proba(X), pipe2.predict_proba(X))
     # a string location works too (sklearn builds the Memory itself via joblib)
     os.environ.pop("JOBLITE_UNUSED", None)
+
+
+def test_eval_and_verbose_hit_message(tmp_path, capsys):
+    mem = Memory(tmp_path, verbose=0)
+    assert mem.eval(np.add, 1, 2) == 3
+    assert mem.cache(np.add).check_call_in_cache(1, 2)
+    loud = Memory(tmp_path, verbose=11).cache(np.add)
+    assert loud(1, 2) == 3
+    assert "Loading add" in capsys.readouterr().out
+
+
+def test_logger_and_print_time(tmp_path, caplog, capsys):
+    from joblite import Logger, PrintTime
+
+    with caplog.at_level(logging.WARNING, logger="joblite"):
+        Logger(name="Stage").warn("careful")
+    assert "[Stage]: careful" in caplog.text
+    log = tmp_path / "logs" / "run.log"
+    t = PrintTime(logfile=log)
+    t("step one")
+    t("all", total=True)
+    err = capsys.readouterr().err
+    assert "step one: " in err and "all: " in err and "min" in err
+    assert "step one" in log.read_text()
+    with pytest.raises(ValueError, match="not both"):
+        PrintTime(logfile=log, logdir=tmp_path)
+
+
+def test_joblite_as_joblib_alias(tmp_path):
+    import joblite as joblib
+
+    mem = joblib.Memory(location=str(tmp_path), verbose=0)
+
+    @mem.cache
+    def f(x):
+        return x**2
+
+    assert f(3) == 9 and f.check_call_in_cache(3)
+    assert isinstance(f, joblib.MemorizedFunc)
+
+
+def test_age_limit_enforced_after_writes(tmp_path):
+    mem = Memory(tmp_path, verbose=0, age_limit=datetime.timedelta(seconds=1.0))
+    f = mem.cache(lambda i: i)
+    f(0)
+    time.sleep(1.6)
+    f(1)  # a write after the age limit has passed: the stale entry goes
+    assert f.check_call_in_cache(1) and not f.check_call_in_cache(0)
+    assert Memory(tmp_path, bytes_limit="1.5K").bytes_limit == 1536
+
+
+def test_hit_ignores_compute_lock(tmp_path):
+    mem = Memory(tmp_path, verbose=0, compute_once_timeout=5)
+    f = mem.cache(lambda x: x + 1)
+    f(1)
+    key = f._get_args_id(1)
+    lock = Path(mem.store_backend.entry_dir(f.func_id, key) + ".lock")
+    lock.write_text(f"{os.getpid()} {os.uname().nodename} {time.time()}\n")  # held, live owner
+    start = time.monotonic()
+    assert f(1) == 2  # a hit never looks at the lock
+    assert time.monotonic() - start < 1.0
+    lock.unlink()

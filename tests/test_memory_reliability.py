@@ -147,44 +147,62 @@ def test_wait_timeout_then_compute_anyway(tmp_path):
     lock.unlink()
 
 
-def _writer_child(location: str) -> None:
-    mem = Memory(location, verbose=0)
+FUNCS = """
+import numpy as np
 
-    @mem.cache
-    def big(k):
-        return np.full(500_000, k, dtype=np.float64)  # 4 MB: dumps take a while
 
+def big(k):
+    return np.full(500_000, k, dtype=np.float64)  # 4 MB: dumps take a while
+"""
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from joblite import Memory
+
+    sys.path.insert(0, sys.argv[2])
+    from memkill_funcs import big
+
+    big = Memory(sys.argv[1], verbose=0).cache(big)
+    print("ready", flush=True)
     for i in range(1_000_000):
         if i % 2:
             big.call(i % 4)  # force a rewrite: exercises replacing a live entry
         else:
             big(i % 4)
+    """
+)
 
 
-def test_sigkill_during_writes(tmp_path):
+def test_sigkill_during_writes(tmp_path, monkeypatch):
     location = str(tmp_path / "cache")
+    (tmp_path / "memkill_funcs.py").write_text(FUNCS)
+    (tmp_path / "writer.py").write_text(WRITER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import memkill_funcs  # the same function, module and identity as in the writer
+
     mem = Memory(location, verbose=0)
-
-    @mem.cache
-    def big(k):
-        return np.full(500_000, k, dtype=np.float64)
-
+    big = mem.cache(memkill_funcs.big)
     rng = random.Random(1234)
-    for _ in range(24):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child is killed
-            try:
-                _writer_child(location)
-            finally:
-                os._exit(0)
-        time.sleep(rng.uniform(0.005, 0.15))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+    for _ in range(20):
+        child = subprocess.Popen(
+            [sys.executable, str(tmp_path / "writer.py"), location, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.12))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        assert child.returncode == -signal.SIGKILL
         for k in range(4):  # warnings are errors: no CacheWarning may come out
             out = big(k)
             assert out.shape == (500_000,) and out[0] == k and out[-1] == k
-    mem.store_backend.cleanup()
+    mem.store_backend.cleanup()  # removes temporaries of the killed writers
     assert_consistent(location)
+    written = list(Path(location).rglob("metadata.json"))
+    assert len(written) == 4  # the writer's entries and ours are the same entries
 
 
 def _damage_setup(tmp_path, kind="array", **cache_kwargs):

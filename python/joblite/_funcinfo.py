@@ -93,7 +93,7 @@ def func_code(func: Callable) -> str:
             target = type(target)  # a callable object: its class holds the code
     try:
         return textwrap.dedent(inspect.getsource(target))
-    except (OSError, TypeError):
+    except Exception:  # no source file, a builtin, or a source inspect cannot parse
         pass
     code = getattr(target, "__code__", None)
     if code is not None:

@@ -42,6 +42,7 @@ CODE_NAME = "func_code.py"
 ACCESS_LOG = "access.log"
 #: results up to this size are read in one go and decoded from memory (cheapest hit)
 SMALL_RESULT = 1 << 20
+_FIRST_READ = 1 << 16
 _HOST = socket.gethostname()
 _LOAD_HAS_VERIFY = "verify" in inspect.signature(load).parameters
 # Small results without large buffers (numbers, short strings, small dicts: most cache hits)
@@ -52,14 +53,34 @@ _SMALL_MAGIC = b"JLTSMALL1\n"
 _SMALL_LIMIT = 64 * 1024
 
 
+class _NotSmall(Exception):
+    """Raised inside the pickler to stop as soon as a result is known not to be small."""
+
+
+class _CappedBuffer:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        self.size += len(data)
+        if self.size > _SMALL_LIMIT:
+            raise _NotSmall
+        self.parts.append(bytes(data))
+        return len(data)
+
+
+def _refuse_buffer(buffer: Any) -> None:
+    raise _NotSmall  # arrays go to the container (aligned, mmap-able, chunked)
+
+
 def _encode_small(value: Any) -> Optional[bytes]:
-    buffers: list = []
+    out = _CappedBuffer()
     try:
-        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        pickle.Pickler(out, protocol=5, buffer_callback=_refuse_buffer).dump(value)
     except Exception:
-        return None  # let dump raise its own, clearer error
-    if buffers or len(data) > _SMALL_LIMIT:
-        return None  # arrays go to the container (aligned, mmap-able, chunked)
+        return None  # not small, or not picklable: dump decides (and raises its clearer error)
+    data = b"".join(out.parts)
     return _SMALL_MAGIC + hashlib.blake2b(data, digest_size=16).digest() + data
 
 
@@ -196,23 +217,30 @@ class FileSystemStore(StoreBackendBase):
     # ------------------------------------------------------------- entries
     def load_output(self, func_id: str, key: str, mmap_mode: Optional[str] = None) -> Any:
         """The stored result (``KeyError`` if absent)."""
-        path = os.path.join(self.func_dir(func_id), key[:3], key[3:], OUTPUT_NAME)
+        fdir = self._func_dirs.get(func_id) or self.func_dir(func_id)
+        path = f"{fdir}{os.sep}{key[:3]}{os.sep}{key[3:]}{os.sep}{OUTPUT_NAME}"
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise KeyError(key) from None
         try:
-            size = os.fstat(fd).st_size
-            small = size <= SMALL_RESULT and mmap_mode is None
-            data = os.read(fd, size if small else len(_SMALL_MAGIC))
+            # one read answers most hits: a small record or container arrives whole
+            data = os.read(fd, _FIRST_READ)
+            if len(data) == _FIRST_READ:
+                size = os.fstat(fd).st_size
+                if mmap_mode is None and size <= SMALL_RESULT:
+                    data += os.read(fd, max(0, size - len(data)))
+                    if len(data) != size:
+                        data = b""  # changed under us: let load() judge the file
+                else:
+                    data = data if data.startswith(_SMALL_MAGIC) else b""
+                    if data:
+                        data += os.read(fd, max(0, size - len(data)))
         finally:
             os.close(fd)
         if data.startswith(_SMALL_MAGIC):
-            if not small:
-                with open(path, "rb") as f:
-                    data = f.read()
             return _decode_small(path, data)
-        if small and len(data) == size:
+        if data and mmap_mode is None:
             return loads(data)  # one open, one read: the cheapest hit for a container
         try:
             if self.verify or not _LOAD_HAS_VERIFY:
