@@ -41,7 +41,7 @@ pub fn digest(data: &[u8]) -> Digest {
 
 /// The digests of `data` cut into `chunk_size` chunks, computed on all cores.
 pub fn chunk_digests(data: &[u8], chunk_size: usize) -> Vec<Digest> {
-    data.par_chunks(chunk_size.max(1)).map(digest).collect()
+    crate::threads::install(|| data.par_chunks(chunk_size.max(1)).map(digest).collect())
 }
 
 /// Number of chunks a buffer of `len` bytes is cut into.
@@ -170,10 +170,12 @@ pub fn choose_shuffle(data: &[u8], chunk_size: usize, elem: usize) -> usize {
     let n = data.len().div_ceil(chunk_size);
     let start = (n / 2) * chunk_size;
     let sample = &data[start..data.len().min(start + chunk_size)];
-    let (plain, shuffled) = rayon::join(
-        || lz4_compress_chunk(sample, 0).stored.len(),
-        || lz4_compress_chunk(sample, elem).stored.len(),
-    );
+    let (plain, shuffled) = crate::threads::install(|| {
+        rayon::join(
+            || lz4_compress_chunk(sample, 0).stored.len(),
+            || lz4_compress_chunk(sample, elem).stored.len(),
+        )
+    });
     // a clear win only: shuffling costs a pass over the data both ways
     if shuffled * 10 < plain * 9 {
         elem
@@ -184,10 +186,12 @@ pub fn choose_shuffle(data: &[u8], chunk_size: usize, elem: usize) -> usize {
 
 /// Compresses `chunks` on all cores.
 pub fn lz4_compress_chunks(chunks: &[&[u8]], shuffle_elem: usize) -> Vec<CompressedChunk> {
-    chunks
-        .par_iter()
-        .map(|c| lz4_compress_chunk(c, shuffle_elem))
-        .collect()
+    crate::threads::install(|| {
+        chunks
+            .par_iter()
+            .map(|c| lz4_compress_chunk(c, shuffle_elem))
+            .collect()
+    })
 }
 
 /// Decompresses one chunk written by [`lz4_compress_chunk`] into `dst` (whose length is the

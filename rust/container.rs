@@ -501,8 +501,10 @@ pub fn read_segments<S: Source + ?Sized>(
             rest = tail;
         }
     }
-    work.into_par_iter()
-        .try_for_each(|(seg, i, dst)| read_chunk(src, seg, i, dst, verify))
+    crate::threads::install(|| {
+        work.into_par_iter()
+            .try_for_each(|(seg, i, dst)| read_chunk(src, seg, i, dst, verify))
+    })
 }
 
 fn read_chunk<S: Source + ?Sized>(
@@ -575,10 +577,11 @@ pub fn verify_segment(seg: &Segment, data: &[u8]) -> Result<(), ContainerError> 
         return corrupt("segment has the wrong size");
     }
     let cs = seg.chunk_size as usize;
-    let bad = data
-        .par_chunks(cs)
-        .zip(seg.chunks.par_iter())
-        .position_any(|(d, c)| codec::digest(d) != c.digest);
+    let bad = crate::threads::install(|| {
+        data.par_chunks(cs)
+            .zip(seg.chunks.par_iter())
+            .position_any(|(d, c)| codec::digest(d) != c.digest)
+    });
     match bad {
         None => Ok(()),
         Some(i) => corrupt(format!("data failed its checksum (chunk {i})")),
@@ -749,7 +752,8 @@ fn write_segment<W: Write>(
                     }
                 })
                 .collect();
-            let digests: Vec<Digest> = stored.par_iter().map(|c| codec::digest(c)).collect();
+            let digests: Vec<Digest> =
+                crate::threads::install(|| stored.par_iter().map(|c| codec::digest(c)).collect());
             for ((c, raw), d) in stored.iter().zip(&raw_chunks).zip(digests) {
                 w.write_all(c)?;
                 push(&mut chunks, c.len() as u64, raw.len() as u64, d);

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod container;
 pub mod hash;
 pub mod pool;
+pub mod threads;
 
 #[cfg(feature = "python")]
 mod bindings;

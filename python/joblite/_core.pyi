@@ -1,13 +1,20 @@
 """Type stub of the Rust extension module ``joblite._core``."""
 
+from collections.abc import Buffer as _Buffer
+from os import PathLike as _PathLike
+from typing import Callable as _Callable
+from typing import Optional as _Optional
+
 __version__: str
 
 # --- hashing (rust/bindings/hash.rs) ---
 
+HASH_ENCODING_VERSION: str
+
+def hash(obj: object, hash_name: str = "blake3", coerce_mmap: bool = False) -> str:
+    """Content hash of ``obj`` (see :func:`joblite.hash`)."""
+
 # --- persistence (rust/bindings/persistence.rs) ---
-from collections.abc import Buffer as _Buffer
-from os import PathLike as _PathLike
-from typing import Optional as _Optional
 
 CONTAINER_MAGIC: bytes
 DEFAULT_CHUNK_SIZE: int
@@ -36,3 +43,22 @@ class ContainerReader:
     def verify(self, index: int, data: _Buffer) -> None: ...
 
 # --- thread pool (rust/bindings/pool.rs) ---
+
+class ThreadPool:
+    """A fixed-size pool of native threads running Python callables.
+
+    Workers stay attached to the interpreter and release the GIL whenever they are not
+    running Python code; a callable that raises is reported as unraisable.
+    """
+
+    def __init__(self, n_threads: int, name: str = "joblite-worker") -> None: ...
+    def submit(self, func: _Callable[[], object], group: int = 0) -> None: ...
+    def submit_many(self, funcs: list[_Callable[[], object]], group: int = 0) -> int: ...
+    def cancel(self, group: int) -> int: ...
+    def shutdown(self, wait: bool = True) -> None: ...
+    @property
+    def n_threads(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...

@@ -1,5 +1,108 @@
+//! `joblite._core.ThreadPool`: the Rust thread pool running Python callables.
+//!
+//! Each worker attaches to the interpreter once, for its whole life, and releases
+//! the GIL whenever it is not running Python code (while it waits for a job). So a
+//! job costs one queue pop and one GIL hand-over, not a thread-state creation.
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::pool::{JobQueue, ThreadPool};
+
+/// A fixed-size pool of native threads running Python callables.
+#[pyclass(name = "ThreadPool", module = "joblite._core", frozen)]
+pub struct PyThreadPool {
+    pool: ThreadPool<Py<PyAny>>,
+}
+
+fn python_worker(queue: &JobQueue<Py<PyAny>>) {
+    Python::attach(|py| loop {
+        let next = py.detach(|| queue.pop());
+        let Some((_, job)) = next else { break };
+        let bound = job.bind(py);
+        if let Err(err) = bound.call0() {
+            // The Python side wraps jobs so that they report their own errors; an error
+            // reaching here is a bug in that wrapper, so make it visible, not silent.
+            err.write_unraisable(py, Some(bound));
+        }
+    })
+}
+
+#[pymethods]
+impl PyThreadPool {
+    #[new]
+    #[pyo3(signature = (n_threads, name = "joblite-worker"))]
+    fn new(n_threads: usize, name: &str) -> PyResult<Self> {
+        if n_threads == 0 {
+            return Err(PyValueError::new_err(
+                "ThreadPool needs n_threads >= 1, got 0",
+            ));
+        }
+        let pool = ThreadPool::with_worker(n_threads, name, python_worker)
+            .map_err(|e| PyRuntimeError::new_err(format!("could not start worker threads: {e}")))?;
+        Ok(PyThreadPool { pool })
+    }
+
+    /// Queue `func` (called with no argument) under `group`.
+    #[pyo3(signature = (func, group = 0))]
+    fn submit(&self, func: Py<PyAny>, group: u64) -> PyResult<()> {
+        self.pool
+            .submit(group, func)
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    /// Queue every callable of `funcs` under `group`; returns how many were queued.
+    #[pyo3(signature = (funcs, group = 0))]
+    fn submit_many(&self, funcs: Vec<Py<PyAny>>, group: u64) -> PyResult<usize> {
+        self.pool
+            .submit_many(group, funcs)
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    /// Withdraw the queued, not yet started jobs of `group`; returns how many.
+    fn cancel(&self, group: u64) -> usize {
+        // The withdrawn callables are dropped here, with the GIL held.
+        self.pool.cancel_group(group).len()
+    }
+
+    /// Stop the pool: queued jobs are dropped unrun; with `wait`, block (GIL
+    /// released) until the running jobs are finished and the threads have ended.
+    #[pyo3(signature = (wait = true))]
+    fn shutdown(&self, py: Python<'_>, wait: bool) {
+        drop(self.pool.close());
+        if wait {
+            py.detach(|| self.pool.join());
+        }
+    }
+
+    /// Number of worker threads.
+    #[getter]
+    fn n_threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
+    /// Number of queued jobs no worker has taken yet.
+    #[getter]
+    fn pending(&self) -> usize {
+        self.pool.queue().len()
+    }
+
+    /// Whether `shutdown` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.pool.queue().is_closed()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ThreadPool(n_threads={}, pending={}, closed={})",
+            self.pool.n_threads(),
+            self.pool.queue().len(),
+            self.pool.queue().is_closed()
+        )
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyThreadPool>()?;
     Ok(())
 }

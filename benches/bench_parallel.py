@@ -1,0 +1,242 @@
+"""Parallel: joblite next to joblib 1.6 in the same run, n_jobs=2.
+
+Run with ``make benchmark ARGS="-k parallel -s"``; the ratios are printed at the end.
+(a) 100k tiny tasks (loky, threading); (b) 1000 x ~1 ms pure-Python tasks on processes,
+parallel efficiency; (c) 200 tasks summing one 10 MiB array; (d) 64 tasks returning
+16 MiB arrays; (e) first and second call in a fresh process; (f) threading on np.dot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import joblite
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+N_JOBS = 2
+LIBS = {"joblite": joblite, "joblib": joblib}
+_best: dict[str, float] = {}
+
+
+def _record(benchmark, key: str) -> None:
+    _best[key] = benchmark.stats.stats.min
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_ratios():
+    # joblib's vendored loky must start its resource tracker before the loky package
+    # does, or joblib's tracker prints spurious KeyErrors (two loky copies in one process).
+    joblib.Parallel(n_jobs=N_JOBS)(joblib.delayed(abs)(-1) for _ in range(2))
+    yield
+    lines = ["", "Parallel benchmark ratios (min times, joblib / joblite; > 1: joblite faster)"]
+
+    def ratio(name: str, a: str, b: str) -> None:
+        if a in _best and b in _best:
+            times = f"joblite {_best[a]:.4f}s  joblib {_best[b]:.4f}s"
+            lines.append(f"  {name:<38} {times}  x{_best[b] / _best[a]:.2f}")
+
+    for backend in ("loky", "threading"):
+        ratio(f"(a) 100k sqrt, {backend}", f"tiny-{backend}-joblite", f"tiny-{backend}-joblib")
+    if "tiny-threading-executor" in _best and "tiny-threading-joblite" in _best:
+        lines.append(
+            "  (a) 100k sqrt: ThreadPoolExecutor.map "
+            f"{_best['tiny-threading-executor']:.4f}s, joblite threading "
+            f"x{_best['tiny-threading-executor'] / _best['tiny-threading-joblite']:.2f} faster"
+        )
+    ratio("(c) 200 x sum(10 MiB array), loky", "sum10-joblite", "sum10-joblib")
+    ratio("(d) 64 x 16 MiB results, loky", "res16-joblite", "res16-joblib")
+    for lib in LIBS:
+        if f"cpu-{lib}" in _best and "cpu-sequential" in _best:
+            eff = _best["cpu-sequential"] / (N_JOBS * _best[f"cpu-{lib}"])
+            lines.append(f"  (b) 1000 x 1 ms CPU, {lib}: parallel efficiency {eff:.0%}")
+    for lib in LIBS:
+        if f"dot-{lib}" in _best and "dot-sequential" in _best:
+            lines.append(
+                f"  (f) np.dot 512, threading, {lib}: speed-up over sequential "
+                f"x{_best['dot-sequential'] / _best[f'dot-{lib}']:.2f}"
+            )
+    for lib in LIBS:
+        if f"fresh-{lib}" in _first:
+            first, second = _first[f"fresh-{lib}"]
+            lines.append(f"  (e) fresh process, {lib}: first call {first:.3f}s, then {second:.3f}s")
+    print("\n".join(lines))
+
+
+# -- (a) tiny tasks --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+@pytest.mark.parametrize("lib", list(LIBS))
+def test_tiny_tasks(benchmark, lib, backend):
+    mod = LIBS[lib]
+    benchmark.group = f"parallel (a) 100k sqrt {backend}"
+    parallel = mod.Parallel(n_jobs=N_JOBS, backend=backend)
+    parallel(mod.delayed(math.sqrt)(i) for i in range(100))  # workers started
+
+    def run():
+        return parallel(mod.delayed(math.sqrt)(i) for i in range(100_000))
+
+    rounds = 1 if (lib, backend) == ("joblib", "threading") else 5  # joblib: ~8 s a call
+    out = benchmark.pedantic(run, rounds=rounds, iterations=1)
+    assert out[-1] == math.sqrt(99_999)
+    _record(benchmark, f"tiny-{backend}-{lib}")
+
+
+def test_tiny_tasks_thread_pool_executor(benchmark):
+    """Per-task overhead of the standard library's thread pool, for comparison with (a)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    benchmark.group = "parallel (a) 100k sqrt threading"
+    with ThreadPoolExecutor(N_JOBS) as executor:
+        out = benchmark.pedantic(
+            lambda: list(executor.map(math.sqrt, range(100_000))), rounds=3, iterations=1
+        )
+    assert out[-1] == math.sqrt(99_999)
+    _record(benchmark, "tiny-threading-executor")
+
+
+# -- (b) parallel efficiency on ~1 ms pure-Python tasks -----------------------------
+
+
+def busy_ms(x: int) -> int:
+    total = 0
+    for i in range(17_000):  # ~1 ms of pure Python on this machine class
+        total += i ^ x
+    return total
+
+
+@pytest.mark.parametrize("lib", ["sequential", *LIBS])
+def test_cpu_bound_efficiency(benchmark, lib):
+    benchmark.group = "parallel (b) 1000 x 1 ms CPU, processes"
+    if lib == "sequential":
+
+        def run():
+            return [busy_ms(i) for i in range(1000)]
+
+    else:
+        mod = LIBS[lib]
+        parallel = mod.Parallel(n_jobs=N_JOBS, backend="loky")
+        parallel(mod.delayed(busy_ms)(i) for i in range(10))
+
+        def run():
+            return parallel(mod.delayed(busy_ms)(i) for i in range(1000))
+
+    out = benchmark.pedantic(run, rounds=3, iterations=1)
+    assert len(out) == 1000
+    _record(benchmark, f"cpu-{lib}")
+
+
+# -- (c) one large argument shared by many tasks --------------------------------------
+
+
+def array_sum(a: np.ndarray) -> float:
+    return float(a.sum())
+
+
+@pytest.mark.parametrize("lib", list(LIBS))
+def test_large_argument(benchmark, lib):
+    mod = LIBS[lib]
+    benchmark.group = "parallel (c) 200 x sum(10 MiB array), loky"
+    a = np.random.default_rng(0).random(10 * 2**20 // 8)
+    # A context manager, as joblib recommends for repeated calls on one pool.
+    with mod.Parallel(n_jobs=N_JOBS, backend="loky") as parallel:
+        parallel(mod.delayed(array_sum)(a[:10]) for _ in range(4))
+
+        def run():
+            return parallel(mod.delayed(array_sum)(a) for _ in range(200))
+
+        out = benchmark.pedantic(run, rounds=5, iterations=1)
+    assert out[0] == pytest.approx(a.sum())
+    _record(benchmark, f"sum10-{lib}")
+
+
+# -- (d) large results ----------------------------------------------------------------
+
+
+def make_16mib(i: int) -> np.ndarray:
+    return np.full(16 * 2**20 // 8, float(i))
+
+
+@pytest.mark.parametrize("lib", list(LIBS))
+def test_large_results(benchmark, lib):
+    mod = LIBS[lib]
+    benchmark.group = "parallel (d) 64 x 16 MiB results, loky"
+    with mod.Parallel(n_jobs=N_JOBS, backend="loky") as parallel:
+        parallel(mod.delayed(make_16mib)(i) for i in range(2))
+
+        def run():
+            out = parallel(mod.delayed(make_16mib)(i) for i in range(64))
+            return [float(x[-1]) for x in out]  # touch every result
+
+        out = benchmark.pedantic(run, rounds=3, iterations=1)
+    assert out == [float(i) for i in range(64)]
+    _record(benchmark, f"res16-{lib}")
+
+
+# -- (e) first call in a fresh process ------------------------------------------------
+
+FRESH = textwrap.dedent(
+    """
+    import json, math, time
+    import {lib} as mod
+    t0 = time.perf_counter()
+    mod.Parallel(n_jobs=2)(mod.delayed(math.sqrt)(i) for i in range(1000))
+    t1 = time.perf_counter()
+    mod.Parallel(n_jobs=2)(mod.delayed(math.sqrt)(i) for i in range(1000))
+    t2 = time.perf_counter()
+    print(json.dumps([t1 - t0, t2 - t1]))
+    """
+)
+_first: dict[str, tuple[float, float]] = {}
+
+
+@pytest.mark.parametrize("lib", list(LIBS))
+def test_first_call_in_fresh_process(benchmark, lib):
+    benchmark.group = "parallel (e) fresh process: import + first + second call"
+    runs = []
+
+    def run():
+        command = [sys.executable, "-c", FRESH.format(lib=lib)]
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout))
+
+    benchmark.pedantic(run, rounds=3, iterations=1)
+    _first[f"fresh-{lib}"] = (min(r[0] for r in runs), min(r[1] for r in runs))
+    benchmark.extra_info["first_call_s"], benchmark.extra_info["second_call_s"] = _first[
+        f"fresh-{lib}"
+    ]
+
+
+# -- (f) threading on a GIL-releasing numpy task --------------------------------------
+
+
+@pytest.mark.parametrize("lib", ["sequential", *LIBS])
+def test_threading_numpy(benchmark, lib):
+    benchmark.group = "parallel (f) 64 x np.dot(512x512), threading"
+    rng = np.random.default_rng(0)
+    mats = [rng.random((512, 512)) for _ in range(4)]
+    with threadpool_limits(1):  # one BLAS thread per task: parallelism comes from the pool
+        if lib == "sequential":
+
+            def run():
+                return [np.dot(mats[i % 4], mats[(i + 1) % 4]) for i in range(64)]
+
+        else:
+            mod = LIBS[lib]
+            parallel = mod.Parallel(n_jobs=N_JOBS, backend="threading")
+
+            def run():
+                return parallel(
+                    mod.delayed(np.dot)(mats[i % 4], mats[(i + 1) % 4]) for i in range(64)
+                )
+
+        out = benchmark.pedantic(run, rounds=5, iterations=1)
+    assert len(out) == 64
+    _record(benchmark, f"dot-{lib}")

@@ -1,0 +1,240 @@
+"""The dispatch loop of one Parallel call: batching, back-pressure, ordering, errors.
+
+Batches are handed to the backend while fewer than ``pre_dispatch`` are outstanding;
+completions come back through one queue, in whatever thread the backend finishes them,
+and are consumed here, in the caller's thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import queue
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Optional
+
+from ._progress import Reporter
+from .base import BatchedCalls
+
+if TYPE_CHECKING:
+    from ..parallel import Parallel
+
+# "auto" batches aim at this much work each: long enough that the per-batch cost
+# (pickling, a pipe round-trip, a wake-up) is noise, short enough to balance the load.
+TARGET_BATCH_SECONDS = 0.02
+MAX_AUTO_BATCH = 100_000
+
+
+def _check_task(task: Any, index: int) -> None:
+    if type(task) is not tuple or len(task) != 3 or not callable(task[0]):
+        raise TypeError(
+            f"Parallel expects delayed(f)(*args, **kwargs) calls, got {task!r} at position"
+            f" {index}: wrap the function with joblite.delayed"
+        )
+
+
+def _notify(done: queue.SimpleQueue, batch_id: int, _future: Any) -> None:
+    done.put(batch_id)
+
+
+class Dispatcher:
+    """Runs one call of a :class:`joblite.Parallel` over an iterable of delayed calls."""
+
+    def __init__(self, parallel: Parallel, iterable: Iterable[tuple]) -> None:
+        self.parallel = parallel
+        self.backend = parallel._backend
+        self.iterable = iterable
+        try:
+            self.n_total: Optional[int] = len(iterable)  # type: ignore[arg-type]
+        except TypeError:
+            self.n_total = None
+        self.reporter = Reporter(
+            parallel.verbose, repr(parallel), parallel.progress, parallel.callback
+        )
+        self.n_dispatched = 0
+        self.n_completed = 0
+
+    # -- public entry points -------------------------------------------------------
+
+    def run_to_list(self) -> list:
+        try:
+            out: list = []
+            for results in self._batches(ordered=True, bounded=False):
+                if results is not None:
+                    out.extend(results)
+            return out
+        finally:
+            self.parallel._running = False
+
+    def run_generator(self) -> Iterator[Any]:
+        try:
+            ordered = self.parallel.return_as == "generator"
+            for results in self._batches(ordered=ordered, bounded=True):
+                if results is None:
+                    yield None  # the priming step of Parallel.__call__: batches are out
+                else:
+                    yield from results
+        finally:
+            self.parallel._running = False
+
+    # -- the loop --------------------------------------------------------------------
+
+    def _batches(self, ordered: bool, bounded: bool) -> Iterator[Optional[list]]:
+        """Lists of results, batch by batch; first a ``None`` once work is dispatched."""
+        parallel = self.parallel
+        if parallel.n_jobs == 1:
+            yield from self._sequential()
+            return
+        backend = self.backend
+        if not parallel._managed:
+            n_jobs = parallel._configure()
+        else:
+            n_jobs = parallel.n_jobs
+        limit = self._limit(n_jobs)
+        nested = backend.get_nested_backend()
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        iterator = iter(self.iterable)
+        inflight: dict[int, tuple[int, int, Any, float]] = {}
+        ready: dict[int, list] = {}
+        next_id = next_yield = 0
+        exhausted = False
+        last_progress = time.monotonic()
+        primed = True
+        try:
+            self.reporter.start(type(backend).__name__, n_jobs, self.n_total)
+            while True:
+                while not exhausted and len(inflight) + (len(ready) if bounded else 0) < limit:
+                    items = list(itertools.islice(iterator, self._batch_size(n_jobs)))
+                    if not items:
+                        exhausted = True
+                        self.n_total = self.n_dispatched
+                        break
+                    _check_task(items[0], self.n_dispatched)
+                    batch = BatchedCalls(items, nested, parallel.return_exceptions)
+                    future = backend.submit(batch)
+                    inflight[next_id] = (self.n_dispatched, len(items), future, time.monotonic())
+                    future.add_done_callback(functools.partial(_notify, done, next_id))
+                    next_id += 1
+                    self.n_dispatched += len(items)
+                if primed:
+                    primed = False
+                    yield None
+                if not inflight:
+                    break
+                batch_id = self._wait(done, inflight, last_progress)
+                last_progress = time.monotonic()
+                start, size, future, dispatched_at = inflight.pop(batch_id)
+                results = backend.retrieve(future)
+                self._learn(size, getattr(future, "duration", None), last_progress - dispatched_at)
+                self.n_completed += size
+                if self.reporter.active:
+                    indices = range(start, start + size)
+                    self.reporter.completed(
+                        indices, self.n_completed, self.n_dispatched, self.n_total
+                    )
+                if not ordered:
+                    yield results
+                    continue
+                ready[batch_id] = results
+                while next_yield in ready:
+                    yield ready.pop(next_yield)
+                    next_yield += 1
+            self.reporter.finished(self.n_completed)
+        except BaseException as error:
+            self._abort(error, [entry[2] for entry in inflight.values()])
+            raise
+        finally:
+            self.reporter.close()
+            if not parallel._managed:
+                backend.terminate()
+
+    def _sequential(self) -> Iterator[Optional[list]]:
+        parallel = self.parallel
+        report = self.reporter.active
+        self.reporter.start("SequentialBackend", 1, self.n_total)
+        yield None
+        try:
+            for index, task in enumerate(self.iterable):
+                _check_task(task, index)
+                function, args, kwargs = task
+                self.n_dispatched += 1
+                if parallel.return_exceptions:
+                    try:
+                        result = function(*args, **kwargs)
+                    except Exception as error:
+                        result = error
+                else:
+                    result = function(*args, **kwargs)
+                self.n_completed += 1
+                if report:
+                    self.reporter.completed(
+                        range(index, index + 1), self.n_completed, self.n_dispatched, self.n_total
+                    )
+                yield [result]
+            self.reporter.finished(self.n_completed)
+        finally:
+            self.reporter.close()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _limit(self, n_jobs: int) -> int:
+        from ..parallel import _eval_pre_dispatch
+
+        pre_dispatch = self.parallel.pre_dispatch
+        if pre_dispatch == "all":
+            return 1 << 62
+        if isinstance(pre_dispatch, str):
+            return max(_eval_pre_dispatch(pre_dispatch, n_jobs), n_jobs)
+        if isinstance(pre_dispatch, int) and pre_dispatch > 0:
+            return max(pre_dispatch, 1)
+        raise ValueError(
+            f"pre_dispatch must be 'all', an int > 0 or an expression, got {pre_dispatch!r}"
+        )
+
+    def _batch_size(self, n_jobs: int) -> int:
+        size = self.parallel.batch_size
+        if size != "auto":
+            return int(size)
+        per_task = self.parallel._auto_state.get("per_task")
+        if per_task is None:
+            return 1
+        size = int(TARGET_BATCH_SECONDS / max(per_task, 1e-9))
+        if self.n_total is not None:  # keep a few batches per worker for the load balance
+            remaining = self.n_total - self.n_dispatched
+            size = min(size, -(-remaining // (2 * n_jobs)))
+        return max(1, min(size, MAX_AUTO_BATCH))
+
+    def _learn(self, size: int, worker_seconds: Optional[float], wall_seconds: float) -> None:
+        if self.parallel.batch_size != "auto":
+            return
+        seconds = worker_seconds if worker_seconds is not None else wall_seconds
+        measured = seconds / size
+        state = self.parallel._auto_state
+        old = state.get("per_task")
+        state["per_task"] = measured if old is None else 0.5 * old + 0.5 * measured
+
+    def _wait(self, done: queue.SimpleQueue, inflight: dict, last_progress: float) -> int:
+        timeout = self.parallel.timeout
+        if timeout is None or not self.backend.supports_timeout:
+            return done.get()
+        while True:
+            oldest = min(entry[3] for entry in inflight.values())
+            deadline = max(oldest, last_progress) + timeout
+            try:
+                return done.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"a task of {self.parallel!r} ran for more than timeout={timeout} s"
+                    ) from None
+
+    def _abort(self, error: BaseException, futures: list) -> None:
+        backend = self.backend
+        backend.cancel(futures)
+        if not backend.uses_processes:
+            return  # threads cannot be killed: the running batches end on their own
+        interrupted = not isinstance(error, (Exception, GeneratorExit))
+        still_running = any(not future.done() for future in futures)
+        if interrupted or (still_running and not isinstance(error, GeneratorExit)):
+            backend.abort_everything(ensure_ready=False)

@@ -1,0 +1,291 @@
+"""How batches and results travel between the caller and process workers.
+
+Both directions are pickled with cloudpickle (lambdas, closures and ``__main__``
+functions work), except numpy arrays larger than ``max_nbytes``: those are written once
+to a shared-memory folder with :func:`joblite.dump` and memory-mapped on the other side
+with :func:`joblite.load`, so they never go through a pipe.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from typing import Any, Optional
+
+import cloudpickle
+
+from .base import BatchedCalls, RemoteError
+
+_SHM = "/dev/shm"
+_SHM_MIN_FREE = 2 * 1024**3  # use /dev/shm only when it has room for real work
+_PREFIX = "joblite_"
+
+_live_folders: set[str] = set()
+_live_lock = threading.Lock()
+_swept = False
+
+
+def parse_nbytes(value: Any) -> Optional[int]:
+    """``'1M'``-style sizes (K, M, G: powers of 1024) or ints to bytes; ``None`` stays."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"max_nbytes must be >= 0, got {value}")
+        return value
+    if isinstance(value, str):
+        text = value.strip().upper()
+        units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+        try:
+            if text and text[-1] in units:
+                return int(float(text[:-1]) * units[text[-1]])
+            return int(text)
+        except ValueError:
+            pass
+    raise ValueError(f"max_nbytes must be an int, None or a size like '1M', got {value!r}")
+
+
+def _base_folder(temp_folder: Optional[str]) -> str:
+    if temp_folder is None:
+        temp_folder = os.environ.get("JOBLITE_TEMP_FOLDER") or os.environ.get("JOBLIB_TEMP_FOLDER")
+    if temp_folder is not None:
+        return os.path.expanduser(os.fspath(temp_folder))
+    try:
+        stat = os.statvfs(_SHM)
+        if os.access(_SHM, os.W_OK) and stat.f_bavail * stat.f_frsize >= _SHM_MIN_FREE:
+            return _SHM
+    except OSError:
+        pass
+    return tempfile.gettempdir()
+
+
+def _sweep_stale(base: str) -> None:
+    """Remove folders left by joblite processes that were killed before cleaning up."""
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(_PREFIX):
+            continue
+        pid_text = name[len(_PREFIX) :].split("_", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        except OSError:
+            pass  # alive, or another user's process
+
+
+class SharedFolder:
+    """The folder of one Parallel call holding its large arrays, removed by :meth:`cleanup`.
+
+    Arrays are written once per call: the same array object passed to many tasks is
+    stored once, unless its content visibly changed in between (a cheap sampled check).
+    """
+
+    def __init__(self, temp_folder: Optional[str] = None) -> None:
+        global _swept
+        base = _base_folder(temp_folder)
+        if not _swept:
+            _swept = True
+            _sweep_stale(base)
+        self.path = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}_", dir=base)
+        with _live_lock:
+            _live_folders.add(self.path)
+        self._stored: dict[int, tuple[Any, Any, str]] = {}
+
+    def store(self, array: Any) -> str:
+        key = id(array)
+        print_ = _fingerprint(array)
+        known = self._stored.get(key)
+        if known is not None and known[0] is array and print_ is not None and known[1] == print_:
+            return known[2]
+        from .. import dump
+
+        path = os.path.join(self.path, f"{uuid.uuid4().hex}.arg")
+        dump(array, path)
+        self._stored[key] = (array, print_, path)
+        return path
+
+    def cleanup(self) -> None:
+        self._stored.clear()
+        shutil.rmtree(self.path, ignore_errors=True)
+        with _live_lock:
+            _live_folders.discard(self.path)
+
+
+@atexit.register
+def _cleanup_all() -> None:
+    with _live_lock:
+        folders = list(_live_folders)
+        _live_folders.clear()
+    for path in folders:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _fingerprint(array: Any) -> Any:
+    """Address, layout and ~256 sampled values: changes when the array is refilled."""
+    if not (array.flags.c_contiguous or array.flags.f_contiguous):
+        return None
+    flat = array.reshape(-1, order="A")
+    step = max(1, flat.size // 256)
+    return (
+        array.__array_interface__["data"][0],
+        array.shape,
+        array.strides,
+        array.dtype.str,
+        flat[::step].tobytes(),
+    )
+
+
+def _is_large_array(obj: Any, max_nbytes: int) -> bool:
+    np = sys.modules.get("numpy")
+    if np is None or type(obj) not in (np.ndarray, np.memmap):
+        return False
+    return obj.nbytes > max_nbytes and not obj.dtype.hasobject
+
+
+class _ArgumentPickler(cloudpickle.Pickler):
+    def __init__(self, file: Any, folder: SharedFolder, max_nbytes: int, mmap_mode: Any) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._folder = folder
+        self._max_nbytes = max_nbytes
+        self._mmap_mode = mmap_mode
+
+    def reducer_override(self, obj: Any) -> Any:
+        if _is_large_array(obj, self._max_nbytes):
+            return load_argument, (self._folder.store(obj), self._mmap_mode)
+        return super().reducer_override(obj)
+
+
+class _ResultPickler(cloudpickle.Pickler):
+    def __init__(self, file: Any, folder: str, max_nbytes: int) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._folder = folder
+        self._max_nbytes = max_nbytes
+
+    def reducer_override(self, obj: Any) -> Any:
+        if _is_large_array(obj, self._max_nbytes):
+            from .. import dump
+
+            path = os.path.join(self._folder, f"{uuid.uuid4().hex}.res")
+            dump(obj, path)
+            return load_result, (path,)
+        return super().reducer_override(obj)
+
+
+def dumps_batch(
+    batch: BatchedCalls,
+    folder: Optional[SharedFolder],
+    max_nbytes: Optional[int],
+    mmap_mode: Any,
+) -> bytes:
+    """Pickle a batch for a process worker (large arrays into ``folder``)."""
+    if folder is None or max_nbytes is None:
+        return cloudpickle.dumps((batch, None, None), protocol=pickle.HIGHEST_PROTOCOL)
+    buffer = io.BytesIO()
+    _ArgumentPickler(buffer, folder, max_nbytes, mmap_mode).dump((batch, folder.path, max_nbytes))
+    return buffer.getvalue()
+
+
+# Worker side: read-only maps stay open across batches, because mapping an array again
+# costs more than summing it (page faults). A watcher thread drops a map within a second
+# of the caller deleting its file, so idle workers never pin shared memory.
+_maps: dict[str, Any] = {}
+_maps_lock = threading.Lock()
+_watcher: Optional[threading.Thread] = None
+
+
+def _watch_maps() -> None:
+    while True:
+        time.sleep(1.0)
+        with _maps_lock:
+            for path in [p for p in _maps if not os.path.exists(p)]:
+                del _maps[path]
+
+
+def load_argument(path: str, mmap_mode: Any) -> Any:
+    """Worker side: map a shared argument (once per batch anyway: pickle memo)."""
+    global _watcher
+    from .. import load
+
+    if mmap_mode != "r":  # writable or private maps must not be shared between tasks
+        # The data is already in the file: "w+" (create) means "r+" (read-write) here.
+        return load(path, mmap_mode="r+" if mmap_mode == "w+" else mmap_mode)
+    with _maps_lock:
+        array = _maps.get(path)
+    if array is None:
+        array = load(path, mmap_mode="r")
+        with _maps_lock:
+            _maps[path] = array
+        if _watcher is None:
+            _watcher = threading.Thread(target=_watch_maps, name="joblite-maps", daemon=True)
+            _watcher.start()
+    return array
+
+
+def load_result(path: str) -> Any:
+    """Caller side: map a large result privately (writable) and unlink its file."""
+    import numpy as np
+
+    from .. import load
+
+    try:
+        return np.asarray(load(path, mmap_mode="c"))
+    finally:
+        os.unlink(path)
+
+
+def run_payload(payload: bytes) -> bytes:
+    """Worker entry point: run one pickled batch, return its pickled outcome."""
+    start = time.perf_counter()
+    batch, folder, max_nbytes = pickle.loads(payload)
+    try:
+        results = batch(RemoteError.capture)
+        # with return_exceptions, say whether the caller must look for errors to unwrap
+        has_errors = batch.return_exceptions and any(type(r) is RemoteError for r in results)
+        outcome: tuple[bool, Any, float] = (True, (results, has_errors), 0.0)
+    except BaseException as error:
+        outcome = (False, RemoteError.capture(error), 0.0)
+    outcome = (outcome[0], outcome[1], time.perf_counter() - start)
+    return dumps_outcome(outcome, folder, max_nbytes)
+
+
+def dumps_outcome(
+    outcome: tuple[bool, Any, float], folder: Optional[str], max_nbytes: Any
+) -> bytes:
+    try:
+        if folder is None or max_nbytes is None:
+            return cloudpickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+        buffer = io.BytesIO()
+        _ResultPickler(buffer, folder, max_nbytes).dump(outcome)
+        return buffer.getvalue()
+    except Exception as error:
+        if outcome[0]:
+            reason = f"a result of this batch could not be sent back: {error!r}"
+        else:
+            failed = outcome[1]
+            reason = f"{type(failed.error).__name__}: {failed.error}\n{failed.text}"
+        return cloudpickle.dumps((False, RemoteError(RuntimeError(reason), ""), outcome[2]))
+
+
+def loads_outcome(data: bytes) -> tuple[list, float]:
+    """Caller side: the batch's results and worker seconds, or raise its error."""
+    ok, value, seconds = pickle.loads(data)
+    if not ok:
+        raise value.unwrap()
+    results, has_errors = value
+    if has_errors:
+        results = [item.unwrap() if type(item) is RemoteError else item for item in results]
+    return results, seconds

@@ -1,0 +1,218 @@
+"""The backend interface of Parallel, and the batch of calls that every backend runs."""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from concurrent.futures import Future
+from typing import Any, Callable, Optional
+
+# Per-thread view of the nesting of Parallel calls: inside a worker, the backend name,
+# n_jobs and nesting level that an inner Parallel call should use by default.
+_nesting = threading.local()
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker, attached as ``__cause__``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class RemoteError:
+    """An exception raised in a worker process, with its formatted traceback.
+
+    Exceptions lose their traceback when pickled; this carrier keeps the text and gives
+    the exception back, with the worker's traceback as its ``__cause__``, in the caller.
+    """
+
+    __slots__ = ("error", "text")
+
+    def __init__(self, error: BaseException, text: str) -> None:
+        self.error = error
+        self.text = text
+
+    @classmethod
+    def capture(cls, error: BaseException) -> RemoteError:
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        return cls(error, '\n"""\n' + text + '"""')
+
+    def unwrap(self) -> BaseException:
+        self.error.__cause__ = RemoteTraceback(self.text)
+        return self.error
+
+
+def nesting() -> Optional[tuple[str, Optional[int], int]]:
+    """``(backend name, n_jobs, nesting level)`` set by the batch running in this thread."""
+    return getattr(_nesting, "value", None)
+
+
+class BatchedCalls:
+    """A batch of ``(function, args, kwargs)`` calls run in one go by a worker.
+
+    Calling the batch runs every call in order and returns the list of results. With
+    ``return_exceptions`` an exception takes the place of its result instead of
+    stopping the batch. ``nested`` is what an inner Parallel call sees as its defaults.
+    """
+
+    __slots__ = ("args", "function", "items", "nested", "return_exceptions")
+
+    def __init__(
+        self,
+        items: list[tuple[Callable[..., Any], tuple, dict]],
+        nested: Optional[tuple[str, Optional[int], int]] = None,
+        return_exceptions: bool = False,
+    ) -> None:
+        self.items: Optional[list] = items
+        self.function: Any = None
+        self.args: Optional[list] = None
+        self.nested = nested
+        self.return_exceptions = return_exceptions
+
+    def __len__(self) -> int:
+        return len(self.items if self.items is not None else self.args or ())
+
+    def __getstate__(self) -> tuple:
+        items = self.items
+        if items is not None:
+            # The common batch calls one function without keyword arguments: send the
+            # function once and the positional arguments alone (pickles ~4x smaller).
+            first = items[0][0] if items else None
+            if first is not None and all(f is first and not kw for f, _, kw in items):
+                return (None, first, [args for _, args, _ in items], *self._tail())
+        return (items, self.function, self.args, *self._tail())
+
+    def _tail(self) -> tuple:
+        return (self.nested, self.return_exceptions)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.items, self.function, self.args, self.nested, self.return_exceptions = state
+
+    def _calls(self) -> list[tuple[Callable[..., Any], tuple, dict]]:
+        if self.items is not None:
+            return self.items
+        return [(self.function, args, {}) for args in self.args or ()]
+
+    def __call__(self, wrap_errors: Callable[[BaseException], Any] = lambda e: e) -> list:
+        previous = getattr(_nesting, "value", None)
+        _nesting.value = self.nested
+        try:
+            if not self.return_exceptions:
+                if self.items is None:
+                    function = self.function
+                    return [function(*args) for args in self.args or ()]
+                return [f(*args, **kwargs) for f, args, kwargs in self.items]
+            out = []
+            for f, args, kwargs in self._calls():
+                try:
+                    out.append(f(*args, **kwargs))
+                except Exception as error:
+                    out.append(wrap_errors(error))
+            return out
+        finally:
+            _nesting.value = previous
+
+
+class ParallelBackendBase:
+    """Interface of a Parallel execution backend.
+
+    A backend runs :class:`BatchedCalls` somewhere (this thread, a thread pool, worker
+    processes, a cluster) and hands each result back through a
+    :class:`concurrent.futures.Future`. To plug in a new one, subclass this, implement
+    :meth:`effective_n_jobs` and :meth:`submit`, and register it with
+    :func:`joblite.register_parallel_backend`.
+
+    Parameters
+    ----------
+    nesting_level : int, optional
+        How deep in nested Parallel calls this backend runs (0 at the top level).
+    inner_max_num_threads : int, optional
+        Cap on the threads of BLAS/OpenMP libraries inside process workers.
+    **backend_kwargs
+        Backend specific options.
+
+    Attributes
+    ----------
+    default_n_jobs : int
+        n_jobs used when neither the call nor :func:`parallel_config` give one.
+    uses_threads : bool
+        Workers are threads of this process (they share memory).
+    supports_sharedmem : bool
+        Tasks may share and mutate Python objects of the caller.
+    supports_timeout : bool
+        ``timeout`` can be enforced.
+    supports_inner_max_num_threads : bool
+        ``inner_max_num_threads`` is honoured.
+    """
+
+    name = "base"
+    default_n_jobs = 1
+    uses_threads = False
+    supports_sharedmem = False
+    supports_timeout = True
+    supports_inner_max_num_threads = False
+    uses_processes = False
+
+    def __init__(
+        self,
+        nesting_level: Optional[int] = None,
+        inner_max_num_threads: Optional[int] = None,
+        **backend_kwargs: Any,
+    ) -> None:
+        self.nesting_level = 0 if nesting_level is None else nesting_level
+        self.inner_max_num_threads = inner_max_num_threads
+        self.backend_kwargs = backend_kwargs
+        self.n_jobs = 1  # set by configure
+
+    def effective_n_jobs(self, n_jobs: int) -> int:
+        """Number of tasks this backend would run at once for ``n_jobs`` (>= 1)."""
+        raise NotImplementedError
+
+    def configure(self, n_jobs: int = 1, **kwargs: Any) -> int:
+        """Prepare the workers for a call; returns the effective number of workers."""
+        self.n_jobs = self.effective_n_jobs(n_jobs)
+        return self.n_jobs
+
+    def submit(self, batch: BatchedCalls, **kwargs: Any) -> Future:
+        """Start running ``batch``; the future gives its list of results or its error."""
+        raise NotImplementedError
+
+    def retrieve(self, future: Future) -> list:
+        """The results of a completed batch (raises the batch's error).
+
+        A backend that knows how long the batch computed may set ``future.duration``
+        (seconds); ``batch_size="auto"`` then ignores queueing and transfer time.
+        """
+        return future.result()
+
+    def cancel(self, futures: list[Future]) -> None:
+        """Withdraw the batches of ``futures`` that did not start yet."""
+        for future in futures:
+            future.cancel()
+
+    def terminate(self) -> None:
+        """End of a call (or of a ``with Parallel(...)`` block): release per-call state."""
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        """Stop running tasks as soon as possible (after an error or an interrupt)."""
+        self.terminate()
+
+    def get_nested_backend(self) -> Optional[tuple[str, Optional[int], int]]:
+        """What an inner Parallel call inside a worker uses by default.
+
+        ``(backend name, n_jobs cap, nesting level)``: threads at the first level of
+        nesting, sequential below, and at most this worker's share of the cores, so that
+        nested calls never multiply the number of busy workers.
+        """
+        from ..parallel import cpu_count
+
+        level = self.nesting_level + 1
+        cap = max(cpu_count() // max(self.n_jobs, 1), 1)
+        return ("threading" if level == 1 else "sequential", cap, level)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

@@ -1,0 +1,276 @@
+"""Process backends: ``loky`` (the default) and ``multiprocessing``.
+
+Both send each batch as one pickled payload (cloudpickle, large arrays through shared
+memory, see ``_transport``) and keep their worker processes alive between calls. A
+worker that dies turns into :class:`joblite.WorkerCrashedError`, and the next call
+starts a fresh pool.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import threading
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Optional
+
+from ..exceptions import WorkerCrashedError
+from . import _transport
+from .base import BatchedCalls, ParallelBackendBase
+
+# Idle workers live this long (seconds) before exiting, like joblib.
+IDLE_WORKER_TIMEOUT = 300
+
+_THREAD_LIMIT_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def _describe_exit_codes(codes: list[int]) -> str:
+    described = []
+    for code in sorted(set(codes)):
+        if code < 0:
+            try:
+                described.append(f"killed by signal {signal.Signals(-code).name} ({code})")
+            except ValueError:
+                described.append(f"killed by signal {-code}")
+        else:
+            described.append(f"exited with status {code}")
+    return ", ".join(described)
+
+
+def crashed_error(
+    error: BaseException, backend: str, codes: Optional[list[int]] = None
+) -> Exception:
+    """A :class:`WorkerCrashedError` that says how the worker died, when that is known."""
+    what = ""
+    if codes:
+        what = _describe_exit_codes(codes)
+    else:
+        found = re.search(r"exit codes of the workers are \{(.*?)\}", str(error))
+        if found:
+            numbers = [int(n) for n in re.findall(r"\((-?\d+)\)", found.group(1))]
+            what = _describe_exit_codes(numbers) if numbers else found.group(1)
+    return WorkerCrashedError(
+        f"A worker process of the {backend!r} backend died while running tasks"
+        + (f" ({what})" if what else "")
+        + ". Common causes: a segmentation fault in compiled code, the operating system"
+        " killing the process for using too much memory, os._exit() or a signal sent to"
+        " it. The remaining tasks were cancelled; the next Parallel call starts fresh"
+        " workers."
+    )
+
+
+class _ProcessBackend(ParallelBackendBase):
+    """What both process backends share: payloads, shared memory, crash reports."""
+
+    uses_processes = True
+    supports_inner_max_num_threads = True
+    default_n_jobs = 1
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._executor: Any = None
+        self._folder: Optional[_transport.SharedFolder] = None
+        self._temp_folder: Optional[str] = None
+        self._max_nbytes: Optional[int] = None
+        self._mmap_mode: Any = "r"
+
+    def effective_n_jobs(self, n_jobs: int) -> int:
+        from ..parallel import cpu_count
+
+        if n_jobs == 0:
+            raise ValueError("n_jobs == 0 in Parallel has no meaning")
+        if n_jobs < 0:
+            n_jobs = max(cpu_count() + 1 + n_jobs, 1)
+        return n_jobs
+
+    def worker_env(self, n_jobs: int) -> dict[str, str]:
+        """Environment capping BLAS/OpenMP threads so workers x threads <= cores."""
+        from ..parallel import cpu_count
+
+        n_threads = self.inner_max_num_threads or max(cpu_count() // n_jobs, 1)
+        return {name: str(n_threads) for name in _THREAD_LIMIT_VARS}
+
+    def configure(
+        self,
+        n_jobs: int = 1,
+        temp_folder: Optional[str] = None,
+        max_nbytes: Any = "1M",
+        mmap_mode: Any = "r",
+        timeout: Optional[float] = None,
+        **kwargs: Any,
+    ) -> int:
+        n_jobs = self.effective_n_jobs(n_jobs)
+        self.n_jobs = n_jobs
+        self._temp_folder = temp_folder
+        self._max_nbytes = _transport.parse_nbytes(max_nbytes)
+        self._mmap_mode = mmap_mode
+        self._executor = self._get_executor(n_jobs, self.worker_env(n_jobs))
+        if timeout is not None:
+            # Starting processes must not count against the tasks' timeout: wait for
+            # the workers to answer before the clock starts.
+            futures = [self._executor.submit(int) for _ in range(n_jobs)]
+            for future in futures:
+                future.result()
+        return n_jobs
+
+    def submit(self, batch: BatchedCalls, **kwargs: Any) -> Future:
+        if self._executor is None:
+            raise RuntimeError(f"{type(self).__name__}.submit called before configure")
+        if self._folder is None and self._max_nbytes is not None:
+            self._folder = _transport.SharedFolder(self._temp_folder)
+        payload = _transport.dumps_batch(batch, self._folder, self._max_nbytes, self._mmap_mode)
+        try:
+            return self._executor.submit(_transport.run_payload, payload)
+        except (BrokenProcessPool, RuntimeError) as error:
+            raise self._crashed(error) from error
+
+    def retrieve(self, future: Future) -> list:
+        try:
+            data = future.result()
+        except BrokenProcessPool as error:
+            raise self._crashed(error) from error
+        results, future.duration = _transport.loads_outcome(data)  # type: ignore[attr-defined]
+        return results
+
+    def terminate(self) -> None:
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        self._kill_executor()
+        self._executor = None
+        self.terminate()
+
+    def _crashed(self, error: BaseException) -> Exception:
+        codes = self._exit_codes()
+        self._kill_executor()
+        self._executor = None
+        return crashed_error(error, self.name, codes)
+
+    def _exit_codes(self) -> list[int]:
+        # Let the pool's manager thread finish reaping its workers first, so the exit
+        # codes are recorded (two threads reaping one child would lose the status).
+        manager = getattr(self._executor, "_executor_manager_thread", None)
+        if manager is not None and manager is not threading.current_thread():
+            manager.join(timeout=5)
+        processes = getattr(self._executor, "_processes", None) or {}
+        codes = [p.exitcode for p in list(processes.values()) if p.exitcode is not None]
+        # Workers the pool itself terminated after the crash show SIGTERM: not the cause.
+        return [c for c in codes if c != -signal.SIGTERM] or codes
+
+    def _get_executor(self, n_jobs: int, env: dict[str, str]) -> Any:
+        raise NotImplementedError
+
+    def _kill_executor(self) -> None:
+        raise NotImplementedError
+
+
+# One executor per backend kind and process, reused across calls while its settings
+# (n_jobs, worker environment) stay the same.
+_executors: dict[str, tuple[Any, Any]] = {}
+_executors_lock = threading.Lock()
+
+
+def _is_usable(executor: Any) -> bool:
+    flags = getattr(executor, "_flags", None)
+    if flags is not None:
+        return not (flags.broken or flags.shutdown)
+    return not (getattr(executor, "_broken", False) or getattr(executor, "_shutdown_thread", False))
+
+
+def _cached_executor(kind: str, key: Any, create: Any) -> Any:
+    with _executors_lock:
+        entry = _executors.get(kind)
+        if entry is not None and entry[1] == key and _is_usable(entry[0]):
+            return entry[0]
+        if entry is not None:
+            entry[0].shutdown(wait=False)
+        executor = create()
+        _executors[kind] = (executor, key)
+        return executor
+
+
+def _forget_executor(kind: str, executor: Any) -> None:
+    with _executors_lock:
+        entry = _executors.get(kind)
+        if entry is not None and entry[0] is executor:
+            del _executors[kind]
+
+
+class LokyBackend(_ProcessBackend):
+    """Worker processes managed by loky: robust to crashes, no ``__main__`` guard needed.
+
+    The executor is joblite's own (not loky's process-wide reusable one), so joblib and
+    joblite used in one program do not keep restarting each other's workers.
+    """
+
+    name = "loky"
+
+    def _get_executor(self, n_jobs: int, env: dict[str, str]) -> Any:
+        def create() -> Any:
+            from loky import ProcessPoolExecutor
+
+            return ProcessPoolExecutor(max_workers=n_jobs, timeout=IDLE_WORKER_TIMEOUT, env=env)
+
+        return _cached_executor("loky", (n_jobs, tuple(sorted(env.items()))), create)
+
+    def _kill_executor(self) -> None:
+        executor = self._executor
+        if executor is None:
+            return
+        _forget_executor("loky", executor)
+        executor.shutdown(wait=False, kill_workers=True)
+
+
+def _init_worker(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    if "numpy" in sys.modules:  # forked after numpy started its thread pools
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=int(env["OMP_NUM_THREADS"]))
+
+
+class MultiprocessingBackend(_ProcessBackend):
+    """Worker processes from the standard library (:mod:`multiprocessing`'s default
+    start method), through :class:`concurrent.futures.ProcessPoolExecutor`."""
+
+    name = "multiprocessing"
+
+    def _get_executor(self, n_jobs: int, env: dict[str, str]) -> Any:
+        def create() -> Any:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            return ProcessPoolExecutor(
+                max_workers=n_jobs,
+                mp_context=multiprocessing.get_context(),
+                initializer=_init_worker,
+                initargs=(env,),
+            )
+
+        key = (n_jobs, tuple(sorted(env.items())))
+        return _cached_executor("multiprocessing", key, create)
+
+    def _kill_executor(self) -> None:
+        executor = self._executor
+        if executor is None:
+            return
+        _forget_executor("multiprocessing", executor)
+        processes = getattr(executor, "_processes", None) or {}
+        for process in list(processes.values()):
+            try:
+                process.kill()
+            except (OSError, ValueError, AttributeError):
+                pass
+        executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,596 @@
+"""The local filesystem store: one directory per entry, published atomically by a rename.
+
+Layout under ``<location>/joblite``::
+
+    <module>/<qualname>/func_code.py          the function's code (invalidation)
+    <module>/<qualname>/access.log            appended "key<TAB>time" lines (LRU, hit counts)
+    <module>/<qualname>/<k[:3]>/<k[3:]>/      one entry: output.v1 (joblite.dump) + metadata.json
+    <module>/<qualname>/<k[:3]>/<k[3:]>.lock  compute-once lock of an entry being computed
+
+The three-character fan-out keeps every directory small (a million entries of one function give
+4096 directories of ~250 entries), and a hit is one path join and one open.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import hashlib
+import inspect
+import json
+import os
+import pickle
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Any, Optional
+
+from ..exceptions import CorruptFileError
+from ..persistence import dump, load, loads
+from .base import EntryInfo, StoreBackendBase
+
+__all__ = ["FORMAT_VERSION", "FileSystemStore"]
+
+FORMAT_VERSION = 1
+OUTPUT_NAME = f"output.v{FORMAT_VERSION}"
+METADATA_NAME = "metadata.json"
+CODE_NAME = "func_code.py"
+ACCESS_LOG = "access.log"
+#: results up to this size are read in one go and decoded from memory (cheapest hit)
+SMALL_RESULT = 1 << 20
+_HOST = socket.gethostname()
+_LOAD_HAS_VERIFY = "verify" in inspect.signature(load).parameters
+# Small results without large buffers (numbers, short strings, small dicts: most cache hits)
+# are stored as a checksummed pickle record instead of a container: decoding it costs a
+# fraction of a microsecond instead of several. Layout: magic, 16-byte blake2b of the pickle,
+# the pickle (protocol 5).
+_SMALL_MAGIC = b"JLTSMALL1\n"
+_SMALL_LIMIT = 64 * 1024
+
+
+def _encode_small(value: Any) -> Optional[bytes]:
+    buffers: list = []
+    try:
+        data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    except Exception:
+        return None  # let dump raise its own, clearer error
+    if buffers or len(data) > _SMALL_LIMIT:
+        return None  # arrays go to the container (aligned, mmap-able, chunked)
+    return _SMALL_MAGIC + hashlib.blake2b(data, digest_size=16).digest() + data
+
+
+def _decode_small(path: str, data: bytes) -> Any:
+    start = len(_SMALL_MAGIC)
+    digest, body = data[start : start + 16], data[start + 16 :]
+    if len(digest) != 16 or hashlib.blake2b(body, digest_size=16).digest() != digest:
+        raise CorruptFileError(path, "cached result is truncated or damaged (checksum mismatch)")
+    return pickle.loads(body)
+
+
+_live_stores: weakref.WeakSet = weakref.WeakSet()
+
+
+def _flush_all() -> None:
+    for store in list(_live_stores):
+        store.flush()
+
+
+atexit.register(_flush_all)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_tree(path: str) -> None:
+    """Make ``path`` vanish at once (rename), then delete it at leisure."""
+    parent, name = os.path.split(path)
+    trash = os.path.join(parent, f".trash-{name}-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return
+    except OSError:
+        trash = path
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class FileSystemStore(StoreBackendBase):
+    """Cache entries as directories on a local (or shared POSIX) filesystem.
+
+    ``backend_options``:
+
+    - ``stale_lock_after`` (seconds, default 3600): a compute lock older than this is broken
+      even if its owner cannot be checked (it runs on another host).
+    - ``access_flush_interval`` (seconds, default 1.0): how often buffered access records are
+      appended to ``access.log``.
+    - ``verify`` (default True): check the checksums of large results' data on every load.
+      ``False`` loads them at ``np.load`` speed, still checking the container's pickle stream
+      and segment table (results under 1 MiB are always fully checked).
+    """
+
+    supports_locking = True
+
+    def __init__(self) -> None:
+        self.location = ""
+        self.verbose = 0
+        self._func_dirs: dict[str, str] = {}
+        self._pending: list[tuple[str, str, float]] = []
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+        self.stale_lock_after = 3600.0
+        self.flush_interval = 1.0
+        self.verify = True
+
+    def configure(
+        self, location: Any, verbose: int = 0, backend_options: Optional[dict] = None
+    ) -> None:
+        """Use ``location`` (the ``joblite`` directory itself) and create it."""
+        self.location = os.path.abspath(os.fspath(location))
+        self.verbose = verbose
+        options = dict(backend_options or {})
+        self.stale_lock_after = float(options.pop("stale_lock_after", 3600.0))
+        self.flush_interval = float(options.pop("access_flush_interval", 1.0))
+        self.verify = bool(options.pop("verify", True))
+        options.pop("compress", None)
+        if options:
+            raise ValueError(f"unknown backend_options for the local store: {sorted(options)}")
+        os.makedirs(self.location, exist_ok=True)
+        _live_stores.add(self)
+
+    def __getstate__(self) -> dict:
+        return {
+            "location": self.location,
+            "verbose": self.verbose,
+            "stale_lock_after": self.stale_lock_after,
+            "flush_interval": self.flush_interval,
+            "verify": self.verify,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()  # type: ignore[misc]
+        self.location = state["location"]
+        self.verbose = state["verbose"]
+        self.stale_lock_after = state["stale_lock_after"]
+        self.flush_interval = state["flush_interval"]
+        self.verify = state["verify"]
+        _live_stores.add(self)
+
+    # ----------------------------------------------------------------- paths
+    def func_dir(self, func_id: str) -> str:
+        """Directory of one function's entries."""
+        d = self._func_dirs.get(func_id)
+        if d is None:
+            d = os.path.join(self.location, *func_id.split("/"))
+            self._func_dirs[func_id] = d
+        return d
+
+    def entry_dir(self, func_id: str, key: str) -> str:
+        """Directory of one entry."""
+        return os.path.join(self.func_dir(func_id), key[:3], key[3:])
+
+    # ------------------------------------------------------------- entries
+    def load_output(self, func_id: str, key: str, mmap_mode: Optional[str] = None) -> Any:
+        """The stored result (``KeyError`` if absent)."""
+        path = os.path.join(self.func_dir(func_id), key[:3], key[3:], OUTPUT_NAME)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        try:
+            size = os.fstat(fd).st_size
+            small = size <= SMALL_RESULT and mmap_mode is None
+            data = os.read(fd, size if small else len(_SMALL_MAGIC))
+        finally:
+            os.close(fd)
+        if data.startswith(_SMALL_MAGIC):
+            if not small:
+                with open(path, "rb") as f:
+                    data = f.read()
+            return _decode_small(path, data)
+        if small and len(data) == size:
+            return loads(data)  # one open, one read: the cheapest hit for a container
+        try:
+            if self.verify or not _LOAD_HAS_VERIFY:
+                return load(path, mmap_mode=mmap_mode)
+            return load(path, mmap_mode=mmap_mode, verify=False)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def contains_entry(self, func_id: str, key: str) -> bool:
+        """Whether the entry's output exists."""
+        return os.path.exists(os.path.join(self.entry_dir(func_id, key), OUTPUT_NAME))
+
+    def describe_missing(self, func_id: str, key: str) -> Optional[str]:
+        """A reason when an entry directory exists but has no readable output."""
+        d = self.entry_dir(func_id, key)
+        try:
+            names = set(os.listdir(d))
+        except OSError:
+            return None
+        if OUTPUT_NAME in names:
+            return None  # appeared meanwhile
+        if METADATA_NAME in names:
+            try:
+                meta = self.load_metadata(func_id, key)
+            except (KeyError, CorruptFileError):
+                meta = {}
+            version = meta.get("format")
+            if version != FORMAT_VERSION:
+                return f"entry {d!r} was written by an older format version ({version})"
+        if "output.pkl" in names:
+            return f"entry {d!r} was written by an older format version (joblib layout)"
+        return f"entry {d!r} is missing its output file"
+
+    def store_entry(
+        self, func_id: str, key: str, output: Any, metadata: dict, compress: Any = False
+    ) -> dict:
+        """Write the entry in a temporary directory, then rename it into place."""
+        parent = os.path.join(self.func_dir(func_id), key[:3])
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".tmp-{key[3:]}-{os.getpid()}-", dir=parent)
+        try:
+            small = _encode_small(output) if not compress else None
+            if small is not None:
+                with open(os.path.join(tmp, OUTPUT_NAME), "wb") as f:
+                    f.write(small)
+            else:
+                dump(output, os.path.join(tmp, OUTPUT_NAME), compress=compress)
+            size = 0
+            for entry in os.scandir(tmp):
+                size += entry.stat().st_size
+            metadata = {**metadata, "format": FORMAT_VERSION, "output_bytes": size}
+            with open(os.path.join(tmp, METADATA_NAME), "w", encoding="utf-8") as f:
+                json.dump(metadata, f)
+            self._publish(tmp, os.path.join(parent, key[3:]))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return metadata
+
+    def _publish(self, tmp: str, final: str) -> None:
+        try:
+            os.rename(tmp, final)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        # an entry is already there (corrupt, or written by a concurrent caller): replace it
+        _remove_tree(final)
+        try:
+            os.rename(tmp, final)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # a third writer won; its entry is complete
+
+    def load_metadata(self, func_id: str, key: str) -> dict:
+        """The entry's metadata (``KeyError`` if absent, ``CorruptFileError`` if unreadable)."""
+        path = os.path.join(self.entry_dir(func_id, key), METADATA_NAME)
+        return self._read_metadata(path, key)
+
+    @staticmethod
+    def _read_metadata(path: str, key: str) -> dict:
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        try:
+            meta = json.loads(raw)
+        except ValueError as exc:
+            raise CorruptFileError(path, f"metadata is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise CorruptFileError(path, "metadata is not a JSON object")
+        return meta
+
+    def clear_entry(self, func_id: str, key: str) -> None:
+        """Remove one entry."""
+        _remove_tree(self.entry_dir(func_id, key))
+
+    def clear_func(self, func_id: str) -> None:
+        """Remove a function's entries, code and access log."""
+        self._pending = [p for p in self._pending if p[0] != func_id]
+        _remove_tree(self.func_dir(func_id))
+
+    def clear(self) -> None:
+        """Remove everything under the location."""
+        self._pending = []
+        try:
+            names = os.listdir(self.location)
+        except FileNotFoundError:
+            return
+        for name in names:
+            path = os.path.join(self.location, name)
+            if os.path.isdir(path):
+                _remove_tree(path)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+    # ---------------------------------------------------------------- code
+    def load_func_code(self, func_id: str) -> Optional[str]:
+        """The stored code text of a function, or ``None``."""
+        try:
+            with open(os.path.join(self.func_dir(func_id), CODE_NAME), encoding="utf-8") as f:
+                return f.read()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def store_func_code(self, func_id: str, code: str) -> None:
+        """Store a function's code text atomically."""
+        d = self.func_dir(func_id)
+        os.makedirs(d, exist_ok=True)
+        _write_atomic(os.path.join(d, CODE_NAME), code.encode("utf-8"))
+
+    # -------------------------------------------------------------- access
+    def record_access(self, func_id: str, key: str) -> None:
+        """Buffer an access record; appended to the function's access.log now and then."""
+        self._pending.append((func_id, key, time.time()))
+        if len(self._pending) >= 4096 or time.monotonic() - self._last_flush > self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Append buffered access records (best effort: a failure loses only LRU precision)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._last_flush = time.monotonic()
+        by_func: dict[str, list[str]] = {}
+        for func_id, key, when in pending:
+            by_func.setdefault(func_id, []).append(f"{key}\t{when:.3f}\n")
+        for func_id, lines in by_func.items():
+            path = os.path.join(self.func_dir(func_id), ACCESS_LOG)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError:
+                continue
+            try:
+                os.write(fd, "".join(lines).encode())
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+    def _read_access(self, func_dir: str) -> dict[str, tuple[float, int]]:
+        """``{key: (last access, hits)}`` from a function's access log."""
+        out: dict[str, tuple[float, int]] = {}
+        try:
+            with open(os.path.join(func_dir, ACCESS_LOG), "rb") as f:
+                data = f.read()
+        except OSError:
+            return out
+        for raw in data.split(b"\n"):
+            parts = raw.split(b"\t")
+            if len(parts) < 2:
+                continue
+            try:
+                key = parts[0].decode()
+                when = float(parts[1])
+                hits = int(parts[2]) if len(parts) > 2 else 1
+            except (ValueError, UnicodeDecodeError):
+                continue  # a line torn by a crash
+            last, count = out.get(key, (0.0, 0))
+            out[key] = (max(last, when), count + hits)
+        return out
+
+    def _compact_access(self, func_dir: str, stats: dict[str, tuple[float, int]]) -> None:
+        path = os.path.join(func_dir, ACCESS_LOG)
+        try:
+            if os.path.getsize(path) < 1 << 20:
+                return
+            lines = "".join(f"{k}\t{t:.3f}\t{n}\n" for k, (t, n) in stats.items())
+            _write_atomic(path, lines.encode())
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------- listing
+    def _func_dirs_on_disk(self) -> Iterator[tuple[str, str]]:
+        try:
+            modules = [e for e in os.scandir(self.location) if e.is_dir()]
+        except FileNotFoundError:
+            return
+        for mod in modules:
+            if mod.name.startswith("."):
+                continue
+            for fn in os.scandir(mod.path):
+                if fn.is_dir() and not fn.name.startswith("."):
+                    yield f"{mod.name}/{fn.name}", fn.path
+
+    def list_functions(self) -> list[str]:
+        """The ``func_id`` of every function with a directory in the store."""
+        return sorted(fid for fid, _ in self._func_dirs_on_disk())
+
+    def iter_entries(self, func_id: Optional[str] = None) -> Iterator[EntryInfo]:
+        """Every complete entry, with size, times and hits."""
+        self.flush()
+        if func_id is not None:
+            targets = [(func_id, self.func_dir(func_id))]
+        else:
+            targets = list(self._func_dirs_on_disk())
+        for fid, fdir in targets:
+            access = self._read_access(fdir)
+            try:
+                prefixes = [e for e in os.scandir(fdir) if e.is_dir() and len(e.name) == 3]
+            except OSError:
+                continue
+            for prefix in prefixes:
+                try:
+                    children = list(os.scandir(prefix.path))
+                except OSError:
+                    continue
+                for child in children:
+                    if child.name.startswith(".") or not child.is_dir():
+                        continue
+                    info = self._entry_info(fid, prefix.name + child.name, child.path, access)
+                    if info is not None:
+                        yield info
+            self._compact_access(fdir, access)
+
+    def _entry_info(
+        self, func_id: str, key: str, path: str, access: dict[str, tuple[float, int]]
+    ) -> Optional[EntryInfo]:
+        size = 0
+        mtime = 0.0
+        has_output = False
+        try:
+            for f in os.scandir(path):
+                st = f.stat()
+                size += st.st_size
+                mtime = max(mtime, st.st_mtime)
+                has_output = has_output or f.name == OUTPUT_NAME
+        except OSError:
+            return None
+        try:
+            meta = self._read_metadata(os.path.join(path, METADATA_NAME), key)
+            ok = has_output and meta.get("format") == FORMAT_VERSION
+        except (KeyError, CorruptFileError):
+            meta, ok = {}, False
+        created = meta.get("time", mtime)
+        created = float(created) if isinstance(created, (int, float)) else mtime
+        last, hits = access.get(key, (0.0, 0))
+        duration = meta.get("duration")
+        return EntryInfo(
+            func_id=func_id,
+            key=key,
+            size=size,
+            created=created,
+            last_access=max(last, created),
+            hits=hits,
+            duration=float(duration) if isinstance(duration, (int, float)) else None,
+            metadata_ok=ok,
+        )
+
+    # --------------------------------------------------------------- locks
+    def _lock_path(self, func_id: str, key: str) -> str:
+        return os.path.join(self.func_dir(func_id), key[:3], key[3:] + ".lock")
+
+    def try_lock(self, func_id: str, key: str) -> Optional[str]:
+        """Create the entry's lock file (O_EXCL); break it first if its owner is gone."""
+        path = self._lock_path(func_id, key)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                continue
+            except FileExistsError:
+                if self._lock_is_stale(path):
+                    _break_lock(path)
+                    continue
+                return None
+            try:
+                os.write(fd, f"{os.getpid()} {_HOST} {time.time():.3f}\n".encode())
+            finally:
+                os.close(fd)
+            return path
+        return None
+
+    def _lock_is_stale(self, path: str) -> bool:
+        try:
+            with open(path, "rb") as f:
+                text = f.read(256).decode("utf-8", "replace")
+            age = time.time() - os.stat(path).st_mtime
+        except OSError:
+            return False  # released meanwhile: simply retry later
+        if age > self.stale_lock_after:
+            return True
+        parts = text.split()
+        if len(parts) >= 2 and parts[1] == _HOST:
+            try:
+                return not _pid_alive(int(parts[0]))
+            except ValueError:
+                return age > 5.0
+        return False
+
+    def release_lock(self, token: Any) -> None:
+        """Remove a lock file this process created."""
+        if isinstance(token, str):
+            try:
+                os.unlink(token)
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------- cleanup
+    def cleanup(self, older_than: float = 60.0) -> int:
+        """Remove temporaries and stale locks left by interrupted or killed writers."""
+        removed = 0
+        now = time.time()
+        for _, fdir in list(self._func_dirs_on_disk()):
+            try:
+                prefixes = [e for e in os.scandir(fdir) if e.is_dir() and len(e.name) == 3]
+            except OSError:
+                continue
+            for prefix in prefixes:
+                try:
+                    children = list(os.scandir(prefix.path))
+                except OSError:
+                    continue
+                for child in children:
+                    name = child.name
+                    if name.endswith(".lock"):
+                        if self._lock_is_stale(child.path):
+                            _break_lock(child.path)
+                            removed += 1
+                        continue
+                    if not name.startswith((".tmp-", ".trash-")):
+                        continue
+                    if not self._leftover_is_dead(name, child, now, older_than):
+                        continue
+                    if child.is_dir():
+                        shutil.rmtree(child.path, ignore_errors=True)
+                    else:
+                        try:
+                            os.unlink(child.path)
+                        except OSError:
+                            continue
+                    removed += 1
+        return removed
+
+    @staticmethod
+    def _leftover_is_dead(name: str, entry: os.DirEntry, now: float, older_than: float) -> bool:
+        try:
+            if now - entry.stat().st_mtime > older_than:
+                return True
+        except OSError:
+            return False
+        # ".tmp-<key>-<pid>-<random>": a writer of this host that died cannot finish
+        parts = name.split("-")
+        if name.startswith(".tmp-") and len(parts) >= 4 and parts[2].isdigit():
+            return not _pid_alive(int(parts[2]))
+        return name.startswith(".trash-")
+
+
+def _break_lock(path: str) -> None:
+    # rename first so that only one of several breakers removes this very lock file
+    stale = f"{path}.stale-{os.getpid()}-{threading.get_ident()}"
+    try:
+        os.rename(path, stale)
+        os.unlink(stale)
+    except OSError:
+        pass

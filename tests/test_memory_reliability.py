@@ -1,0 +1,325 @@
+"""Memory under stress: many processes, SIGKILL mid-write, damaged entries, a full disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from joblite import Memory
+from joblite.exceptions import CacheWarning
+
+WORKER = textwrap.dedent(
+    """
+    import os, random, sys, time, warnings
+    import numpy as np
+    from joblite import Memory
+
+    warnings.simplefilter("error")  # any CacheWarning fails the worker
+    location, counter, seed, compute_once = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    mem = Memory(location, verbose=0, compute_once=compute_once == "1")
+
+    @mem.cache
+    def work(k):
+        fd = os.open(counter, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, f"{k}\\n".encode())
+        os.close(fd)
+        time.sleep(0.002)
+        return np.full(64, k, dtype=np.int64)
+
+    rng = random.Random(seed)
+    # overlapping keys: every worker draws from the same 40, in its own order
+    for _ in range(200):
+        k = rng.randrange(40)
+        out = work(k)
+        if out.shape != (64,) or not (out == k).all():
+            sys.exit(f"wrong result for {k}")
+    """
+)
+
+
+def entries(location) -> list[Path]:
+    return [p for p in (Path(location) / "joblite").rglob("*") if p.is_dir() and p.parent.name]
+
+
+def assert_consistent(location) -> None:
+    """Every entry complete, no temporaries, no lock left behind."""
+    root = Path(location) / "joblite"
+    for meta in root.rglob("metadata.json"):
+        assert (meta.parent / "output.v1").is_file()
+        assert json.loads(meta.read_text())["format"] == 1
+    for out in root.rglob("output.v1"):
+        assert (out.parent / "metadata.json").is_file(), out
+    leftovers = [p for p in root.rglob("*") if p.name.startswith((".tmp", ".trash"))]
+    assert leftovers == []
+    assert list(root.rglob("*.lock")) == []
+
+
+@pytest.mark.parametrize("compute_once", [True, False])
+def test_eight_processes_same_and_overlapping_keys(tmp_path, compute_once):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    counter = tmp_path / "computed.txt"
+    location = tmp_path / "cache"
+    flag = "1" if compute_once else "0"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(location), str(counter), str(seed), flag],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for seed in range(8)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    counts = Counter(int(x) for x in counter.read_text().split())
+    assert set(counts) <= set(range(40)) and len(counts) >= 30
+    if compute_once:
+        assert max(counts.values()) == 1, counts
+    assert_consistent(location)
+
+
+def test_threads_compute_once(tmp_path):
+    mem = Memory(tmp_path, verbose=0)
+    calls = []
+    gate = threading.Barrier(8)
+
+    @mem.cache
+    def slow(x):
+        calls.append(x)
+        time.sleep(0.2)
+        return x * 2
+
+    results = []
+
+    def run():
+        gate.wait()
+        results.append(slow(21))
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [42] * 8
+    assert calls == [21]
+
+
+def test_stale_lock_of_dead_owner_is_broken(tmp_path):
+    mem = Memory(tmp_path, verbose=0)
+    f = mem.cache(lambda x: x + 1)
+    assert f(0) == 1  # creates the function directory
+    key = f._get_args_id(5)
+    lock = Path(mem.store_backend.entry_dir(f.func_id, key) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(f"{dead.pid} {os.uname().nodename} {time.time()}\n")
+    start = time.monotonic()
+    assert f(5) == 6
+    assert time.monotonic() - start < 5
+    assert not lock.exists()
+
+
+def test_wait_timeout_then_compute_anyway(tmp_path):
+    mem = Memory(tmp_path, verbose=0, compute_once_timeout=0.3)
+    f = mem.cache(lambda x: x * 10)
+    f(0)
+    key = f._get_args_id(7)
+    lock = Path(mem.store_backend.entry_dir(f.func_id, key) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(f"{os.getpid()} {os.uname().nodename} {time.time()}\n")  # a live owner
+    with pytest.warns(CacheWarning, match="waited") as rec:
+        assert f(7) == 70
+    assert len(rec) == 1
+    lock.unlink()
+
+
+def _writer_child(location: str) -> None:
+    mem = Memory(location, verbose=0)
+
+    @mem.cache
+    def big(k):
+        return np.full(500_000, k, dtype=np.float64)  # 4 MB: dumps take a while
+
+    for i in range(1_000_000):
+        if i % 2:
+            big.call(i % 4)  # force a rewrite: exercises replacing a live entry
+        else:
+            big(i % 4)
+
+
+def test_sigkill_during_writes(tmp_path):
+    location = str(tmp_path / "cache")
+    mem = Memory(location, verbose=0)
+
+    @mem.cache
+    def big(k):
+        return np.full(500_000, k, dtype=np.float64)
+
+    rng = random.Random(1234)
+    for _ in range(24):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child is killed
+            try:
+                _writer_child(location)
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.005, 0.15))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        for k in range(4):  # warnings are errors: no CacheWarning may come out
+            out = big(k)
+            assert out.shape == (500_000,) and out[0] == k and out[-1] == k
+    mem.store_backend.cleanup()
+    assert_consistent(location)
+
+
+def _damage_setup(tmp_path, kind="array", **cache_kwargs):
+    mem = Memory(tmp_path, verbose=0)
+    calls = []
+
+    @mem.cache(**cache_kwargs)
+    def f(x):
+        calls.append(x)
+        if kind == "small":  # stored as a small pickle record, not a container
+            return {"n": x, "name": "x" * 50}
+        return np.arange(x, dtype=np.float64)
+
+    f(100)
+    entry = Path(mem.store_backend.entry_dir(f.func_id, f._get_args_id(100)))
+    return f, calls, entry
+
+
+def _assert_right(out):
+    if isinstance(out, dict):
+        assert out == {"n": 100, "name": "x" * 50}
+    else:
+        np.testing.assert_array_equal(out, np.arange(100.0))
+
+
+def _check_recovers(f, calls, match):
+    with pytest.warns(CacheWarning, match=match) as rec:
+        out = f(100)
+    assert len(rec) == 1
+    _assert_right(out)
+    assert len(calls) == 2
+    _assert_right(f(100))  # replaced: a clean hit now
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("kind", ["array", "small"])
+def test_corrupted_result_file(tmp_path, kind):
+    f, calls, entry = _damage_setup(tmp_path, kind)
+    data = bytearray((entry / "output.v1").read_bytes())
+    data[len(data) // 2 :] = os.urandom(len(data) - len(data) // 2)
+    (entry / "output.v1").write_bytes(bytes(data))
+    _check_recovers(f, calls, "cannot load")
+
+
+@pytest.mark.parametrize("kind", ["array", "small"])
+def test_truncated_result_file(tmp_path, kind):
+    f, calls, entry = _damage_setup(tmp_path, kind)
+    data = (entry / "output.v1").read_bytes()
+    (entry / "output.v1").write_bytes(data[: len(data) // 3])
+    _check_recovers(f, calls, "cannot load")
+
+
+def test_truncated_metadata_file(tmp_path):
+    from joblite import expires_after
+
+    f, calls, entry = _damage_setup(tmp_path, cache_validation_callback=expires_after(days=1))
+    text = (entry / "metadata.json").read_text()
+    (entry / "metadata.json").write_text(text[: len(text) // 2])
+    _check_recovers(f, calls, "metadata")
+
+
+def test_missing_result_file(tmp_path):
+    f, calls, entry = _damage_setup(tmp_path)
+    (entry / "output.v1").unlink()
+    _check_recovers(f, calls, "missing its output")
+
+
+def test_entry_from_older_format_version(tmp_path):
+    f, calls, entry = _damage_setup(tmp_path)
+    meta = json.loads((entry / "metadata.json").read_text())
+    meta["format"] = 0
+    (entry / "metadata.json").write_text(json.dumps(meta))
+    (entry / "output.v1").rename(entry / "output.v0")
+    _check_recovers(f, calls, "older format version")
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill the disk needs root (euid != 0)")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_disk_full(small_tmpfs):
+    mem = Memory(small_tmpfs, verbose=0)
+
+    @mem.cache
+    def block(k):
+        return np.full(100_000, k, dtype=np.float64)  # 800 kB: the disk holds three
+
+    warned = 0
+    for k in range(6):
+        try:
+            with pytest.warns(CacheWarning, match="not cached"):
+                out = block(k)
+            warned += 1
+        except pytest.fail.Exception:
+            out = block(k)  # was cached: no warning came
+        assert out[0] == k and out.shape == (100_000,)
+    assert warned >= 2
+    assert_consistent(small_tmpfs)
+    for k in range(6):  # every call still right, cached or not
+        np.testing.assert_array_equal(block(k) if block.check_call_in_cache(k) else k, k)
+    mem.clear(warn=False)
+    assert block(0)[0] == 0 and block.check_call_in_cache(0)
+    shutil.rmtree(small_tmpfs / "joblite", ignore_errors=True)
+
+
+def test_large_result_damage_detected_by_default(tmp_path):
+    mem = Memory(tmp_path, verbose=0)
+    calls = []
+
+    @mem.cache
+    def big(n):
+        calls.append(n)
+        return np.arange(n, dtype=np.float64)  # 2 MiB: loaded through joblite.load
+
+    big(1 << 18)
+    path = Path(mem.store_backend.entry_dir(big.func_id, big._get_args_id(1 << 18))) / "output.v1"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the array data
+    path.write_bytes(bytes(data))
+    with pytest.warns(CacheWarning, match="cannot load") as rec:
+        out = big(1 << 18)
+    assert len(rec) == 1 and len(calls) == 2
+    np.testing.assert_array_equal(out, np.arange(1 << 18, dtype=np.float64))
+    fast = Memory(tmp_path, verbose=0, backend_options={"verify": False}).cache(big.func)
+    np.testing.assert_array_equal(fast(1 << 18), out)  # the option still loads right data
