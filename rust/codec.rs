@@ -5,6 +5,8 @@
 //! decompressed independently, so every core can work on its own chunk and any chunk can be
 //! read without the others.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 use thiserror::Error;
 
@@ -100,6 +102,31 @@ pub fn unshuffle(src: &[u8], dst: &mut [u8], elem: usize) {
     dst[body..].copy_from_slice(&src[body..]);
 }
 
+thread_local! {
+    /// Two scratch buffers per thread, reused from chunk to chunk: fresh multi-MiB buffers
+    /// for every chunk cost a page fault per 4 KiB (measured: +60% on lz4 dumps).
+    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's two scratch buffers (their contents are unspecified).
+pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let (a, b) = &mut *bufs;
+            f(a, b)
+        }
+        // re-entered on this thread (cannot happen today): use fresh buffers
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    })
+}
+
+fn sized(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    &mut buf[..len]
+}
+
 /// One compressed chunk: its stored bytes (raw when lz4 did not make it smaller) and the
 /// digest of those stored bytes (half the hashing work of the raw bytes, and checked before
 /// the decoder reads them).
@@ -112,21 +139,20 @@ pub struct CompressedChunk {
 /// byte-shuffle with element size `shuffle_elem` (0 or 1: none). Keeps the raw bytes when
 /// compression does not make the chunk smaller, so `stored.len() == raw.len()` means "raw".
 pub fn lz4_compress_chunk(raw: &[u8], shuffle_elem: usize) -> CompressedChunk {
-    let shuffled;
-    let input: &[u8] = if shuffle_elem > 1 {
-        let mut buf = vec![0u8; raw.len()];
-        shuffle(raw, &mut buf, shuffle_elem);
-        shuffled = buf;
-        &shuffled
-    } else {
-        raw
-    };
-    let compressed = lz4_flex::block::compress(input);
-    let stored = if compressed.len() < raw.len() {
-        compressed
-    } else {
-        raw.to_vec()
-    };
+    let stored = with_scratch(|shuffled, out| {
+        let input: &[u8] = if shuffle_elem > 1 {
+            let buf = sized(shuffled, raw.len());
+            shuffle(raw, buf, shuffle_elem);
+            buf
+        } else {
+            raw
+        };
+        let out = sized(out, lz4_flex::block::get_maximum_output_size(input.len()));
+        match lz4_flex::block::compress_into(input, out) {
+            Ok(n) if n < raw.len() => out[..n].to_vec(),
+            _ => raw.to_vec(),
+        }
+    });
     CompressedChunk {
         digest: digest(&stored),
         stored,
@@ -180,10 +206,12 @@ pub fn lz4_decompress_chunk(
         return Ok(());
     }
     if shuffle_elem > 1 {
-        let mut tmp = vec![0u8; dst.len()];
-        decompress_exact(stored, &mut tmp)?;
-        unshuffle(&tmp, dst, shuffle_elem);
-        Ok(())
+        with_scratch(|tmp, _| {
+            let tmp = sized(tmp, dst.len());
+            decompress_exact(stored, tmp)?;
+            unshuffle(tmp, dst, shuffle_elem);
+            Ok(())
+        })
     } else {
         decompress_exact(stored, dst)
     }

@@ -528,14 +528,21 @@ fn read_chunk<S: Source + ?Sized>(
             return mismatch();
         }
     } else {
-        // digests cover the stored bytes: checked before the decoder ever sees them
-        let mut stored = vec![0u8; c.stored_len as usize];
-        src.read_exact_at(c.offset, &mut stored)?;
-        if verify && codec::digest(&stored) != c.digest {
-            return mismatch();
-        }
-        codec::lz4_decompress_chunk(&stored, dst, seg.shuffle as usize)
-            .map_err(|e: CodecError| ContainerError::Corrupt(format!("chunk {i}: {e}")))?;
+        // digests cover the stored bytes: checked before the decoder ever sees them.
+        // The stored bytes go to a buffer taken out of this thread's scratch space (the
+        // decoder may use that space again for unshuffling).
+        let mut stored = codec::with_scratch(|_, b| std::mem::take(b));
+        stored.resize(c.stored_len as usize, 0);
+        let res = (|| {
+            src.read_exact_at(c.offset, &mut stored)?;
+            if verify && codec::digest(&stored) != c.digest {
+                return mismatch();
+            }
+            codec::lz4_decompress_chunk(&stored, dst, seg.shuffle as usize)
+                .map_err(|e: CodecError| ContainerError::Corrupt(format!("chunk {i}: {e}")))
+        })();
+        codec::with_scratch(|_, b| *b = stored);
+        res?;
     }
     Ok(())
 }

@@ -143,7 +143,15 @@ fn write_container(
         None => {
             let out = py
                 .detach(|| {
-                    let mut out = Vec::new();
+                    // room for everything uncompressed: no regrowth while writing
+                    let raw: usize = specs
+                        .iter()
+                        .map(|s| match s {
+                            SegmentData::Raw { data, .. } => data.len(),
+                            SegmentData::Precompressed { data, .. } => data.len(),
+                        })
+                        .sum();
+                    let mut out = Vec::with_capacity(raw + 128 * (specs.len() + 2));
                     container::write_container(&mut out, &specs, chunk_size, lz4_chunk_size)
                         .map(|_| out)
                 })
