@@ -412,20 +412,26 @@ def test_joblite_hash_releases_the_gil_on_large_arrays():
     assert during > 0.3 * free_rate * elapsed, (during, free_rate, elapsed)
 
 
-def test_parallel_hashing_works_in_a_forked_child():
+def test_parallel_hashing_and_compression_work_in_a_forked_child():
     """The core's worker threads do not survive fork(); a child must build its own."""
     import warnings
 
     big = np.random.default_rng(0).standard_normal(2**22)  # 32 MiB: multi-threaded paths
     expected = jhash(big)  # the parent's worker pool now exists
     packed = joblite.dumps(big, compress=True)
+    zpacked = joblite.dumps(big, compress="zlib")  # the stdlib-codec thread pool now exists
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
         pid = os.fork()
     if pid == 0:  # the child: exit status says whether it got the right answers
         ok = False
         try:
-            ok = jhash(big) == expected and bool((joblite.loads(packed) == big).all())
+            ok = (
+                jhash(big) == expected
+                and bool((joblite.loads(packed) == big).all())
+                and bool((joblite.loads(zpacked) == big).all())
+                and joblite.loads(joblite.dumps(big, compress="zlib")).shape == big.shape
+            )
         finally:
             os._exit(0 if ok else 1)
     deadline = time.monotonic() + 60

@@ -114,13 +114,19 @@ def decompress(codec: int, stored: bytes, raw_len: int) -> bytes:
 
 
 _POOL: Optional[ThreadPoolExecutor] = None
+_POOL_PID = 0
 
 
 def pool() -> ThreadPoolExecutor:
-    """A lazily created thread pool for stdlib codecs (they release the GIL)."""
-    global _POOL
-    if _POOL is None:
+    """A lazily created thread pool for stdlib codecs (they release the GIL).
+
+    One per process: a child made by ``fork()`` inherits the pool object but none of its
+    threads, so it builds its own instead of waiting forever on the inherited one.
+    """
+    global _POOL, _POOL_PID
+    if _POOL is None or _POOL_PID != os.getpid():
         _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="joblite")
+        _POOL_PID = os.getpid()
     return _POOL
 
 
