@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-__all__ = ["EntryInfo", "StoreBackendBase", "parse_age", "parse_bytes", "select_for_removal"]
+__all__ = [
+    "EntryInfo",
+    "StoreBackendBase",
+    "parse_age",
+    "parse_bytes",
+    "parse_metadata",
+    "select_for_removal",
+]
 
 
 @dataclass
@@ -45,6 +53,19 @@ class EntryInfo:
     duration: Optional[float] = None
     metadata_ok: bool = True
     extra: dict = field(default_factory=dict)
+
+
+def parse_metadata(raw: bytes, path: str) -> dict:
+    """An entry's metadata from the bytes of its JSON file; ``CorruptFileError`` if unreadable."""
+    from ..exceptions import CorruptFileError
+
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise CorruptFileError(path, f"metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise CorruptFileError(path, "metadata is not a JSON object")
+    return meta
 
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}

@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 from ..exceptions import CorruptFileError
 from ..persistence import dump, load, loads
-from .base import EntryInfo, StoreBackendBase
+from .base import EntryInfo, StoreBackendBase, parse_metadata
 
 __all__ = ["FORMAT_VERSION", "FileSystemStore"]
 
@@ -328,13 +328,7 @@ class FileSystemStore(StoreBackendBase):
                 raw = f.read()
         except FileNotFoundError:
             raise KeyError(key) from None
-        try:
-            meta = json.loads(raw)
-        except ValueError as exc:
-            raise CorruptFileError(path, f"metadata is not valid JSON ({exc})") from None
-        if not isinstance(meta, dict):
-            raise CorruptFileError(path, "metadata is not a JSON object")
-        return meta
+        return parse_metadata(raw, path)
 
     def clear_entry(self, func_id: str, key: str) -> None:
         """Remove one entry."""

@@ -28,7 +28,7 @@ from typing import Any, Optional
 from ..exceptions import CorruptFileError
 from ..hashing import hash as hash_bytes
 from ..persistence import dumps, load, loads
-from .base import EntryInfo, StoreBackendBase
+from .base import EntryInfo, StoreBackendBase, parse_metadata
 
 __all__ = ["FsspecStore"]
 
@@ -152,13 +152,7 @@ class FsspecStore(StoreBackendBase):
         """The entry's metadata (``KeyError`` if absent, ``CorruptFileError`` if unreadable)."""
         path = f"{self.entry_dir(func_id, key)}/{METADATA_NAME}"
         raw = self._cat(path)
-        try:
-            meta = json.loads(raw)
-        except ValueError as exc:
-            raise CorruptFileError(path, f"metadata is not valid JSON ({exc})") from None
-        if not isinstance(meta, dict):
-            raise CorruptFileError(path, "metadata is not a JSON object")
-        return meta
+        return parse_metadata(raw, path)
 
     def load_output(self, func_id: str, key: str, mmap_mode: Optional[str] = None) -> Any:
         """Fetch the result: one GET for the metadata, one for the output object.
