@@ -32,9 +32,21 @@ def _libraries() -> dict[str, Any]:
         import joblib
 
         libs["joblib"] = joblib
-        # joblib's own copy of loky must start its resource tracker before the loky
-        # package does, or joblib's tracker reports spurious KeyErrors (a clash between
-        # the two loky copies in one process, not specific to joblite).
+        # With two copies of loky in one process (the loky package and joblib's vendored
+        # one), joblib's resource tracker prints spurious KeyError tracebacks about its
+        # memmapped arguments. It is a separate process that inherits stderr, so start it
+        # with stderr pointing to /dev/null: the comparison stays readable.
+        from joblib.externals.loky.backend import resource_tracker
+
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            resource_tracker.ensure_running()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
         joblib.Parallel(n_jobs=N_JOBS)(joblib.delayed(abs)(-1) for _ in range(2))
     except ImportError:
         print("  (joblib is not installed: joblite figures only)")
