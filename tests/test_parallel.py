@@ -138,6 +138,37 @@ def test_error_cancels_remaining_tasks(backend, tmp_path):
     assert len(os.listdir(tmp_path)) < 30
 
 
+def add_all(*values, start=0):
+    return start + sum(values)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_batches_of_every_call_shape(backend):
+    # Batches travel in a compact form when they allow it (one function, no keyword
+    # arguments, one argument per call): each shape, and batches mixing them, must
+    # give the same results.
+    shapes = {
+        "one argument": [delayed(add_all)(i) for i in range(20)],
+        "two arguments": [delayed(add_all)(i, 1) for i in range(20)],
+        "no argument": [delayed(add_all)() for _ in range(20)],
+        "tuple argument": [delayed(len)((i, i)) for i in range(20)],
+        "mixed counts": [delayed(add_all)(*range(i % 3)) for i in range(20)],
+        "keywords": [delayed(add_all)(i, start=i) for i in range(20)],
+        "mixed functions": [delayed(add_all if i % 2 else square)(i) for i in range(20)],
+    }
+    parallel = Parallel(n_jobs=2, backend=backend, batch_size=7)
+    for name, tasks in shapes.items():
+        expected = [f(*args, **kwargs) for f, args, kwargs in tasks]
+        assert parallel(tasks) == expected, name
+    tasks = [delayed(fail_on)(i, 4) if i % 2 else delayed(fail_on)(i) for i in range(10)]
+    out = Parallel(n_jobs=2, backend=backend, batch_size=5, return_exceptions=True)(tasks)
+    assert [type(x) for x in out] == [TypeError if i % 2 == 0 else int for i in range(10)]
+    out = Parallel(n_jobs=2, backend=backend, batch_size=5, return_exceptions=True)(
+        delayed(math.sqrt)(i) for i in (4, -1, 9)
+    )
+    assert out[0] == 2.0 and isinstance(out[1], ValueError) and out[2] == 3.0
+
+
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_return_exceptions(backend):
     out = Parallel(n_jobs=2, backend=backend, return_exceptions=True)(

@@ -272,10 +272,16 @@ def delayed(function: Callable[..., Any]) -> Callable[..., tuple]:
     >>> delayed(pow)(2, 10)
     (<built-in function pow>, (2, 10), {})
     """
-    global _last_delayed
     last = _last_delayed
     if last[0] is function:
         return last[1]
+    return _make_delayed(function)
+
+
+def _make_delayed(function: Callable[..., Any]) -> Callable[..., tuple]:
+    # Apart from delayed(), so that its fast path above creates no closure cell: it
+    # runs once per task in the caller, where every task is produced.
+    global _last_delayed
 
     def delayed_function(*args: Any, **kwargs: Any) -> tuple:
         return function, args, kwargs

@@ -21,8 +21,13 @@ if TYPE_CHECKING:
     from ..parallel import Parallel
 
 # "auto" batches aim at this much work each: long enough that the per-batch cost
-# (pickling, a pipe round-trip, a wake-up) is noise, short enough to balance the load.
-TARGET_BATCH_SECONDS = 0.02
+# (pickling, a pipe round-trip, waking the caller, which on a machine with as many
+# workers as cores takes its CPU time from a worker) is noise, short enough to balance
+# the load. Near the end of an input of known length batches shrink for the balance,
+# but not below the tail size: a cloud of one-task batches costs more wake-ups than the
+# imbalance it prevents.
+TARGET_BATCH_SECONDS = 0.05
+MIN_TAIL_BATCH_SECONDS = 0.005
 MAX_AUTO_BATCH = 100_000
 
 
@@ -199,10 +204,12 @@ class Dispatcher:
         per_task = self.parallel._auto_state.get("per_task")
         if per_task is None:
             return 1
-        size = int(TARGET_BATCH_SECONDS / max(per_task, 1e-9))
+        per_task = max(per_task, 1e-9)
+        size = int(TARGET_BATCH_SECONDS / per_task)
         if self.n_total is not None:  # keep a few batches per worker for the load balance
             remaining = self.n_total - self.n_dispatched
-            size = min(size, -(-remaining // (2 * n_jobs)))
+            share = -(-remaining // (2 * n_jobs))
+            size = min(size, max(share, int(MIN_TAIL_BATCH_SECONDS / per_task)))
         return max(1, min(size, MAX_AUTO_BATCH))
 
     def _learn(self, size: int, worker_seconds: Optional[float], wall_seconds: float) -> None:
