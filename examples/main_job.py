@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,8 +25,14 @@ SECTIONS = [
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=[name for name, _, _ in SECTIONS])
+    # Each section runs in a fresh interpreter (this script with --section), so one section's
+    # worker pools, trackers and caches do not disturb the next one's figures.
+    parser.add_argument("--section", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if args.section:
+        importlib.import_module(args.section).main()
+        return 0
     import joblite
 
     print(f"joblite {joblite.__version__} main job\n")
@@ -35,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         if importlib.util.find_spec(module) is None:
             print(f"=== {name}: not built yet, skipped\n")
             continue
-        print(f"=== {name}: {what}")
+        print(f"=== {name}: {what}", flush=True)
         start = time.perf_counter()
-        importlib.import_module(module).main()
+        subprocess.run([sys.executable, __file__, "--section", module], check=True)
         print(f"=== {name} done in {time.perf_counter() - start:.1f} s\n", flush=True)
     return 0
 
