@@ -140,7 +140,8 @@ class ParallelBackendBase:
     A backend runs :class:`BatchedCalls` somewhere (this thread, a thread pool, worker
     processes, a cluster) and hands each result back through a
     :class:`concurrent.futures.Future`. To plug in a new one, subclass this, implement
-    :meth:`effective_n_jobs` and :meth:`submit`, and register it with
+    :meth:`submit` (and :meth:`effective_n_jobs` if joblib's rule for local workers does
+    not fit), and register it with
     :func:`joblite.register_parallel_backend`.
 
     Parameters
@@ -186,8 +187,18 @@ class ParallelBackendBase:
         self.n_jobs = 1  # set by configure
 
     def effective_n_jobs(self, n_jobs: int) -> int:
-        """Number of tasks this backend would run at once for ``n_jobs`` (>= 1)."""
-        raise NotImplementedError
+        """Number of tasks this backend would run at once for ``n_jobs`` (>= 1).
+
+        The default is joblib's rule for workers on this machine: ``n_jobs`` as given, and
+        ``cpu_count() + 1 + n_jobs`` for negative values (-1: every core).
+        """
+        from ..parallel import cpu_count
+
+        if n_jobs == 0:
+            raise ValueError("n_jobs == 0 in Parallel has no meaning")
+        if n_jobs < 0:
+            n_jobs = max(cpu_count() + 1 + n_jobs, 1)
+        return n_jobs
 
     def configure(self, n_jobs: int = 1, **kwargs: Any) -> int:
         """Prepare the workers for a call; returns the effective number of workers."""

@@ -84,15 +84,6 @@ class _ProcessBackend(ParallelBackendBase):
         self._max_nbytes: Optional[int] = None
         self._mmap_mode: Any = "r"
 
-    def effective_n_jobs(self, n_jobs: int) -> int:
-        from ..parallel import cpu_count
-
-        if n_jobs == 0:
-            raise ValueError("n_jobs == 0 in Parallel has no meaning")
-        if n_jobs < 0:
-            n_jobs = max(cpu_count() + 1 + n_jobs, 1)
-        return n_jobs
-
     def worker_env(self, n_jobs: int) -> dict[str, str]:
         """Environment capping BLAS/OpenMP threads so workers x threads <= cores."""
         from ..parallel import cpu_count

@@ -63,15 +63,6 @@ class ThreadingBackend(ParallelBackendBase):
         self._pool: Optional[Any] = None
         self._group = next(_groups)
 
-    def effective_n_jobs(self, n_jobs: int) -> int:
-        from ..parallel import cpu_count
-
-        if n_jobs == 0:
-            raise ValueError("n_jobs == 0 in Parallel has no meaning")
-        if n_jobs < 0:
-            n_jobs = max(cpu_count() + 1 + n_jobs, 1)
-        return n_jobs
-
     def configure(self, n_jobs: int = 1, **kwargs: Any) -> int:
         self.n_jobs = self.effective_n_jobs(n_jobs)
         self._pool = get_thread_pool(self.n_jobs, self.nesting_level)
