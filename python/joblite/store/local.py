@@ -457,21 +457,12 @@ class FileSystemStore(StoreBackendBase):
             targets = list(self._func_dirs_on_disk())
         for fid, fdir in targets:
             access = self._read_access(fdir)
-            try:
-                prefixes = [e for e in os.scandir(fdir) if e.is_dir() and len(e.name) == 3]
-            except OSError:
-                continue
-            for prefix in prefixes:
-                try:
-                    children = list(os.scandir(prefix.path))
-                except OSError:
+            for prefix, child in _fan_out_children(fdir):
+                if child.name.startswith(".") or not child.is_dir():
                     continue
-                for child in children:
-                    if child.name.startswith(".") or not child.is_dir():
-                        continue
-                    info = self._entry_info(fid, prefix.name + child.name, child.path, access)
-                    if info is not None:
-                        yield info
+                info = self._entry_info(fid, prefix + child.name, child.path, access)
+                if info is not None:
+                    yield info
             self._compact_access(fdir, access)
 
     def _entry_info(
@@ -564,34 +555,25 @@ class FileSystemStore(StoreBackendBase):
         removed = 0
         now = time.time()
         for _, fdir in list(self._func_dirs_on_disk()):
-            try:
-                prefixes = [e for e in os.scandir(fdir) if e.is_dir() and len(e.name) == 3]
-            except OSError:
-                continue
-            for prefix in prefixes:
-                try:
-                    children = list(os.scandir(prefix.path))
-                except OSError:
+            for _prefix, child in _fan_out_children(fdir):
+                name = child.name
+                if name.endswith(".lock"):
+                    if self._lock_is_stale(child.path):
+                        _break_lock(child.path)
+                        removed += 1
                     continue
-                for child in children:
-                    name = child.name
-                    if name.endswith(".lock"):
-                        if self._lock_is_stale(child.path):
-                            _break_lock(child.path)
-                            removed += 1
+                if not name.startswith((".tmp-", ".trash-")):
+                    continue
+                if not self._leftover_is_dead(name, child, now, older_than):
+                    continue
+                if child.is_dir():
+                    shutil.rmtree(child.path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(child.path)
+                    except OSError:
                         continue
-                    if not name.startswith((".tmp-", ".trash-")):
-                        continue
-                    if not self._leftover_is_dead(name, child, now, older_than):
-                        continue
-                    if child.is_dir():
-                        shutil.rmtree(child.path, ignore_errors=True)
-                    else:
-                        try:
-                            os.unlink(child.path)
-                        except OSError:
-                            continue
-                    removed += 1
+                removed += 1
         return removed
 
     @staticmethod
@@ -616,3 +598,19 @@ def _break_lock(path: str) -> None:
         os.unlink(stale)
     except OSError:
         pass
+
+
+def _fan_out_children(func_dir: str) -> Iterator[tuple[str, os.DirEntry]]:
+    """``(prefix, entry)`` for everything inside the three-character fan-out directories of a
+    function's directory; unreadable directories are skipped (a concurrent clear, say)."""
+    try:
+        prefixes = [e for e in os.scandir(func_dir) if e.is_dir() and len(e.name) == 3]
+    except OSError:
+        return
+    for prefix in prefixes:
+        try:
+            children = list(os.scandir(prefix.path))
+        except OSError:
+            continue
+        for child in children:
+            yield prefix.name, child
