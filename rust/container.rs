@@ -27,7 +27,11 @@ pub const MAGIC: [u8; 8] = *b"\x93JOBLITE";
 /// Last 8 bytes of every container.
 pub const END_MAGIC: [u8; 8] = *b"JBLTEND\x00";
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 0;
+pub const VERSION_MINOR: u16 = 1;
+/// Header bytes 16..64 name the external codec, if any: one length byte, then UTF-8.
+const CODEC_NAME_OFFSET: usize = 16;
+/// Longest external codec name the header holds.
+pub const MAX_CODEC_NAME_LEN: usize = HEADER_LEN as usize - CODEC_NAME_OFFSET - 1;
 pub const HEADER_LEN: u64 = 64;
 pub const TRAILER_LEN: u64 = 56;
 /// Segment alignment (bytes): enough for any numpy dtype and for AVX-512 loads.
@@ -37,8 +41,8 @@ pub const ALIGN: u64 = 64;
 pub const FLAG_MAPPED_WRITABLE: u32 = 1;
 const FLAGS_OFFSET: usize = 12;
 const ENTRY_FIXED_LEN: usize = 40;
-/// Chunks compressed and written per batch; bounds the writer's extra memory.
-const WRITE_BATCH_CHUNKS: usize = 32;
+/// lz4 chunks in flight while writing (compressed on the pool, written in order): bounds memory.
+const WRITE_WINDOW_CHUNKS: usize = 8;
 /// Below this size a buffer is hashed on the writing thread (a thread costs more).
 const PARALLEL_HASH_MIN: usize = 4 << 20;
 
@@ -59,6 +63,9 @@ pub enum Codec {
     Zlib = 2,
     Bz2 = 3,
     Lzma = 4,
+    /// A codec registered from Python (`joblite.register_compressor`): chunks are compressed
+    /// and decoded there; the header names it.
+    External = 5,
 }
 
 impl Codec {
@@ -69,6 +76,7 @@ impl Codec {
             2 => Codec::Zlib,
             3 => Codec::Bz2,
             4 => Codec::Lzma,
+            5 => Codec::External,
             _ => return None,
         })
     }
@@ -80,6 +88,8 @@ impl Codec {
             Codec::Lz4 => 256,
             Codec::Zlib => 1040,
             Codec::Bz2 | Codec::Lzma => 1 << 16,
+            // unknown: raw sizes stay bounded by the chunk size
+            Codec::External => u64::MAX,
         }
     }
 }
@@ -130,6 +140,8 @@ pub struct Segment {
 pub struct Table {
     pub version: (u16, u16),
     pub flags: u32,
+    /// The name of the external codec the segments of codec [`Codec::External`] use.
+    pub codec_name: Option<String>,
     pub segments: Vec<Segment>,
 }
 
@@ -307,9 +319,7 @@ pub fn read_table<S: Source + ?Sized>(src: &S) -> Result<Table, ContainerError> 
     if flags & !FLAG_MAPPED_WRITABLE != 0 {
         return corrupt(format!("unknown header flags {flags:#x}"));
     }
-    if header[16..].iter().any(|&b| b != 0) {
-        return corrupt("reserved header bytes are not zero");
-    }
+    let codec_name = parse_codec_name(&header)?;
     if size < HEADER_LEN + TRAILER_LEN {
         return corrupt(format!("truncated: {size} bytes, no room for the trailer"));
     }
@@ -335,11 +345,43 @@ pub fn read_table<S: Source + ?Sized>(src: &S) -> Result<Table, ContainerError> 
         return corrupt("header or segment table failed its checksum");
     }
     let segments = parse_segments(&table, table_offset)?;
+    if codec_name.is_none() && segments.iter().any(|s| s.codec == Codec::External) {
+        return corrupt("a segment uses an external codec, but the header names none");
+    }
     Ok(Table {
         version: (major, minor),
         flags,
+        codec_name,
         segments,
     })
+}
+
+/// The external codec name of a header (bytes 16..64: length byte, UTF-8 name, zeros).
+fn parse_codec_name(header: &[u8]) -> Result<Option<String>, ContainerError> {
+    let rest = &header[CODEC_NAME_OFFSET..];
+    let n = rest[0] as usize;
+    if n > MAX_CODEC_NAME_LEN || rest[1 + n..].iter().any(|&b| b != 0) {
+        return corrupt("reserved header bytes are not zero");
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    match std::str::from_utf8(&rest[1..1 + n]) {
+        Ok(name) => Ok(Some(name.to_string())),
+        Err(_) => corrupt("the header's codec name is not UTF-8"),
+    }
+}
+
+fn encode_codec_name(header: &mut [u8], name: &str) -> Result<(), ContainerError> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_CODEC_NAME_LEN {
+        return corrupt(format!(
+            "codec name {name:?} must be 1 to {MAX_CODEC_NAME_LEN} bytes of UTF-8"
+        ));
+    }
+    header[CODEC_NAME_OFFSET] = bytes.len() as u8;
+    header[CODEC_NAME_OFFSET + 1..CODEC_NAME_OFFSET + 1 + bytes.len()].copy_from_slice(bytes);
+    Ok(())
 }
 
 /// Parses the table bytes; `data_end` is where segment data must end (the table's offset).
@@ -616,6 +658,30 @@ pub fn write_container<W: Write>(
     chunk_size: usize,
     lz4_chunk_size: usize,
 ) -> Result<u64, ContainerError> {
+    write_container_named(w, segments, chunk_size, lz4_chunk_size, None)
+}
+
+/// [`write_container`], naming in the header the external codec that the
+/// [`Codec::External`] segments (compressed by the caller) use.
+pub fn write_container_named<W: Write>(
+    w: &mut W,
+    segments: &[SegmentData<'_>],
+    chunk_size: usize,
+    lz4_chunk_size: usize,
+    codec_name: Option<&str>,
+) -> Result<u64, ContainerError> {
+    let uses_external = segments.iter().any(|s| {
+        matches!(
+            s,
+            SegmentData::Precompressed {
+                codec: Codec::External,
+                ..
+            }
+        )
+    });
+    if uses_external && codec_name.is_none() {
+        return corrupt("external-codec segments need the codec's name");
+    }
     for c in [chunk_size, lz4_chunk_size] {
         if c == 0 || c > MAX_CHUNK_SIZE {
             return corrupt(format!("invalid chunk size {c}"));
@@ -624,7 +690,16 @@ pub fn write_container<W: Write>(
     let mut header = [0u8; HEADER_LEN as usize];
     header[..8].copy_from_slice(&MAGIC);
     header[8..10].copy_from_slice(&VERSION_MAJOR.to_le_bytes());
-    header[10..12].copy_from_slice(&VERSION_MINOR.to_le_bytes());
+    // files without an external codec stay readable by 1.0 readers
+    let minor = if codec_name.is_some() {
+        VERSION_MINOR
+    } else {
+        0
+    };
+    header[10..12].copy_from_slice(&minor.to_le_bytes());
+    if let Some(name) = codec_name {
+        encode_codec_name(&mut header, name)?;
+    }
     w.write_all(&header)?;
     let mut pos = HEADER_LEN;
     let mut table = Vec::new();
@@ -713,26 +788,27 @@ fn write_segment<W: Write>(
         (SegmentData::Raw { .. }, Codec::Lz4) => {
             let shuffle = codec::choose_shuffle(data, chunk_size, shuffle as usize) as u32;
             shuffle_used = shuffle;
-            for batch in raw_chunks.chunks(WRITE_BATCH_CHUNKS) {
-                let done = if batch.len() == 1 {
-                    vec![codec::lz4_compress_chunk(batch[0], shuffle as usize)]
-                } else {
-                    codec::lz4_compress_chunks(batch, shuffle as usize)
-                };
-                for (c, raw) in done.iter().zip(batch) {
+            // the pool compresses (and digests) the next chunks while this thread writes the
+            // finished ones in order; a bounded window keeps memory at a few chunks
+            crate::threads::map_ordered(
+                &raw_chunks,
+                WRITE_WINDOW_CHUNKS,
+                |raw| codec::lz4_compress_chunk(raw, shuffle as usize),
+                |i, c| -> Result<(), ContainerError> {
                     w.write_all(&c.stored)?;
                     push(
                         &mut chunks,
                         c.stored.len() as u64,
-                        raw.len() as u64,
+                        raw_chunks[i].len() as u64,
                         c.digest,
                     );
-                }
-            }
+                    Ok(())
+                },
+            )?;
         }
         (
             SegmentData::Precompressed { chunks: pre, .. },
-            Codec::Zlib | Codec::Bz2 | Codec::Lzma,
+            Codec::Zlib | Codec::Bz2 | Codec::Lzma | Codec::External,
         ) => {
             if pre.len() != raw_chunks.len() {
                 return corrupt(format!(
@@ -917,6 +993,56 @@ mod tests {
                 Err(e) => panic!("flip at {i}: unexpected error {e}"),
             }
         }
+    }
+
+    #[test]
+    fn external_codec_name_roundtrips_and_is_checked() {
+        let raw = vec![7u8; 10_000];
+        let pickle = b"pickle stream".to_vec();
+        // "compressed" by the caller: any bytes shorter than the raw chunk
+        let pre: Vec<&[u8]> = vec![&raw[..100]; 3];
+        let segs = [
+            SegmentData::Raw {
+                data: &pickle,
+                codec: Codec::None,
+                shuffle: 0,
+            },
+            SegmentData::Precompressed {
+                data: &raw,
+                codec: Codec::External,
+                chunks: pre,
+            },
+        ];
+        let mut out = Vec::new();
+        assert!(matches!(
+            write_container(&mut out, &segs, 4096, 4096),
+            Err(ContainerError::Corrupt(_))
+        ));
+        let mut file = Vec::new();
+        write_container_named(&mut file, &segs, 4096, 4096, Some("zstd-ish")).unwrap();
+        let table = read_table(file.as_slice()).unwrap();
+        assert_eq!(table.codec_name.as_deref(), Some("zstd-ish"));
+        assert_eq!(table.version, (VERSION_MAJOR, 1));
+        assert_eq!(table.segments[1].codec, Codec::External);
+        assert_eq!(table.segments[1].chunks[0].stored_len, 100);
+        let stored = read_stored_chunk(file.as_slice(), &table.segments[1], 2, true).unwrap();
+        assert_eq!(stored, raw[..100].to_vec());
+        // files without one keep version 1.0 and no name
+        let (plain, _) = build(Codec::Lz4, 0, 4096);
+        let t = read_table(plain.as_slice()).unwrap();
+        assert_eq!((t.version, t.codec_name), ((VERSION_MAJOR, 0), None));
+        // a name that is too long is refused before anything is written
+        let long = "x".repeat(MAX_CODEC_NAME_LEN + 1);
+        let mut out = Vec::new();
+        assert!(write_container_named(&mut out, &segs, 4096, 4096, Some(&long)).is_err());
+        assert!(out.is_empty());
+        // a header whose name length runs past the reserved bytes is corrupt
+        let mut bad = file.clone();
+        bad[CODEC_NAME_OFFSET] = (MAX_CODEC_NAME_LEN + 1) as u8;
+        assert!(matches!(
+            read_table(bad.as_slice()),
+            Err(ContainerError::Corrupt(_))
+        ));
     }
 
     #[test]

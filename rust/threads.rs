@@ -46,6 +46,85 @@ pub fn install<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// Maps `map` over `items` on this process's worker pool, at most `window` items in flight,
+/// and hands each result to `sink` on the calling thread in the order of `items`, while the
+/// workers go on with the next ones (compress on the pool while this thread writes).
+///
+/// Stops at the first error of `sink` (items in flight are finished and dropped) and returns
+/// it. A panic in `map` is re-raised on the calling thread once the items in flight are done.
+/// Must not be called from inside [`install`]: the calling thread waits on a channel and would
+/// hold one of the workers.
+pub fn map_ordered<T, R, E>(
+    items: &[T],
+    window: usize,
+    map: impl Fn(&T) -> R + Sync,
+    mut sink: impl FnMut(usize, R) -> Result<(), E>,
+) -> Result<(), E>
+where
+    T: Sync,
+    R: Send,
+{
+    let pool = match current_pool() {
+        Some(pool) if items.len() > 1 && pool.current_thread_index().is_none() => pool,
+        _ => {
+            for (i, item) in items.iter().enumerate() {
+                sink(i, map(item))?;
+            }
+            return Ok(());
+        }
+    };
+    type Outcome<R> = std::thread::Result<R>;
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Outcome<R>)>();
+    let map = &map;
+    let mut panic = None;
+    let result = pool.in_place_scope_fifo(|s| {
+        let spawn = |i: usize| {
+            let tx = tx.clone();
+            let item = &items[i];
+            s.spawn_fifo(move |_| {
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| map(item)));
+                // the receiver is gone only after an error: the result is not wanted then
+                let _ = tx.send((i, out));
+            });
+        };
+        let window = window.max(1);
+        let mut next = 0;
+        while next < items.len() && next < window {
+            spawn(next);
+            next += 1;
+        }
+        let mut ready: std::collections::BTreeMap<usize, R> = std::collections::BTreeMap::new();
+        let mut done = 0;
+        while done < items.len() {
+            // every spawned item sends exactly once (panics are caught), so this cannot
+            // wait on an item that will never come
+            let Ok((i, out)) = rx.recv() else { break };
+            match out {
+                Ok(r) => {
+                    ready.insert(i, r);
+                }
+                Err(payload) => {
+                    panic = Some(payload);
+                    return Ok(());
+                }
+            }
+            while let Some(r) = ready.remove(&done) {
+                sink(done, r)?;
+                done += 1;
+                if next < items.len() {
+                    spawn(next);
+                    next += 1;
+                }
+            }
+        }
+        Ok(())
+    });
+    if let Some(payload) = panic {
+        std::panic::resume_unwind(payload);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +142,71 @@ mod tests {
             names.iter().all(|n| n.starts_with("joblite-core-")),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn map_ordered_keeps_order_and_runs_on_the_pool() {
+        let items: Vec<u64> = (0..200).collect();
+        let mut seen = Vec::new();
+        let res: Result<(), ()> = map_ordered(
+            &items,
+            4,
+            |x| {
+                // uneven work, so results finish out of order
+                std::thread::sleep(std::time::Duration::from_micros((x % 7) * 50));
+                let name = std::thread::current().name().unwrap_or("").to_string();
+                (x * 3, name)
+            },
+            |i, (v, name)| {
+                assert!(name.starts_with("joblite-core-"), "{name}");
+                seen.push((i, v));
+                Ok(())
+            },
+        );
+        assert!(res.is_ok());
+        let want: Vec<(usize, u64)> = (0..200).map(|i| (i as usize, i * 3)).collect();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn map_ordered_stops_at_the_first_sink_error() {
+        let items: Vec<u32> = (0..100).collect();
+        let mut calls = 0;
+        let res = map_ordered(
+            &items,
+            3,
+            |x| *x,
+            |i, _| {
+                calls += 1;
+                if i == 10 {
+                    Err(format!("stop at {i}"))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!(res, Err("stop at 10".to_string()));
+        assert_eq!(calls, 11);
+    }
+
+    #[test]
+    fn map_ordered_reraises_a_panic_of_map() {
+        let items: Vec<u32> = (0..50).collect();
+        let caught = std::panic::catch_unwind(|| {
+            let _ = map_ordered(
+                &items,
+                4,
+                |x| {
+                    if *x == 17 {
+                        panic!("boom at 17");
+                    }
+                    *x
+                },
+                |_, _| Ok::<(), ()>(()),
+            );
+        });
+        let payload = caught.expect_err("the panic must reach the caller");
+        let msg = payload.downcast_ref::<&str>().copied().unwrap_or("");
+        assert_eq!(msg, "boom at 17");
     }
 }

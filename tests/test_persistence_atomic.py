@@ -33,6 +33,7 @@ def test_sigkill_mid_dump_never_leaves_a_torn_file(tmp_path):
     rng = random.Random(1234)
     base = np.arange(1 << 20, dtype=np.float64)
     outcomes = {"absent": 0, "complete": 0}
+    kills_mid_write = 0
     for trial in range(24):
         path = tmp_path / f"target{trial % 3}.joblite"
         proc = subprocess.Popen(
@@ -46,6 +47,9 @@ def test_sigkill_mid_dump_never_leaves_a_torn_file(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
+        # a temp file left now (the next child's first dump sweeps it) means the kill
+        # landed in the middle of a write
+        kills_mid_write += any(n.endswith(".joblite-tmp") for n in os.listdir(tmp_path))
         if not path.exists():
             outcomes["absent"] += 1
             continue
@@ -54,7 +58,53 @@ def test_sigkill_mid_dump_never_leaves_a_torn_file(tmp_path):
         outcomes["complete"] += 1
     assert outcomes["complete"] > 0
     # only our own temporary files may remain beside the targets, never partial targets;
-    # some must remain, or no kill landed in the middle of a write and nothing was tested
+    # some kills must have landed mid-write, or nothing was tested
     names = os.listdir(tmp_path)
     assert all(n.startswith("target") or n.endswith(".joblite-tmp") for n in names), names
-    assert any(n.endswith(".joblite-tmp") for n in names), names
+    assert kills_mid_write > 0
+    # the next dump into the folder removes what the killed writers left
+    joblite.dump(0, tmp_path / "after.joblite")
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".joblite-tmp")]
+
+
+BIG_DUMP = r"""
+import sys
+import numpy as np
+import joblite
+data = np.ones(64 << 20)  # 512 MiB: a write long enough to be stopped in the middle
+print("go", flush=True)
+joblite.dump(data, sys.argv[1])
+"""
+
+
+def _stop_mid_write(tmp_path, path) -> tuple[subprocess.Popen, list]:
+    proc = subprocess.Popen([sys.executable, "-c", BIG_DUMP, str(path)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"go"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        temps = [n for n in os.listdir(tmp_path) if n.endswith(".joblite-tmp")]
+        if temps:
+            proc.send_signal(signal.SIGSTOP)
+            return proc, temps
+        if proc.poll() is not None:
+            break
+        time.sleep(0.001)
+    proc.kill()
+    pytest.fail("the child's dump never showed its temporary file")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals")
+def test_temp_files_are_swept_only_once_their_writer_is_gone(tmp_path):
+    proc, temps = _stop_mid_write(tmp_path, tmp_path / "big.joblite")
+    try:
+        # the writer is alive (stopped): its file is in use and must stay
+        joblite.dump([1, 2], tmp_path / "other.joblite")
+        assert set(temps) <= set(os.listdir(tmp_path))
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert set(temps) <= set(os.listdir(tmp_path))  # killed: nothing removed it yet
+    joblite.dump([1, 2], tmp_path / "other.joblite")
+    assert sorted(os.listdir(tmp_path)) == ["other.joblite"]
+    assert joblite.load(tmp_path / "other.joblite") == [1, 2]

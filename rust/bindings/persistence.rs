@@ -71,17 +71,17 @@ fn codec_from_id(id: u8) -> PyResult<Codec> {
     Codec::from_id(id).ok_or_else(|| PyValueError::new_err(format!("unknown codec id {id}")))
 }
 
-/// write_container(path, segments, chunk_size, fsync, lz4_chunk_size)
+/// write_container(path, segments, chunk_size, fsync, lz4_chunk_size, codec_name)
 /// --
 ///
 /// Writes a container. `segments` is a list of `(buffer, codec_id, shuffle, chunks)` with
 /// segment 0 the pickle stream; `chunks` is None or the already compressed chunks (zlib, bz2,
-/// lzma). Writes to `path` (created or truncated, then flushed and optionally fsynced) and
+/// lzma, or the external codec `codec_name` names, id 5). Writes to `path` (created or truncated, then flushed and optionally fsynced) and
 /// returns None, or returns the bytes when `path` is None.
 #[pyfunction]
 #[pyo3(signature = (
     path, segments, chunk_size = codec::DEFAULT_CHUNK_SIZE, fsync = true,
-    lz4_chunk_size = codec::DEFAULT_LZ4_CHUNK_SIZE
+    lz4_chunk_size = codec::DEFAULT_LZ4_CHUNK_SIZE, codec_name = None
 ))]
 #[allow(clippy::type_complexity)]
 fn write_container(
@@ -91,7 +91,9 @@ fn write_container(
     chunk_size: usize,
     fsync: bool,
     lz4_chunk_size: usize,
+    codec_name: Option<String>,
 ) -> PyResult<Option<Py<PyBytes>>> {
+    let name = codec_name.as_deref();
     let mut held = Vec::with_capacity(segments.len());
     for (obj, codec_id, shuffle, chunks) in &segments {
         let buf = PyBuffer::<u8>::get(obj)?;
@@ -130,7 +132,7 @@ fn write_container(
                     .truncate(true)
                     .open(&path)?;
                 let mut w = BufWriter::with_capacity(1 << 16, file);
-                container::write_container(&mut w, &specs, chunk_size, lz4_chunk_size)?;
+                container::write_container_named(&mut w, &specs, chunk_size, lz4_chunk_size, name)?;
                 let file = w.into_inner().map_err(|e| e.into_error())?;
                 if fsync {
                     file.sync_all()?;
@@ -152,8 +154,14 @@ fn write_container(
                         })
                         .sum();
                     let mut out = Vec::with_capacity(raw + 128 * (specs.len() + 2));
-                    container::write_container(&mut out, &specs, chunk_size, lz4_chunk_size)
-                        .map(|_| out)
+                    container::write_container_named(
+                        &mut out,
+                        &specs,
+                        chunk_size,
+                        lz4_chunk_size,
+                        name,
+                    )
+                    .map(|_| out)
                 })
                 .map_err(|e| to_pyerr(py, None, e))?;
             Ok(Some(PyBytes::new(py, &out).unbind()))
@@ -235,6 +243,12 @@ impl ContainerReader {
     #[getter]
     fn flags(&self) -> u32 {
         self.table.flags
+    }
+
+    /// The name of the external (registered) codec the file's id-5 segments use, or None.
+    #[getter]
+    fn codec_name(&self) -> Option<String> {
+        self.table.codec_name.clone()
     }
 
     /// One `(codec_id, shuffle, offset, stored_len, raw_len)` per segment, pickle stream first.
@@ -329,5 +343,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ContainerReader>()?;
     m.add("CONTAINER_MAGIC", PyBytes::new(m.py(), &container::MAGIC))?;
     m.add("DEFAULT_CHUNK_SIZE", codec::DEFAULT_CHUNK_SIZE)?;
+    m.add("MAX_CODEC_NAME_LEN", container::MAX_CODEC_NAME_LEN)?;
     Ok(())
 }

@@ -36,9 +36,11 @@ def dump(value: Any, filename: Any, compress: Any = 0, protocol: Optional[int] =
         ``False``/``0``: no compression. ``True`` or ``1``-``9``: lz4 (chunked and parallel,
         in Rust; lz4 has a single speed/ratio setting here, so every level gives the same
         output). A codec name, ``"lz4"``, ``"zlib"``, ``"gzip"``, ``"bz2"``, ``"lzma"`` or
-        ``"xz"`` (level 3), or a ``(name, level)`` tuple. With the default 0, a file name
-        ending in ``.lz4``, ``.z``, ``.gz``, ``.bz2``, ``.lzma`` or ``.xz`` picks that codec,
-        as in joblib. Compression is applied per 1 MiB chunk, on all cores.
+        ``"xz"`` (level 3), the name of a compressor added with :func:`register_compressor`,
+        or a ``(name, level)`` tuple. With the default 0, a file name ending in ``.lz4``,
+        ``.z``, ``.gz``, ``.bz2``, ``.lzma`` or ``.xz`` (or a registered compressor's
+        extension) picks that codec, as in joblib. Compression is applied per chunk (4 MiB
+        for lz4, 1 MiB otherwise), on all cores.
     protocol : int, optional
         Accepted for joblib compatibility; the container always uses pickle protocol 5,
         which out-of-band buffers need.
@@ -63,12 +65,10 @@ def dump(value: Any, filename: Any, compress: Any = 0, protocol: Optional[int] =
     array([0, 1, 2])
     """
     if hasattr(filename, "write") and not isinstance(filename, (str, bytes, os.PathLike)):
-        codec, level = codecs.resolve(compress)
-        filename.write(write_bytes(value, codec, level))
+        filename.write(write_bytes(value, codecs.resolve(compress)))
         return None
     path = os.fsdecode(os.fspath(filename))
-    codec, level = codecs.resolve(compress, path)
-    write_file(value, path, codec, level)
+    write_file(value, path, codecs.resolve(compress, path))
     return [path]
 
 
@@ -155,8 +155,7 @@ def dumps(value: Any, compress: Any = 0) -> bytes:
     bytes
         The container.
     """
-    codec, level = codecs.resolve(compress)
-    return write_bytes(value, codec, level)
+    return write_bytes(value, codecs.resolve(compress))
 
 
 def loads(data: Any, *, allow_pickle: bool = True) -> Any:
@@ -190,20 +189,11 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
     return joblib_compat.load(None, bytes(view), head, None, not allow_pickle)
 
 
-def register_compressor(
-    compressor_name: str, compressor: Any, force: bool = False
-) -> None:  # pragma: no cover - documented limitation
-    """Not supported: joblite compresses per chunk with the codecs of :func:`dump`.
+def register_compressor(compressor_name: str, compressor: Any, force: bool = False) -> None:
+    """Register a custom compressor; see :func:`joblite.compressor.register_compressor`."""
+    from ..compressor import register_compressor as register
 
-    Raises
-    ------
-    NotImplementedError
-        Always; pick one of the built-in codecs instead.
-    """
-    raise NotImplementedError(
-        "joblite does not support custom compressors; use compress= with one of "
-        f"{sorted(codecs.CODEC_IDS)}"
-    )
+    register(compressor_name, compressor, force)
 
 
 __all__ = ["dump", "dumps", "load", "loads", "register_compressor"]

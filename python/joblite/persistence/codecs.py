@@ -2,7 +2,8 @@
 
 lz4 is done in Rust (chunked, all cores, GIL released). zlib/gzip, bz2 and lzma/xz are the
 stdlib modules applied per chunk on a thread pool: they release the GIL, so chunks still
-compress in parallel.
+compress in parallel. Codecs registered with :func:`joblite.register_compressor` run the same
+way, per chunk on that pool; the file's header names them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import lzma
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
+
+from .. import _core
 
 # codec ids of the container format (docs/format.md)
-NONE, LZ4, ZLIB, BZ2, LZMA = 0, 1, 2, 3, 4
+NONE, LZ4, ZLIB, BZ2, LZMA, EXTERNAL = 0, 1, 2, 3, 4, 5
 
 #: accepted codec names -> container codec id. gzip and zlib are both deflate, xz and lzma
 #: both LZMA2: inside the container each chunk is stored in one canonical framing.
@@ -41,14 +44,41 @@ EXTENSIONS: dict[str, str] = {
 DEFAULT_CODEC = "lz4"
 DEFAULT_LEVEL = 3
 
-_ACCEPTED = (
-    "compress must be False/0 (no compression), True or an int 1-9 (lz4 at that level), "
-    f"a codec name among {sorted(CODEC_IDS)}, or a (name, level) tuple with level 0-9"
-)
+
+class ChunkCodec(NamedTuple):
+    """A registered compressor, as the container uses it: one call per chunk."""
+
+    compress: Callable[[memoryview, int], bytes]
+    decompress: Callable[[bytes], bytes]
+    extension: str
+    prefix: bytes
 
 
-def resolve(compress: Any, filename: Optional[str] = None) -> tuple[int, int]:
-    """Turn a ``compress`` argument into ``(codec_id, level)``; ``(NONE, 0)`` means none.
+#: codecs added with :func:`joblite.register_compressor`, by name
+REGISTERED: dict[str, ChunkCodec] = {}
+#: longest registered codec name (it is stored in the container header)
+MAX_NAME_LEN: int = _core.MAX_CODEC_NAME_LEN
+
+
+class Choice(NamedTuple):
+    """What a ``compress`` argument resolves to."""
+
+    codec: int
+    level: int
+    #: the registered codec's name when ``codec`` is EXTERNAL
+    name: Optional[str] = None
+
+
+def _accepted() -> str:
+    names = sorted(CODEC_IDS) + sorted(REGISTERED)
+    return (
+        "compress must be False/0 (no compression), True or an int 1-9 (lz4 at that level), "
+        f"a codec name among {names}, or a (name, level) tuple with level 0-9"
+    )
+
+
+def resolve(compress: Any, filename: Optional[str] = None) -> Choice:
+    """Turn a ``compress`` argument into a :class:`Choice`; codec NONE means none.
 
     Parameters
     ----------
@@ -72,23 +102,53 @@ def resolve(compress: Any, filename: Optional[str] = None) -> tuple[int, int]:
     elif isinstance(compress, (tuple, list)) and len(compress) == 2:
         name, level = compress
         if not isinstance(name, str):
-            raise ValueError(f"{_ACCEPTED}; got codec name {name!r}")
+            raise ValueError(f"{_accepted()}; got codec name {name!r}")
     else:
-        raise ValueError(f"{_ACCEPTED}; got {compress!r}")
+        raise ValueError(f"{_accepted()}; got {compress!r}")
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
-        raise ValueError(f"{_ACCEPTED}; got level {level!r}")
-    if name is not None and name.lower() not in CODEC_IDS:
-        raise ValueError(f"{_ACCEPTED}; got unknown codec {name!r}")
+        raise ValueError(f"{_accepted()}; got level {level!r}")
+    if name is not None and name.lower() not in CODEC_IDS and name not in REGISTERED:
+        raise ValueError(f"{_accepted()}; got unknown codec {name!r}")
     if level == 0 or name is None:
         if filename is not None and (compress == 0 or compress is False):
             ext = os.path.splitext(filename)[1].lower()
             if ext in EXTENSIONS:
-                return CODEC_IDS[EXTENSIONS[ext]], DEFAULT_LEVEL
-        return NONE, 0
-    return CODEC_IDS[name.lower()], level
+                return Choice(CODEC_IDS[EXTENSIONS[ext]], DEFAULT_LEVEL)
+            for reg_name, reg in REGISTERED.items():
+                if reg.extension and filename.lower().endswith(reg.extension.lower()):
+                    return Choice(EXTERNAL, DEFAULT_LEVEL, reg_name)
+        return Choice(NONE, 0)
+    if name in REGISTERED:
+        return Choice(EXTERNAL, level, name)
+    return Choice(CODEC_IDS[name.lower()], level)
 
 
-def _compressor(codec: int, level: int) -> Callable[[Any], bytes]:
+def registered(name: Optional[str], path: Optional[str] = None) -> ChunkCodec:
+    """The registered codec ``name`` (a file's header names it), or a clear ValueError."""
+    reg = REGISTERED.get(name) if name is not None else None
+    if reg is None:
+        where = f"{path}: " if path else ""
+        raise ValueError(
+            f"{where}the data was compressed with the codec {name!r}, which is not registered "
+            f"in this process; call joblite.register_compressor({name!r}, ...) before loading"
+        )
+    return reg
+
+
+def _compressor(codec: int, level: int, name: Optional[str] = None) -> Callable[[Any], bytes]:
+    if codec == EXTERNAL:
+        reg = registered(name)
+
+        def external(chunk: Any) -> bytes:
+            out = reg.compress(chunk, level)
+            if not isinstance(out, (bytes, bytearray, memoryview)):
+                raise TypeError(
+                    f"the compressor {name!r} returned {type(out).__name__} from compress(), "
+                    "not bytes"
+                )
+            return bytes(out)
+
+        return external
     if codec == ZLIB:
         return lambda chunk: zlib.compress(chunk, level)
     if codec == BZ2:
@@ -98,9 +158,11 @@ def _compressor(codec: int, level: int) -> Callable[[Any], bytes]:
     raise ValueError(f"codec {codec} is not a stdlib codec")
 
 
-def decompress(codec: int, stored: bytes, raw_len: int) -> bytes:
-    """Decode one stored chunk of a zlib/bz2/lzma segment (checks its decoded size)."""
-    if codec == ZLIB:
+def decompress(codec: int, stored: bytes, raw_len: int, name: Optional[str] = None) -> bytes:
+    """Decode one stored chunk of a zlib/bz2/lzma/registered segment (checks its size)."""
+    if codec == EXTERNAL:
+        out = bytes(registered(name).decompress(stored))
+    elif codec == ZLIB:
         out = zlib.decompress(stored, bufsize=max(raw_len, 1))
     elif codec == BZ2:
         out = bz2.decompress(stored)
@@ -130,9 +192,12 @@ def pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def compress_chunks(codec: int, level: int, data: memoryview, chunk_size: int) -> list[bytes]:
-    """Compress ``data`` in ``chunk_size`` chunks with a stdlib codec, in parallel."""
-    fn = _compressor(codec, level)
+def compress_chunks(
+    codec: int, level: int, data: memoryview, chunk_size: int, name: Optional[str] = None
+) -> list[bytes]:
+    """Compress ``data`` in ``chunk_size`` chunks with a stdlib or registered codec, in
+    parallel (a registered codec's ``compress`` must be thread-safe)."""
+    fn = _compressor(codec, level, name)
     chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
     if len(chunks) <= 1:
         return [fn(c) for c in chunks]

@@ -8,9 +8,12 @@ memory-mapped in place.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
+import re
+import socket
 import uuid
 from typing import Any, Optional
 
@@ -33,47 +36,100 @@ def _shuffle_elem(view: memoryview) -> int:
     return 0
 
 
-def _segment(data: Any, codec: int, level: int, shuffle: int) -> tuple:
+def _segment(data: Any, choice: codecs.Choice, shuffle: int) -> tuple:
     raw = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
     chunks = None
-    if codec in (codecs.ZLIB, codecs.BZ2, codecs.LZMA):
-        chunks = codecs.compress_chunks(codec, level, raw, CHUNK_SIZE)
-    return (raw, codec, shuffle, chunks)
+    if choice.codec in (codecs.ZLIB, codecs.BZ2, codecs.LZMA, codecs.EXTERNAL):
+        chunks = codecs.compress_chunks(choice.codec, choice.level, raw, CHUNK_SIZE, choice.name)
+    return (raw, choice.codec, shuffle, chunks)
 
 
-def serialize(value: Any, codec: int, level: int) -> list[tuple]:
+def serialize(value: Any, choice: codecs.Choice) -> list[tuple]:
     """Pickle ``value`` (protocol 5, buffers out of band) into the segments to write."""
     buffers: list[pickle.PickleBuffer] = []
     stream = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-    segments = [_segment(stream, codec, level, 0)]
+    segments = [_segment(stream, choice, 0)]
     for pb in buffers:
         view = memoryview(pb)
         try:
             raw = pb.raw()
         except BufferError:  # not contiguous: only a copy can be stored
             raw = memoryview(view.tobytes())
-        shuffle = _shuffle_elem(view) if codec == codecs.LZ4 else 0
-        segments.append(_segment(raw, codec, level, shuffle))
+        shuffle = _shuffle_elem(view) if choice.codec == codecs.LZ4 else 0
+        segments.append(_segment(raw, choice, shuffle))
     return segments
+
+
+_TEMP_SUFFIX = ".joblite-tmp"
+# temp names carry the writer's pid and host, so a later dump can tell abandoned ones
+_HOST_TAG = hashlib.blake2s(socket.gethostname().encode(), digest_size=4).hexdigest()
+_TEMP_RE = re.compile(r"^\..*\.[0-9a-f]{8}\.(\d+)-([0-9a-f]{8})" + re.escape(_TEMP_SUFFIX) + "$")
 
 
 def _temp_name(path: str) -> str:
     head, tail = os.path.split(path)
-    return os.path.join(head, f".{tail[:80]}.{uuid.uuid4().hex[:12]}.joblite-tmp")
+    unique = f"{uuid.uuid4().hex[:8]}.{os.getpid()}-{_HOST_TAG}"
+    return os.path.join(head, f".{tail[:80]}.{unique}{_TEMP_SUFFIX}")
 
 
-def write_file(value: Any, path: str, codec: int, level: int) -> None:
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def sweep_stale_temps(directory: str) -> list[str]:
+    """Remove the temporary files that killed dumps left in ``directory``.
+
+    Only files named like this host's dump temp files whose writing process no longer exists
+    are removed: a dump in progress (in any process) is never touched. POSIX only.
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+    """
+    removed: list[str] = []
+    if os.name != "posix":
+        return removed
+    try:
+        entries = list(os.scandir(directory or "."))
+    except OSError:
+        return removed
+    me = os.getpid()
+    for entry in entries:
+        if not entry.name.endswith(_TEMP_SUFFIX):
+            continue
+        m = _TEMP_RE.match(entry.name)
+        if m is None or m.group(2) != _HOST_TAG:
+            continue
+        pid = int(m.group(1))
+        if pid == me or _pid_alive(pid):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(entry.path)
+    return removed
+
+
+def write_file(value: Any, path: str, choice: codecs.Choice) -> None:
     """Write ``value`` to ``path`` atomically: temp file in the same directory, fsync, rename.
 
     A reader (or a crash at any point) sees the old file, no file, or the complete new one.
     """
-    segments = serialize(value, codec, level)
+    segments = serialize(value, choice)
     tmp = _temp_name(path)
     # O_EXCL: never clobber anything; mode 0o666 so the umask applies as for open()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     os.close(fd)
     try:
-        _core.write_container(tmp, segments, CHUNK_SIZE, True)
+        _core.write_container(tmp, segments, CHUNK_SIZE, True, codec_name=choice.name)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -81,7 +137,9 @@ def write_file(value: Any, path: str, codec: int, level: int) -> None:
         except OSError:
             pass
         raise
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    directory = os.path.dirname(os.path.abspath(path))
+    _fsync_dir(directory)
+    sweep_stale_temps(directory)
 
 
 def _fsync_dir(directory: str) -> None:
@@ -99,9 +157,10 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def write_bytes(value: Any, codec: int, level: int) -> bytes:
+def write_bytes(value: Any, choice: codecs.Choice) -> bytes:
     """The container holding ``value``, in memory."""
-    out: bytes = _core.write_container(None, serialize(value, codec, level), CHUNK_SIZE, False)
+    segments = serialize(value, choice)
+    out: bytes = _core.write_container(None, segments, CHUNK_SIZE, False, codec_name=choice.name)
     return out
 
 
@@ -152,6 +211,9 @@ class ContainerFile:
         else:
             self.reader = _core.ContainerReader.from_buffer(data)
         self.segments = self.reader.segments()
+        self.codec_name: Optional[str] = self.reader.codec_name
+        if any(seg[0] == codecs.EXTERNAL for seg in self.segments):
+            codecs.registered(self.codec_name, path)  # a clear error before reading anything
 
     def _corrupt(self, reason: str) -> CorruptFileError:
         return CorruptFileError(self.path, reason)
@@ -168,14 +230,16 @@ class ContainerFile:
             k, stored, raw, at = job
             data = self.reader.read_stored(index, k, verify)  # digest of the stored bytes
             if stored != raw:
-                data = codecs.decompress(codec, data, raw)
+                data = codecs.decompress(codec, data, raw, self.codec_name)
             out[at : at + raw] = data
 
+        # a registered codec may raise anything on damaged input
+        errors = Exception if codec == codecs.EXTERNAL else (ValueError, OSError, EOFError)
         try:
             list(codecs.pool().map(one, jobs))
         except CorruptFileError:
             raise
-        except (ValueError, OSError, EOFError) as exc:
+        except errors as exc:
             raise self._corrupt(f"segment {index}: compressed data is damaged ({exc})") from exc
 
     def _read(self, targets: list, verify: bool) -> None:

@@ -26,9 +26,11 @@ from typing import Any, Optional
 
 from .. import _core
 from ..exceptions import CorruptFileError, UnsafeLoadError
+from . import codecs
 from .safe import SafeGlobals, refuse
 
 _ZFILE_PREFIX = b"ZF"
+_REGISTERED_KIND = "registered:"
 _COMPRESSED_PREFIXES = [
     (b"\x78", "zlib"),
     (b"\x1f\x8b", "gzip"),
@@ -48,6 +50,10 @@ def detect(head: bytes) -> Optional[str]:
     for prefix, name in _COMPRESSED_PREFIXES:
         if head.startswith(prefix):
             return name
+    # compressors registered like joblib's, recognised by their magic bytes
+    for name, reg in codecs.REGISTERED.items():
+        if reg.prefix and head.startswith(reg.prefix):
+            return _REGISTERED_KIND + name
     return None
 
 
@@ -63,6 +69,8 @@ def _decompress(kind: str, data: bytes) -> bytes:
     if kind == "lz4":
         out: bytes = _core.lz4_frame_decompress(data)
         return out
+    if kind.startswith(_REGISTERED_KIND):
+        return codecs.registered(kind[len(_REGISTERED_KIND) :]).decompress(data)
     raise ValueError(kind)
 
 
