@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod container;
 pub mod hash;
+pub mod pages;
 pub mod pool;
 pub mod threads;
 

@@ -12,6 +12,7 @@ use pyo3::types::PyBytes;
 
 use crate::codec;
 use crate::container::{self, Codec, ContainerError, FileSource, ReadJob, SegmentData, Table};
+use crate::pages;
 
 fn to_pyerr(py: Python<'_>, path: Option<&Path>, err: ContainerError) -> PyErr {
     match err {
@@ -153,7 +154,7 @@ fn write_container(
                             SegmentData::Precompressed { data, .. } => data.len(),
                         })
                         .sum();
-                    let mut out = Vec::with_capacity(raw + 128 * (specs.len() + 2));
+                    let mut out = pages::huge_vec(raw + 128 * (specs.len() + 2));
                     container::write_container_named(
                         &mut out,
                         &specs,
@@ -164,9 +165,46 @@ fn write_container(
                     .map(|_| out)
                 })
                 .map_err(|e| to_pyerr(py, None, e))?;
-            Ok(Some(PyBytes::new(py, &out).unbind()))
+            Ok(Some(bytes_from(py, &out)?.unbind()))
         }
     }
+}
+
+/// A new `bytes` holding `data`: its pages advised as huge before they are first touched,
+/// and the copy made with the GIL released (a large `PyBytes::new` costs more in 4 KiB page
+/// faults than in copying).
+fn bytes_from<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    if data.len() < pages::HUGE_PAGE_MIN {
+        return Ok(PyBytes::new(py, data));
+    }
+    let len = isize::try_from(data.len())
+        .map_err(|_| PyValueError::new_err("container larger than isize::MAX bytes"))?;
+    // SAFETY: with a null source, PyBytes_FromStringAndSize returns a new reference to a
+    // fresh bytes object of `len` uninitialised bytes, or null with a Python exception set;
+    // `from_owned_ptr_or_err` takes ownership of the former and turns the latter into a PyErr.
+    let bytes = unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len),
+        )?
+    };
+    // SAFETY: `bytes` is a bytes object (made just above), so PyBytes_AsString returns its
+    // non-null buffer of `len` bytes, valid while `bytes` is alive.
+    let dst = unsafe { pyo3::ffi::PyBytes_AsString(bytes.as_ptr()) }.cast::<u8>();
+    pages::advise_huge_pages(dst, data.len());
+    let addr = dst as usize;
+    py.detach(|| {
+        // SAFETY: `addr` is the buffer of the bytes object made above, `data.len()` bytes
+        // long. Nothing else references that object yet (it is returned only after this
+        // copy), `bytes` keeps it alive across the call, and bytes objects never move their
+        // buffer, so this is the only access to that memory while the slice exists; `data` is
+        // a separate allocation, so the two do not overlap.
+        let out = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, data.len()) };
+        out.copy_from_slice(data);
+    });
+    // SAFETY: the object is a bytes object (PyBytes_FromStringAndSize made it), now fully
+    // initialised by the copy above.
+    Ok(unsafe { bytes.cast_into_unchecked::<PyBytes>() })
 }
 
 enum Backing {
