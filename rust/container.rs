@@ -41,6 +41,8 @@ pub const ALIGN: u64 = 64;
 pub const FLAG_MAPPED_WRITABLE: u32 = 1;
 const FLAGS_OFFSET: usize = 12;
 const ENTRY_FIXED_LEN: usize = 40;
+/// Most table bytes one chunk takes (stored length and digest).
+const MAX_CHUNK_ENTRY_LEN: usize = 8 + DIGEST_LEN;
 /// lz4 chunks in flight while writing (compressed on the pool, written in order): bounds memory.
 const WRITE_WINDOW_CHUNKS: usize = 8;
 /// Below this size a buffer is hashed on the writing thread (a thread costs more).
@@ -648,6 +650,28 @@ pub enum SegmentData<'a> {
     },
 }
 
+/// An upper bound of the bytes [`write_container`] writes for `segments` (every chunk is stored
+/// at most raw-sized), to size an output buffer once.
+pub fn max_output_len(
+    segments: &[SegmentData<'_>],
+    chunk_size: usize,
+    lz4_chunk_size: usize,
+) -> usize {
+    let smallest_chunk = chunk_size.min(lz4_chunk_size).max(1);
+    let segs: usize = segments
+        .iter()
+        .map(|s| {
+            let n = match s {
+                SegmentData::Raw { data, .. } | SegmentData::Precompressed { data, .. } => {
+                    data.len()
+                }
+            };
+            n + ALIGN as usize + ENTRY_FIXED_LEN + n.div_ceil(smallest_chunk) * MAX_CHUNK_ENTRY_LEN
+        })
+        .sum();
+    HEADER_LEN as usize + segs + 8 + TRAILER_LEN as usize
+}
+
 /// Writes a container to `w`: header, then the segments (segment 0 must be the pickle
 /// stream), then table and trailer. Returns the number of bytes written.
 /// `chunk_size` applies to uncompressed and zlib/bz2/lzma segments, `lz4_chunk_size` to
@@ -1043,6 +1067,46 @@ mod tests {
             read_table(bad.as_slice()),
             Err(ContainerError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn max_output_len_bounds_every_output() {
+        let noise: Vec<u8> = (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let zeros = vec![0u8; 30_000];
+        for codec in [Codec::None, Codec::Lz4] {
+            for chunk in [64usize, 4096, 1 << 20] {
+                let segs = [
+                    SegmentData::Raw {
+                        data: &zeros[..100],
+                        codec,
+                        shuffle: 0,
+                    },
+                    SegmentData::Raw {
+                        data: &noise,
+                        codec,
+                        shuffle: 0,
+                    },
+                    SegmentData::Raw {
+                        data: &[],
+                        codec,
+                        shuffle: 0,
+                    },
+                    SegmentData::Raw {
+                        data: &zeros,
+                        codec,
+                        shuffle: 4,
+                    },
+                ];
+                let mut out = Vec::new();
+                write_container(&mut out, &segs, chunk, chunk).unwrap();
+                assert!(
+                    out.len() <= max_output_len(&segs, chunk, chunk),
+                    "{codec:?} {chunk}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -146,15 +146,10 @@ fn write_container(
         None => {
             let out = py
                 .detach(|| {
-                    // room for everything uncompressed: no regrowth while writing
-                    let raw: usize = specs
-                        .iter()
-                        .map(|s| match s {
-                            SegmentData::Raw { data, .. } => data.len(),
-                            SegmentData::Precompressed { data, .. } => data.len(),
-                        })
-                        .sum();
-                    let mut out = pages::huge_vec(raw + 128 * (specs.len() + 2));
+                    // room for the largest possible output: a regrowth would copy (and
+                    // page-fault) all of it again
+                    let room = container::max_output_len(&specs, chunk_size, lz4_chunk_size);
+                    let mut out = pages::huge_vec(room);
                     container::write_container_named(
                         &mut out,
                         &specs,
