@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 # "auto" batches aim at this much work each: long enough that the per-batch cost
 # (pickling, a pipe round-trip, waking the caller, which on a machine with as many
 # workers as cores takes its CPU time from a worker) is noise, short enough to balance
-# the load. Near the end of an input of known length batches shrink for the balance,
-# but not below the tail size: a cloud of one-task batches costs more wake-ups than the
-# imbalance it prevents.
+# the load. Once the length of the input is known, a batch takes at most one worker's
+# share of the tasks left (guided self-scheduling: the tail shrinks geometrically, so the
+# workers finish together after few batches), but not below the tail size: a cloud of
+# one-task batches costs more wake-ups than the imbalance it prevents.
 TARGET_BATCH_SECONDS = 0.05
 MIN_TAIL_BATCH_SECONDS = 0.005
 MAX_AUTO_BATCH = 100_000
@@ -255,9 +256,9 @@ class Dispatcher:
             return 1
         per_task = max(per_task, 1e-9)
         size = int(TARGET_BATCH_SECONDS / per_task)
-        if self.n_total is not None:  # keep a few batches per worker for the load balance
+        if self.n_total is not None:  # guided self-scheduling, see TARGET_BATCH_SECONDS
             remaining = self.n_total - self.n_dispatched
-            share = -(-remaining // (2 * n_jobs))
+            share = -(-remaining // n_jobs)
             size = min(size, max(share, int(MIN_TAIL_BATCH_SECONDS / per_task)))
         return max(1, min(size, MAX_AUTO_BATCH))
 
