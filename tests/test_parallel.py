@@ -298,6 +298,26 @@ def test_a_shared_array_changed_between_tasks_is_never_stale(backend, tmp_path):
     assert os.listdir(tmp_path) == []  # the block's files are gone
 
 
+def swap_first(a, value):
+    old = float(a[0])
+    a[0] = value
+    return old
+
+
+@pytest.mark.parametrize("backend", PROCESS_BACKENDS)
+def test_read_write_mapping_shares_writes_between_the_tasks_of_a_call(backend, tmp_path):
+    # "r+": tasks write into the shared file and later tasks of the call see it; the
+    # caller's array, unchanged, keeps being sent as that same file.
+    a = np.zeros(300_000)
+    parallel = Parallel(
+        n_jobs=2, backend=backend, mmap_mode="r+", batch_size=1, pre_dispatch=1,
+        temp_folder=tmp_path,
+    )  # fmt: skip
+    assert parallel(delayed(swap_first)(a, i + 1) for i in range(4)) == [0.0, 1.0, 2.0, 3.0]
+    assert a[0] == 0.0
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("backend", PROCESS_BACKENDS)
 def test_read_only_mapping_refuses_writes(backend, tmp_path):
     a = np.ones(200_000)
