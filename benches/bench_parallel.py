@@ -59,18 +59,13 @@ def print_ratios():
     ratio("(c) 200 x sum(10 MiB array), loky", "sum10-joblite", "sum10-joblib")
     ratio("(d) 64 x 16 MiB results, loky", "res16-joblite", "res16-joblib")
     for lib in LIBS:
-        if f"cpu-{lib}" in _best and lib in _sequential:
+        if lib in _paired:
+            eff, bare_eff, of_bare = _paired[lib]
             seq, par, bare = _sequential[lib], _best[f"cpu-{lib}"], _bare[lib]
             lines.append(
-                f"  (b) 1000 x 1 ms CPU, {lib}: parallel efficiency {seq / (N_JOBS * par):.0%}"
-                f" (sequential {seq:.3f}s, parallel {par:.3f}s; bare processes"
-                f" {bare:.3f}s: {seq / (N_JOBS * bare):.0%})"
-            )
-        if lib in _paired:
-            eff, bare_eff, of_ceiling = _paired[lib]
-            lines.append(
-                f"      round by round (medians): {eff:.0%}, bare processes {bare_eff:.0%};"
-                f" {lib} runs at {of_ceiling:.0%} of the bare processes' speed"
+                f"  (b) 1000 x 1 ms CPU, {lib}: parallel efficiency {eff:.0%} (bare processes"
+                f" {bare_eff:.0%}: {lib} at {of_bare:.0%} of their speed; medians of"
+                f" rounds; min times: sequential {seq:.3f}s, {lib} {par:.3f}s, bare {bare:.3f}s)"
             )
     for lib in LIBS:
         if f"dot-{lib}" in _best and "dot-sequential" in _best:
@@ -143,6 +138,8 @@ _paired: dict[str, tuple[float, float, float]] = {}
 def test_cpu_bound_efficiency(benchmark, lib):
     """Efficiency = sequential time / (n_jobs x parallel time), both measured in this test.
 
+    Reported as the median over the rounds of each round's efficiency.
+
     Every timed round is preceded (in pytest-benchmark's untimed ``setup``) by the
     sequential run of the same 1000 tasks in this process and by the same tasks on two
     bare processes, so all three are taken under the same conditions: on a shared 2-vCPU
@@ -179,7 +176,7 @@ def test_cpu_bound_efficiency(benchmark, lib):
 
     try:
         out = benchmark.pedantic(
-            run, setup=measure_references, rounds=5, iterations=1, warmup_rounds=1
+            run, setup=measure_references, rounds=7, iterations=1, warmup_rounds=1
         )
     finally:
         executor.shutdown()
@@ -187,8 +184,9 @@ def test_cpu_bound_efficiency(benchmark, lib):
     _record(benchmark, f"cpu-{lib}")
     _sequential[lib], _bare[lib] = min(sequential), min(bare)
     benchmark.extra_info.update(sequential_s=min(sequential), bare_processes_s=min(bare))
-    # Round by round (each round next to the references timed just before it): robust
-    # to drifts longer than a round, which a ratio of separate minimums is not.
+    # Efficiency round by round (each round against the references timed just before
+    # it), median over the rounds: a ratio of separate minimums would pair a sequential
+    # run and a parallel run from different moments of a drifting machine.
     timed = benchmark.stats.stats.data
     pairs = list(zip(sequential[-len(timed) :], bare[-len(timed) :], timed))
     _paired[lib] = (
