@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -58,9 +59,14 @@ def print_ratios():
     ratio("(c) 200 x sum(10 MiB array), loky", "sum10-joblite", "sum10-joblib")
     ratio("(d) 64 x 16 MiB results, loky", "res16-joblite", "res16-joblib")
     for lib in LIBS:
-        if f"cpu-{lib}" in _best and "cpu-sequential" in _best:
-            eff = _best["cpu-sequential"] / (N_JOBS * _best[f"cpu-{lib}"])
-            lines.append(f"  (b) 1000 x 1 ms CPU, {lib}: parallel efficiency {eff:.0%}")
+        if lib in _paired:
+            eff, bare_eff, of_bare = _paired[lib]
+            seq, par, bare = _sequential[lib], _best[f"cpu-{lib}"], _bare[lib]
+            lines.append(
+                f"  (b) 1000 x 1 ms CPU, {lib}: parallel efficiency {eff:.0%} (bare processes"
+                f" {bare_eff:.0%}: {lib} at {of_bare:.0%} of their speed; medians of"
+                f" rounds; min times: sequential {seq:.3f}s, {lib} {par:.3f}s, bare {bare:.3f}s)"
+            )
     for lib in LIBS:
         if f"dot-{lib}" in _best and "dot-sequential" in _best:
             lines.append(
@@ -108,7 +114,7 @@ def test_tiny_tasks_thread_pool_executor(benchmark):
     _record(benchmark, "tiny-threading-executor")
 
 
-# -- (b) parallel efficiency on ~1 ms pure-Python tasks -----------------------------
+# -- (b) parallel efficiency on ~1 ms pure-Python CPU tasks ----------------------------
 
 
 def busy_ms(x: int) -> int:
@@ -118,25 +124,76 @@ def busy_ms(x: int) -> int:
     return total
 
 
-@pytest.mark.parametrize("lib", ["sequential", *LIBS])
+def busy_many(indices: range) -> list:
+    return [busy_ms(i) for i in indices]
+
+
+# References of each (b) test, timed right before each of its rounds: min over the rounds.
+_sequential: dict[str, float] = {}
+_bare: dict[str, float] = {}
+_paired: dict[str, tuple[float, float, float]] = {}
+
+
+@pytest.mark.parametrize("lib", list(LIBS))
 def test_cpu_bound_efficiency(benchmark, lib):
+    """Efficiency = sequential time / (n_jobs x parallel time), both measured in this test.
+
+    Reported as the median over the rounds of each round's efficiency.
+
+    Every timed round is preceded (in pytest-benchmark's untimed ``setup``) by the
+    sequential run of the same 1000 tasks in this process and by the same tasks on two
+    bare processes, so all three are taken under the same conditions: on a shared 2-vCPU
+    machine the speed of a core drifts by up to 2x within seconds (host load, boost
+    clocks), and a sequential baseline timed in a separate test made the ratio swing
+    between 78% and 133% from one run to the next. The bare processes (loky's executor
+    given all the tasks at once in 40 chunks: no auto-batching, no result order, no
+    back-pressure, no large-array transport) show what the machine itself allows, which
+    is below 100% whenever two busy vCPUs run slower than one.
+    """
+    from loky import ProcessPoolExecutor
+
     benchmark.group = "parallel (b) 1000 x 1 ms CPU, processes"
-    if lib == "sequential":
+    sequential: list[float] = []
+    bare: list[float] = []
+    chunks = [range(k, k + 25) for k in range(0, 1000, 25)]
+    executor = ProcessPoolExecutor(max_workers=N_JOBS)
+    list(executor.map(busy_many, [range(2)] * N_JOBS))  # workers started
 
-        def run():
-            return [busy_ms(i) for i in range(1000)]
+    def measure_references() -> None:
+        start = time.perf_counter()
+        busy_many(range(1000))
+        sequential.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        list(executor.map(busy_many, chunks))
+        bare.append(time.perf_counter() - start)
 
-    else:
-        mod = LIBS[lib]
-        parallel = mod.Parallel(n_jobs=N_JOBS, backend="loky")
-        parallel(mod.delayed(busy_ms)(i) for i in range(10))
+    mod = LIBS[lib]
+    parallel = mod.Parallel(n_jobs=N_JOBS, backend="loky")
+    parallel(mod.delayed(busy_ms)(i) for i in range(10))
 
-        def run():
-            return parallel(mod.delayed(busy_ms)(i) for i in range(1000))
+    def run():
+        return parallel(mod.delayed(busy_ms)(i) for i in range(1000))
 
-    out = benchmark.pedantic(run, rounds=3, iterations=1)
+    try:
+        out = benchmark.pedantic(
+            run, setup=measure_references, rounds=7, iterations=1, warmup_rounds=1
+        )
+    finally:
+        executor.shutdown()
     assert len(out) == 1000
     _record(benchmark, f"cpu-{lib}")
+    _sequential[lib], _bare[lib] = min(sequential), min(bare)
+    benchmark.extra_info.update(sequential_s=min(sequential), bare_processes_s=min(bare))
+    # Efficiency round by round (each round against the references timed just before
+    # it), median over the rounds: a ratio of separate minimums would pair a sequential
+    # run and a parallel run from different moments of a drifting machine.
+    timed = benchmark.stats.stats.data
+    pairs = list(zip(sequential[-len(timed) :], bare[-len(timed) :], timed))
+    _paired[lib] = (
+        statistics.median(s / (N_JOBS * t) for s, _, t in pairs),
+        statistics.median(s / (N_JOBS * b) for s, b, _ in pairs),
+        statistics.median(b / t for _, b, t in pairs),
+    )
 
 
 # -- (c) one large argument shared by many tasks --------------------------------------
@@ -158,7 +215,9 @@ def test_large_argument(benchmark, lib):
         def run():
             return parallel(mod.delayed(array_sum)(a) for _ in range(200))
 
-        out = benchmark.pedantic(run, rounds=5, iterations=1)
+        # Rounds are short (0.05 - 0.2 s): many of them, so the min is not left to the luck
+        # of a few rounds on a machine whose speed drifts (see (b)).
+        out = benchmark.pedantic(run, rounds=15, iterations=1, warmup_rounds=1)
     assert out[0] == pytest.approx(a.sum())
     _record(benchmark, f"sum10-{lib}")
 

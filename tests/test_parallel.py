@@ -266,6 +266,58 @@ def test_large_array_arguments_through_shared_memory(backend, mmap_mode, tmp_pat
     assert os.listdir(tmp_path) == []  # the shared files are gone
 
 
+def element(a, index):
+    return float(a[index])
+
+
+@pytest.mark.parametrize("backend", PROCESS_BACKENDS)
+def test_a_shared_array_changed_between_tasks_is_never_stale(backend, tmp_path):
+    # The same array object, changed in one element between dispatches: every task must
+    # see the content it had when its task was dispatched, never an older file.
+    a = np.zeros(300_000)
+
+    def tasks():
+        for i in range(6):
+            a[12_345] = i
+            yield delayed(element)(a, 12_345)
+
+    parallel = Parallel(n_jobs=2, backend=backend, batch_size=1, temp_folder=tmp_path)
+    assert parallel(tasks()) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    with Parallel(n_jobs=2, backend=backend, temp_folder=tmp_path) as parallel:
+        assert parallel(delayed(element)(a, 12_345) for _ in range(4)) == [5.0] * 4
+        files = set(os.listdir(os.path.join(tmp_path, os.listdir(tmp_path)[0])))
+        assert len(files) == 1  # one file for the four tasks
+        a[12_345] = -1.0  # between two calls of one block
+        assert parallel([delayed(element)(a, 12_345) for _ in range(4)]) == [-1.0] * 4
+        a[12_345] = np.nan  # same value for ==, different bytes: compared bitwise
+        out = parallel(delayed(element)(a, 12_345) for _ in range(2))
+        assert all(math.isnan(x) for x in out)
+        assert parallel(delayed(element)(a, 0) for _ in range(2)) == [0.0, 0.0]
+        files_after = set(os.listdir(os.path.join(tmp_path, os.listdir(tmp_path)[0])))
+        assert len(files_after) == 3  # unchanged content was not written again
+    assert os.listdir(tmp_path) == []  # the block's files are gone
+
+
+def swap_first(a, value):
+    old = float(a[0])
+    a[0] = value
+    return old
+
+
+@pytest.mark.parametrize("backend", PROCESS_BACKENDS)
+def test_read_write_mapping_shares_writes_between_the_tasks_of_a_call(backend, tmp_path):
+    # "r+": tasks write into the shared file and later tasks of the call see it; the
+    # caller's array, unchanged, keeps being sent as that same file.
+    a = np.zeros(300_000)
+    parallel = Parallel(
+        n_jobs=2, backend=backend, mmap_mode="r+", batch_size=1, pre_dispatch=1,
+        temp_folder=tmp_path,
+    )  # fmt: skip
+    assert parallel(delayed(swap_first)(a, i + 1) for i in range(4)) == [0.0, 1.0, 2.0, 3.0]
+    assert a[0] == 0.0
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("backend", PROCESS_BACKENDS)
 def test_read_only_mapping_refuses_writes(backend, tmp_path):
     a = np.ones(200_000)
@@ -404,6 +456,25 @@ def test_auto_batching_groups_tiny_tasks():
         delayed(math.sqrt)(i) for i in range(10)
     )
     assert sorted(len(e.indices) for e in events) == [1, 3, 3, 3]
+
+
+@pytest.mark.parametrize("return_as", ["list", "generator"])
+def test_auto_batches_shrink_at_the_end_of_a_generator_input(return_as):
+    # The length of a generator is unknown: reading a few batches ahead finds its end in
+    # time to split the tail, so no worker is left running one last big batch alone.
+    events = []
+    parallel = Parallel(n_jobs=2, backend="threading", return_as=return_as, callback=events.append)
+    list(parallel(delayed(slow_square)(i, 0.001) for i in range(100)))  # learn the task time
+    events.clear()
+    out = list(parallel(delayed(slow_square)(i, 0.001) for i in range(300)))
+    assert out == [i * i for i in range(300)]
+    sizes = [len(e.indices) for e in events]
+    assert sorted(i for e in events for i in e.indices) == list(range(300))
+    assert max(sizes) >= 4  # batches did grow: the tail split below means something
+    last = next(e for e in events if 299 in e.indices)
+    assert len(last.indices) <= -(-max(sizes) // 2)
+    # the end was found before every task had completed
+    assert any(e.n_total == 300 and e.n_completed < 300 for e in events)
 
 
 def test_n_jobs_rules():

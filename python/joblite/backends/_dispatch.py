@@ -7,6 +7,7 @@ and are consumed here, in the caller's thread.
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import queue
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._progress import Reporter
-from .base import BatchedCalls
+from .base import BatchedCalls, tick
 
 if TYPE_CHECKING:
     from ..parallel import Parallel
@@ -23,9 +24,10 @@ if TYPE_CHECKING:
 # "auto" batches aim at this much work each: long enough that the per-batch cost
 # (pickling, a pipe round-trip, waking the caller, which on a machine with as many
 # workers as cores takes its CPU time from a worker) is noise, short enough to balance
-# the load. Near the end of an input of known length batches shrink for the balance,
-# but not below the tail size: a cloud of one-task batches costs more wake-ups than the
-# imbalance it prevents.
+# the load. Once the length of the input is known, a batch takes at most one worker's
+# share of the tasks left (guided self-scheduling: the tail shrinks geometrically, so the
+# workers finish together after few batches), but not below the tail size: a cloud of
+# one-task batches costs more wake-ups than the imbalance it prevents.
 TARGET_BATCH_SECONDS = 0.05
 MIN_TAIL_BATCH_SECONDS = 0.005
 MAX_AUTO_BATCH = 100_000
@@ -59,6 +61,14 @@ class Dispatcher:
         )
         self.n_dispatched = 0
         self.n_completed = 0
+        # Tasks read from an input of unknown length but not dispatched yet: see _take.
+        self._ahead: list = []
+        # (number of tasks read from the input so far, tick() right after that read)
+        self._reads: collections.deque = collections.deque()
+        self._n_read = 0
+        # A list or tuple holds every task before the call starts, and reading it runs no
+        # code of the caller: one tick for all of them.
+        self._input_tick = tick() if type(iterable) in (list, tuple) else None
 
     # -- public entry points -------------------------------------------------------
 
@@ -110,13 +120,14 @@ class Dispatcher:
             self.reporter.start(type(backend).__name__, n_jobs, self.n_total)
             while True:
                 while not exhausted and len(inflight) + (len(ready) if bounded else 0) < limit:
-                    items = list(itertools.islice(iterator, self._batch_size(n_jobs)))
+                    items = self._take(iterator, n_jobs)
                     if not items:
                         exhausted = True
                         self.n_total = self.n_dispatched
                         break
                     _check_task(items[0], self.n_dispatched)
                     batch = BatchedCalls(items, nested, parallel.return_exceptions)
+                    batch.created = self._created(self.n_dispatched + len(items))
                     future = backend.submit(batch)
                     inflight[next_id] = (self.n_dispatched, len(items), future, time.monotonic())
                     future.add_done_callback(functools.partial(_notify, done, next_id))
@@ -197,6 +208,45 @@ class Dispatcher:
             f"pre_dispatch must be 'all', an int > 0 or an expression, got {pre_dispatch!r}"
         )
 
+    def _take(self, iterator: Iterator[Any], n_jobs: int) -> list:
+        """The tasks of the next batch (an empty list once the input is consumed).
+
+        With ``batch_size="auto"`` and an input of unknown length (a generator), read up to
+        ``n_jobs`` batches ahead, as joblib does: when the input ends within that window its
+        length becomes known, and the last batches shrink so that every worker gets a share
+        of the tail instead of one worker running the last big batch alone.
+        """
+        size = self._batch_size(n_jobs)
+        if self.n_total is not None or self.parallel.batch_size != "auto":
+            if self._ahead:
+                items, self._ahead = self._ahead[:size], self._ahead[size:]
+                return items
+            return self._read(iterator, size)
+        ahead = self._ahead
+        missing = size * n_jobs - len(ahead)
+        if missing > 0:
+            more = self._read(iterator, missing)
+            ahead.extend(more)
+            if len(more) < missing:  # the input ended: its length is known now
+                self.n_total = self.n_dispatched + len(ahead)
+                size = self._batch_size(n_jobs)
+        items, self._ahead = ahead[:size], ahead[size:]
+        return items
+
+    def _read(self, iterator: Iterator[Any], count: int) -> list:
+        items = list(itertools.islice(iterator, count))
+        if items:
+            self._n_read += len(items)
+            self._reads.append((self._n_read, self._input_tick or tick()))
+        return items
+
+    def _created(self, n_tasks: int) -> int:
+        """The tick taken right after the input gave its first ``n_tasks`` tasks."""
+        reads = self._reads
+        while reads[0][0] < n_tasks:
+            reads.popleft()
+        return reads[0][1]
+
     def _batch_size(self, n_jobs: int) -> int:
         size = self.parallel.batch_size
         if size != "auto":
@@ -206,9 +256,9 @@ class Dispatcher:
             return 1
         per_task = max(per_task, 1e-9)
         size = int(TARGET_BATCH_SECONDS / per_task)
-        if self.n_total is not None:  # keep a few batches per worker for the load balance
+        if self.n_total is not None:  # guided self-scheduling, see TARGET_BATCH_SECONDS
             remaining = self.n_total - self.n_dispatched
-            share = -(-remaining // (2 * n_jobs))
+            share = -(-remaining // n_jobs)
             size = min(size, max(share, int(MIN_TAIL_BATCH_SECONDS / per_task)))
         return max(1, min(size, MAX_AUTO_BATCH))
 

@@ -9,6 +9,7 @@ with :func:`joblite.load`, so they never go through a pipe.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import io
 import os
 import pickle
@@ -22,7 +23,7 @@ from typing import Any, Optional
 
 import cloudpickle
 
-from .base import BatchedCalls, RemoteError
+from .base import BatchedCalls, RemoteError, tick
 
 _SHM = "/dev/shm"
 _SHM_MIN_FREE = 2 * 1024**3  # use /dev/shm only when it has room for real work
@@ -90,8 +91,11 @@ def _sweep_stale(base: str) -> None:
 class SharedFolder:
     """The folder of one Parallel call holding its large arrays, removed by :meth:`cleanup`.
 
-    Arrays are written once per call: the same array object passed to many tasks is
-    stored once, unless its content visibly changed in between (a cheap sampled check).
+    The same array object passed to many tasks (or, in a ``with Parallel(...)`` block, to
+    many calls) is written once, as long as its content is provably the one in the file:
+    each time it is sent again it is compared byte for byte with the file (or, where
+    workers may write into the file, with the content hash taken when it was written).
+    Anything else, even one changed element, writes a new file: never stale data.
     """
 
     def __init__(self, temp_folder: Optional[str] = None) -> None:
@@ -103,19 +107,41 @@ class SharedFolder:
         self.path = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}_", dir=base)
         with _live_lock:
             _live_folders.add(self.path)
-        self._stored: dict[int, tuple[Any, Any, str]] = {}
+        # id(array) -> (array, its file's content: a read-only map or a hash, path, the
+        # tick() when the file was last known equal to the array)
+        self._stored: dict[int, tuple[Any, Any, str, int]] = {}
 
-    def store(self, array: Any) -> str:
-        key = id(array)
-        print_ = _fingerprint(array)
-        known = self._stored.get(key)
-        if known is not None and known[0] is array and print_ is not None and known[1] == print_:
-            return known[2]
-        from .. import dump
+    def store(self, array: Any, mmap_mode: Any = "r", created: Optional[int] = None) -> str:
+        """The path of a file holding ``array``'s content (written when needed).
 
+        ``created``: a :func:`~joblite.backends.base.tick` taken once every task sending
+        the array existed. When the file was last found equal to the array after that,
+        it holds the array as it was at a moment after those tasks were created (what a
+        task may see, as when joblib pickles a batch after dispatching it): no compare.
+        """
+        from .. import dump, load
+        from .. import hash as content_hash
+
+        known = self._stored.get(id(array))
+        # Workers can write into the file with "r+"/"w+": compare with a hash taken when
+        # it was written. Otherwise the file never changes: compare with the file itself
+        # (memory speed, and exact).
+        by_hash = mmap_mode in ("r+", "w+")
+        if known is not None and known[0] is array and known[1] is not None:
+            _, content, path, checked = known
+            if created is not None and created < checked:
+                return path
+            now = tick()
+            if content_hash(array) == content if by_hash else _same_bytes(array, content):
+                self._stored[id(array)] = (array, content, path, now)
+                return path
+        now = tick()
         path = os.path.join(self.path, f"{uuid.uuid4().hex}.arg")
         dump(array, path)
-        self._stored[key] = (array, print_, path)
+        content = None
+        if array.flags.c_contiguous or array.flags.f_contiguous:
+            content = content_hash(array) if by_hash else load(path, mmap_mode="r")
+        self._stored[id(array)] = (array, content, path, now)
         return path
 
     def cleanup(self) -> None:
@@ -134,18 +160,39 @@ def _cleanup_all() -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _fingerprint(array: Any) -> Any:
-    """Address, layout and ~256 sampled values: changes when the array is refilled."""
-    if not (array.flags.c_contiguous or array.flags.f_contiguous):
+def _memcmp() -> Any:
+    try:
+        libc = ctypes.CDLL(None) if sys.platform != "win32" else ctypes.cdll.msvcrt
+        memcmp = libc.memcmp
+    except (OSError, AttributeError):
         return None
-    flat = array.reshape(-1, order="A")
-    step = max(1, flat.size // 256)
-    return (
-        array.__array_interface__["data"][0],
-        array.shape,
-        array.strides,
-        array.dtype.str,
-        flat[::step].tobytes(),
+    memcmp.restype = ctypes.c_int
+    memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return memcmp
+
+
+_MEMCMP = _memcmp()
+_COMPARE_CHUNK = 1 << 20
+
+
+def _same_bytes(array: Any, mapped: Any) -> bool:
+    """Whether two contiguous arrays of one layout hold the same bytes (NaNs included)."""
+    if (
+        array.shape != mapped.shape
+        or array.dtype != mapped.dtype
+        or array.strides != mapped.strides
+        or not (array.flags.c_contiguous or array.flags.f_contiguous)
+    ):
+        return False
+    if _MEMCMP is not None:  # ~10 GB/s, the GIL released by ctypes
+        return _MEMCMP(array.ctypes.data, mapped.ctypes.data, array.nbytes) == 0
+    import numpy as np
+
+    left = array.reshape(-1, order="A").view(np.uint8)
+    right = mapped.reshape(-1, order="A").view(np.uint8)
+    return all(
+        np.array_equal(left[i : i + _COMPARE_CHUNK], right[i : i + _COMPARE_CHUNK])
+        for i in range(0, left.size, _COMPARE_CHUNK)
     )
 
 
@@ -157,15 +204,24 @@ def _is_large_array(obj: Any, max_nbytes: int) -> bool:
 
 
 class _ArgumentPickler(cloudpickle.Pickler):
-    def __init__(self, file: Any, folder: SharedFolder, max_nbytes: int, mmap_mode: Any) -> None:
+    def __init__(
+        self,
+        file: Any,
+        folder: SharedFolder,
+        max_nbytes: int,
+        mmap_mode: Any,
+        created: Optional[int] = None,
+    ) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self._folder = folder
         self._max_nbytes = max_nbytes
         self._mmap_mode = mmap_mode
+        self._created = created
 
     def reducer_override(self, obj: Any) -> Any:
         if _is_large_array(obj, self._max_nbytes):
-            return load_argument, (self._folder.store(obj), self._mmap_mode)
+            path = self._folder.store(obj, self._mmap_mode, self._created)
+            return load_argument, (path, self._mmap_mode)
         return super().reducer_override(obj)
 
 
@@ -195,7 +251,8 @@ def dumps_batch(
     if folder is None or max_nbytes is None:
         return cloudpickle.dumps((batch, None, None), protocol=pickle.HIGHEST_PROTOCOL)
     buffer = io.BytesIO()
-    _ArgumentPickler(buffer, folder, max_nbytes, mmap_mode).dump((batch, folder.path, max_nbytes))
+    pickler = _ArgumentPickler(buffer, folder, max_nbytes, mmap_mode, batch.created)
+    pickler.dump((batch, folder.path, max_nbytes))
     return buffer.getvalue()
 
 

@@ -11,6 +11,17 @@ from typing import Any, Callable, Optional
 # Per-thread view of the nesting of Parallel calls: inside a worker, the backend name,
 # n_jobs and nesting level that an inner Parallel call should use by default.
 _nesting = threading.local()
+_clock = itertools.count(1)
+
+
+def tick() -> int:
+    """A number larger than every one given before in this process: orders events.
+
+    The dispatcher stamps each batch with the tick taken after its tasks were read from
+    the input; shared-memory transports compare it with the tick at which an array's
+    file was last checked against the array.
+    """
+    return next(_clock)
 
 
 class RemoteTraceback(Exception):
@@ -60,7 +71,7 @@ class BatchedCalls:
     stopping the batch. ``nested`` is what an inner Parallel call sees as its defaults.
     """
 
-    __slots__ = ("args", "function", "items", "nested", "return_exceptions", "single")
+    __slots__ = ("args", "created", "function", "items", "nested", "return_exceptions", "single")
 
     def __init__(
         self,
@@ -74,6 +85,8 @@ class BatchedCalls:
         self.single = False
         self.nested = nested
         self.return_exceptions = return_exceptions
+        # tick() once every task of the batch existed; None: unknown (not sent along)
+        self.created: Optional[int] = None
 
     def __len__(self) -> int:
         return len(self.items if self.items is not None else self.args or ())
@@ -105,6 +118,7 @@ class BatchedCalls:
     def __setstate__(self, state: tuple) -> None:
         (self.items, self.function, self.args, self.single, self.nested) = state[:5]
         self.return_exceptions = state[5]
+        self.created = None
 
     def _calls(self) -> list[tuple[Callable[..., Any], tuple, dict]]:
         if self.items is not None:
