@@ -213,6 +213,25 @@ def test_protocol_argument_is_accepted(tmp_path):
     assert joblite.load(tmp_path / "p") == {"a": 1}
 
 
+def test_fsync_false_skips_the_flushes_and_keeps_the_data(tmp_path, monkeypatch):
+    import os
+
+    flushed: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushed.append(fd), real_fsync(fd))[1])
+    value = {"a": np.arange(100_000.0), "b": "text"}
+    joblite.dump(value, tmp_path / "durable.joblite")
+    assert len(flushed) == 1  # the folder, after the rename (the file is flushed in Rust)
+    joblite.dump(value, tmp_path / "fast.joblite", fsync=False)
+    assert len(flushed) == 1
+    got = joblite.load(tmp_path / "fast.joblite")
+    np.testing.assert_array_equal(got["a"], value["a"])
+    assert got["b"] == "text"
+    with pytest.raises(TypeError, match="fsync must be True or False"):
+        joblite.dump(value, tmp_path / "x.joblite", fsync="no")
+    assert not (tmp_path / "x.joblite").exists()
+
+
 def test_bad_mmap_mode(tmp_path):
     joblite.dump(1, tmp_path / "x")
     with pytest.raises(ValueError, match="mmap_mode"):

@@ -118,10 +118,11 @@ def sweep_stale_temps(directory: str) -> list[str]:
     return removed
 
 
-def write_file(value: Any, path: str, choice: codecs.Choice) -> None:
+def write_file(value: Any, path: str, choice: codecs.Choice, fsync: bool = True) -> None:
     """Write ``value`` to ``path`` atomically: temp file in the same directory, fsync, rename.
 
     A reader (or a crash at any point) sees the old file, no file, or the complete new one.
+    Without ``fsync`` the same holds for a killed process, but not for a power loss.
     """
     segments = serialize(value, choice)
     tmp = _temp_name(path)
@@ -129,7 +130,7 @@ def write_file(value: Any, path: str, choice: codecs.Choice) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     os.close(fd)
     try:
-        _core.write_container(tmp, segments, CHUNK_SIZE, True, codec_name=choice.name)
+        _core.write_container(tmp, segments, CHUNK_SIZE, fsync, codec_name=choice.name)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -138,7 +139,8 @@ def write_file(value: Any, path: str, choice: codecs.Choice) -> None:
             pass
         raise
     directory = os.path.dirname(os.path.abspath(path))
-    _fsync_dir(directory)
+    if fsync:
+        _fsync_dir(directory)
     sweep_stale_temps(directory)
 
 
