@@ -137,7 +137,7 @@ class SharedFolder:
                 return path
         now = tick()
         path = os.path.join(self.path, f"{uuid.uuid4().hex}.arg")
-        dump(array, path)
+        dump(array, path, fsync=False)  # lives for one call: never worth a flush to disk
         content = None
         if array.flags.c_contiguous or array.flags.f_contiguous:
             content = content_hash(array) if by_hash else load(path, mmap_mode="r")
@@ -236,7 +236,7 @@ class _ResultPickler(cloudpickle.Pickler):
             from .. import dump
 
             path = os.path.join(self._folder, f"{uuid.uuid4().hex}.res")
-            dump(obj, path)
+            dump(obj, path, fsync=False)
             return load_result, (path,)
         return super().reducer_override(obj)
 

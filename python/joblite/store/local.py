@@ -287,7 +287,9 @@ class FileSystemStore(StoreBackendBase):
                 with open(os.path.join(tmp, OUTPUT_NAME), "wb") as f:
                     f.write(small)
             else:
-                dump(output, os.path.join(tmp, OUTPUT_NAME), compress=compress)
+                # no flush to the device, as for every other file of an entry (docs/memory.md):
+                # a power cut can only leave a damaged entry, which loads as a miss
+                dump(output, os.path.join(tmp, OUTPUT_NAME), compress=compress, fsync=False)
             size = 0
             for entry in os.scandir(tmp):
                 size += entry.stat().st_size
