@@ -108,3 +108,19 @@ def test_temp_files_are_swept_only_once_their_writer_is_gone(tmp_path):
     joblite.dump([1, 2], tmp_path / "other.joblite")
     assert sorted(os.listdir(tmp_path)) == ["other.joblite"]
     assert joblite.load(tmp_path / "other.joblite") == [1, 2]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals")
+def test_a_process_scans_a_folder_for_leftovers_once(tmp_path):
+    # a folder of many files is listed once per process, not on every dump into it
+    joblite.dump(1, tmp_path / "a.joblite")
+    proc, temps = _stop_mid_write(tmp_path, tmp_path / "big.joblite")
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    joblite.dump(2, tmp_path / "a.joblite")
+    assert set(temps) <= set(os.listdir(tmp_path))
+    # the next process to dump there removes the leftover
+    code = "import joblite, sys; joblite.dump(3, sys.argv[1])"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "b.joblite")], check=True)
+    assert sorted(os.listdir(tmp_path)) == ["a.joblite", "b.joblite"]

@@ -82,11 +82,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# folders this process has swept clean (one listing each, not one per dump: a folder of 100k
+# files would otherwise cost a directory scan on every dump into it)
+_SWEPT: set[str] = set()
+
+
 def sweep_stale_temps(directory: str) -> list[str]:
     """Remove the temporary files that killed dumps left in ``directory``.
 
     Only files named like this host's dump temp files whose writing process no longer exists
-    are removed: a dump in progress (in any process) is never touched. POSIX only.
+    are removed: a dump in progress (in any process) is never touched. A folder is scanned
+    once per process, and again only while it still holds another live writer's temp file.
+    POSIX only.
 
     Returns
     -------
@@ -94,13 +101,14 @@ def sweep_stale_temps(directory: str) -> list[str]:
         The paths removed.
     """
     removed: list[str] = []
-    if os.name != "posix":
+    if os.name != "posix" or directory in _SWEPT:
         return removed
     try:
         entries = list(os.scandir(directory or "."))
     except OSError:
         return removed
     me = os.getpid()
+    in_use = False
     for entry in entries:
         if not entry.name.endswith(_TEMP_SUFFIX):
             continue
@@ -109,12 +117,15 @@ def sweep_stale_temps(directory: str) -> list[str]:
             continue
         pid = int(m.group(1))
         if pid == me or _pid_alive(pid):
+            in_use = in_use or pid != me
             continue
         try:
             os.unlink(entry.path)
         except OSError:
             continue
         removed.append(entry.path)
+    if not in_use:
+        _SWEPT.add(directory)
     return removed
 
 
