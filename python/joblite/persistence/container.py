@@ -85,6 +85,7 @@ def _pid_alive(pid: int) -> bool:
 # folders this process has swept clean (one listing each, not one per dump: a folder of 100k
 # files would otherwise cost a directory scan on every dump into it)
 _SWEPT: set[str] = set()
+_SWEPT_MAX = 4096
 
 
 def sweep_stale_temps(directory: str) -> list[str]:
@@ -125,6 +126,8 @@ def sweep_stale_temps(directory: str) -> list[str]:
             continue
         removed.append(entry.path)
     if not in_use:
+        if len(_SWEPT) >= _SWEPT_MAX:  # bounded: Memory writes each entry in a new folder
+            _SWEPT.clear()
         _SWEPT.add(directory)
     return removed
 
