@@ -1,6 +1,6 @@
 """Type stub of the Rust extension module ``joblite._core``."""
 
-from collections.abc import Buffer as _Buffer
+from typing_extensions import Buffer as _Buffer
 from os import PathLike as _PathLike
 from typing import Callable as _Callable
 from typing import Optional as _Optional
