@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use
+    from . import logger as logger
     from .backends import ParallelBackendBase as ParallelBackendBase
     from .exceptions import CacheWarning as CacheWarning
     from .exceptions import CorruptFileError as CorruptFileError
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time the names load on first
     from .hashing import hash as hash
     from .logger import Logger as Logger
     from .logger import PrintTime as PrintTime
+    from .logger import logging_enabled as logging_enabled
     from .logger import use_logging as use_logging
     from .memory import MemorizedFunc as MemorizedFunc
     from .memory import MemorizedResult as MemorizedResult
@@ -67,6 +69,7 @@ _EXPORTS: dict[str, str] = {
     "PrintTime": ".logger",
     "Logger": ".logger",
     "use_logging": ".logger",
+    "logging_enabled": ".logger",
     # parallel computing
     "Parallel": ".parallel",
     "delayed": ".parallel",
@@ -85,6 +88,12 @@ _EXPORTS: dict[str, str] = {
     "CacheWarning": ".exceptions",
 }
 
+# submodules reachable as attributes without importing them first (``joblite.logger.use_logging``)
+_SUBMODULES = frozenset(
+    {"backends", "cli", "compressor", "exceptions", "hashing", "logger", "memory", "parallel",
+     "persistence", "store"}
+)  # fmt: skip
+
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
@@ -93,6 +102,8 @@ if not TYPE_CHECKING:  # hidden from checkers, which would otherwise type unknow
     def __getattr__(name: str) -> Any:
         module = _EXPORTS.get(name)
         if module is None:
+            if name in _SUBMODULES:
+                return importlib.import_module(f".{name}", __name__)
             raise AttributeError(f"module 'joblite' has no attribute {name!r}")
         value = getattr(importlib.import_module(module, __name__), name)
         globals()[name] = value
