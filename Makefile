@@ -15,6 +15,7 @@ lint:
 	cargo clippy --all-targets --features python -- -D warnings
 	.venv/bin/ruff check python tests benches examples
 	.venv/bin/ruff format --check python tests benches examples
+	.venv/bin/lint-imports
 
 benchmark: install  ## pytest-benchmark, joblite next to joblib in one run
 	.venv/bin/python -m pytest benches --benchmark-enable --benchmark-only -p no:randomly $(ARGS)
