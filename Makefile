@@ -15,6 +15,7 @@ lint:
 	cargo clippy --all-targets --features python -- -D warnings
 	.venv/bin/ruff check python tests benches examples scripts
 	.venv/bin/ruff format --check python tests benches examples scripts
+	.venv/bin/lint-imports
 
 typecheck: install  ## mypy on the package, mypy --strict on a user script, stubtest of _core.pyi
 	bash scripts/typecheck.sh

@@ -411,6 +411,21 @@ def test_worker_crash_is_reported_and_next_call_works(backend, kind, words):
     ]
 
 
+@pytest.mark.parametrize("backend", PROCESS_BACKENDS)
+def test_worker_crash_is_caught_as_lokys_terminated_worker_error(backend):
+    # joblib users write `except TerminatedWorkerError` (loky's, re-exported by joblib)
+    from loky.process_executor import TerminatedWorkerError
+
+    caught = None
+    try:
+        Parallel(n_jobs=2, backend=backend)(delayed(crash)("sigkill", i) for i in range(8))
+    except TerminatedWorkerError as error:
+        caught = error
+    assert isinstance(caught, joblite.WorkerCrashedError)
+    assert isinstance(caught, RuntimeError)
+    assert "SIGKILL" in str(caught)
+
+
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_callback_progress_and_verbose(backend, capsys):
     events = []

@@ -73,12 +73,12 @@ _EXPORTS: dict[str, str] = {
     # parallel computing
     "Parallel": ".parallel",
     "delayed": ".parallel",
-    "cpu_count": ".parallel",
+    "cpu_count": ".backends",
     "effective_n_jobs": ".parallel",
     "wrap_non_picklable_objects": ".parallel",
     "parallel_config": ".parallel",
     "parallel_backend": ".parallel",
-    "register_parallel_backend": ".parallel",
+    "register_parallel_backend": ".backends",
     "ParallelBackendBase": ".backends",
     # errors
     "JobliteError": ".exceptions",

@@ -1,7 +1,9 @@
-"""The backend interface of Parallel, and the batch of calls that every backend runs."""
+"""The backend interface of Parallel, the batch of calls every backend runs, and
+:func:`cpu_count`, the machine's share that ``n_jobs=-1`` means."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import traceback
@@ -12,6 +14,25 @@ from typing import Any, Callable, Optional
 # n_jobs and nesting level that an inner Parallel call should use by default.
 _nesting = threading.local()
 _clock = itertools.count(1)
+
+
+@functools.lru_cache(maxsize=2)
+def cpu_count(only_physical_cores: bool = False) -> int:
+    """Number of CPUs this process may use: affinity mask and cgroup quota honoured.
+
+    Parameters
+    ----------
+    only_physical_cores : bool, default False
+        Count physical cores, not hyper-threads (when that can be found out).
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
+    from loky import cpu_count as loky_cpu_count
+
+    return max(int(loky_cpu_count(only_physical_cores=only_physical_cores)), 1)
 
 
 def tick() -> int:
@@ -206,8 +227,6 @@ class ParallelBackendBase:
         The default is joblib's rule for workers on this machine: ``n_jobs`` as given, and
         ``cpu_count() + 1 + n_jobs`` for negative values (-1: every core).
         """
-        from ..parallel import cpu_count
-
         if n_jobs == 0:
             raise ValueError("n_jobs == 0 in Parallel has no meaning")
         if n_jobs < 0:
@@ -250,8 +269,6 @@ class ParallelBackendBase:
         nesting, sequential below, and at most this worker's share of the cores, so that
         nested calls never multiply the number of busy workers.
         """
-        from ..parallel import cpu_count
-
         level = self.nesting_level + 1
         cap = max(cpu_count() // max(self.n_jobs, 1), 1)
         return ("threading" if level == 1 else "sequential", cap, level)

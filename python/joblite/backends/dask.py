@@ -182,7 +182,9 @@ class DaskDistributedBackend(ParallelBackendBase):
 
     def submit(self, batch: BatchedCalls, **kwargs: Any) -> Future:
         futures: list = []
-        items = [(f, self._lift(a, futures), self._lift(kw, futures)) for f, a, kw in batch.items]
+        items = [
+            (f, self._lift(a, futures), self._lift(kw, futures)) for f, a, kw in batch._calls()
+        ]
         task = BatchedCalls(items, batch.nested, batch.return_exceptions)
         name = getattr(batch.items[0][0], "__name__", "call") if batch.items else "call"
         key = f"joblite-{name}-{uuid.uuid4().hex}-{next(_tokens)}"

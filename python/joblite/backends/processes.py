@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from ..exceptions import WorkerCrashedError
 from . import _transport
-from .base import BatchedCalls, ParallelBackendBase
+from .base import BatchedCalls, ParallelBackendBase, cpu_count
 
 # Idle workers live this long (seconds) before exiting, like joblib.
 IDLE_WORKER_TIMEOUT = 300
@@ -86,8 +86,6 @@ class _ProcessBackend(ParallelBackendBase):
 
     def worker_env(self, n_jobs: int) -> dict[str, str]:
         """Environment capping BLAS/OpenMP threads so workers x threads <= cores."""
-        from ..parallel import cpu_count
-
         n_threads = self.inner_max_num_threads or max(cpu_count() // n_jobs, 1)
         return {name: str(n_threads) for name in _THREAD_LIMIT_VARS}
 

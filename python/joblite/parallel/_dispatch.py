@@ -7,19 +7,21 @@ and are consumed here, in the caller's thread.
 
 from __future__ import annotations
 
+import ast
 import collections
 import functools
 import itertools
+import operator
 import queue
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..backends.base import BatchedCalls, tick
 from ._progress import Reporter
-from .base import BatchedCalls, tick
 
 if TYPE_CHECKING:
-    from ..parallel import Parallel
+    from ._parallel import Parallel
 
 # "auto" batches aim at this much work each: long enough that the per-batch cost
 # (pickling, a pipe round-trip, waking the caller, which on a machine with as many
@@ -31,6 +33,27 @@ if TYPE_CHECKING:
 TARGET_BATCH_SECONDS = 0.05
 MIN_TAIL_BATCH_SECONDS = 0.005
 MAX_AUTO_BATCH = 100_000
+
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+_OPS.update({ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv})
+
+
+def eval_pre_dispatch(text: str, n_jobs: int) -> int:
+    """Evaluate expressions like ``'2 * n_jobs'`` without ``eval``."""
+
+    def walk(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.Name) and node.id == "n_jobs":
+            return n_jobs
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+        raise ValueError(f"pre_dispatch={text!r} is not valid: use 'all', an int or 'k * n_jobs'")
+
+    return max(int(walk(ast.parse(text, mode="eval"))), 1)
 
 
 def _check_task(task: Any, index: int) -> None:
@@ -195,13 +218,11 @@ class Dispatcher:
     # -- helpers ---------------------------------------------------------------------
 
     def _limit(self, n_jobs: int) -> int:
-        from ..parallel import _eval_pre_dispatch
-
         pre_dispatch = self.parallel.pre_dispatch
         if pre_dispatch == "all":
             return 1 << 62
         if isinstance(pre_dispatch, str):
-            return max(_eval_pre_dispatch(pre_dispatch, n_jobs), n_jobs)
+            return max(eval_pre_dispatch(pre_dispatch, n_jobs), n_jobs)
         if isinstance(pre_dispatch, int) and pre_dispatch > 0:
             return max(pre_dispatch, 1)
         raise ValueError(
