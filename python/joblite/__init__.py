@@ -19,6 +19,8 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use
     from . import logger as logger
     from .backends import ParallelBackendBase as ParallelBackendBase
+    from .backends import cpu_count as cpu_count
+    from .backends import register_parallel_backend as register_parallel_backend
     from .exceptions import CacheWarning as CacheWarning
     from .exceptions import CorruptFileError as CorruptFileError
     from .exceptions import JobliteError as JobliteError
@@ -35,12 +37,10 @@ if TYPE_CHECKING:  # what type checkers see; at run time the names load on first
     from .memory import expires_after as expires_after
     from .memory import register_store_backend as register_store_backend
     from .parallel import Parallel as Parallel
-    from .parallel import cpu_count as cpu_count
     from .parallel import delayed as delayed
     from .parallel import effective_n_jobs as effective_n_jobs
     from .parallel import parallel_backend as parallel_backend
     from .parallel import parallel_config as parallel_config
-    from .parallel import register_parallel_backend as register_parallel_backend
     from .parallel import wrap_non_picklable_objects as wrap_non_picklable_objects
     from .persistence import dump as dump
     from .persistence import dumps as dumps
