@@ -44,6 +44,20 @@ def test_memory_messages_are_one_record_per_event(tmp_path, caplog, capsys, logg
     assert capsys.readouterr().out == ""  # nothing printed
 
 
+def test_parallel_progress_lines_are_records(caplog, capsys, logging_on):
+    with caplog.at_level(logging.INFO, logger="joblite"):
+        out = joblite.Parallel(n_jobs=2, backend="threading", verbose=10)(
+            joblite.delayed(abs)(-i) for i in range(5)
+        )
+    assert out == [0, 1, 2, 3, 4]
+    messages = [r.getMessage() for r in caplog.records if r.name == "joblite.parallel"]
+    assert messages[0].startswith("[Parallel(n_jobs=2)]: Using backend")
+    assert messages[-1].startswith("[Parallel(n_jobs=2)]: Done") and "finished" in messages[-1]
+    assert all("\n" not in m for m in messages)
+    captured = capsys.readouterr()
+    assert "Parallel(" not in captured.err + captured.out
+
+
 def test_messages_are_printed_when_logging_is_off(tmp_path, caplog, capsys):
     mem = Memory(tmp_path, verbose=1)
     with caplog.at_level(logging.INFO, logger="joblite"):
