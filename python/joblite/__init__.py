@@ -12,9 +12,40 @@ numpy, loky or dask until they are needed.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use
+    from .backends import ParallelBackendBase as ParallelBackendBase
+    from .exceptions import CacheWarning as CacheWarning
+    from .exceptions import CorruptFileError as CorruptFileError
+    from .exceptions import JobliteError as JobliteError
+    from .exceptions import UnsafeLoadError as UnsafeLoadError
+    from .exceptions import WorkerCrashedError as WorkerCrashedError
+    from .hashing import hash as hash
+    from .logger import Logger as Logger
+    from .logger import PrintTime as PrintTime
+    from .logger import use_logging as use_logging
+    from .memory import MemorizedFunc as MemorizedFunc
+    from .memory import MemorizedResult as MemorizedResult
+    from .memory import Memory as Memory
+    from .memory import expires_after as expires_after
+    from .memory import register_store_backend as register_store_backend
+    from .parallel import Parallel as Parallel
+    from .parallel import cpu_count as cpu_count
+    from .parallel import delayed as delayed
+    from .parallel import effective_n_jobs as effective_n_jobs
+    from .parallel import parallel_backend as parallel_backend
+    from .parallel import parallel_config as parallel_config
+    from .parallel import register_parallel_backend as register_parallel_backend
+    from .parallel import wrap_non_picklable_objects as wrap_non_picklable_objects
+    from .persistence import dump as dump
+    from .persistence import dumps as dumps
+    from .persistence import load as load
+    from .persistence import loads as loads
+    from .persistence import register_compressor as register_compressor
+    from .store import StoreBackendBase as StoreBackendBase
 
 # public name -> module that defines it (relative to this package)
 _EXPORTS: dict[str, str] = {
@@ -35,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     "StoreBackendBase": ".store",
     "PrintTime": ".logger",
     "Logger": ".logger",
+    "use_logging": ".logger",
     # parallel computing
     "Parallel": ".parallel",
     "delayed": ".parallel",
@@ -56,13 +88,15 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'joblite' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # hidden from checkers, which would otherwise type unknown names as Any
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'joblite' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

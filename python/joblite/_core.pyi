@@ -1,9 +1,26 @@
 """Type stub of the Rust extension module ``joblite._core``."""
 
-from collections.abc import Buffer as _Buffer
 from os import PathLike as _PathLike
 from typing import Callable as _Callable
 from typing import Optional as _Optional
+from typing import final as _final
+
+from typing_extensions import Buffer as _Buffer
+
+# checked against the built extension by `python -m mypy.stubtest joblite._core` (in CI)
+__all__ = [
+    "CONTAINER_MAGIC",
+    "DEFAULT_CHUNK_SIZE",
+    "HASH_ENCODING_VERSION",
+    "MAX_CODEC_NAME_LEN",
+    "ContainerReader",
+    "ThreadPool",
+    "__version__",
+    "hash",
+    "lz4_frame_decompress",
+    "mark_mapped_writable",
+    "write_container",
+]
 
 __version__: str
 
@@ -31,6 +48,7 @@ def write_container(
 def mark_mapped_writable(path: str | _PathLike[str]) -> None: ...
 def lz4_frame_decompress(data: _Buffer) -> bytes: ...
 
+@_final
 class ContainerReader:
     @staticmethod
     def open(path: str | _PathLike[str]) -> ContainerReader: ...
@@ -48,6 +66,7 @@ class ContainerReader:
 
 # --- thread pool (rust/bindings/pool.rs) ---
 
+@_final
 class ThreadPool:
     """A fixed-size pool of native threads running Python callables.
 
@@ -55,7 +74,7 @@ class ThreadPool:
     running Python code; a callable that raises is reported as unraisable.
     """
 
-    def __init__(self, n_threads: int, name: str = "joblite-worker") -> None: ...
+    def __new__(cls, n_threads: int, name: str = "joblite-worker") -> ThreadPool: ...
     def submit(self, func: _Callable[[], object], group: int = 0) -> None: ...
     def submit_many(self, funcs: list[_Callable[[], object]], group: int = 0) -> int: ...
     def cancel(self, group: int) -> int: ...
