@@ -45,5 +45,5 @@ rm -rf dist
 export PATH="$PWD/.venv/bin:$PATH"
 .venv/bin/maturin build --release --zig --compatibility manylinux2014 --quiet \
     -o dist -i "${interpreters[@]}"
-.venv/bin/maturin sdist --quiet -o dist
+.venv/bin/maturin sdist -o dist
 ls -1 dist

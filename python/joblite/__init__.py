@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use
+    from . import logger as logger
     from .backends import ParallelBackendBase as ParallelBackendBase
+    from .backends import cpu_count as cpu_count
+    from .backends import register_parallel_backend as register_parallel_backend
     from .exceptions import CacheWarning as CacheWarning
     from .exceptions import CorruptFileError as CorruptFileError
     from .exceptions import JobliteError as JobliteError
@@ -26,6 +29,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time the names load on first
     from .hashing import hash as hash
     from .logger import Logger as Logger
     from .logger import PrintTime as PrintTime
+    from .logger import logging_enabled as logging_enabled
     from .logger import use_logging as use_logging
     from .memory import MemorizedFunc as MemorizedFunc
     from .memory import MemorizedResult as MemorizedResult
@@ -33,12 +37,10 @@ if TYPE_CHECKING:  # what type checkers see; at run time the names load on first
     from .memory import expires_after as expires_after
     from .memory import register_store_backend as register_store_backend
     from .parallel import Parallel as Parallel
-    from .parallel import cpu_count as cpu_count
     from .parallel import delayed as delayed
     from .parallel import effective_n_jobs as effective_n_jobs
     from .parallel import parallel_backend as parallel_backend
     from .parallel import parallel_config as parallel_config
-    from .parallel import register_parallel_backend as register_parallel_backend
     from .parallel import wrap_non_picklable_objects as wrap_non_picklable_objects
     from .persistence import dump as dump
     from .persistence import dumps as dumps
@@ -67,6 +69,7 @@ _EXPORTS: dict[str, str] = {
     "PrintTime": ".logger",
     "Logger": ".logger",
     "use_logging": ".logger",
+    "logging_enabled": ".logger",
     # parallel computing
     "Parallel": ".parallel",
     "delayed": ".parallel",
@@ -85,6 +88,12 @@ _EXPORTS: dict[str, str] = {
     "CacheWarning": ".exceptions",
 }
 
+# submodules reachable as attributes without importing them first (``joblite.logger.use_logging``)
+_SUBMODULES = frozenset(
+    {"backends", "cli", "compressor", "exceptions", "hashing", "logger", "memory", "parallel",
+     "persistence", "store"}
+)  # fmt: skip
+
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
@@ -93,6 +102,8 @@ if not TYPE_CHECKING:  # hidden from checkers, which would otherwise type unknow
     def __getattr__(name: str) -> Any:
         module = _EXPORTS.get(name)
         if module is None:
+            if name in _SUBMODULES:
+                return importlib.import_module(f".{name}", __name__)
             raise AttributeError(f"module 'joblite' has no attribute {name!r}")
         value = getattr(importlib.import_module(module, __name__), name)
         globals()[name] = value

@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
+from ..logger import emit
+
 
 class ProgressEvent(NamedTuple):
     """A batch of tasks of a Parallel call has completed (given to ``callback=``).
@@ -105,9 +107,9 @@ class Reporter:
     def print(self, message: str) -> None:
         if not self.verbose:
             return
+        # joblib's streams (stderr, stdout above verbose 50), or one logging record
         stream = sys.stderr if self.verbose < 50 else sys.stdout
-        stream.write(f"[{self.name}]: {message}\n")
-        stream.flush()
+        emit(f"[{self.name}]: {message}", source="parallel", stream=stream)
 
     def start(self, backend_name: str, n_jobs: int, n_total: Optional[int]) -> None:
         self._start = time.monotonic()
