@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod container;
+pub mod error;
 pub mod hash;
 pub mod pages;
 pub mod pool;

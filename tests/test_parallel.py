@@ -341,9 +341,15 @@ def test_process_workers_cap_blas_threads(backend):
     for env_value, counts in out:
         assert env_value == str(expected)
         assert all(n <= expected for n in counts)
-    with joblite.parallel_config(inner_max_num_threads=1):
-        out = Parallel(n_jobs=2, backend=backend)(delayed(thread_limits)(i) for i in range(2))
+    if backend == "multiprocessing":  # as joblib: only loky takes inner_max_num_threads
+        with pytest.raises(AssertionError, match="does not accept setting the inner_max"):
+            joblite.parallel_config(backend=backend, inner_max_num_threads=1)
+        return
+    with joblite.parallel_config(backend=backend, inner_max_num_threads=1):
+        out = Parallel(n_jobs=2)(delayed(thread_limits)(i) for i in range(2))
     assert all(env_value == "1" and max(counts, default=1) == 1 for env_value, counts in out)
+    with pytest.raises(ValueError, match="only supported when backend is not None"):
+        joblite.parallel_config(inner_max_num_threads=1)
 
 
 def make_array(i, n):

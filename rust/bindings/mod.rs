@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod errors;
 mod hash;
 mod persistence;
 mod pool;

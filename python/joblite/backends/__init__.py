@@ -11,6 +11,7 @@ import threading
 from typing import Any, Callable, Optional
 
 from .base import BatchedCalls, ParallelBackendBase, cpu_count, nesting
+from .foreign import speaks_joblib
 
 __all__ = [
     "BACKENDS",
@@ -19,6 +20,7 @@ __all__ = [
     "cpu_count",
     "default_backend",
     "get_backend_factory",
+    "is_mp_context",
     "make_backend",
     "nesting",
     "register_parallel_backend",
@@ -63,16 +65,29 @@ def make_backend(
     nesting_level: int = 0,
     inner_max_num_threads: Optional[int] = None,
     backend_params: Optional[dict[str, Any]] = None,
-) -> ParallelBackendBase:
+) -> Any:
     """A backend instance for ``spec``: an instance (kept), or a registered name."""
-    if isinstance(spec, ParallelBackendBase):
-        return spec
+    if isinstance(spec, ParallelBackendBase) or (not isinstance(spec, str) and speaks_joblib(spec)):
+        return spec  # an instance: used as it is (one written for joblib included)
+    if is_mp_context(spec):  # backend=multiprocessing.get_context("spawn"), as joblib
+        factory = get_backend_factory("multiprocessing")
+        return factory(
+            nesting_level=nesting_level,
+            inner_max_num_threads=inner_max_num_threads,
+            context=spec,
+            **(backend_params or {}),
+        )
     factory = get_backend_factory(spec)
     return factory(
         nesting_level=nesting_level,
         inner_max_num_threads=inner_max_num_threads,
         **(backend_params or {}),
     )
+
+
+def is_mp_context(spec: Any) -> bool:
+    """Whether ``spec`` is a :mod:`multiprocessing` context (``get_context("spawn")``)."""
+    return hasattr(spec, "get_start_method") and hasattr(spec, "Process")
 
 
 def register_parallel_backend(

@@ -5,7 +5,13 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional
 
-from ..backends import ParallelBackendBase, default_backend, get_backend_factory, make_backend
+from ..backends import (
+    ParallelBackendBase,
+    default_backend,
+    get_backend_factory,
+    is_mp_context,
+    make_backend,
+)
 
 _VALID_MMAP_MODES = (None, "r+", "r", "w+", "c")
 
@@ -63,14 +69,56 @@ def get_config() -> dict[str, Any]:
     return getattr(_config, "value", _CONFIG_DEFAULTS)
 
 
+VALID_BACKEND_HINTS = ("processes", "threads", None)
+VALID_BACKEND_CONSTRAINTS = ("sharedmem", None)
+
+
 def check_options(prefer: Any, require: Any, mmap_mode: Any) -> None:
     """ValueError naming the argument when ``prefer``, ``require`` or ``mmap_mode`` is invalid."""
-    if prefer not in (None, "processes", "threads"):
-        raise ValueError(f"prefer={prefer!r} is not valid: use None, 'processes' or 'threads'")
-    if require not in (None, "sharedmem"):
-        raise ValueError(f"require={require!r} is not valid: use None or 'sharedmem'")
+    if prefer not in VALID_BACKEND_HINTS:
+        raise ValueError(
+            f"prefer={prefer} is not a valid backend hint, expected one of {VALID_BACKEND_HINTS}"
+        )
+    if require not in VALID_BACKEND_CONSTRAINTS:
+        raise ValueError(
+            f"require={require} is not a valid backend constraint, expected one of "
+            f"{VALID_BACKEND_CONSTRAINTS}"
+        )
+    if prefer == "processes" and require == "sharedmem":
+        raise ValueError(
+            "prefer == 'processes' and require == 'sharedmem' are inconsistent settings"
+        )
     if mmap_mode not in _VALID_MMAP_MODES:
         raise ValueError(f"mmap_mode={mmap_mode!r} is not valid: use one of {_VALID_MMAP_MODES}")
+
+
+def _check_backend(backend: Any, inner_max_num_threads: Any, backend_params: dict) -> None:
+    """joblib's checks of ``parallel_config(backend, inner_max_num_threads, **params)``."""
+    if not given(backend) or backend is None:
+        if inner_max_num_threads is not None or backend_params:
+            raise ValueError(
+                "inner_max_num_threads and other constructor parameters backend_params are"
+                " only supported when backend is not None."
+            )
+        return
+    if isinstance(backend, str):
+        factory: Any = get_backend_factory(backend)  # unknown names fail here, not later
+        check = getattr(factory, "check_available", None)
+        if check is not None:
+            check()  # e.g. dask not installed: ValueError now, not at every later call
+    elif is_mp_context(backend):
+        factory = get_backend_factory("multiprocessing")
+    else:
+        if backend_params:
+            raise ValueError(
+                "Constructor parameters backend_params are only supported when backend is a string."
+            )
+        factory = backend
+    if inner_max_num_threads is not None and not getattr(
+        factory, "supports_inner_max_num_threads", False
+    ):
+        name = factory.__name__ if isinstance(factory, type) else type(factory).__name__
+        raise AssertionError(f"{name} does not accept setting the inner_max_num_threads argument.")
 
 
 def backend_from_config(spec: Any, level: int, config: dict[str, Any]) -> ParallelBackendBase:
@@ -117,6 +165,7 @@ class parallel_config:
         inner_max_num_threads: Any = None,
         **backend_params: Any,
     ) -> None:
+        _check_backend(backend, inner_max_num_threads, backend_params)
         self.old_config = get_config()
         new = dict(self.old_config)
         values = {
@@ -133,8 +182,6 @@ class parallel_config:
             if given(value):
                 new[key] = value
         check_options(plain(new["prefer"]), plain(new["require"]), plain(new["mmap_mode"]))
-        if isinstance(new["backend"], str):
-            get_backend_factory(new["backend"])  # unknown names fail here, not later
         if inner_max_num_threads is not None:
             new["inner_max_num_threads"] = inner_max_num_threads
         if backend_params:

@@ -11,7 +11,8 @@ import numbers
 from collections.abc import Iterable
 from typing import Any, Callable, Optional, Union
 
-from ..backends import ParallelBackendBase, default_backend, get_backend_factory, nesting
+from ..backends import default_backend, nesting
+from ..backends.foreign import JoblibInterfaceBackend, as_driver
 from ._config import (
     NONE,
     ONE_MEGABYTE,
@@ -97,7 +98,9 @@ class Parallel:
     verbose : int, default 0
         Print joblib-style progress lines (to stderr; to stdout from 50 up).
     timeout : float, optional
-        Seconds without progress after which :class:`TimeoutError` is raised.
+        Seconds the oldest outstanding batch may take (counted from when it became the
+        oldest) before :class:`TimeoutError` is raised, even while other batches keep
+        completing. The error is also a ``multiprocessing.TimeoutError``, as joblib's.
     pre_dispatch : int or str, default "2 * n_jobs"
         Batches handed out ahead of consumption: bounds memory for long inputs.
         ``"all"`` consumes the input at once.
@@ -117,6 +120,11 @@ class Parallel:
         Hard constraint: tasks must share memory with the caller (threads).
     progress : bool, default False
         Show a progress bar (tqdm when installed, else a plain stderr line).
+    total : int, optional
+        Number of tasks, for the progress bar and :class:`~joblite.parallel.ProgressEvent`
+        when the input has no ``len()`` (a generator); default ``len(iterable)``.
+    desc : str, optional
+        Label of the progress bar (default ``"Parallel"``).
     callback : callable, optional
         Called with a :class:`~joblite.parallel.ProgressEvent` after each completed
         batch, in the calling thread.
@@ -149,6 +157,8 @@ class Parallel:
         require: Any = NONE,
         *,
         progress: bool = False,
+        total: Optional[int] = None,
+        desc: Optional[str] = None,
         callback: Optional[Callable[[Any], Any]] = None,
         return_exceptions: bool = False,
         **backend_kwargs: Any,
@@ -178,10 +188,23 @@ class Parallel:
         self.timeout = timeout
         self.pre_dispatch = pre_dispatch
         self.batch_size = batch_size
+        if total is not None and (
+            isinstance(total, bool) or not isinstance(total, int) or total < 0
+        ):
+            raise ValueError(f"total must be None or an int >= 0, got {total!r}")
         self.progress = progress
+        self.total = total
+        self.desc = desc
         self.callback = callback
+        # joblib's counters, kept current during a call (read by print_progress overrides)
+        self.n_dispatched_tasks = 0
+        self.n_completed_tasks = 0
+        self.n_dispatched_batches = 0
+        self.n_completed_batches = 0
         self.return_exceptions = return_exceptions
 
+        # n_jobs=None means "not given": parallel_config's value applies (joblib #1473)
+        self._n_jobs_arg = n_jobs = NONE if n_jobs is None else n_jobs
         n_jobs = pick(n_jobs, "n_jobs")
         if n_jobs is not None and (
             isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Real) or n_jobs == 0
@@ -191,37 +214,65 @@ class Parallel:
         self._managed = False
         self._running = False
         self._auto_state: dict[str, Any] = {}
+        self._reporter: Any = None
+        self._n_total: Optional[int] = None
 
     def _choose_backend(
         self, backend: Any, config: dict[str, Any], backend_kwargs: dict, n_jobs: Any
-    ) -> tuple[ParallelBackendBase, int]:
+    ) -> tuple[Any, int]:
+        # joblib's rules: an explicit backend= wins (and must meet require=); else the
+        # parallel_config one, or inside a worker the nested default, where prefer= is
+        # ignored and require="sharedmem" falls back to threads; else the default, which
+        # prefer= and require= may switch between processes and threads.
         inner = nesting()
         level = inner[2] if inner else 0
         if backend_kwargs:
             config = {**config, "backend_params": {**config["backend_params"], **backend_kwargs}}
         if given(backend) and backend is not None:
             chosen = backend_from_config(backend, level, config)
-            if self.require == "sharedmem" and not chosen.supports_sharedmem:
-                raise ValueError(f"Backend {chosen!r} does not support shared memory")
-        elif config["backend"] is not None and (
-            self.require != "sharedmem" or _backend_shares_memory(config["backend"])
-        ):
-            chosen = backend_from_config(config["backend"], level, config)
-        elif inner is not None and self.require != "sharedmem":
-            chosen = backend_from_config(inner[0], level, config)
-        elif self.require == "sharedmem" or self.prefer == "threads":
-            chosen = backend_from_config("threading", level, config)
+            if self.require == "sharedmem" and not getattr(chosen, "supports_sharedmem", False):
+                raise ValueError(f"Backend {chosen} does not support shared memory")
         else:
-            chosen = backend_from_config(default_backend(), level, config)
+            explicit = True
+            if config["backend"] is not None:
+                spec = config["backend"]
+            elif inner is not None:
+                spec = inner[0]
+            else:
+                spec, explicit = default_backend(), False
+            chosen = backend_from_config(spec, level, config)
+            uses_threads = getattr(chosen, "uses_threads", False)
+            if self.require == "sharedmem" and not getattr(chosen, "supports_sharedmem", False):
+                threads = backend_from_config("threading", level, config)
+                if self.verbose >= 10 and explicit:
+                    print(
+                        f"Using {type(threads).__name__} as joblib backend instead of"
+                        f" {type(chosen).__name__} as the latter does not provide shared"
+                        " memory semantics."
+                    )
+                chosen = threads
+                if not given(self._n_jobs_arg):
+                    n_jobs = 1
+            elif not explicit and self.prefer == "threads" and not uses_threads:
+                chosen = backend_from_config("threading", level, config)
+            elif not explicit and self.prefer == "processes" and uses_threads:
+                chosen = backend_from_config(default_backend(), level, config)
+        driver = as_driver(chosen)
         if n_jobs is None:
-            n_jobs = chosen.default_n_jobs  # 1, but -1 (the whole cluster) for dask
+            n_jobs = driver.default_n_jobs  # 1, but -1 (the whole cluster) for dask
         else:
-            n_jobs = int(n_jobs)
+            try:
+                n_jobs = int(n_jobs)
+            except (TypeError, ValueError):
+                raise ValueError("n_jobs could not be converted to int") from None
             if n_jobs == 0:
                 raise ValueError("n_jobs must be a non-zero int or None, got 0")
-        n_jobs = chosen.effective_n_jobs(n_jobs)
+        n_jobs = driver.effective_n_jobs(n_jobs)
         if inner is not None and inner[1] is not None:
             n_jobs = min(n_jobs, inner[1])
+        if isinstance(driver, JoblibInterfaceBackend):
+            driver.parallel = self
+        self._driver = driver
         return chosen, n_jobs
 
     def __repr__(self) -> str:
@@ -234,12 +285,22 @@ class Parallel:
 
     def __exit__(self, *exc: Any) -> None:
         self._managed = False
-        self._backend.terminate()
+        self._driver.terminate()
+
+    def print_progress(self) -> None:
+        """Called after each completed batch; prints the ``verbose`` lines.
+
+        Override it to report progress another way: ``self.n_completed_tasks`` and
+        ``self.n_dispatched_tasks`` are current when it is called (as in joblib).
+        """
+        reporter = self._reporter
+        if reporter is not None:
+            reporter.print_progress(self.n_completed_tasks, self._n_total)
 
     def _configure(self) -> int:
         if self.n_jobs == 1:
             return 1
-        return self._backend.configure(
+        return self._driver.configure(
             n_jobs=self.n_jobs,
             temp_folder=self.temp_folder,
             max_nbytes=self.max_nbytes,
@@ -256,7 +317,8 @@ class Parallel:
                 "This Parallel instance is already running: consume or close the generator"
                 " of the previous call first."
             )
-        dispatcher = Dispatcher(self, iterable)
+        overridden = type(self).print_progress is not Parallel.print_progress
+        dispatcher = Dispatcher(self, iterable, overridden)
         self._running = True
         try:
             if self.return_as == "list":
@@ -267,9 +329,3 @@ class Parallel:
         except BaseException:
             self._running = False
             raise
-
-
-def _backend_shares_memory(spec: Any) -> bool:
-    if isinstance(spec, ParallelBackendBase):
-        return spec.supports_sharedmem
-    return bool(getattr(get_backend_factory(spec), "supports_sharedmem", False))
