@@ -380,6 +380,6 @@ def _mtime(info: dict) -> float:
         value = info.get(field)
         if isinstance(value, (int, float)):
             return float(value)
-        if hasattr(value, "timestamp"):
+        if value is not None and hasattr(value, "timestamp"):
             return float(value.timestamp())
     return 0.0
