@@ -5,7 +5,13 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional
 
-from ..backends import ParallelBackendBase, default_backend, get_backend_factory, make_backend
+from ..backends import (
+    ParallelBackendBase,
+    default_backend,
+    get_backend_factory,
+    joblib_bridge,
+    make_backend,
+)
 
 _VALID_MMAP_MODES = (None, "r+", "r", "w+", "c")
 
@@ -56,6 +62,7 @@ _CONFIG_DEFAULTS: dict[str, Any] = {
     "backend_params": {},
 }
 _config = threading.local()
+joblib_bridge.install()  # joblib follows joblite's configuration (see joblib_bridge)
 
 
 def get_config() -> dict[str, Any]:
@@ -140,6 +147,11 @@ class parallel_config:
         if backend_params:
             new["backend_params"] = {**self.old_config["backend_params"], **backend_params}
         _config.value = new
+        # libraries calling joblib (scikit-learn, ...) follow this configuration too
+        given_values = {key: value for key, value in values.items() if given(value)}
+        self._joblib = joblib_bridge.mirror_config(
+            given_values, inner_max_num_threads, backend_params
+        )
 
     def __enter__(self) -> parallel_config:
         return self
@@ -150,6 +162,7 @@ class parallel_config:
     def unregister(self) -> None:
         """Restore the configuration that was active before this one."""
         _config.value = self.old_config
+        self._joblib.unregister()
 
 
 class parallel_backend(parallel_config):
