@@ -10,7 +10,9 @@ echo "== cargo fmt --check"; cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --features python -- -D warnings
-echo "== ruff"; .venv/bin/ruff check python tests benches examples; .venv/bin/ruff format --check python tests benches examples
+echo "== ruff"; .venv/bin/ruff check python tests benches examples scripts; .venv/bin/ruff format --check python tests benches examples scripts
+bash scripts/typecheck.sh
+echo "== import layers"; .venv/bin/lint-imports
 echo "== cargo test"; cargo test --release
 echo "== packaging: release wheel installs into a fresh venv and imports"
 rm -rf dist .venv-wheel

@@ -1,39 +1,20 @@
-//! Python binding of the container format (`rust/container.rs`) and codecs (`rust/codec.rs`):
+//! Python binding of the container format (`rust/container/`) and codecs (`rust/codec.rs`):
 //! takes numpy memory through the buffer protocol without copying, runs every byte loop with
-//! the GIL released, and turns format errors into `joblite.CorruptFileError`.
+//! the GIL released, and maps errors through `errors.rs`.
 
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use super::errors::to_pyerr;
 use crate::codec;
-use crate::container::{self, Codec, ContainerError, FileSource, ReadJob, SegmentData, Table};
+use crate::container::{self, Codec, FileSource, ReadJob, SegmentData, Table};
+use crate::error::Error;
 use crate::pages;
-
-fn to_pyerr(py: Python<'_>, path: Option<&Path>, err: ContainerError) -> PyErr {
-    match err {
-        ContainerError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            corrupt_error(py, path, "truncated: data ends early".to_string())
-        }
-        ContainerError::Io(e) => e.into(),
-        ContainerError::Corrupt(msg) => corrupt_error(py, path, msg),
-    }
-}
-
-fn corrupt_error(py: Python<'_>, path: Option<&Path>, reason: String) -> PyErr {
-    let make = || -> PyResult<PyErr> {
-        let cls = py
-            .import("joblite.exceptions")?
-            .getattr("CorruptFileError")?;
-        let obj = cls.call1((path.map(|p| p.to_path_buf()), reason.clone()))?;
-        Ok(PyErr::from_value(obj))
-    };
-    make().unwrap_or_else(|e| e)
-}
 
 /// A read-only view of a contiguous Python buffer, usable with the GIL released.
 fn read_view(buf: &PyBuffer<u8>) -> PyResult<&[u8]> {
@@ -68,8 +49,14 @@ fn write_view(buf: &PyBuffer<u8>) -> PyResult<&mut [u8]> {
     Ok(unsafe { ptr.as_mut() })
 }
 
-fn codec_from_id(id: u8) -> PyResult<Codec> {
-    Codec::from_id(id).ok_or_else(|| PyValueError::new_err(format!("unknown codec id {id}")))
+fn codec_from_id(py: Python<'_>, id: u8) -> PyResult<Codec> {
+    Codec::from_id(id).ok_or_else(|| {
+        to_pyerr(
+            py,
+            None,
+            Error::InvalidArgument(format!("unknown codec id {id}")),
+        )
+    })
 }
 
 /// write_container(path, segments, chunk_size, fsync, lz4_chunk_size, codec_name)
@@ -106,7 +93,7 @@ fn write_container(
             ),
             None => None,
         };
-        held.push((buf, codec_from_id(*codec_id)?, *shuffle, pre));
+        held.push((buf, codec_from_id(py, *codec_id)?, *shuffle, pre));
     }
     let mut specs = Vec::with_capacity(held.len());
     for (buf, codec, shuffle, pre) in &held {
@@ -126,7 +113,7 @@ fn write_container(
     }
     match path {
         Some(path) => {
-            let res = py.detach(|| -> Result<(), ContainerError> {
+            let res = py.detach(|| -> Result<(), Error> {
                 let file = std::fs::OpenOptions::new()
                     .write(true)
                     .create(true)
@@ -172,8 +159,13 @@ fn bytes_from<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>
     if data.len() < pages::HUGE_PAGE_MIN {
         return Ok(PyBytes::new(py, data));
     }
-    let len = isize::try_from(data.len())
-        .map_err(|_| PyValueError::new_err("container larger than isize::MAX bytes"))?;
+    let len = isize::try_from(data.len()).map_err(|_| {
+        to_pyerr(
+            py,
+            None,
+            Error::InvalidArgument("container larger than isize::MAX bytes".into()),
+        )
+    })?;
     // SAFETY: with a null source, PyBytes_FromStringAndSize returns a new reference to a
     // fresh bytes object of `len` uninitialised bytes, or null with a Python exception set;
     // `from_owned_ptr_or_err` takes ownership of the former and turns the latter into a PyErr.
@@ -219,7 +211,7 @@ impl ContainerReader {
     fn with_source<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&dyn container::Source) -> Result<T, ContainerError> + Send,
+        f: impl FnOnce(&dyn container::Source) -> Result<T, Error> + Send,
     ) -> PyResult<T> {
         let res = match &self.backing {
             Backing::File(src) => py.detach(|| f(src)),
@@ -231,11 +223,14 @@ impl ContainerReader {
         res.map_err(|e| to_pyerr(py, self.path.as_deref(), e))
     }
 
-    fn segment(&self, index: usize) -> PyResult<&container::Segment> {
-        self.table
-            .segments
-            .get(index)
-            .ok_or_else(|| PyValueError::new_err(format!("no segment {index}")))
+    fn segment(&self, py: Python<'_>, index: usize) -> PyResult<&container::Segment> {
+        self.table.segments.get(index).ok_or_else(|| {
+            to_pyerr(
+                py,
+                None,
+                Error::InvalidArgument(format!("no segment {index}")),
+            )
+        })
     }
 }
 
@@ -244,7 +239,7 @@ impl ContainerReader {
     /// Opens and validates a container file (header, trailer, table checksum).
     #[staticmethod]
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<ContainerReader> {
-        let res = py.detach(|| -> Result<_, ContainerError> {
+        let res = py.detach(|| -> Result<_, Error> {
             let src = FileSource::open(&path)?;
             let table = container::read_table(&src)?;
             Ok((src, table))
@@ -294,9 +289,9 @@ impl ContainerReader {
     }
 
     /// `(offset, stored_len, raw_len)` of every chunk of a segment.
-    fn chunks(&self, index: usize) -> PyResult<Vec<(u64, u64, u64)>> {
+    fn chunks(&self, py: Python<'_>, index: usize) -> PyResult<Vec<(u64, u64, u64)>> {
         Ok(self
-            .segment(index)?
+            .segment(py, index)?
             .chunks
             .iter()
             .map(|c| (c.offset, c.stored_len, c.raw_len))
@@ -313,7 +308,7 @@ impl ContainerReader {
     ) -> PyResult<()> {
         let mut held = Vec::with_capacity(targets.len());
         for (index, obj) in &targets {
-            held.push((self.segment(*index)?, PyBuffer::<u8>::get(obj)?));
+            held.push((self.segment(py, *index)?, PyBuffer::<u8>::get(obj)?));
         }
         let mut jobs = Vec::with_capacity(held.len());
         for (segment, buf) in &held {
@@ -334,7 +329,7 @@ impl ContainerReader {
         chunk: usize,
         verify: bool,
     ) -> PyResult<Py<PyBytes>> {
-        let seg = self.segment(index)?;
+        let seg = self.segment(py, index)?;
         let out = self.with_source(py, |src| {
             container::read_stored_chunk(src, seg, chunk, verify)
         })?;
@@ -343,7 +338,7 @@ impl ContainerReader {
 
     /// Checks an uncompressed segment's bytes (e.g. a memory map) against its digests.
     fn verify(&self, py: Python<'_>, index: usize, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let seg = self.segment(index)?;
+        let seg = self.segment(py, index)?;
         let buf = PyBuffer::<u8>::get(data)?;
         let view = read_view(&buf)?;
         py.detach(|| container::verify_segment(seg, view))
@@ -365,7 +360,7 @@ fn lz4_frame_decompress(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Py<
     let view = read_view(&buf)?;
     let out = py
         .detach(|| codec::lz4_frame_decompress(view))
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(|e| to_pyerr(py, None, e.into()))?;
     Ok(PyBytes::new(py, &out).unbind())
 }
 

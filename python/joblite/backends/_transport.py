@@ -119,8 +119,8 @@ class SharedFolder:
         it holds the array as it was at a moment after those tasks were created (what a
         task may see, as when joblib pickles a batch after dispatching it): no compare.
         """
-        from .. import dump, load
-        from .. import hash as content_hash
+        from ..hashing import hash as content_hash
+        from ..persistence import dump, load
 
         known = self._stored.get(id(array))
         # Workers can write into the file with "r+"/"w+": compare with a hash taken when
@@ -233,7 +233,7 @@ class _ResultPickler(cloudpickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if _is_large_array(obj, self._max_nbytes):
-            from .. import dump
+            from ..persistence import dump
 
             path = os.path.join(self._folder, f"{uuid.uuid4().hex}.res")
             dump(obj, path, fsync=False)
@@ -275,7 +275,7 @@ def _watch_maps() -> None:
 def load_argument(path: str, mmap_mode: Any) -> Any:
     """Worker side: map a shared argument (once per batch anyway: pickle memo)."""
     global _watcher
-    from .. import load
+    from ..persistence import load
 
     if mmap_mode != "r":  # writable or private maps must not be shared between tasks
         # The data is already in the file: "w+" (create) means "r+" (read-write) here.
@@ -296,7 +296,7 @@ def load_result(path: str) -> Any:
     """Caller side: map a large result privately (writable) and unlink its file."""
     import numpy as np
 
-    from .. import load
+    from ..persistence import load
 
     try:
         return np.asarray(load(path, mmap_mode="c"))
