@@ -270,7 +270,6 @@ class MemorizedFunc(Logger, CallSteps):
             "mmap_mode": self.mmap_mode,
             "compress": self.compress,
             "verbose": self._verbose,
-            "timestamp": self.timestamp,
             "cache_validation_callback": self.cache_validation_callback,
             "compute_once": self.compute_once,
             "compute_once_timeout": self.compute_once_timeout,

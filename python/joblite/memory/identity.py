@@ -187,7 +187,9 @@ def identify(func: Callable) -> FuncIdentity:
         elif "<lambda>" in qualname:
             qualname = f"{qualname}-L{code.co_firstlineno}C{_first_column(code)}"
         elif "<locals>" in qualname:
-            qualname = f"{qualname}-L{code.co_firstlineno}"
+            # the line goes on the scope, so the name still ends with the function's own
+            at = qualname.rfind("<locals>") + len("<locals>")
+            qualname = f"{qualname[:at]}-L{code.co_firstlineno}{qualname[at:]}"
     return FuncIdentity(
         func_id=f"{_safe(module)}/{_safe(qualname)}",
         name=name,
