@@ -137,7 +137,8 @@ class SharedFolder:
                 return path
         now = tick()
         path = os.path.join(self.path, f"{uuid.uuid4().hex}.arg")
-        dump(array, path, fsync=False)  # lives for one call: never worth a flush to disk
+        # lives for one call: never worth a flush to disk
+        dump(_plain_array(array), path, fsync=False)
         content = None
         if array.flags.c_contiguous or array.flags.f_contiguous:
             content = content_hash(array) if by_hash else load(path, mmap_mode="r")
@@ -196,6 +197,15 @@ def _same_bytes(array: Any, mapped: Any) -> bool:
     )
 
 
+def _plain_array(array: Any) -> Any:
+    """An ``np.memmap`` as a plain array view: numpy pickles a memmap in native byte
+    order whatever its dtype says, so a ``>i4`` map would come back as ``=i4``."""
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(array, np.memmap):
+        return array.view(np.ndarray)
+    return array
+
+
 def _is_large_array(obj: Any, max_nbytes: int) -> bool:
     np = sys.modules.get("numpy")
     if np is None or type(obj) not in (np.ndarray, np.memmap):
@@ -236,7 +246,7 @@ class _ResultPickler(cloudpickle.Pickler):
             from ..persistence import dump
 
             path = os.path.join(self._folder, f"{uuid.uuid4().hex}.res")
-            dump(obj, path, fsync=False)
+            dump(_plain_array(obj), path, fsync=False)
             return load_result, (path,)
         return super().reducer_override(obj)
 
