@@ -53,7 +53,7 @@ def default_backend() -> str:
 @functools.lru_cache(maxsize=1)
 def _processes_available() -> bool:
     try:
-        import _multiprocessing  # noqa: F401
+        import _multiprocessing  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:
         return False
     return True
