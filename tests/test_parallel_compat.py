@@ -348,6 +348,12 @@ def test_big_endian_arrays_keep_their_byte_order_both_ways(max_nbytes):
     for returned, in_worker in out:
         assert in_worker == ">" and returned.dtype.byteorder == ">"
         np.testing.assert_array_equal(returned, x)
+        # the worker's map given back is a plain, writable array in memory (as joblib)
+        assert type(returned) is np.ndarray and returned.flags.writeable
+        base = returned
+        while base is not None:
+            assert not isinstance(base, (np.memmap, __import__("mmap").mmap))
+            base = getattr(base, "base", None)
 
 
 def _env(name):

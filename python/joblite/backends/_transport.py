@@ -206,6 +206,20 @@ def _plain_array(array: Any) -> Any:
     return array
 
 
+def _array_bytes(array: Any) -> tuple:
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    return (bytearray(array.view(np.uint8).reshape(-1)), array.dtype, array.shape)
+
+
+def _array_from_bytes(data: bytearray, dtype: Any, shape: tuple) -> Any:
+    """A writable array over ``data`` (a bytearray: no copy)."""
+    import numpy as np
+
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
 def _is_large_array(obj: Any, max_nbytes: int) -> bool:
     np = sys.modules.get("numpy")
     if np is None or type(obj) not in (np.ndarray, np.memmap):
@@ -243,10 +257,15 @@ class _ResultPickler(cloudpickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if _is_large_array(obj, self._max_nbytes):
+            if type(obj) is not type(_plain_array(obj)):
+                # A map of a worker's file (an argument given back) comes back as a plain
+                # writable array in memory, as joblib does (numpy's own memmap pickle would
+                # also lose a non-native byte order).
+                return _array_from_bytes, _array_bytes(obj)
             from ..persistence import dump
 
             path = os.path.join(self._folder, f"{uuid.uuid4().hex}.res")
-            dump(_plain_array(obj), path, fsync=False)
+            dump(obj, path, fsync=False)
             return load_result, (path,)
         return super().reducer_override(obj)
 
