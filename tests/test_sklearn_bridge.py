@@ -253,9 +253,18 @@ def test_errors_of_fits_on_the_rust_pool_reach_the_caller(log_dir):
     ("name", "where"), [("joblite-threading", on_threads), ("joblite-loky", in_workers)]
 )
 def test_joblite_backends_in_joblibs_registry(log_dir, name, where):
-    # Code written for joblib can pick joblite's backends by name.
-    with joblib.parallel_config(backend=name, n_jobs=2):
-        records = grid_search(log_dir)
+    from joblite.backends.joblib_bridge import register_in_joblib
+
+    # Not there unless asked for: code written for joblib enumerates joblib's registry.
+    assert name not in joblib.parallel.BACKENDS
+    try:
+        assert name in register_in_joblib()
+        # Code written for joblib can then pick joblite's backends by name.
+        with joblib.parallel_config(backend=name, n_jobs=2):
+            records = grid_search(log_dir)
+    finally:
+        for key in [k for k in joblib.parallel.BACKENDS if k.startswith("joblite-")]:
+            del joblib.parallel.BACKENDS[key]
     assert where(records)
     if name == "joblite-threading":
         assert all(n.startswith("joblite-thread") for _, _, n in records)
