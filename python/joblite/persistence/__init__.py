@@ -7,6 +7,7 @@ reads every format joblib has written, without joblib installed.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Optional
 
@@ -15,6 +16,7 @@ from . import codecs, joblib_compat
 from .container import MAGIC, ContainerFile, write_bytes, write_file
 
 _MMAP_MODES = (None, "r", "r+", "c", "w+")
+_log = logging.getLogger("joblite.persistence")
 
 
 def dump(
@@ -152,6 +154,7 @@ def load(
         raise CorruptFileError(path, "file is empty")
     if head.startswith(MAGIC):
         return ContainerFile(path).load(mmap_mode, allow_pickle, verify)
+    _log.debug("load: %s is not a joblite container; reading it as a joblib file", path)
     return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle)
 
 
