@@ -61,7 +61,7 @@ impl State {
         match self {
             State::Blake3(h) => {
                 if data.len() >= PARALLEL_THRESHOLD {
-                    crate::threads::install(|| {
+                    crate::core_threads::install(|| {
                         h.update_rayon(data);
                     });
                 } else {
@@ -352,7 +352,7 @@ pub fn feed_strided(
             layout.gather(first + p * runs_per_piece, piece);
         };
         if block.len() >= PARALLEL_THRESHOLD {
-            crate::threads::install(|| {
+            crate::core_threads::install(|| {
                 block.par_chunks_mut(piece_len).enumerate().for_each(gather)
             });
         } else {

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # what type checkers see; at run time the names load on first
     from .backends import ParallelBackendBase as ParallelBackendBase
     from .backends import cpu_count as cpu_count
     from .backends import register_parallel_backend as register_parallel_backend
+    from .core_threads import get_thread_limit as get_thread_limit
+    from .core_threads import thread_limits as thread_limits
     from .exceptions import CacheWarning as CacheWarning
     from .exceptions import CorruptFileError as CorruptFileError
     from .exceptions import JobliteError as JobliteError
@@ -80,6 +82,9 @@ _EXPORTS: dict[str, str] = {
     "parallel_backend": ".parallel",
     "register_parallel_backend": ".backends",
     "ParallelBackendBase": ".backends",
+    # threads of the Rust core
+    "thread_limits": ".core_threads",
+    "get_thread_limit": ".core_threads",
     # errors
     "JobliteError": ".exceptions",
     "CorruptFileError": ".exceptions",

@@ -63,3 +63,10 @@ else:
 
 class CacheWarning(UserWarning):
     """Something went wrong with a cache entry; the call recomputed and carried on."""
+
+
+class UnhashableError(JobliteError, pickle.PicklingError, TypeError):
+    """:func:`joblite.hash` (or a cached call's key) met an object it cannot hash.
+
+    A ``TypeError`` and, as joblib raises, a ``pickle.PicklingError``.
+    """

@@ -34,6 +34,8 @@ _THREAD_LIMIT_VARS = (
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
 )
+# read by joblite's Rust core (see joblite.core_threads), named here to keep imports down
+_CORE_THREADS_VAR = "JOBLITE_NUM_THREADS"
 
 
 def _describe_exit_codes(codes: list[int]) -> str:
@@ -115,11 +117,10 @@ class _ProcessBackend(ParallelBackendBase):
         """Environment capping BLAS/OpenMP threads so workers x threads <= cores."""
         explicit = self.inner_max_num_threads
         n_threads = explicit or max(cpu_count() // n_jobs, 1)
-        env = {name: str(n_threads) for name in _THREAD_LIMIT_VARS}
+        names = (*_THREAD_LIMIT_VARS, _CORE_THREADS_VAR)  # joblite's own core threads too
+        env = {name: str(n_threads) for name in names}
         if explicit is None:  # as joblib: a limit set in this process's environment stays
-            env.update(
-                {name: os.environ[name] for name in _THREAD_LIMIT_VARS if name in os.environ}
-            )
+            env.update({name: os.environ[name] for name in names if name in os.environ})
         return env
 
     def configure(
@@ -304,6 +305,9 @@ def _init_worker(
     env: dict[str, str], initializer: Optional[Callable[..., Any]] = None, initargs: tuple = ()
 ) -> None:
     os.environ.update(env)
+    core = sys.modules.get("joblite._core")
+    if core is not None:  # forked with the core loaded: a limit set in the parent is inherited
+        core.set_thread_limit(int(env[_CORE_THREADS_VAR]))
     if "numpy" in sys.modules:  # forked after numpy started its thread pools
         from threadpoolctl import threadpool_limits
 

@@ -10,6 +10,7 @@ from ..backends import (
     default_backend,
     get_backend_factory,
     is_mp_context,
+    joblib_bridge,
     make_backend,
 )
 
@@ -187,6 +188,11 @@ class parallel_config:
         if backend_params:
             new["backend_params"] = {**self.old_config["backend_params"], **backend_params}
         _config.value = new
+        # libraries calling joblib (scikit-learn, ...) follow this configuration too
+        given_values = {key: value for key, value in values.items() if given(value)}
+        self._joblib = joblib_bridge.mirror_config(
+            given_values, inner_max_num_threads, backend_params
+        )
 
     def __enter__(self) -> parallel_config:
         return self
@@ -197,6 +203,7 @@ class parallel_config:
     def unregister(self) -> None:
         """Restore the configuration that was active before this one."""
         _config.value = self.old_config
+        self._joblib.unregister()
 
 
 class parallel_backend(parallel_config):
