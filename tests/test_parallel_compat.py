@@ -383,3 +383,15 @@ def test_without_multiprocessing_the_default_is_threads(tmp_path):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "ThreadingBackend [0.0, 1.0, 2.0, 3.0]"
+
+
+def _recurse():
+    return Parallel()(delayed(_recurse)() for _ in range(2))
+
+
+def test_unbounded_recursion_raises_recursion_error_from_a_worker():
+    # the worker's RecursionError is too deep to send with its traceback: its type and
+    # message still come back (not a RuntimeError standing for it)
+    with parallel_config(backend="loky", n_jobs=2):
+        with pytest.raises(RecursionError):
+            _recurse()

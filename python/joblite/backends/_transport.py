@@ -362,6 +362,11 @@ def dumps_outcome(
             reason = f"a result of this batch could not be sent back: {error!r}"
         else:
             failed = outcome[1]
+            try:  # the same type with its message, when that much can travel
+                clone = type(failed.error)(*failed.error.args)
+                return cloudpickle.dumps((False, RemoteError(clone, failed.text), outcome[2]))
+            except Exception:
+                pass
             reason = f"{type(failed.error).__name__}: {failed.error}\n{failed.text}"
         return cloudpickle.dumps((False, RemoteError(RuntimeError(reason), ""), outcome[2]))
 
