@@ -19,12 +19,13 @@ start=$(date +%s)
 bash scripts/wheels.sh
 echo "wheels built in $(($(date +%s) - start))s"
 
-# Test dependencies: requirements-dev.txt less the build, lint, type and docs tools.
+# Test dependencies: requirements-dev.txt less the build, lint, type and docs tools; joblib's
+# pin becomes "the newest up to it" (joblib 1.6 needs Python 3.10: CPython 3.9 gets 1.5.x).
 reqs=$(mktemp)
 trap 'rm -f "$reqs"' EXIT
 grep -vE '^\s*(#|$)' requirements-dev.txt \
     | grep -viE '^(maturin|ruff|mypy|import-linter|mkdocs|mkdocstrings|pytest-markdown-docs|ziglang)\b' \
-    > "$reqs"
+    | sed -E 's/^joblib==([0-9.]+)/joblib<=\1/' > "$reqs"
 
 python_for() {  # the interpreter scripts/wheels.sh used for CPython $1
     local root

@@ -329,3 +329,69 @@ def test_progress_total_and_description(capsys, monkeypatch):
     assert "squares: 40/40 (100%)" in lines[-1]
     with pytest.raises(ValueError, match="total"):
         Parallel(total=-1)
+
+
+# -- arrays, environment -----------------------------------------------------------
+
+
+def _with_byteorder(x):
+    return x, x.dtype.byteorder
+
+
+@pytest.mark.parametrize("max_nbytes", [1, "1M"])
+def test_big_endian_arrays_keep_their_byte_order_both_ways(max_nbytes):
+    np = pytest.importorskip("numpy")
+    x = np.arange(6, dtype=">i4").reshape(2, 3)
+    out = Parallel(n_jobs=2, backend="loky", max_nbytes=max_nbytes)(
+        delayed(_with_byteorder)(x) for _ in range(3)
+    )
+    for returned, in_worker in out:
+        assert in_worker == ">" and returned.dtype.byteorder == ">"
+        np.testing.assert_array_equal(returned, x)
+        # the worker's map given back is a plain, writable array in memory (as joblib)
+        assert type(returned) is np.ndarray and returned.flags.writeable
+        base = returned
+        while base is not None:
+            assert not isinstance(base, (np.memmap, __import__("mmap").mmap))
+            base = getattr(base, "base", None)
+
+
+def _env(name):
+    return os.environ.get(name)
+
+
+def test_thread_limit_set_in_the_callers_environment_reaches_workers(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    out = Parallel(n_jobs=2, backend="loky")(delayed(_env)(n) for n in ["OPENBLAS_NUM_THREADS"] * 2)
+    assert out == ["3", "3"]
+    with parallel_config(backend="loky", inner_max_num_threads=1):  # an explicit cap wins
+        out = Parallel(n_jobs=2)(delayed(_env)(n) for n in ["OPENBLAS_NUM_THREADS"] * 2)
+    assert out == ["1", "1"]
+
+
+def test_without_multiprocessing_the_default_is_threads(tmp_path):
+    import subprocess
+
+    (tmp_path / "_multiprocessing.py").write_text("raise ImportError('no _multiprocessing')")
+    code = (
+        "import joblite, math;"
+        "p = joblite.Parallel(n_jobs=2);"
+        "print(type(p._backend).__name__, p(joblite.delayed(math.sqrt)(i * i) for i in range(4)))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "ThreadingBackend [0.0, 1.0, 2.0, 3.0]"
+
+
+def _recurse():
+    return Parallel()(delayed(_recurse)() for _ in range(2))
+
+
+def test_unbounded_recursion_raises_recursion_error_from_a_worker():
+    # the worker's RecursionError is too deep to send with its traceback: its type and
+    # message still come back (not a RuntimeError standing for it)
+    with parallel_config(backend="loky", n_jobs=2):
+        with pytest.raises(RecursionError):
+            _recurse()

@@ -6,6 +6,7 @@ for loky or the thread pool.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 from typing import Any, Callable, Optional
@@ -39,8 +40,23 @@ _lock = threading.Lock()
 
 
 def default_backend() -> str:
-    """Name of the backend used when neither the call nor :func:`parallel_config` give one."""
-    return _default[0]
+    """Name of the backend used when neither the call nor :func:`parallel_config` give one.
+
+    Threads where processes cannot start (no working ``_multiprocessing``, as on Pyodide).
+    """
+    name = _default[0]
+    if name in ("loky", "multiprocessing") and not _processes_available():
+        return "threading"
+    return name
+
+
+@functools.lru_cache(maxsize=1)
+def _processes_available() -> bool:
+    try:
+        import _multiprocessing  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def get_backend_factory(name: str) -> Callable[..., ParallelBackendBase]:

@@ -137,7 +137,8 @@ class SharedFolder:
                 return path
         now = tick()
         path = os.path.join(self.path, f"{uuid.uuid4().hex}.arg")
-        dump(array, path, fsync=False)  # lives for one call: never worth a flush to disk
+        # lives for one call: never worth a flush to disk
+        dump(_plain_array(array), path, fsync=False)
         content = None
         if array.flags.c_contiguous or array.flags.f_contiguous:
             content = content_hash(array) if by_hash else load(path, mmap_mode="r")
@@ -196,6 +197,29 @@ def _same_bytes(array: Any, mapped: Any) -> bool:
     )
 
 
+def _plain_array(array: Any) -> Any:
+    """An ``np.memmap`` as a plain array view: numpy pickles a memmap in native byte
+    order whatever its dtype says, so a ``>i4`` map would come back as ``=i4``."""
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(array, np.memmap):
+        return array.view(np.ndarray)
+    return array
+
+
+def _array_bytes(array: Any) -> tuple:
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    return (bytearray(array.view(np.uint8).reshape(-1)), array.dtype, array.shape)
+
+
+def _array_from_bytes(data: bytearray, dtype: Any, shape: tuple) -> Any:
+    """A writable array over ``data`` (a bytearray: no copy)."""
+    import numpy as np
+
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
 def _is_large_array(obj: Any, max_nbytes: int) -> bool:
     np = sys.modules.get("numpy")
     if np is None or type(obj) not in (np.ndarray, np.memmap):
@@ -233,6 +257,11 @@ class _ResultPickler(cloudpickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if _is_large_array(obj, self._max_nbytes):
+            if type(obj) is not type(_plain_array(obj)):
+                # A map of a worker's file (an argument given back) comes back as a plain
+                # writable array in memory, as joblib does (numpy's own memmap pickle would
+                # also lose a non-native byte order).
+                return _array_from_bytes, _array_bytes(obj)
             from ..persistence import dump
 
             path = os.path.join(self._folder, f"{uuid.uuid4().hex}.res")
@@ -333,6 +362,11 @@ def dumps_outcome(
             reason = f"a result of this batch could not be sent back: {error!r}"
         else:
             failed = outcome[1]
+            try:  # the same type with its message, when that much can travel
+                clone = type(failed.error)(*failed.error.args)
+                return cloudpickle.dumps((False, RemoteError(clone, failed.text), outcome[2]))
+            except Exception:
+                pass
             reason = f"{type(failed.error).__name__}: {failed.error}\n{failed.text}"
         return cloudpickle.dumps((False, RemoteError(RuntimeError(reason), ""), outcome[2]))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import os
 import threading
 import traceback
 from concurrent.futures import Future
@@ -33,8 +34,11 @@ def cpu_count(only_physical_cores: bool = False) -> int:
     int
         At least 1.
     """
-    from loky import cpu_count as loky_cpu_count
-
+    try:
+        from loky import cpu_count as loky_cpu_count
+    except ImportError:  # no working multiprocessing (loky needs it): the affinity mask
+        getter = getattr(os, "sched_getaffinity", None)
+        return max(len(getter(0)) if getter else os.cpu_count() or 1, 1)
     return max(int(loky_cpu_count(only_physical_cores=only_physical_cores)), 1)
 
 

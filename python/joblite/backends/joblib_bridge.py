@@ -8,32 +8,39 @@ runs its fits as joblib's own context manager would.
 
 joblib is never imported by joblite. When joblib is already imported, a configuration is
 mirrored at once; otherwise a watcher on ``sys.meta_path`` (a name comparison per import,
-nothing else) mirrors the configurations active in the importing thread right after
-joblib's import finishes, and registers joblite's backends in joblib's registry. Without
-joblib installed the watcher never fires and nothing else happens.
+nothing else; installed by the first configuration entered before joblib's import) mirrors
+the configurations active in the importing thread right after joblib's import finishes.
+Without joblib installed the watcher never fires and nothing else happens.
 
 How backends translate: joblib's own ``"sequential"``, ``"loky"``, ``"multiprocessing"``
 and ``"dask"`` stay joblib's (their memory mapping and worker reuse are what libraries
 were tested with); ``"threading"`` and backends registered with
 :func:`joblite.register_parallel_backend` run on joblite's backend through
 :func:`joblib_backend`, an adapter implementing joblib's backend interface. The adapters
-of joblite's built-in backends are also registered in joblib under ``"joblite-<name>"``
-(``joblib.parallel_config("joblite-threading")`` in code written for joblib).
+of joblite's built-in backends can be put in joblib's registry under ``"joblite-<name>"``
+with :func:`register_in_joblib`, on request only: joblib's registry is what code written
+for joblib enumerates (its own test suite parametrizes over it), so joblite leaves it alone.
 """
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
 import threading
 import warnings
 from typing import Any, Optional
 
-__all__ = ["JOBLIB_NAMES", "ConfigMirror", "install", "joblib_backend", "mirror_config"]
+__all__ = [
+    "JOBLIB_NAMES",
+    "ConfigMirror",
+    "install",
+    "joblib_backend",
+    "mirror_config",
+    "register_in_joblib",
+]
 
 # joblite backend names that joblib also has: the mirrored configuration names joblib's
 JOBLIB_NAMES = frozenset({"sequential", "loky", "multiprocessing", "dask"})
-# joblite backends registered in joblib's registry under "joblite-<name>"
+# joblite backends register_in_joblib() puts in joblib's registry as "joblite-<name>"
 _REGISTERED = ("threading", "loky", "multiprocessing", "sequential")
 _PREFIX = "joblite-"
 _CONFIG_KEYS = ("n_jobs", "verbose", "temp_folder", "max_nbytes", "mmap_mode", "prefer", "require")
@@ -116,7 +123,6 @@ def mirror_config(
         values["backend_params"] = dict(backend_params)
     mirror = ConfigMirror(values)
     if _joblib_ready():
-        _register_backends()
         mirror.apply()
         return mirror
     install()
@@ -159,16 +165,15 @@ def _is_builtin(name: str) -> bool:
 def _translate(spec: Any, inner: Optional[int], params: dict[str, Any]) -> Any:
     from joblib.parallel import ParallelBackendBase as JoblibBackend
 
-    from . import ParallelBackendBase, get_backend_factory
+    from . import make_backend
+    from .foreign import as_driver
 
-    if isinstance(spec, JoblibBackend):
+    if not isinstance(spec, JoblibBackend):  # a name, a multiprocessing context, an instance
+        spec = make_backend(spec, 0, inner, params)
+    if isinstance(spec, JoblibBackend):  # written for joblib: joblib drives it itself
         return spec
-    if isinstance(spec, ParallelBackendBase):
-        return joblib_backend(spec)
-    made = get_backend_factory(spec)(inner_max_num_threads=inner, **params)
-    if isinstance(made, JoblibBackend):  # a backend written for joblib, registered in joblite
-        return made
-    return joblib_backend(made)
+    # a joblite backend, or an object speaking joblib's interface that joblite drives
+    return joblib_backend(as_driver(spec))
 
 
 def joblib_backend(backend: Any = "threading", **kwargs: Any) -> Any:
@@ -325,13 +330,26 @@ def _rebuild(backend: Any, nesting_level: Optional[int], inner: Optional[int]) -
     return joblib_backend(backend, nesting_level=nesting_level, inner_max_num_threads=inner)
 
 
-def _register_backends() -> None:
+def register_in_joblib() -> list[str]:
+    """Put joblite's backends in joblib's registry: ``"joblite-threading"``, ... .
+
+    Then code written for joblib picks them by name, e.g.
+    ``joblib.parallel_config(backend="joblite-threading")``. Imports joblib.
+
+    Returns
+    -------
+    list of str
+        The names registered.
+    """
     from joblib.parallel import BACKENDS, register_parallel_backend
 
+    names = []
     for name in _REGISTERED:
         key = _PREFIX + name
         if key not in BACKENDS:
             register_parallel_backend(key, _Factory(name))
+        names.append(key)
+    return names
 
 
 class _Factory:
@@ -349,16 +367,17 @@ class _Factory:
 
 
 def _joblib_arrived() -> None:
-    """Right after joblib's import: register the adapters, mirror this thread's configs."""
-    _register_backends()
+    """Right after joblib's import: mirror the configurations active in this thread."""
     waiting = getattr(_pending, "mirrors", None) or []
     _pending.mirrors = []
     for mirror in waiting:  # outermost first, so that each restores the one before it
         mirror.apply()
 
 
-class _JoblibImportWatcher(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: hooks the end of joblib's import, then removes itself."""
+class _JoblibImportWatcher:
+    """A ``sys.meta_path`` finder that finds nothing itself: it hooks the end of joblib's
+    import, then removes itself. (Not an ``importlib.abc.MetaPathFinder`` subclass: that
+    module costs ~20 ms to import; the import system only needs ``find_spec``.)"""
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname != "joblib":
@@ -393,14 +412,9 @@ class _JoblibImportWatcher(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    """Make joblib follow joblite's configuration (when joblib is or gets imported).
-
-    Cheap and idempotent: registers joblite's backends in joblib's registry when joblib is
-    imported, else watches for its import; never imports joblib.
-    """
+    """Watch for joblib's import (idempotent, cheap; never imports joblib)."""
     global _watcher
     if _joblib_ready():
-        _register_backends()
         return
     with _lock:
         if _watcher is None:

@@ -115,9 +115,12 @@ class _ProcessBackend(ParallelBackendBase):
 
     def worker_env(self, n_jobs: int) -> dict[str, str]:
         """Environment capping BLAS/OpenMP threads so workers x threads <= cores."""
-        n_threads = self.inner_max_num_threads or max(cpu_count() // n_jobs, 1)
-        env = {name: str(n_threads) for name in _THREAD_LIMIT_VARS}
-        env[_CORE_THREADS_VAR] = str(n_threads)  # joblite's own core threads too
+        explicit = self.inner_max_num_threads
+        n_threads = explicit or max(cpu_count() // n_jobs, 1)
+        names = (*_THREAD_LIMIT_VARS, _CORE_THREADS_VAR)  # joblite's own core threads too
+        env = {name: str(n_threads) for name in names}
+        if explicit is None:  # as joblib: a limit set in this process's environment stays
+            env.update({name: os.environ[name] for name in names if name in os.environ})
         return env
 
     def configure(

@@ -63,7 +63,6 @@ _CONFIG_DEFAULTS: dict[str, Any] = {
     "backend_params": {},
 }
 _config = threading.local()
-joblib_bridge.install()  # joblib follows joblite's configuration (see joblib_bridge)
 
 
 def get_config() -> dict[str, Any]:
