@@ -409,9 +409,11 @@ def test_joblite_hash_releases_the_gil_on_large_arrays():
         stop.set()
         thread.join()
     # Holding the GIL for the whole call would let the spinner run for at most one switch
-    # interval (5 ms) of the call; with the GIL released it runs throughout.
+    # interval (5 ms) of the call; with the GIL released it runs throughout, though on a
+    # loaded machine it shares the cores with the hashing threads (hence the low bar: still
+    # several times what one switch interval allows).
     assert elapsed > 0.05
-    assert during > 0.3 * free_rate * elapsed, (during, free_rate, elapsed)
+    assert during > 0.1 * free_rate * elapsed, (during, free_rate, elapsed)
 
 
 def test_parallel_hashing_and_compression_work_in_a_forked_child():
