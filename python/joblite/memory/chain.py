@@ -141,6 +141,9 @@ def key_values(values: tuple) -> tuple:
     if np is None:
         return values
     ndarray = np.ndarray
-    if not any(isinstance(v, ndarray) for v in values):
+    for v in values:
+        if isinstance(v, ndarray):
+            break
+    else:
         return values
     return tuple(ArrayDigest(_digest_of(v)) if isinstance(v, ndarray) else v for v in values)

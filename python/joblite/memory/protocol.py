@@ -189,7 +189,9 @@ class CallSteps:
             value = self._load(key)
         except Exception:
             return MISSING
-        self._record_hit(key)
+        self.store_backend.record_access(self.func_id, key)
+        if self._remote:
+            self.store_backend.flush()  # a worker may exit without running atexit hooks
         return value
 
     def _record_hit(self, key: str) -> None:
