@@ -21,7 +21,7 @@ from .. import __version__
 from ..exceptions import CacheWarning, CorruptFileError
 from ..logger import emit, format_time, short_format_time
 from .arguments import CallBinder, format_signature, input_reprs
-from .chain import digests_of, has_maps, register_loaded
+from .chain import digests_of, has_maps, plain_arrays, register_loaded
 from .identity import FuncIdentity, JobLibCollisionWarning, func_code, note_in_process
 from .limits import LimitKeeper
 from .result import MemorizedResult
@@ -293,16 +293,17 @@ class CallSteps:
         }
         if not self._code_checked and not self._check_code():
             return output, metadata
+        stored = plain_arrays(output)
         if self.mmap_mode is not None:
             try:
-                digests = digests_of(output)
+                digests = digests_of(stored)
             except TypeError:
                 digests = {}
             if digests:
                 metadata["array_digests"] = digests
         store = self.store_backend
         try:
-            metadata = store.store_entry(self.func_id, key, output, metadata, self.compress)
+            metadata = store.store_entry(self.func_id, key, stored, metadata, self.compress)
         except Exception as exc:
             warnings.warn(
                 CacheWarning(
