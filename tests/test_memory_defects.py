@@ -356,3 +356,20 @@ def test_chained_steps_do_not_rehash_their_inputs(tmp_path, monkeypatch):
     x = np.random.default_rng(0).random(400_000) * 0.5
     assert mem.cache(total).check_call_in_cache(x)
     assert hashed == ["ndarray"]
+
+
+def test_hit_does_not_wait_for_a_compacting_process(tmp_path):
+    import fcntl
+
+    mem = Memory(tmp_path, verbose=0, backend_options={"access_flush_interval": 0})
+    f = mem.cache(abs)
+    f(-1)
+    f(-1)
+    log = tmp_path / "joblite" / "builtins" / "abs" / "access.log"
+    with open(log, "ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a compacting process holds
+        for _ in range(10):
+            assert f(-1) == 1  # returns at once; the records wait in memory
+        size_while_held = log.stat().st_size
+    assert mem.stats().hits == 11  # written once the lock is free: none lost
+    assert log.stat().st_size > size_while_held

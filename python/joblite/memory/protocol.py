@@ -191,13 +191,20 @@ class CallSteps:
             return MISSING
         self.store_backend.record_access(self.func_id, key)
         if self._remote:
-            self.store_backend.flush()  # a worker may exit without running atexit hooks
+            self._flush_records()
         return value
 
     def _record_hit(self, key: str) -> None:
         self.store_backend.record_access(self.func_id, key)
         if self._remote:
-            self.store_backend.flush()  # a worker may exit without running atexit hooks
+            self._flush_records()
+
+    def _flush_records(self) -> None:
+        """Write the records now: a worker process may exit without running atexit hooks."""
+        try:
+            self.store_backend.flush(wait=True)
+        except TypeError:  # a store whose flush() takes no argument
+            self.store_backend.flush()
 
     def _lookup(self, key: str) -> tuple[Any, Optional[str]]:
         """``(value or MISSING, problem)``; problem says why an entry present was unusable."""
@@ -317,7 +324,7 @@ class CallSteps:
         if record_miss is not None:
             record_miss(self.func_id, key, duration)
             if self._remote:
-                store.flush()
+                self._flush_records()
         if self.mmap_mode is not None:
             # return a memory map on the first call too, like every later call
             reloaded = self._quiet_load(key, record=False)
