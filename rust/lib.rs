@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod container;
+pub mod format2;
 pub mod hash;
 pub mod pages;
 pub mod pool;

@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod format2;
 mod hash;
 mod persistence;
 mod pool;
@@ -10,6 +11,7 @@ mod pool;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    format2::register(m)?;
     hash::register(m)?;
     persistence::register(m)?;
     pool::register(m)?;
