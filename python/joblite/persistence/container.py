@@ -79,6 +79,21 @@ def _temp_name(path: str) -> str:
     return os.path.join(head, f".{tail[:80]}.{unique}{_TEMP_SUFFIX}")
 
 
+def user_path_error(exc: OSError, tmp: str, path: str) -> OSError:
+    """``exc``, raised while writing the temporary file ``tmp``, as an error about ``path``.
+
+    The user never asked for the temporary file: the error names the path they gave, and
+    keeps its type and errno (``ENOSPC`` for a full disk, ``EACCES``, ...).
+    """
+    if exc.errno is None:
+        out = OSError(f"{path}: {exc}")
+    else:
+        # OSError(errno, ...) picks the subclass (PermissionError, FileNotFoundError, ...)
+        out = OSError(exc.errno, exc.strerror or os.strerror(exc.errno), path)
+    out.__cause__ = None
+    return out
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -147,17 +162,22 @@ def write_file(value: Any, path: str, choice: codecs.Choice, fsync: bool = True)
     """
     segments = serialize(value, choice)
     tmp = _temp_name(path)
-    # O_EXCL: never clobber anything; mode 0o666 so the umask applies as for open()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    os.close(fd)
+    try:
+        # O_EXCL: never clobber anything; mode 0o666 so the umask applies as for open()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        os.close(os.open(tmp, flags, 0o666))
+    except OSError as exc:
+        raise user_path_error(exc, tmp, path) from None
     try:
         _core.write_container(tmp, segments, CHUNK_SIZE, fsync, codec_name=choice.name)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise user_path_error(exc, tmp, path) from None
         raise
     directory = os.path.dirname(os.path.abspath(path))
     if fsync:

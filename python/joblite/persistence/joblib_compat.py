@@ -176,7 +176,7 @@ class _Input:
     a decoded stream in bounded pieces, so a declared length costs memory only for the bytes
     that really follow."""
 
-    def __init__(self, fh: BinaryIO, size: Optional[int], bound: Optional[int]) -> None:
+    def __init__(self, fh: Any, size: Optional[int], bound: Optional[int]) -> None:
         self.fh = fh
         self.size = size  # None: a decoded stream of unknown length
         self.bound = bound  # most bytes the stream can decode to, if known
