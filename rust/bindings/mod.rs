@@ -3,16 +3,18 @@
 
 use pyo3::prelude::*;
 
+mod core_threads;
 mod errors;
 mod hash;
 mod persistence;
-mod pool;
+mod task_pool;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hash::register(m)?;
     persistence::register(m)?;
-    pool::register(m)?;
+    task_pool::register(m)?;
+    core_threads::register(m)?;
     Ok(())
 }
