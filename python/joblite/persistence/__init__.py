@@ -91,6 +91,7 @@ def dump(
 def load(
     filename: Any,
     mmap_mode: Optional[str] = None,
+    ensure_native_byte_order: Any = "auto",
     *,
     allow_pickle: bool = True,
     verify: Optional[bool] = None,
@@ -113,6 +114,10 @@ def load(
         ``'r+'``, writes go to the file; the file is then marked so later loads stop
         verifying its uncompressed data, which the writes change. A compressed joblib file
         is always read into memory.
+    ensure_native_byte_order : bool or 'auto', default 'auto'
+        Arrays stored in a byte order other than the host's come back swapped to the host's
+        order (a copy), as with joblib. ``'auto'``: when ``mmap_mode`` is None (a memory map
+        keeps the file's order). ``True`` with ``mmap_mode`` raises ``ValueError``.
     allow_pickle : bool, default True
         ``False`` is the safe mode: only numpy arrays of non-object dtype and builtin
         containers/scalars are loaded; anything that would import or call other code raises
@@ -143,6 +148,12 @@ def load(
     """
     if mmap_mode not in _MMAP_MODES:
         raise ValueError(f"mmap_mode must be one of {_MMAP_MODES}, got {mmap_mode!r}")
+    native = mmap_mode is None if ensure_native_byte_order == "auto" else ensure_native_byte_order
+    if native and mmap_mode is not None:
+        raise ValueError(
+            "Native byte ordering can only be enforced if 'mmap_mode' parameter "
+            f"is set to None, but got 'mmap_mode={mmap_mode}' instead."
+        )
     if hasattr(filename, "read") and not isinstance(filename, (str, bytes, os.PathLike)):
         return loads(filename.read(), allow_pickle=allow_pickle)
     path = os.fsdecode(os.fspath(filename))
@@ -151,8 +162,8 @@ def load(
         if not head:
             raise CorruptFileError(path, "file is empty")
         if not head.startswith(MAGIC):
-            return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, f)
-    return ContainerFile(path).load(mmap_mode, allow_pickle, verify)
+            return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, f, native)
+    return ContainerFile(path).load(mmap_mode, allow_pickle, verify, native)
 
 
 def dumps(value: Any, compress: Any = 0) -> bytes:
@@ -200,8 +211,8 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
         raise CorruptFileError(None, "data is empty")
     head = bytes(view[:16])
     if head.startswith(MAGIC):
-        return ContainerFile(None, view).load(None, allow_pickle, True)
-    return joblib_compat.load(None, bytes(view), head, None, not allow_pickle)
+        return ContainerFile(None, view).load(None, allow_pickle, True, True)
+    return joblib_compat.load(None, bytes(view), head, None, not allow_pickle, None, True)
 
 
 def register_compressor(compressor_name: str, compressor: Any, force: bool = False) -> None:
