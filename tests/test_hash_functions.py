@@ -77,3 +77,24 @@ def test_arrays_hash_by_logical_content(n):
     b[-1, -1] += 1
     assert joblite.hash(b) != joblite.hash(a)
     assert joblite.hash(a.astype(np.float32)) != joblite.hash(a)
+
+
+def test_large_array_encoding_matches_the_spec():
+    """docs/hash.md: an array of 1 MiB or more covers blake3(its data) instead of the data."""
+    blake3 = pytest.importorskip("blake3")
+    import struct
+
+    a = np.arange(2**18, dtype="<i8")
+    u64 = lambda n: struct.pack("<Q", n)  # noqa: E731
+    descr = repr(a.dtype.descr).encode()
+    stream = (
+        b"joblite-hash-v2\x00A"
+        + u64(len(descr))
+        + descr
+        + u64(8)
+        + u64(1)
+        + u64(a.shape[0])
+        + u64(a.nbytes)
+        + blake3.blake3(a.tobytes()).digest()
+    )
+    assert joblite.hash(a) == blake3.blake3(stream).hexdigest()

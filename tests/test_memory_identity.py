@@ -250,3 +250,42 @@ def test_module_function_no_thrash(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[6, 0, 0, 0]"
     assert "has changed" not in proc.stderr
+
+
+CHANGING = '''
+import os, sys
+from joblite import Memory, Parallel, delayed
+
+memory = Memory(os.environ["CACHE_DIR"], verbose=1)
+
+@memory.cache
+def work(x):
+    with open(os.environ["CALL_LOG"], "a") as f:
+        f.write(f"{{x}}\\n")
+    return x + {offset}
+
+if __name__ == "__main__":
+    out = Parallel(n_jobs=2, backend=sys.argv[1])(delayed(work)(i) for i in range(8))
+    assert out == [i + {offset} for i in range(8)], out
+    out = Parallel(n_jobs=2, backend=sys.argv[1])(delayed(work)(i) for i in range(8))
+    assert out == [i + {offset} for i in range(8)], out
+'''
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_code_change_seen_first_in_workers_invalidates_once(tmp_path, backend):
+    script = tmp_path / "job.py"
+    env = {**os.environ, "CACHE_DIR": str(tmp_path / "cache")}
+    for version, offset in enumerate((0, 100)):
+        script.write_text(CHANGING.format(offset=offset))
+        log = tmp_path / f"calls-{version}.log"
+        proc = subprocess.run(
+            [sys.executable, str(script), backend],
+            env={**env, "CALL_LOG": str(log)},
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(int(x) for x in log.read_text().split()) == list(range(8))
+        assert proc.stderr.count("has changed") == (1 if version else 0), proc.stderr

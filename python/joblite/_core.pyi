@@ -15,6 +15,7 @@ __all__ = [
     "MAX_CODEC_NAME_LEN",
     "THREAD_LIMIT_VAR",
     "ContainerReader",
+    "Lz4FrameReader",
     "TaskPool",
     "__version__",
     "default_thread_limit",
@@ -54,7 +55,7 @@ def lz4_frame_decompress(data: _Buffer) -> bytes: ...
 
 @_final
 class Lz4FrameReader:
-    def __init__(self, data: _Buffer) -> None: ...
+    def __new__(cls, data: _Buffer) -> Lz4FrameReader: ...
     def readinto(self, buf: _Buffer) -> int: ...
 
 @_final

@@ -12,6 +12,8 @@ One job per module: :mod:`.identity` (a function's identity and code fingerprint
 
 from __future__ import annotations
 
+from ..exceptions import CacheWarning
+from ..logger import Logger, format_time
 from ..store import StoreBackendBase, register_store_backend
 from .arguments import ArgumentError
 from .cache import Memory, expires_after
@@ -25,8 +27,10 @@ __all__ = [
     "AsyncMemorizedFunc",
     "AsyncNotMemorizedFunc",
     "CacheStats",
+    "CacheWarning",
     "FunctionStats",
     "JobLibCollisionWarning",
+    "Logger",
     "MemorizedFunc",
     "MemorizedResult",
     "Memory",
@@ -34,5 +38,6 @@ __all__ = [
     "NotMemorizedResult",
     "StoreBackendBase",
     "expires_after",
+    "format_time",
     "register_store_backend",
 ]

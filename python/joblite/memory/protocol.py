@@ -37,6 +37,8 @@ _held: contextvars.ContextVar[frozenset] = contextvars.ContextVar(
 )
 
 Step = Union[float, object]
+#: the lock "entry" serialising code checks of one function (never a real key: not hex)
+_CODE_CHECK_KEY = "000code-check"
 
 
 class CallSteps:
@@ -103,6 +105,9 @@ class CallSteps:
         if not replaced:
             note_in_process(self._identity)
         store = self.store_backend
+        # one checker at a time per function, so a code change clears its entries once, even
+        # when several workers see it first at the same moment
+        token = self._lock_code_check() if store.supports_locking else None
         try:
             stored = store.load_func_code(self.func_id)
             if stored is None:
@@ -135,8 +140,25 @@ class CallSteps:
                 stacklevel=6,
             )
             return False
+        finally:
+            if token is not None:
+                store.release_lock(token)
         self._code_checked = True
         return True
+
+    def _lock_code_check(self) -> Any:
+        """The function's code-check lock, or ``None`` after 10 s (then check unlocked)."""
+        deadline = time.monotonic() + 10.0
+        delay = 0.001
+        while True:
+            try:
+                token = self.store_backend.try_lock(self.func_id, _CODE_CHECK_KEY)
+            except OSError:
+                return None
+            if token is not None or time.monotonic() > deadline:
+                return token
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
     def _code_ok(self) -> bool:
         if self._code_checked:

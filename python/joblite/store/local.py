@@ -489,6 +489,9 @@ class FileSystemStore(StoreBackendBase):
         except OSError:
             return
         try:
+            base = _compacted_size(os.pread(fd, 64, 0))
+            if size < max(ACCESS_COMPACT_BYTES, 2 * base):
+                return  # not doubled since the last compaction: nothing to do yet
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_ino != os.stat(path).st_ino:
                 return  # compacted by someone else meanwhile
@@ -732,6 +735,7 @@ def _append_locked(path: str, data: bytes) -> Optional[int]:
 
 
 def _compacted_size(data: bytes) -> int:
+    """The size recorded by the last compaction (the log's first line), or 0."""
     if data.startswith(b"#\t"):
         try:
             return int(data[2 : data.index(b"\n")])
