@@ -212,6 +212,7 @@ def _load_stream(path: Optional[str], fobj: Any, opener: Callable[[Any], Any]) -
 def load(
     filename: Any,
     mmap_mode: Optional[str] = None,
+    ensure_native_byte_order: Any = "auto",
     *,
     allow_pickle: bool = True,
     verify: Optional[bool] = None,
@@ -234,6 +235,10 @@ def load(
         (read-only under ``'r'``). ``'w+'`` acts as ``'r+'``, as in joblib. With ``'r+'``
         writes go to the file, which is then marked (in its checksummed index) so later
         loads stop verifying its uncompressed arrays, which the writes change.
+    ensure_native_byte_order : bool or 'auto', default 'auto'
+        Arrays stored in a byte order other than the host's come back swapped to the host's
+        order (a copy), as with joblib. ``'auto'``: when ``mmap_mode`` is None (a memory map
+        keeps the file's order). ``True`` with ``mmap_mode`` raises ``ValueError``.
     allow_pickle : bool, default True
         ``False`` is the safe mode: only numpy arrays of non-object dtype and builtin
         containers/scalars are loaded; anything that would import or call other code raises
@@ -262,6 +267,12 @@ def load(
     """
     if mmap_mode not in _MMAP_MODES:
         raise ValueError(f"mmap_mode must be one of {_MMAP_MODES}, got {mmap_mode!r}")
+    native = mmap_mode is None if ensure_native_byte_order == "auto" else ensure_native_byte_order
+    if native and mmap_mode is not None:
+        raise ValueError(
+            "Native byte ordering can only be enforced if 'mmap_mode' parameter "
+            f"is set to None, but got 'mmap_mode={mmap_mode}' instead."
+        )
     if hasattr(filename, "read") and not isinstance(filename, (str, bytes, os.PathLike)):
         return _load_fileobj(filename, allow_pickle)
     path = os.fsdecode(os.fspath(filename))
@@ -278,7 +289,7 @@ def load(
                 if reader is not None:
                     return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify)
     if head.startswith(MAGIC):
-        return ContainerFile(path).load(mmap_mode, allow_pickle, verify)
+        return ContainerFile(path).load(mmap_mode, allow_pickle, verify, native)
     reader = format2.open_file(path)
     if reader is not None:
         return format2.load_reader(reader, path, mmap_mode, allow_pickle, verify)
@@ -290,7 +301,7 @@ def load(
             if reader is not None:
                 return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify)
     try:
-        return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle)
+        return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, None, native)
     except CorruptFileError as e:
         if joblib_compat.detect(head) is None and not head.startswith(b"\x80"):
             raise CorruptFileError(
@@ -368,7 +379,7 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
         raise CorruptFileError(None, "data is empty")
     head = bytes(view[:16])
     if head.startswith(MAGIC):
-        return ContainerFile(None, view).load(None, allow_pickle, True)
+        return ContainerFile(None, view).load(None, allow_pickle, True, True)
     opener = _stream_reader("", head)
     if opener is not None:
         raw = _load_stream(None, io.BytesIO(view), opener)
@@ -384,7 +395,7 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
             reader = format2.open_bytes(raw) if raw is not None else None
             if reader is not None:
                 return format2.load_reader(reader, None, None, allow_pickle, True)
-    return joblib_compat.load(None, bytes(view), head, None, not allow_pickle)
+    return joblib_compat.load(None, bytes(view), head, None, not allow_pickle, None, True)
 
 
 def register_compressor(compressor_name: str, compressor: Any, force: bool = False) -> None:
