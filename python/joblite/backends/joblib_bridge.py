@@ -166,16 +166,16 @@ def _is_builtin(name: str) -> bool:
 def _translate(spec: Any, inner: Optional[int], params: dict[str, Any]) -> Any:
     from joblib.parallel import ParallelBackendBase as JoblibBackend
 
-    from . import ParallelBackendBase, get_backend_factory
+    from . import ParallelBackendBase, make_backend
+    from .foreign import as_driver
 
     if isinstance(spec, JoblibBackend):
         return spec
-    if isinstance(spec, ParallelBackendBase):
-        return joblib_backend(spec)
-    made = get_backend_factory(spec)(inner_max_num_threads=inner, **params)
+    # a name, a multiprocessing context, or an instance (of either interface)
+    made = spec if isinstance(spec, ParallelBackendBase) else make_backend(spec, 0, inner, params)
     if isinstance(made, JoblibBackend):  # a backend written for joblib, registered in joblite
         return made
-    return joblib_backend(made)
+    return joblib_backend(as_driver(made))
 
 
 def joblib_backend(backend: Any = "threading", **kwargs: Any) -> Any:

@@ -15,6 +15,7 @@ import multiprocessing
 import operator
 import queue
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -74,6 +75,15 @@ class ParallelTimeoutError(multiprocessing.TimeoutError, TimeoutError):
     Both the builtin :class:`TimeoutError` and :class:`multiprocessing.TimeoutError`
     (what joblib raises) catch it.
     """
+
+
+def _warn_no_timeout(backend_name: str, timeout: float) -> None:
+    warnings.warn(
+        f"The backend class {backend_name!r} does not support timeout. You have set"
+        f" 'timeout={timeout}' in Parallel but the 'timeout' parameter will not be used.",
+        UserWarning,
+        stacklevel=5,
+    )
 
 
 def _notify(done: queue.SimpleQueue, batch_id: int, _future: Any) -> None:
@@ -168,7 +178,9 @@ class Dispatcher:
             iterator = iter(self.iterable)
             backend.start_call()
             started = True
-            self.reporter.start(type(backend).__name__, n_jobs, self.shown_total)
+            if parallel.timeout is not None and not backend.supports_timeout:
+                _warn_no_timeout(type(parallel._backend).__name__, parallel.timeout)
+            self.reporter.start(type(parallel._backend).__name__, n_jobs, self.shown_total)
             while True:
                 while not exhausted and len(inflight) + (len(ready) if bounded else 0) < limit:
                     items = self._take(iterator, n_jobs)
@@ -230,6 +242,8 @@ class Dispatcher:
         parallel = self.parallel
         report = self.reporter.active
         hook = self.hook
+        if parallel.timeout is not None:
+            _warn_no_timeout("SequentialBackend", parallel.timeout)
         self.reporter.start("SequentialBackend", 1, self.shown_total)
         yield None
         # An int batch_size reads that many tasks before running them, as joblib does.
