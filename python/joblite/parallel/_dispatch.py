@@ -382,9 +382,12 @@ class Dispatcher:
                 self._head_since = max(inflight[head][3], last_progress)
             deadline = self._head_since + timeout
             try:
-                return done.get(timeout=max(deadline - time.monotonic(), 0.0))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and not inflight[head][2].done():
+                    raise queue.Empty  # late even if other completions wait in the queue
+                return done.get(timeout=max(remaining, 0.001))
             except queue.Empty:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline and not inflight[head][2].done():
                     raise ParallelTimeoutError(
                         f"a batch of tasks of {self.parallel!r} ran for more than"
                         f" timeout={timeout} s"
