@@ -58,9 +58,6 @@ def eval_pre_dispatch(text: str, n_jobs: int) -> int:
     return max(int(walk(ast.parse(text, mode="eval"))), 1)
 
 
-_END = object()
-
-
 def _check_task(task: Any, index: int) -> None:
     if type(task) is not tuple or len(task) != 3 or not callable(task[0]):
         raise TypeError(
@@ -249,13 +246,12 @@ class Dispatcher:
         # An int batch_size reads that many tasks before running them, as joblib does.
         size = parallel.batch_size if isinstance(parallel.batch_size, int) else 1
         try:
+            if size == 1 and not (report or hook):
+                yield from self._sequential_plain()
+                return
             iterator = iter(self.iterable)
             while True:
-                if size == 1:  # the common case, without islice's cost per task
-                    task: Any = next(iterator, _END)
-                    tasks = [] if task is _END else [task]
-                else:
-                    tasks = list(itertools.islice(iterator, size))
+                tasks = list(itertools.islice(iterator, size))
                 if not tasks:
                     break
                 start = self.n_dispatched
@@ -290,6 +286,32 @@ class Dispatcher:
             self.reporter.finished(self.n_completed)
         finally:
             self.reporter.close()
+
+    def _sequential_plain(self) -> Iterator[Optional[list]]:
+        """One task at a time, nothing to report: the cheapest loop (n_jobs=1, tiny tasks)."""
+        parallel = self.parallel
+        return_exceptions = parallel.return_exceptions
+        index = -1
+        try:
+            for index, task in enumerate(self.iterable):
+                _check_task(task, index)
+                function, args, kwargs = task
+                if return_exceptions:
+                    try:
+                        result = function(*args, **kwargs)
+                    except Exception as error:
+                        result = error
+                else:
+                    result = function(*args, **kwargs)
+                yield [result]
+        finally:
+            # joblib's counters, set once: nobody reads them during a plain call
+            done = index + 1
+            parallel.n_dispatched_tasks = parallel.n_completed_tasks = done
+            parallel.n_dispatched_batches = parallel.n_completed_batches = done
+        self.n_dispatched = self.n_completed = done
+        parallel._n_total = self.shown_total = done
+        self.reporter.finished(done)
 
     # -- helpers ---------------------------------------------------------------------
 
