@@ -21,7 +21,7 @@ typecheck: install  ## mypy on the package, mypy --strict on a user script, stub
 	bash scripts/typecheck.sh
 
 docs: install  ## the docs site into site/ (mkdocs --strict: a broken reference fails)
-	.venv/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir site
 
 wheels:  ## dist/: manylinux2014 wheels for CPython 3.9-3.13 and the sdist
 	bash scripts/wheels.sh

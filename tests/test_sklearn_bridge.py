@@ -249,6 +249,13 @@ def test_errors_of_fits_on_the_rust_pool_reach_the_caller(log_dir):
     assert in_main_thread(cross_val(log_dir))  # the pool still works, config restored
 
 
+def test_a_multiprocessing_context_as_backend_reaches_joblib_callers(log_dir):
+    import multiprocessing
+
+    with joblite.parallel_config(backend=multiprocessing.get_context("spawn"), n_jobs=2):
+        assert in_workers(cross_val(log_dir))
+
+
 @pytest.mark.parametrize(
     ("name", "where"), [("joblite-threading", on_threads), ("joblite-loky", in_workers)]
 )
@@ -354,3 +361,66 @@ def test_works_without_joblib_installed():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_a_backend_written_for_joblib_and_registered_in_joblite_serves_joblib_callers(log_dir):
+    from joblib._parallel_backends import ThreadingBackend as JoblibThreading
+
+    made = []
+
+    class JoblibStyle(JoblibThreading):  # written against joblib's interface
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    joblite.register_parallel_backend("joblib-style-threads", JoblibStyle)
+    with joblite.parallel_config(backend="joblib-style-threads", n_jobs=2):
+        assert on_threads(cross_val(log_dir))
+        assert joblite.Parallel()(joblite.delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+    assert made
+    assert in_main_thread(cross_val(log_dir))
+
+
+def test_a_duck_typed_joblib_interface_backend_serves_joblib_callers(log_dir):
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+
+    class DuckBackend:  # joblib's methods, neither joblib's nor joblite's base class
+        def __init__(self, nesting_level=0, inner_max_num_threads=None):
+            self.nesting_level = nesting_level
+
+        supports_retrieve_callback = True
+        uses_threads = True
+        supports_sharedmem = True
+
+        def effective_n_jobs(self, n_jobs):
+            return 2
+
+        def configure(self, n_jobs=1, parallel=None, **kwargs):
+            return 2
+
+        def submit(self, func, callback=None):
+            future = pool.submit(func)
+            if callback is not None:
+                future.add_done_callback(callback)
+            return future
+
+        def retrieve_result_callback(self, future):
+            return future.result()
+
+        def terminate(self):
+            pass
+
+        def abort_everything(self, ensure_ready=True):
+            pass
+
+        def get_nested_backend(self):
+            return None, None
+
+    joblite.register_parallel_backend("duck", DuckBackend)
+    try:
+        with joblite.parallel_config(backend="duck", n_jobs=2):
+            assert on_threads(cross_val(log_dir))
+    finally:
+        pool.shutdown()

@@ -157,3 +157,14 @@ def test_joblibs_workers_cap_joblites_core_threads_too():
         joblib.delayed(work_then_count)(i) for i in range(4)
     )
     assert set(seen) == {(share, share)}, seen
+
+
+@pytest.mark.slow
+def test_sixteen_workers_never_start_sixteen_times_all_cores():
+    # Forked workers start fast; each reports its own core threads after real work.
+    share = max(CPUS // 16, 1)
+    seen = joblite.Parallel(n_jobs=16, backend="multiprocessing", batch_size=1)(
+        joblite.delayed(work_then_count)(i) for i in range(32)
+    )
+    assert set(seen) == {(share, share)}, seen
+    assert 16 * share <= max(CPUS, 16)  # in all: one share of the cores per worker

@@ -267,7 +267,8 @@ impl ContainerReader {
         })
     }
 
-    /// Header flags (bit 0: opened as a writable map, uncompressed data no longer verified).
+    /// Flags: bit 0, marked as opened as a writable map (uncompressed data no longer verified);
+    /// bit 1, joblite 0.1.0's mark (verified anyway; a checksum failure may be from such writes).
     #[getter]
     fn flags(&self) -> u32 {
         self.table.flags
@@ -320,6 +321,16 @@ impl ContainerReader {
         self.with_source(py, move |src| container::read_segments(src, jobs, verify))
     }
 
+    /// Checks the digests of the stored chunks of the given segments, decoding nothing and
+    /// allocating no outputs (GIL released, all cores).
+    fn verify_stored(&self, py: Python<'_>, indices: Vec<usize>) -> PyResult<()> {
+        let segs = indices
+            .iter()
+            .map(|&i| self.segment(py, i))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.with_source(py, move |src| container::verify_stored_segments(src, &segs))
+    }
+
     /// Reads the stored (still compressed) bytes of chunk `chunk` of segment `index`,
     /// checking its digest when `verify` is set.
     fn read_stored(
@@ -364,11 +375,86 @@ fn lz4_frame_decompress(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Py<
     Ok(PyBytes::new(py, &out).unbind())
 }
 
+/// Decodes an lz4 frame stream (joblib's `compress="lz4"` files) piece by piece, so a reader
+/// can stop at the end of the pickle instead of decoding everything first.
+#[pyclass(module = "joblite._core")]
+struct Lz4FrameReader {
+    decoder: FrameDecoder,
+    /// Frames fully decoded so far.
+    frames: usize,
+}
+
+#[pymethods]
+impl Lz4FrameReader {
+    /// A reader over the compressed bytes `data` (copied: the stream outlives the call).
+    #[new]
+    fn new(data: &Bound<'_, PyAny>) -> PyResult<Lz4FrameReader> {
+        let buf = PyBuffer::<u8>::get(data)?;
+        let bytes = read_view(&buf)?.to_vec();
+        Ok(Lz4FrameReader {
+            decoder: FrameDecoder::new(std::io::Cursor::new(bytes)),
+            frames: 0,
+        })
+    }
+
+    /// Decodes up to `len(buf)` bytes into the writable buffer `buf`; returns how many (0 at
+    /// the end of the stream). Concatenated frames are read one after the other; bytes after
+    /// the last frame that do not start another valid frame end the stream (like the bytes
+    /// after a pickle's STOP, they are never interpreted).
+    fn readinto(&mut self, py: Python<'_>, buf: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let out = PyBuffer::<u8>::get(buf)?;
+        let dst = write_view(&out)?;
+        let decoder = &mut self.decoder;
+        let frames = &mut self.frames;
+        py.detach(|| read_frames(decoder, frames, dst))
+            .map_err(|e| {
+                to_pyerr(
+                    py,
+                    None,
+                    Error::Corrupt(format!("lz4 data is corrupt: {e}")),
+                )
+            })
+    }
+}
+
+type FrameDecoder = lz4_flex::frame::FrameDecoder<std::io::Cursor<Vec<u8>>>;
+
+fn read_frames(
+    decoder: &mut FrameDecoder,
+    frames: &mut usize,
+    dst: &mut [u8],
+) -> std::io::Result<usize> {
+    use std::io::Read;
+    if dst.is_empty() {
+        return Ok(0);
+    }
+    loop {
+        match decoder.read(dst) {
+            Ok(0) => {}
+            Ok(n) => return Ok(n),
+            // a damaged first frame is an error; junk after complete frames ends the stream
+            Err(e) if *frames == 0 => return Err(e),
+            Err(_) => return Ok(0),
+        }
+        *frames += 1;
+        let cursor = decoder.get_ref();
+        let pos = cursor.position();
+        if pos >= cursor.get_ref().len() as u64 {
+            return Ok(0);
+        }
+        let placeholder = FrameDecoder::new(std::io::Cursor::new(Vec::new()));
+        let mut rest = std::mem::replace(decoder, placeholder).into_inner();
+        rest.set_position(pos);
+        *decoder = FrameDecoder::new(rest);
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_container, m)?)?;
     m.add_function(wrap_pyfunction!(mark_mapped_writable, m)?)?;
     m.add_function(wrap_pyfunction!(lz4_frame_decompress, m)?)?;
     m.add_class::<ContainerReader>()?;
+    m.add_class::<Lz4FrameReader>()?;
     m.add("CONTAINER_MAGIC", PyBytes::new(m.py(), &container::MAGIC))?;
     m.add("DEFAULT_CHUNK_SIZE", codec::DEFAULT_CHUNK_SIZE)?;
     m.add("MAX_CODEC_NAME_LEN", container::MAX_CODEC_NAME_LEN)?;

@@ -20,9 +20,18 @@ pub const HEADER_LEN: u64 = 64;
 pub const TRAILER_LEN: u64 = 56;
 /// Segment alignment (bytes): enough for any numpy dtype and for AVX-512 loads.
 pub const ALIGN: u64 = 64;
-/// Header flag: the file was opened as a writable memory map, so the digests of its
-/// uncompressed buffer segments may no longer match (they are not verified any more).
+/// [`Table::flags`] bit: the file was opened as a writable memory map, so the digests of its
+/// uncompressed buffer segments may no longer match (they are not verified any more). In the
+/// header this is not a bit but the whole flags word set to [`mapped_writable_mark`], a value
+/// derived from the table digest: no bit flip (no damage short of a forgery) can turn data
+/// verification off.
 pub const FLAG_MAPPED_WRITABLE: u32 = 1;
+/// [`Table::flags`] bit: the header holds joblite 0.1.0's mark (flags word 1), which a single
+/// bit flip can make. Such files stay fully verified; a checksum failure in them may mean
+/// they were written through a writable map (the reader says so).
+pub const FLAG_LEGACY_MAPPED: u32 = 2;
+/// The flags word joblite 0.1.0 wrote to mark a writable map.
+const LEGACY_MARK: u32 = 1;
 pub(super) const FLAGS_OFFSET: usize = 12;
 pub(super) const ENTRY_FIXED_LEN: usize = 40;
 /// Most table bytes one chunk takes (stored length and digest).
@@ -107,10 +116,13 @@ pub struct Segment {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
     pub version: (u16, u16),
+    /// [`FLAG_MAPPED_WRITABLE`] and/or [`FLAG_LEGACY_MAPPED`] (decoded from the header).
     pub flags: u32,
     /// The name of the external codec the segments of codec [`Codec::External`] use.
     pub codec_name: Option<String>,
     pub segments: Vec<Segment>,
+    /// The digest of header and table (from the trailer, verified).
+    pub digest: Digest,
 }
 
 pub(super) struct Cursor<'a> {
@@ -162,16 +174,45 @@ pub(super) fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// The digest stored in the trailer: blake3 over the header (with the writable-map flag
-/// masked, since setting it must not invalidate the file) followed by the table bytes.
+/// The digest stored in the trailer: blake3 over the header (with the flags word zeroed, since
+/// marking a file mapped-writable must not invalidate it) followed by the table bytes.
 pub(super) fn table_digest(header: &[u8], table: &[u8]) -> Digest {
     let mut h = header.to_vec();
-    let flags = le_u32(&h[FLAGS_OFFSET..]) & !FLAG_MAPPED_WRITABLE;
-    h[FLAGS_OFFSET..FLAGS_OFFSET + 4].copy_from_slice(&flags.to_le_bytes());
+    h[FLAGS_OFFSET..FLAGS_OFFSET + 4].fill(0);
     let mut hasher = blake3::Hasher::new();
     hasher.update(&h);
     hasher.update(table);
     *hasher.finalize().as_bytes()
+}
+
+/// The flags word that marks a file mapped writable: 32 bits of blake3 over a context string
+/// and the file's table digest, so only a writer that read the (verified) table can make it,
+/// and damage to a flags word of 0 (or to the mark) gives an invalid header instead.
+pub fn mapped_writable_mark(table_digest: &Digest) -> u32 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"joblite 1.x mapped-writable mark");
+    h.update(table_digest);
+    let b = h.finalize();
+    let v = le_u32(&b.as_bytes()[..4]);
+    // never 0 (unmarked) or the legacy value
+    if v <= LEGACY_MARK {
+        v | 0x8000_0000
+    } else {
+        v
+    }
+}
+
+/// Decodes the header's flags word into [`Table::flags`] bits.
+fn decode_flags(word: u32, table_digest: &Digest) -> Result<u32> {
+    if word == 0 {
+        Ok(0)
+    } else if word == LEGACY_MARK {
+        Ok(FLAG_LEGACY_MAPPED)
+    } else if word == mapped_writable_mark(table_digest) {
+        Ok(FLAG_MAPPED_WRITABLE)
+    } else {
+        corrupt(format!("invalid header flags {word:#010x}"))
+    }
 }
 
 /// Whether `head` (the first bytes of a file) starts like a joblite container.
@@ -207,10 +248,7 @@ pub fn read_table<S: Source + ?Sized>(src: &S) -> Result<Table> {
             "unsupported format version {major}.{minor} (this joblite reads {VERSION_MAJOR}.x)"
         )));
     }
-    let flags = le_u32(&header[FLAGS_OFFSET..]);
-    if flags & !FLAG_MAPPED_WRITABLE != 0 {
-        return corrupt(format!("unknown header flags {flags:#x}"));
-    }
+    let flags_word = le_u32(&header[FLAGS_OFFSET..]);
     let codec_name = parse_codec_name(&header)?;
     if size < HEADER_LEN + TRAILER_LEN {
         return Err(Error::Truncated(format!(
@@ -240,6 +278,7 @@ pub fn read_table<S: Source + ?Sized>(src: &S) -> Result<Table> {
             "header or segment table failed its checksum".into(),
         ));
     }
+    let flags = decode_flags(flags_word, &want)?;
     let segments = parse_segments(&table, table_offset)?;
     if codec_name.is_none() && segments.iter().any(|s| s.codec == Codec::External) {
         return corrupt("a segment uses an external codec, but the header names none");
@@ -247,6 +286,7 @@ pub fn read_table<S: Source + ?Sized>(src: &S) -> Result<Table> {
     Ok(Table {
         version: (major, minor),
         flags,
+        digest: want,
         codec_name,
         segments,
     })

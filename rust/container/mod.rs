@@ -30,11 +30,11 @@ mod fuzz;
 mod tests;
 
 pub use layout::{
-    has_magic, parse_segments, read_table, ChunkEntry, Codec, Segment, SegmentKind, Table, ALIGN,
-    END_MAGIC, FLAG_MAPPED_WRITABLE, HEADER_LEN, MAGIC, MAX_CODEC_NAME_LEN, TRAILER_LEN,
-    VERSION_MAJOR, VERSION_MINOR,
+    has_magic, mapped_writable_mark, parse_segments, read_table, ChunkEntry, Codec, Segment,
+    SegmentKind, Table, ALIGN, END_MAGIC, FLAG_LEGACY_MAPPED, FLAG_MAPPED_WRITABLE, HEADER_LEN,
+    MAGIC, MAX_CODEC_NAME_LEN, TRAILER_LEN, VERSION_MAJOR, VERSION_MINOR,
 };
-pub use read::{read_segments, read_stored_chunk, verify_segment, ReadJob};
+pub use read::{read_segments, read_stored_chunk, verify_segment, verify_stored_segments, ReadJob};
 pub use sources::{FileSource, Source};
 pub use write::{
     mark_mapped_writable, max_output_len, write_container, write_container_named, SegmentData,

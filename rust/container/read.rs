@@ -91,6 +91,33 @@ fn read_chunk<S: Source + ?Sized>(
     Ok(())
 }
 
+/// Checks the digest of every stored chunk of `segments` without decoding anything, reading
+/// each chunk into a scratch buffer (on all cores): run before the outputs are allocated, it
+/// stops a damaged file whose chunks claim a large decoded size from costing that memory.
+pub fn verify_stored_segments<S: Source + ?Sized>(src: &S, segments: &[&Segment]) -> Result<()> {
+    let work: Vec<(&Segment, usize)> = segments
+        .iter()
+        .flat_map(|s| (0..s.chunks.len()).map(move |i| (*s, i)))
+        .collect();
+    crate::threads::install(|| {
+        work.into_par_iter().try_for_each(|(seg, i)| {
+            let c = &seg.chunks[i];
+            codec::with_scratch(|buf, _| {
+                buf.resize(c.stored_len as usize, 0);
+                src.read_exact_at(c.offset, buf)?;
+                if codec::digest(buf) != c.digest {
+                    return Err(Error::Checksum(format!(
+                        "data failed its checksum (chunk {i} at byte {} of a {}-byte segment)",
+                        i as u64 * seg.chunk_size as u64,
+                        seg.raw_len
+                    )));
+                }
+                Ok(())
+            })
+        })
+    })
+}
+
 /// Reads the stored bytes of chunk `i` of a segment (for decoders outside Rust), checking
 /// its digest when `verify` is set.
 pub fn read_stored_chunk<S: Source + ?Sized>(

@@ -254,3 +254,33 @@ fn huge_declared_length_is_rejected_without_allocating() {
     let err = read_table(file.as_slice()).unwrap_err().to_string();
     assert!(err.contains("segment 1"), "{err}");
 }
+
+#[test]
+fn no_flip_of_the_flags_word_marks_a_file_mapped_writable() {
+    let (file, _) = build(Codec::None, 0, 4096);
+    let table = read_table(file.as_slice()).unwrap();
+    assert_eq!(table.flags, 0);
+    let mark = mapped_writable_mark(&table.digest);
+    for word in [0u32, mark] {
+        for bit in 0..32 {
+            let mut bad = file.clone();
+            bad[12..16].copy_from_slice(&(word ^ (1 << bit)).to_le_bytes());
+            match read_table(bad.as_slice()) {
+                Err(e) => assert!(e.is_bad_data(), "{e}"),
+                // only joblite 0.1.0's mark (word 1) is accepted, and it keeps verification on
+                Ok(t) => assert_eq!(t.flags, FLAG_LEGACY_MAPPED, "word {word:#x} bit {bit}"),
+            }
+        }
+    }
+    let mut marked = file.clone();
+    marked[12..16].copy_from_slice(&mark.to_le_bytes());
+    assert_eq!(
+        read_table(marked.as_slice()).unwrap().flags,
+        FLAG_MAPPED_WRITABLE
+    );
+    // the mark of one file does not fit another
+    let (other, _) = build(Codec::Lz4, 0, 4096);
+    let mut moved = other.clone();
+    moved[12..16].copy_from_slice(&mark.to_le_bytes());
+    assert!(read_table(moved.as_slice()).is_err());
+}

@@ -257,8 +257,10 @@ fn write_segment<W: Write>(
     })
 }
 
-/// Sets [`FLAG_MAPPED_WRITABLE`] in a container's header (one 4-byte positioned write), so
-/// later loads stop verifying uncompressed data that a writable memory map may change.
+/// Marks a container as mapped writable (one 4-byte positioned write of
+/// [`mapped_writable_mark`] into the header's flags word), so later loads stop verifying
+/// uncompressed data that a writable memory map may change. A file carrying joblite 0.1.0's
+/// mark gets the new one.
 pub fn mark_mapped_writable(path: &std::path::Path) -> Result<()> {
     let src = FileSource::open(path)?;
     let table = read_table(&src)?;
@@ -266,7 +268,7 @@ pub fn mark_mapped_writable(path: &std::path::Path) -> Result<()> {
         return Ok(());
     }
     let file = std::fs::OpenOptions::new().write(true).open(path)?;
-    let flags = (table.flags | FLAG_MAPPED_WRITABLE).to_le_bytes();
+    let flags = mapped_writable_mark(&table.digest).to_le_bytes();
     #[cfg(unix)]
     std::os::unix::fs::FileExt::write_all_at(&file, &flags, FLAGS_OFFSET as u64)?;
     #[cfg(windows)]

@@ -24,7 +24,14 @@ from typing import Any, Optional
 
 from .. import _core
 
-__all__ = ["DIGEST_MIN_BYTES", "ArrayDigest", "digests_of", "key_values", "register_loaded"]
+__all__ = [
+    "DIGEST_MIN_BYTES",
+    "ArrayDigest",
+    "digests_of",
+    "has_maps",
+    "key_values",
+    "register_loaded",
+]
 
 #: arrays smaller than this are simply hashed (no digest is stored for them)
 DIGEST_MIN_BYTES = 1 << 20
@@ -75,6 +82,12 @@ def _arrays(output: Any) -> list[tuple[str, Any]]:
             if isinstance(k, (str, int)) and isinstance(v, np.ndarray)
         )
     return [(p, a) for p, a in found if a.nbytes >= DIGEST_MIN_BYTES and not a.dtype.hasobject]
+
+
+def has_maps(output: Any) -> bool:
+    """Whether a loaded result holds memory maps that :func:`register_loaded` could use."""
+    np = sys.modules.get("numpy")
+    return np is not None and any(type(a) is np.memmap for _, a in _arrays(output))
 
 
 def digests_of(output: Any) -> dict[str, str]:

@@ -21,7 +21,7 @@ from .. import __version__
 from ..exceptions import CacheWarning, CorruptFileError
 from ..logger import emit, format_time, short_format_time
 from .arguments import CallBinder, format_signature, input_reprs
-from .chain import digests_of, register_loaded
+from .chain import digests_of, has_maps, register_loaded
 from .identity import FuncIdentity, JobLibCollisionWarning, func_code, note_in_process
 from .limits import LimitKeeper
 from .result import MemorizedResult
@@ -147,7 +147,7 @@ class CallSteps:
     def _load(self, key: str) -> Any:
         """The stored value (``KeyError`` if absent); read-only maps are remembered for chaining."""
         value = self.store_backend.load_output(self.func_id, key, self.mmap_mode)
-        if self.mmap_mode == "r":
+        if self.mmap_mode == "r" and has_maps(value):
             self._register_maps(key, value)
         return value
 

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from ..exceptions import CorruptFileError
 from . import codecs, joblib_compat
 from .container import MAGIC, ContainerFile, write_bytes, write_file
+from .files import open_regular
 
 _MMAP_MODES = (None, "r", "r+", "c", "w+")
 
@@ -132,8 +133,9 @@ def load(
     Raises
     ------
     joblite.CorruptFileError
-        The file is empty, a directory, truncated, damaged (checksum mismatch), or not a
-        joblite/joblib file; the message names the file and what is wrong.
+        The file is empty, truncated, damaged (checksum mismatch), not a joblite/joblib file,
+        or not a regular file (a directory, FIFO, device or socket is refused without
+        reading it); the message names the file and what is wrong.
     joblite.UnsafeLoadError
         ``allow_pickle=False`` met something it refuses.
     FileNotFoundError
@@ -144,15 +146,13 @@ def load(
     if hasattr(filename, "read") and not isinstance(filename, (str, bytes, os.PathLike)):
         return loads(filename.read(), allow_pickle=allow_pickle)
     path = os.fsdecode(os.fspath(filename))
-    if os.path.isdir(path):
-        raise CorruptFileError(path, "is a directory, not a joblite or joblib file")
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO, device or directory is refused, never read
         head = f.read(16)
-    if not head:
-        raise CorruptFileError(path, "file is empty")
-    if head.startswith(MAGIC):
-        return ContainerFile(path).load(mmap_mode, allow_pickle, verify)
-    return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle)
+        if not head:
+            raise CorruptFileError(path, "file is empty")
+        if not head.startswith(MAGIC):
+            return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, f)
+    return ContainerFile(path).load(mmap_mode, allow_pickle, verify)
 
 
 def dumps(value: Any, compress: Any = 0) -> bytes:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import os
 import pickle
 import re
 import socket
 import uuid
+import zlib
 from typing import Any, Optional
 
 from .. import _core
@@ -24,7 +26,12 @@ from .safe import SafeGlobals
 
 MAGIC: bytes = _core.CONTAINER_MAGIC
 CHUNK_SIZE: int = _core.DEFAULT_CHUNK_SIZE
-_FLAG_MAPPED_WRITABLE = 1
+_FLAG_MAPPED_WRITABLE = 1  # marked by a writable map: uncompressed data not verified
+_FLAG_LEGACY_MAPPED = 2  # joblite 0.1.0's mark: verified anyway (a bit flip can make it)
+_LEGACY_HINT = (
+    "; the file carries joblite 0.1.0's mark of a writable memory map (mmap_mode='r+'), "
+    "whose writes change the data: load(..., verify=False) reads it unverified"
+)
 # struct format characters of plain numbers, whose bytes a shuffle can group
 _NUMERIC_FORMATS = set("hHiIlLqQnNefdg")
 
@@ -201,6 +208,15 @@ def frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = N
     return arr
 
 
+def _empty(n: int) -> Any:
+    """``n`` writable bytes, not zero-filled: their pages cost memory only once written."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is optional for arrays-free data
+        return bytearray(n)
+    return np.empty(n, dtype=np.uint8)
+
+
 class _Unpickler(pickle.Unpickler):
     """The C unpickler, with numpy's array reconstructor swapped for :func:`frombuffer` and,
     in safe mode, every other global checked against :mod:`.safe`."""
@@ -250,7 +266,9 @@ class ContainerFile:
             out[at : at + raw] = data
 
         # a registered codec may raise anything on damaged input
-        errors = Exception if codec == codecs.EXTERNAL else (ValueError, OSError, EOFError)
+        errors: Any = Exception
+        if codec != codecs.EXTERNAL:
+            errors = (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError)
         try:
             list(codecs.pool().map(one, jobs))
         except CorruptFileError:
@@ -271,8 +289,24 @@ class ContainerFile:
 
     def load(self, mmap_mode: Optional[str], allow_pickle: bool, verify: Optional[bool]) -> Any:
         """Unpickle the object; see :func:`joblite.load` for ``mmap_mode`` and ``verify``."""
+        try:
+            return self._load(mmap_mode, allow_pickle, verify)
+        except CorruptFileError as exc:
+            if self.reader.flags & _FLAG_LEGACY_MAPPED and "checksum" in exc.reason:
+                raise CorruptFileError(self.path, exc.reason + _LEGACY_HINT) from exc
+            raise
+
+    def _load(self, mmap_mode: Optional[str], allow_pickle: bool, verify: Optional[bool]) -> Any:
         segs = self.segments
-        stream = bytearray(segs[0][4])
+        # Stored bytes are checked before any output is allocated: a damaged chunk claiming a
+        # large decoded size then costs nothing. (Uncompressed data is as large as it claims,
+        # bounded by the file; it is verified while it is read.)
+        compressed = [i for i, s in enumerate(segs) if s[0] != codecs.NONE and s[4]]
+        if verify is False:
+            compressed = [i for i in compressed if i == 0]  # the pickle stream, always
+        if compressed:
+            self.reader.verify_stored(compressed)
+        stream = _empty(segs[0][4])
         self._read([(0, stream)], True)  # the pickle stream is always verified
         mapped_writable = bool(self.reader.flags & _FLAG_MAPPED_WRITABLE)
         buffers: list[Any] = []
