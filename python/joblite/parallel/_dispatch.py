@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 TARGET_BATCH_SECONDS = 0.05
 MIN_TAIL_BATCH_SECONDS = 0.005
 MAX_AUTO_BATCH = 100_000
+# A batch's fixed cost of sending (``future.send_seconds``: shared arrays compared or
+# written) is kept below this share of its work, so that it never rivals the tasks.
+SEND_COST_SHARE = 0.1
 
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
@@ -206,7 +209,12 @@ class Dispatcher:
                 last_progress = time.monotonic()
                 start, size, future, dispatched_at = inflight.pop(batch_id)
                 results = backend.retrieve(future)
-                self._learn(size, getattr(future, "duration", None), last_progress - dispatched_at)
+                self._learn(
+                    size,
+                    getattr(future, "duration", None),
+                    last_progress - dispatched_at,
+                    getattr(future, "send_seconds", None),
+                )
                 self.n_completed += size
                 parallel.n_completed_tasks = self.n_completed
                 parallel.n_completed_batches += 1
@@ -375,13 +383,22 @@ class Dispatcher:
             return 1
         per_task = max(per_task, 1e-9)
         size = int(TARGET_BATCH_SECONDS / per_task)
+        send = self.parallel._auto_state.get("send")
+        if send:  # e.g. large shared arrays compared with their files for each batch
+            size = max(size, int(send / (SEND_COST_SHARE * per_task)))
         if self.n_total is not None:  # guided self-scheduling, see TARGET_BATCH_SECONDS
             remaining = self.n_total - self.n_dispatched
             share = -(-remaining // n_jobs)
             size = min(size, max(share, int(MIN_TAIL_BATCH_SECONDS / per_task)))
         return max(1, min(size, MAX_AUTO_BATCH))
 
-    def _learn(self, size: int, worker_seconds: Optional[float], wall_seconds: float) -> None:
+    def _learn(
+        self,
+        size: int,
+        worker_seconds: Optional[float],
+        wall_seconds: float,
+        send_seconds: Optional[float] = None,
+    ) -> None:
         if self.parallel.batch_size != "auto":
             return
         seconds = worker_seconds if worker_seconds is not None else wall_seconds
@@ -389,6 +406,9 @@ class Dispatcher:
         state = self.parallel._auto_state
         old = state.get("per_task")
         state["per_task"] = measured if old is None else 0.5 * old + 0.5 * measured
+        if send_seconds is not None:
+            old = state.get("send")
+            state["send"] = send_seconds if old is None else 0.5 * old + 0.5 * send_seconds
 
     def _wait(self, done: queue.SimpleQueue, inflight: dict, last_progress: float) -> int:
         timeout = self.parallel.timeout
