@@ -8,6 +8,7 @@ format 1 and every format joblib has written, without joblib installed.
 from __future__ import annotations
 
 import io
+import logging
 import lzma
 import os
 from typing import Any, Callable, Optional
@@ -18,6 +19,7 @@ from .container import MAGIC, ContainerFile
 from .files import open_regular
 
 _MMAP_MODES = (None, "r", "r+", "c", "w+")
+_log = logging.getLogger("joblite.persistence")
 
 
 def _stream_compressor(name: str, level: Optional[int]) -> Callable[[Any], Any]:
@@ -300,6 +302,7 @@ def load(
             reader = format2.open_bytes(data, path) if data is not None else None
             if reader is not None:
                 return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify)
+    _log.debug("load: %s is not a joblite file; reading it as a joblib file", path)
     try:
         return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, None, native)
     except CorruptFileError as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import lzma
 import os
 import pickle
@@ -23,6 +24,8 @@ from .. import _core
 from ..exceptions import CorruptFileError
 from . import codecs
 from .safe import SafeGlobals
+
+_log = logging.getLogger("joblite.persistence")
 
 MAGIC: bytes = _core.CONTAINER_MAGIC
 CHUNK_SIZE: int = _core.DEFAULT_CHUNK_SIZE
@@ -147,6 +150,12 @@ def sweep_stale_temps(directory: str) -> list[str]:
         except OSError:
             continue
         removed.append(entry.path)
+    if removed:  # one record per sweep (logging only: dump never prints)
+        _log.info(
+            "dump: removed %d temporary file(s) left by interrupted dumps in %s",
+            len(removed),
+            directory or ".",
+        )
     if not in_use:
         if len(_SWEPT) >= _SWEPT_MAX:  # bounded: Memory writes each entry in a new folder
             _SWEPT.clear()
