@@ -38,8 +38,18 @@ def open_regular(path: str) -> BinaryIO:
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)
-    except IsADirectoryError:  # Windows, and some file systems
-        raise CorruptFileError(path, "is a directory, not a joblite or joblib file") from None
+    except OSError as exc:
+        # a socket cannot be opened (ENXIO), a directory on some systems (EISDIR): say what
+        # the path is rather than what open() thought of it
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            raise exc from None
+        if stat.S_ISREG(mode):
+            raise
+        raise CorruptFileError(
+            path, f"is {kind_of(mode)}, not a regular file: not a joblite or joblib file"
+        ) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
