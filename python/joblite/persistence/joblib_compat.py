@@ -546,7 +546,9 @@ def _load(
     if kind == "zfile":
         warnings.warn(_OLD_FORMAT_WARNING % path, DeprecationWarning, stacklevel=4)
         data = read_zfile(fh.read())
-        return _unpickle(_Input(io.BytesIO(data), len(data), None), path, None, safe, native)
+        # warned once above, as joblib does (not again for the wrappers inside)
+        inp = _Input(io.BytesIO(data), len(data), None)
+        return _unpickle(inp, path, None, safe, native, warn_old=False)
     if kind is None:
         size = os.fstat(fh.fileno()).st_size if _has_fileno(fh) else None
         if size is None:  # in-memory bytes
@@ -587,6 +589,7 @@ def _unpickle(
     safe: bool,
     native: Optional[bool],
     ignored_mmap: Optional[str] = None,
+    warn_old: bool = True,
 ) -> Any:
     if ignored_mmap is not None:
         warnings.warn(
@@ -598,7 +601,7 @@ def _unpickle(
     if native is not None:
         unpickler.native = native
     value = unpickler.load_checked()
-    if unpickler.compat_mode:
+    if unpickler.compat_mode and warn_old:
         warnings.warn(_OLD_FORMAT_WARNING % path, DeprecationWarning, stacklevel=4)
     return value
 
