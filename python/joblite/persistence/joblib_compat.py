@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Optional
 from .. import _core
 from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs
-from .files import check_regular, open_regular
+from .files import DAMAGE, check_regular, open_regular
 from .safe import NDARRAY, SafeGlobals, refuse
 
 _ZFILE_PREFIX = b"ZF"
@@ -465,22 +465,7 @@ def _drain(stream: BinaryIO, limit: int) -> None:
         left -= len(piece)
 
 
-# exceptions that damaged bytes make the unpickler or a decoder raise; anything else (a
-# warning turned into an error, an exception of the user's own classes) passes through
-_DAMAGE = (
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    KeyError,
-    IndexError,
-    TypeError,
-    AttributeError,
-    struct.error,
-    OverflowError,
-    RecursionError,
-    zlib.error,
-    lzma.LZMAError,
-)
+_DAMAGE = DAMAGE
 
 
 def load(
