@@ -26,11 +26,11 @@ docs: install  ## the docs site into site/ (mkdocs --strict: a broken reference 
 wheels:  ## dist/: manylinux2014 wheels for CPython 3.9-3.13 and the sdist
 	bash scripts/wheels.sh
 
-benchmark: install  ## every benchmark in benches/, joblite next to joblib in one run; writes docs/benchmarks.md
+benchmark: install  ## every benchmark in benches/, joblite next to joblib in one run; writes docs/benchmarks.md and README's table
 	mkdir -p .benchmarks
 	.venv/bin/python -m pytest benches --benchmark-enable --benchmark-only -p no:randomly \
 		--benchmark-json=.benchmarks/latest.json $(ARGS)
-	.venv/bin/python scripts/bench_table.py .benchmarks/latest.json docs/benchmarks.md
+	.venv/bin/python scripts/bench_table.py .benchmarks/latest.json docs/benchmarks.md README.md
 
 bench-rust:  ## criterion benches of the Rust core
 	cargo bench

@@ -1,6 +1,9 @@
 """Write docs/benchmarks.md from a pytest-benchmark JSON file (``make benchmark`` does this).
 
-    python scripts/bench_table.py .benchmarks/latest.json docs/benchmarks.md
+    python scripts/bench_table.py .benchmarks/latest.json docs/benchmarks.md [README.md]
+
+With README.md, the table between its ``<!-- bench-summary -->`` markers is replaced by the
+rows of the same run for the cases listed in README_CASES (the ones a new user asks about).
 
 Each benchmark group times joblite and joblib (and sometimes a lower limit such as
 ``np.load`` or a bare call) in the same run. The summary table pairs the joblite and joblib
@@ -16,6 +19,24 @@ from pathlib import Path
 from typing import Any
 
 LIBS = ("joblite", "joblib")
+
+# (label in the README, start of the case name in the run)
+README_CASES = [
+    ("Memory: cache hit, small arguments", "memory hit: small args"),
+    ("Memory: cache hit, 100 MiB array argument", "memory hit: 100 MiB array argument"),
+    ("Parallel: 100k tiny tasks, processes (loky)", "parallel (a) 100k sqrt loky"),
+    ("Parallel: 100k tiny tasks, threads", "parallel (a) 100k sqrt threading"),
+    ("Parallel: 64 tasks returning 16 MiB arrays", "parallel (d)"),
+    ("Parallel on Dask: 10k tiny tasks", "dask: 10k tiny tasks"),
+    ("dump: arrays + 100k small objects", "mixed object dump"),
+    ("load: arrays + 100k small objects", "mixed object load"),
+    ("dump with lz4, float array", "dump compressed floats"),
+    ("hash: dict of 100k str keys", "hash: dict of 100k str keys"),
+    ("hash: list of 10k small arrays", "hash: list of 10k small arrays"),
+    ("hash: large float64 array", "hash: 1 GiB float64 array"),
+]
+README_START = "<!-- bench-summary"
+README_END = "<!-- /bench-summary -->"
 
 INTRO = """\
 # Benchmarks
@@ -58,11 +79,46 @@ def _fmt(seconds: float) -> str:
     return f"{seconds * 1e6:.1f} µs"
 
 
-def render(data: dict[str, Any]) -> str:
+def _cases(data: dict[str, Any]) -> dict[str, dict[str, float]]:
     cases: dict[str, dict[str, float]] = defaultdict(dict)
     for bench in data.get("benchmarks", []):
         case, variant = _case(bench)
         cases[case][variant] = float(bench["stats"]["min"])
+    return cases
+
+
+def readme_table(data: dict[str, Any]) -> str:
+    """The README's rows: joblite, joblib and the speed-up of the chosen cases."""
+    cases = _cases(data)
+    lines = ["| case | joblite | joblib | speed-up |", "| --- | ---: | ---: | ---: |"]
+    for label, prefix in README_CASES:
+        for case in sorted(cases):
+            times = cases[case]
+            if case.startswith(prefix) and "joblite" in times and "joblib" in times:
+                ratio = times["joblib"] / times["joblite"]
+                lines.append(
+                    f"| {label} | {_fmt(times['joblite'])} | {_fmt(times['joblib'])} "
+                    f"| x{ratio:.2f} |"
+                )
+                break
+    when = data.get("datetime", "?")[:16].replace("T", " ")
+    lines.append("")
+    lines.append(
+        f"Run of {when} UTC ({len(data.get('benchmarks', []))} benchmarks), minimum times; "
+        "speed-up: joblib's time / joblite's."
+    )
+    return "\n".join(lines)
+
+
+def update_readme(readme: str, data: dict[str, Any]) -> str:
+    start = readme.index(README_START)
+    start = readme.index("\n", start) + 1
+    end = readme.index(README_END)
+    return readme[:start] + readme_table(data) + "\n" + readme[end:]
+
+
+def render(data: dict[str, Any]) -> str:
+    cases = _cases(data)
     machine = data.get("machine_info", {})
     cpu = machine.get("cpu", {})
     lines = [INTRO]
@@ -97,7 +153,7 @@ def render(data: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
+    if len(argv) not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2
     source, target = Path(argv[0]), Path(argv[1])
@@ -106,6 +162,9 @@ def main(argv: list[str]) -> int:
         print(f"bench_table: no benchmarks in {source}", file=sys.stderr)
         return 1
     target.write_text(render(data), encoding="utf-8")
+    if len(argv) == 3:
+        readme = Path(argv[2])
+        readme.write_text(update_readme(readme.read_text(encoding="utf-8"), data), "utf-8")
     print(f"bench_table: {len(data['benchmarks'])} benchmarks -> {target}")
     return 0
 

@@ -101,3 +101,28 @@ def test_worker_processes_log_too(tmp_path):
     assert len(records) == 8, res.stderr  # per call: "Calling ..." and its duration
     assert res.stderr.count("[Memory] Calling builtins.abs...") == 4
     assert all(":LokyProcess-" in line for line in records)  # logged in the workers
+
+
+LEFTOVER = """
+import sys
+from joblite.persistence.container import _temp_name
+with open(_temp_name(sys.argv[1]), "wb") as f:  # a dump's temp file, then the writer dies
+    f.write(b"partial")
+"""
+
+
+def test_persistence_events_are_records(tmp_path, caplog):
+    subprocess.run([sys.executable, "-c", LEFTOVER, str(tmp_path / "x.joblite")], check=True)
+    assert len(list(tmp_path.iterdir())) == 1
+    with caplog.at_level(logging.DEBUG, logger="joblite"):
+        joblite.dump([1, 2], tmp_path / "x.joblite")
+        joblib = pytest.importorskip("joblib")
+        joblib.dump({"a": 1}, tmp_path / "old.pkl")
+        assert joblite.load(tmp_path / "old.pkl") == {"a": 1}
+    records = [r for r in caplog.records if r.name == "joblite.persistence"]
+    assert len(records) == 2, [r.getMessage() for r in records]
+    swept, legacy = records
+    assert swept.levelno == logging.INFO
+    assert "removed 1 temporary file(s) left by interrupted dumps" in swept.getMessage()
+    assert legacy.levelno == logging.DEBUG and "old.pkl" in legacy.getMessage()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.pkl", "x.joblite"]

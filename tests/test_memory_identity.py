@@ -252,7 +252,7 @@ def test_module_function_no_thrash(tmp_path):
     assert "has changed" not in proc.stderr
 
 
-CHANGING = '''
+CHANGING = """
 import os, sys
 from joblite import Memory, Parallel, delayed
 
@@ -269,7 +269,7 @@ if __name__ == "__main__":
     assert out == [i + {offset} for i in range(8)], out
     out = Parallel(n_jobs=2, backend=sys.argv[1])(delayed(work)(i) for i in range(8))
     assert out == [i + {offset} for i in range(8)], out
-'''
+"""
 
 
 @pytest.mark.parametrize("backend", ["loky", "multiprocessing"])

@@ -95,8 +95,8 @@ _EXPORTS: dict[str, str] = {
 
 # submodules reachable as attributes without importing them first (``joblite.logger.use_logging``)
 _SUBMODULES = frozenset(
-    {"backends", "cli", "compressor", "exceptions", "hashing", "logger", "memory", "parallel",
-     "persistence", "store"}
+    {"backends", "cli", "compressor", "core_threads", "exceptions", "hashing", "logger", "memory",
+     "parallel", "persistence", "store"}
 )  # fmt: skip
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -90,7 +90,7 @@ class _KeepOpen(io.BytesIO):
 
 
 def _from_wrapper(wrapper: Any) -> codecs.ChunkCodec:
-    def compress(chunk: memoryview, level: int) -> bytes:
+    def compress(chunk: memoryview, level: Optional[int]) -> bytes:
         sink = _KeepOpen()
         f = wrapper.compressor_file(sink, compresslevel=level)
         try:
@@ -111,6 +111,7 @@ def _from_wrapper(wrapper: Any) -> codecs.ChunkCodec:
         decompress,
         str(getattr(wrapper, "extension", "") or ""),
         bytes(getattr(wrapper, "prefix", b"") or b""),
+        wrapper.decompressor_file,
     )
 
 

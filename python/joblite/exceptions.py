@@ -28,7 +28,7 @@ class CorruptFileError(JobliteError, ValueError):
         where = "<bytes>" if self.path is None else repr(self.path)
         super().__init__(f"{where}: {reason}")
 
-    def __reduce__(self):  # keep path and reason across pickling (process pools)
+    def __reduce__(self) -> tuple[type, tuple[Optional[str], str]]:  # keep them when pickled
         return (type(self), (self.path, self.reason))
 
 

@@ -10,7 +10,7 @@ import math
 import os
 import time
 import warnings
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar, Union, overload
 
 from ..logger import Logger
 from ..store import StoreBackendBase, parse_age, parse_bytes
@@ -18,6 +18,24 @@ from .functions import AsyncMemorizedFunc, AsyncNotMemorizedFunc, MemorizedFunc,
 from .limits import LimitKeeper
 from .stats import CacheStats, collect_stats
 from .stores import store_for
+
+if TYPE_CHECKING:
+    from typing_extensions import ParamSpec
+
+    _P = ParamSpec("_P")
+else:  # only type checkers need a ParamSpec (Python 3.9 has none)
+    _P = TypeVar("_P")
+_R = TypeVar("_R")
+
+
+class _JoblibStyleStore(Protocol):
+    """A store backend object written for joblib (duck-typed: what ``location`` also accepts)."""
+
+    def configure(self, location: Any, *args: Any, **kwargs: Any) -> Any: ...
+    def _item_exists(self, location: Any) -> Any: ...
+
+
+Location = Union[str, "os.PathLike[str]", StoreBackendBase, _JoblibStyleStore, None]
 
 __all__ = ["Memory", "expires_after"]
 
@@ -65,7 +83,7 @@ class Memory(Logger):
 
     def __init__(
         self,
-        location: Any = None,
+        location: Location = None,
         backend: str = "local",
         mmap_mode: Optional[str] = None,
         compress: Any = False,
@@ -112,9 +130,29 @@ class Memory(Logger):
             self.store_backend, self.bytes_limit, self.items_limit, self.age_limit
         )
 
+    @overload
     def cache(
         self,
-        func: Optional[Callable] = None,
+        func: Callable[_P, _R],
+        ignore: Optional[list[str]] = None,
+        verbose: Optional[int] = None,
+        mmap_mode: Any = False,
+        cache_validation_callback: Optional[Callable[[dict], bool]] = None,
+    ) -> MemorizedFunc[_P, _R]: ...
+
+    @overload
+    def cache(
+        self,
+        func: None = None,
+        ignore: Optional[list[str]] = None,
+        verbose: Optional[int] = None,
+        mmap_mode: Any = False,
+        cache_validation_callback: Optional[Callable[[dict], bool]] = None,
+    ) -> Callable[[Callable[_P, _R]], MemorizedFunc[_P, _R]]: ...
+
+    def cache(
+        self,
+        func: Optional[Callable[..., Any]] = None,
         ignore: Optional[list[str]] = None,
         verbose: Optional[int] = None,
         mmap_mode: Any = False,
@@ -140,7 +178,8 @@ class Memory(Logger):
         -------
         MemorizedFunc
             (an ``AsyncMemorizedFunc`` for ``async def`` functions; a pass-through when the
-            Memory has no location).
+            Memory has no location). For type checkers, a ``MemorizedFunc[P, R]`` with the
+            signature of ``func``: calling it is checked like calling ``func``.
         """
         if cache_validation_callback is not None and not callable(cache_validation_callback):
             raise ValueError(

@@ -10,7 +10,7 @@ import sys
 import time
 import types
 from collections.abc import Awaitable, Generator
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
 from ..exceptions import CorruptFileError
 from ..logger import Logger
@@ -20,6 +20,14 @@ from .limits import LimitKeeper
 from .protocol import COMPUTE, MISSING, CallSteps, Step
 from .result import MemorizedResult, NotMemorizedResult
 from .stores import store_for
+
+if TYPE_CHECKING:  # a cached function keeps its signature for type checkers
+    from typing_extensions import ParamSpec
+
+    _P = ParamSpec("_P")
+else:  # only type checkers need a ParamSpec (Python 3.9 has none)
+    _P = TypeVar("_P")
+_R = TypeVar("_R")
 
 __all__ = [
     "AsyncMemorizedFunc",
@@ -82,27 +90,27 @@ async def _run_async(
         return stop.value  # type: ignore[no-any-return]
 
 
-class NotMemorizedFunc:
+class NotMemorizedFunc(Generic[_P, _R]):
     """What :meth:`Memory.cache` returns when ``location=None``: calls go straight through."""
 
     _wraps_for_cache = True
 
-    def __init__(self, func: Callable) -> None:
+    def __init__(self, func: Callable[_P, _R]) -> None:
         self.func = func
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         return self.func(*args, **kwargs)
 
-    def call_and_shelve(self, *args: Any, **kwargs: Any) -> NotMemorizedResult:
+    def call_and_shelve(self, *args: _P.args, **kwargs: _P.kwargs) -> NotMemorizedResult:
         """Call and wrap the value in a :class:`NotMemorizedResult`."""
         return NotMemorizedResult(self.func(*args, **kwargs))
 
-    def call(self, *args: Any, **kwargs: Any) -> tuple:
+    def call(self, *args: _P.args, **kwargs: _P.kwargs) -> tuple[_R, dict[str, Any]]:
         """Call; returns ``(output, {})``."""
         return self.func(*args, **kwargs), {}
 
-    def check_call_in_cache(self, *args: Any, **kwargs: Any) -> bool:
+    def check_call_in_cache(self, *args: _P.args, **kwargs: _P.kwargs) -> bool:
         """Always ``False``: nothing is cached."""
         return False
 
@@ -113,7 +121,7 @@ class NotMemorizedFunc:
         return f"{type(self).__name__}(func={self.func!r})"
 
 
-class AsyncNotMemorizedFunc(NotMemorizedFunc):
+class AsyncNotMemorizedFunc(NotMemorizedFunc[_P, Any]):
     """:class:`NotMemorizedFunc` for ``async def`` functions."""
 
     async def call_and_shelve(self, *args: Any, **kwargs: Any) -> NotMemorizedResult:  # type: ignore[override]
@@ -125,7 +133,7 @@ class AsyncNotMemorizedFunc(NotMemorizedFunc):
         return await self.func(*args, **kwargs), {}
 
 
-class MemorizedFunc(Logger, CallSteps):
+class MemorizedFunc(Logger, CallSteps, Generic[_P, _R]):
     """A function whose results are cached in a store, keyed by its arguments.
 
     Created by :meth:`Memory.cache`; calling it returns the cached value when there is one and
@@ -165,7 +173,7 @@ class MemorizedFunc(Logger, CallSteps):
 
     def __init__(
         self,
-        func: Callable,
+        func: Callable[_P, _R],
         location: Any,
         backend: str = "local",
         ignore: Optional[list[str]] = None,
@@ -213,7 +221,7 @@ class MemorizedFunc(Logger, CallSteps):
         self._coerce = mmap_mode is not None
 
     # ------------------------------------------------------------ public
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         key = self._get_args_id(*args, **kwargs)
         if self._code_checked and self.cache_validation_callback is None and self._verbose <= 10:
             value = self._fast_hit(key)  # the hit path, kept short: one hash, one open
@@ -228,16 +236,16 @@ class MemorizedFunc(Logger, CallSteps):
             return self
         return functools.partial(self, instance)
 
-    def call_and_shelve(self, *args: Any, **kwargs: Any) -> MemorizedResult:
+    def call_and_shelve(self, *args: _P.args, **kwargs: _P.kwargs) -> MemorizedResult:
         """Compute (or find) the result and return a :class:`MemorizedResult` handle to it."""
         return _run_sync(self._protocol(args, kwargs, shelving=True), self.func, args, kwargs)[0]
 
-    def call(self, *args: Any, **kwargs: Any) -> tuple[Any, dict]:
+    def call(self, *args: _P.args, **kwargs: _P.kwargs) -> tuple[_R, dict[str, Any]]:
         """Compute even if cached, store the result, and return ``(output, metadata)``."""
         steps = self._protocol(args, kwargs, shelving=False, force=True)
         return _run_sync(steps, self.func, args, kwargs)
 
-    def check_call_in_cache(self, *args: Any, **kwargs: Any) -> bool:
+    def check_call_in_cache(self, *args: _P.args, **kwargs: _P.kwargs) -> bool:
         """Whether a call with these arguments would be served from the cache."""
         key = self._get_args_id(*args, **kwargs)
         if not self._code_ok():
@@ -335,7 +343,7 @@ def _func_for_pickle(func: Callable) -> Any:
     return func if obj is func else _ShadowedFunc(func)
 
 
-class AsyncMemorizedFunc(MemorizedFunc):
+class AsyncMemorizedFunc(MemorizedFunc[_P, Any]):
     """:class:`MemorizedFunc` for ``async def`` functions: calls return awaitables."""
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]

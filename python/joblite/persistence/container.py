@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import lzma
 import os
 import pickle
@@ -24,6 +25,8 @@ from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs
 from .files import DAMAGE
 from .safe import SafeGlobals
+
+_log = logging.getLogger("joblite.persistence")
 
 MAGIC: bytes = _core.CONTAINER_MAGIC
 CHUNK_SIZE: int = _core.DEFAULT_CHUNK_SIZE
@@ -148,6 +151,12 @@ def sweep_stale_temps(directory: str) -> list[str]:
         except OSError:
             continue
         removed.append(entry.path)
+    if removed:  # one record per sweep (logging only: dump never prints)
+        _log.info(
+            "dump: removed %d temporary file(s) left by interrupted dumps in %s",
+            len(removed),
+            directory or ".",
+        )
     if not in_use:
         if len(_SWEPT) >= _SWEPT_MAX:  # bounded: Memory writes each entry in a new folder
             _SWEPT.clear()
