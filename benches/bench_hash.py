@@ -11,6 +11,7 @@ import joblib
 import joblite
 import numpy as np
 import pytest
+
 from conftest import scaled
 
 
@@ -51,6 +52,30 @@ def test_big_array(benchmark, big_array, impl):
         _run(benchmark, joblite.hash, big_array, 5)
     else:
         _run(benchmark, joblib.hash, big_array, 2)
+
+
+@pytest.fixture(scope="module")
+def array_256mib():
+    return np.random.default_rng(2).standard_normal(scaled(2**28) // 8)
+
+
+@pytest.mark.benchmark(group="hash: 256 MiB float64 array vs blake3 itself")
+@pytest.mark.parametrize("impl", ["joblite", "blake3 (max_threads=AUTO)", "joblib"])
+def test_256mib_vs_blake3(benchmark, array_256mib, impl):
+    """joblite.hash against the blake3 package hashing the same bytes on every core."""
+    if impl == "joblite":
+        _run(benchmark, joblite.hash, array_256mib, 10)
+    elif impl == "joblib":
+        _run(benchmark, joblib.hash, array_256mib, 2)
+    else:
+        blake3 = pytest.importorskip("blake3")
+        data = memoryview(array_256mib).cast("B")
+        _run(
+            benchmark,
+            lambda d: blake3.blake3(d, max_threads=blake3.blake3.AUTO).digest(),
+            data,
+            10,
+        )
 
 
 @pytest.mark.benchmark(group="hash: 512 MiB non-contiguous view")

@@ -17,6 +17,7 @@ import joblib
 import joblite
 import numpy as np
 import pytest
+from build_entries import build
 
 SHM = "/dev/shm" if os.path.isdir("/dev/shm") else None
 LIBS = {"joblite": joblite, "joblib": joblib}
@@ -118,3 +119,50 @@ def test_miss_overhead(benchmark, cache_dir, lib):
         return (next(counter), 2, "abc"), {}
 
     benchmark.pedantic(f, setup=new_args, rounds=300, warmup_rounds=5)
+
+
+def step_total(x):
+    """A chained step: its argument is the previous step's (memory-mapped) result."""
+    return float(x[:10].sum())
+
+
+@pytest.mark.parametrize(
+    "lib", ["joblite chained", "joblite re-hash (memmap not from the cache)", "joblib"]
+)
+def test_chained_hit_200mb_memmap(benchmark, cache_dir, lib):
+    """Step 2 of a pipeline, whose argument is step 1's 200 MB result, memory-mapped.
+
+    ``joblite chained`` keys the argument by the digest stored with step 1's entry (O(1));
+    the re-hash line is the same call with an equal memory map that is not a cached result
+    (what every chained hit cost before), and joblib hashes it too.
+    """
+    benchmark.group = "memory hit: chained step, 200 MB memory-mapped argument"
+    name = lib.split()[0]
+    mem = LIBS[name].Memory(cache_dir, verbose=0, mmap_mode="r")
+    step1 = mem.cache(make_array)
+    step2 = mem.cache(step_total)
+    x = step1(200 * 10**6)
+    if "re-hash" in lib:
+        path = os.path.join(cache_dir, "copy.npy")
+        np.save(path, np.asarray(x))
+        x = np.load(path, mmap_mode="r")
+    step2(x)
+    rounds = 200 if lib == "joblite chained" else 5
+    benchmark.pedantic(step2, args=(x,), rounds=rounds, iterations=1, warmup_rounds=1)
+
+
+@pytest.fixture(scope="module")
+def big_caches():
+    root = tempfile.mkdtemp(prefix="bench-memory-entries-", dir=SHM)
+    caches = {n: build(os.path.join(root, str(n)), n) for n in (1000, 1_000_000)}
+    yield caches
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("n_entries", [1000, 1_000_000])
+def test_hit_among_many_entries(benchmark, big_caches, n_entries):
+    """A hit of a function with 1,000 entries vs one with 1,000,000 (built by build_entries)."""
+    benchmark.group = "memory hit: one function with 1,000 vs 1,000,000 entries"
+    f = big_caches[n_entries]
+    keys = itertools.cycle(range(1000))
+    benchmark.pedantic(lambda: f(next(keys)), rounds=3000, iterations=1, warmup_rounds=100)

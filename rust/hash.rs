@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 /// Version tag of the encoding. It is the first thing every digest covers, so changing the walk
 /// (and this tag with it) can never produce a stale cache hit. Documented in `docs/hash.md`.
-pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v1\0";
+pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v2\0";
 
 /// Buffers at least this large are hashed with blake3's multi-threaded mode.
 pub const PARALLEL_THRESHOLD: usize = 1 << 20;
@@ -61,7 +61,7 @@ impl State {
         match self {
             State::Blake3(h) => {
                 if data.len() >= PARALLEL_THRESHOLD {
-                    crate::threads::install(|| {
+                    crate::core_threads::install(|| {
                         h.update_rayon(data);
                     });
                 } else {
@@ -190,6 +190,11 @@ impl Encoder {
         self.raw(data);
     }
 
+    /// Whether this encoder computes blake3.
+    pub fn is_blake3(&self) -> bool {
+        matches!(self.state, State::Blake3(_))
+    }
+
     /// True when nothing but small writes have been made and the digest can be taken in one
     /// shot (used to decide nothing; exposed for tests of the buffering invariant).
     pub fn pending_len(&self) -> usize {
@@ -314,7 +319,30 @@ pub fn feed_strided(
     if total == 0 {
         return Ok(());
     }
+    if total >= PARALLEL_THRESHOLD && enc.is_blake3() {
+        // A large array's bytes get their own blake3 tree, started at offset 0, so every
+        // thread hashes whole power-of-two subtrees (the parent's small prefix would
+        // misalign them); the parent covers that digest. Equal logical content gives the
+        // same digest whatever the memory layout, as below.
+        let mut sub = Encoder::bare(Algorithm::Blake3);
+        feed_runs(&mut sub, data, offset, shape, strides, itemsize, total);
+        enc.raw(&sub.finish());
+        return Ok(());
+    }
+    feed_runs(enc, data, offset, shape, strides, itemsize, total);
+    Ok(())
+}
 
+/// The bytes of a validated strided array in logical C order (see [`feed_strided`]).
+fn feed_runs(
+    enc: &mut Encoder,
+    data: &[u8],
+    offset: usize,
+    shape: &[usize],
+    strides: &[isize],
+    itemsize: usize,
+    total: usize,
+) {
     // Merge trailing dimensions that are contiguous with each other into one "row".
     let ndim = shape.len();
     let mut row_len = itemsize; // bytes per contiguous run
@@ -325,7 +353,7 @@ pub fn feed_strided(
     }
     if inner == 0 {
         enc.raw(&data[offset..offset + total]);
-        return Ok(());
+        return;
     }
     // What is left is a grid of "runs" of `row_len` contiguous bytes: dimension `inner - 1`
     // steps from run to run with its stride ("a line"), dimensions before it pick the line.
@@ -352,7 +380,7 @@ pub fn feed_strided(
             layout.gather(first + p * runs_per_piece, piece);
         };
         if block.len() >= PARALLEL_THRESHOLD {
-            crate::threads::install(|| {
+            crate::core_threads::install(|| {
                 block.par_chunks_mut(piece_len).enumerate().for_each(gather)
             });
         } else {
@@ -361,7 +389,6 @@ pub fn feed_strided(
         enc.raw(block);
         first = end;
     }
-    Ok(())
 }
 
 /// A strided array seen as lines of equally spaced contiguous runs (bounds already checked).

@@ -7,11 +7,14 @@
 
 pub mod codec;
 pub mod container;
+pub mod core_threads;
+pub mod error;
 pub mod format2;
 pub mod hash;
 pub mod pages;
-pub mod pool;
-pub mod threads;
+pub mod task_pool;
+/// The former name of [`core_threads`], for the call sites not yet renamed.
+pub(crate) use core_threads as threads;
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -106,3 +106,59 @@ def test_damaged_entry_reported_and_pruned(tmp_path, capsys):
     assert "1 damaged entries" in capsys.readouterr().out
     out = run_json(capsys, "cache", "prune", str(tmp_path))
     assert out["removed_damaged"] == 1 and out["kept_entries"] == 2
+
+
+def test_list_shows_arguments_and_short_function_name(tmp_path, capsys):
+    mem = Memory(tmp_path, verbose=0)
+
+    @mem.cache
+    def scale(x, factor=2, *rest, **named):
+        return x * factor
+
+    scale(3, factor="a-long-string-" * 10)
+    scale(4)
+    listing = run_json(capsys, "cache", "list", str(tmp_path), "--function", "scale")
+    args = sorted((e["arguments"] for e in listing["entries"]), key=lambda a: a["x"])
+    assert [a["x"] for a in args] == ["3", "4"]
+    assert args[0]["factor"].startswith("'a-long-string-") and args[1]["factor"] == "2"
+    assert main(["cache", "list", str(tmp_path), "--function", "scale"]) == 0
+    text = capsys.readouterr().out
+    assert "arguments" in text and "x=4, factor=2" in text
+    long_line = next(line for line in text.splitlines() if "x=3" in line)
+    assert "\u2026" in long_line and "a-long-string-" * 10 not in long_line  # cut short
+    assert main(["cache", "list", str(tmp_path), "--function", "nosuch"]) == 1
+    err = capsys.readouterr().err
+    assert "no function 'nosuch'" in err and "scale" in err
+    out = run_json(capsys, "cache", "clear", str(tmp_path), "--function", "scale")
+    assert out["removed_entries"] == 2 and not scale.check_call_in_cache(4)
+
+
+def test_joblib_cache_folder_is_recognised(tmp_path, capsys):
+    joblib = pytest.importorskip("joblib")
+    for location, root in [(str(tmp_path / "a"), tmp_path / "a" / "joblib"), (tmp_path / "b",) * 2]:
+        mem = joblib.Memory(location, verbose=0)  # a str gets joblib/ appended, a Path does not
+        mem.cache(np.sqrt)(np.arange(3.0))
+        mem.cache(np.cumsum)(np.arange(3.0))
+        for where in {str(location), str(root)}:
+            assert main(["cache", "info", where]) == 1
+            err = capsys.readouterr().err
+            assert "no joblite cache" in err
+            assert f"found a joblib cache at {str(root)!r}" in err
+            assert "2 functions, 2 entries" in err
+
+
+def test_bare_command_prints_help_and_version(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: joblite") and "cache" in out
+    assert main(["cache"]) == 0
+    assert "info,list,clear,prune" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    import joblite
+
+    assert capsys.readouterr().out.strip() == f"joblite {joblite.__version__}"
+    script = Path(sys.executable).with_name("joblite")  # the console script pip installed
+    res = subprocess.run([str(script)], capture_output=True, text=True, check=True)
+    assert res.stdout.startswith("usage: joblite")

@@ -39,7 +39,7 @@ def same(a, b) -> bool:
     if isinstance(a, np.ndarray):
         return (
             isinstance(b, np.ndarray)
-            and a.dtype == b.dtype
+            and a.dtype.newbyteorder("=") == b.dtype.newbyteorder("=")
             and a.shape == b.shape
             and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
         )

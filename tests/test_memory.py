@@ -374,7 +374,7 @@ def test_constructor_errors(tmp_path):
         Memory(3)
     with pytest.raises(ValueError, match="items_limit"):
         Memory(tmp_path, items_limit=-1)
-    with pytest.raises(ValueError, match="Unknown store backend"):
+    with pytest.raises(TypeError, match=r"Unknown location .* or backend .nope."):
         Memory(tmp_path, backend="nope")
     with pytest.raises(ValueError, match="backend_options"):
         Memory(tmp_path, backend_options={"bogus": 1})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -280,3 +281,35 @@ def test_other_fsspec_urls(tmp_path):
     assert calls == [21, 21]
     assert joblite.Memory(f"file://{tmp_path}/cache", verbose=0).cache(double)(21) == 42
     assert calls == [21, 21]
+
+
+def test_deleted_output_object_warns_and_recomputes(s3_location, s3_endpoint):
+    location, options = s3_location
+    calls = []
+
+    def compute(x):
+        calls.append(x)
+        return np.full(10, x)
+
+    cached = Memory(location, backend_options=options, verbose=0).cache(compute)
+    assert (cached(4) == 4).all()
+    fs = _raw_fs(s3_endpoint)
+    bucket_path = location.split("://", 1)[1]
+    outputs = [p for p in fs.find(bucket_path) if p.rsplit("/", 1)[-1].startswith("output-")]
+    assert len(outputs) == 1
+    fs.rm(outputs[0])
+    with pytest.warns(joblite.CacheWarning, match="missing"):
+        assert (cached(4) == 4).all()
+    assert calls == [4, 4]
+    assert (cached(4) == 4).all() and calls == [4, 4]
+
+
+def test_memorized_func_and_result_pickle_and_count_hits(s3_location):
+    location, options = s3_location
+    mem = Memory(location, backend_options=options, verbose=0)
+    cached = mem.cache(abs)
+    shelved = cached.call_and_shelve(-3)
+    again, shelved_again = pickle.loads(pickle.dumps((cached, shelved)))
+    assert shelved_again.get() == 3 and again(-3) == 3
+    again.store_backend.flush()
+    assert mem.stats().hits >= 1

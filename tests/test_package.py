@@ -42,3 +42,30 @@ def test_import_does_not_import_numpy_or_heavy_deps():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_type_checkers_see_every_public_name():
+    """The TYPE_CHECKING imports in __init__.py (what mypy/pyright see) match the lazy map."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(joblite.__file__).read_text(encoding="utf-8"))
+    guarded = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+    )
+    seen = {}
+    for node in guarded.body:
+        assert isinstance(node, ast.ImportFrom)
+        for alias in node.names:
+            assert alias.asname == alias.name, f"{alias.name} must be re-exported 'as' itself"
+            seen[alias.name] = f".{node.module}" if node.module else "."
+    seen.pop("logger")  # the submodule, for joblite.logger.use_logging
+    assert seen == joblite._EXPORTS
+
+
+def test_submodules_are_attributes_without_an_import():
+    code = "import joblite; joblite.logger.use_logging(True); print(joblite.store.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "joblite.store"

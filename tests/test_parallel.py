@@ -341,9 +341,15 @@ def test_process_workers_cap_blas_threads(backend):
     for env_value, counts in out:
         assert env_value == str(expected)
         assert all(n <= expected for n in counts)
-    with joblite.parallel_config(inner_max_num_threads=1):
-        out = Parallel(n_jobs=2, backend=backend)(delayed(thread_limits)(i) for i in range(2))
+    if backend == "multiprocessing":  # as joblib: only loky takes inner_max_num_threads
+        with pytest.raises(AssertionError, match="does not accept setting the inner_max"):
+            joblite.parallel_config(backend=backend, inner_max_num_threads=1)
+        return
+    with joblite.parallel_config(backend=backend, inner_max_num_threads=1):
+        out = Parallel(n_jobs=2)(delayed(thread_limits)(i) for i in range(2))
     assert all(env_value == "1" and max(counts, default=1) == 1 for env_value, counts in out)
+    with pytest.raises(ValueError, match="only supported when backend is not None"):
+        joblite.parallel_config(inner_max_num_threads=1)
 
 
 def make_array(i, n):
@@ -409,6 +415,21 @@ def test_worker_crash_is_reported_and_next_call_works(backend, kind, words):
         9,
         16,
     ]
+
+
+@pytest.mark.parametrize("backend", PROCESS_BACKENDS)
+def test_worker_crash_is_caught_as_lokys_terminated_worker_error(backend):
+    # joblib users write `except TerminatedWorkerError` (loky's, re-exported by joblib)
+    from loky.process_executor import TerminatedWorkerError
+
+    caught = None
+    try:
+        Parallel(n_jobs=2, backend=backend)(delayed(crash)("sigkill", i) for i in range(8))
+    except TerminatedWorkerError as error:
+        caught = error
+    assert isinstance(caught, joblite.WorkerCrashedError)
+    assert isinstance(caught, RuntimeError)
+    assert "SIGKILL" in str(caught)
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)

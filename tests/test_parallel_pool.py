@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-from joblite._core import ThreadPool
+from joblite._core import TaskPool
 
 
 def test_runs_every_callable_on_pool_threads():
-    pool = ThreadPool(2, name="test-pool")
+    pool = TaskPool(2, name="test-pool")
     done = threading.Semaphore(0)
     names = []
 
@@ -29,7 +29,7 @@ def test_runs_every_callable_on_pool_threads():
 
 
 def test_cancel_withdraws_only_queued_jobs_of_the_group():
-    pool = ThreadPool(1)
+    pool = TaskPool(1)
     started, release = threading.Event(), threading.Event()
     ran = []
     pool.submit(lambda: (started.set(), release.wait(10)))
@@ -45,18 +45,18 @@ def test_cancel_withdraws_only_queued_jobs_of_the_group():
 
 
 def test_shutdown_refuses_new_work_and_bad_sizes_are_named():
-    pool = ThreadPool(1)
+    pool = TaskPool(1)
     pool.shutdown()
     with pytest.raises(RuntimeError, match="shut down"):
         pool.submit(lambda: None)
     with pytest.raises(ValueError, match="n_threads"):
-        ThreadPool(0)
+        TaskPool(0)
     with pytest.raises(OverflowError):
-        ThreadPool(-1)
+        TaskPool(-1)
 
 
 def test_an_error_in_a_job_is_reported_not_lost():
-    pool = ThreadPool(1)
+    pool = TaskPool(1)
     seen = []
     old_hook = threading.excepthook
     import sys

@@ -64,7 +64,11 @@ def test_files_written_by_joblib(tmp_path, compress):
     path = tmp_path / "by_joblib.pkl"
     joblib.dump(data, path, **({} if compress is None else {"compress": compress}))
     assert_equal_nested(joblite.load(path), data)
-    got = joblite.load(path, mmap_mode="r")
+    if compress is None:
+        got = joblite.load(path, mmap_mode="r")
+    else:  # joblib's warning, word for word
+        with pytest.warns(UserWarning, match=r'mmap_mode "r" is not compatible with compressed'):
+            got = joblite.load(path, mmap_mode="r")
     assert_equal_nested(got, data)
     if compress is None:  # uncompressed joblib arrays are memory-mapped like joblib does
         assert isinstance(got["c_order"], np.memmap)
@@ -148,22 +152,34 @@ def joblib_test_data() -> list:
 def test_every_historic_joblib_file_loads_like_joblib(path, tmp_path):
     """joblib's own test data spans 0.8.4 - 0.11 (pre-0.10 multi-file formats included):
     whatever joblib itself can load, we load to equal values; what it cannot, we refuse."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as theirs_warned:
+        warnings.simplefilter("always")
         try:
             want = joblib.load(path)
         except Exception as exc:  # joblib refuses e.g. some py2 pickles under py3
             want = exc
     if isinstance(want, Exception):
-        with pytest.raises(Exception):  # noqa: B017 - any refusal matches joblib's
-            joblite.load(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(Exception):  # noqa: B017 - any refusal matches joblib's
+                joblite.load(path)
         return
-    assert_equal_nested(joblite.load(path), want)
+    with warnings.catch_warnings(record=True) as ours_warned:
+        warnings.simplefilter("always")
+        got = joblite.load(path)
+    assert_equal_nested(got, want)
+
+    # the same warnings as joblib (the old-format DeprecationWarning, word for word)
+    def deprecations(ws):
+        return {(w.category, str(w.message)) for w in ws if w.category is DeprecationWarning}
+
+    assert deprecations(ours_warned) == deprecations(theirs_warned)
     if path.suffix == ".pkl":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             theirs = joblib.load(path, mmap_mode="r")
-        assert_equal_nested(joblite.load(path, mmap_mode="r"), theirs)
+            ours = joblite.load(path, mmap_mode="r")
+        assert_equal_nested(ours, theirs)
 
 
 def test_load_never_imports_joblib(tmp_path):
@@ -182,3 +198,21 @@ def test_load_never_imports_joblib(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["10", "10"]
     assert os.path.exists(path)
+
+
+@pytest.mark.parametrize("writer", ["joblib", "joblite"])
+def test_ensure_native_byte_order_like_joblib(tmp_path, writer):
+    value = {"be": np.arange(10, dtype=">i8"), "le": np.arange(3, dtype="<f4")}
+    path = tmp_path / "be.pkl"
+    (joblib if writer == "joblib" else joblite).dump(value, path)
+    expected = {"auto": "int64", True: "int64", False: ">i8"}  # what joblib 1.6 returns
+    for flag, dtype in expected.items():
+        ours = joblite.load(path, ensure_native_byte_order=flag)
+        if writer == "joblib":
+            assert joblib.load(path, ensure_native_byte_order=flag)["be"].dtype == dtype
+        assert ours["be"].dtype == np.dtype(dtype), flag
+        np.testing.assert_array_equal(ours["be"], value["be"])
+    assert joblite.load(path)["be"].dtype == np.dtype("int64")
+    assert joblite.load(path, mmap_mode="r")["be"].dtype == np.dtype(">i8")
+    with pytest.raises(ValueError, match="Native byte ordering can only be enforced"):
+        joblite.load(path, mmap_mode="r", ensure_native_byte_order=True)

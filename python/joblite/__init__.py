@@ -12,9 +12,44 @@ numpy, loky or dask until they are needed.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use
+    from . import logger as logger
+    from .backends import ParallelBackendBase as ParallelBackendBase
+    from .backends import cpu_count as cpu_count
+    from .backends import register_parallel_backend as register_parallel_backend
+    from .core_threads import get_thread_limit as get_thread_limit
+    from .core_threads import thread_limits as thread_limits
+    from .exceptions import CacheWarning as CacheWarning
+    from .exceptions import CorruptFileError as CorruptFileError
+    from .exceptions import JobliteError as JobliteError
+    from .exceptions import UnsafeLoadError as UnsafeLoadError
+    from .exceptions import WorkerCrashedError as WorkerCrashedError
+    from .hashing import hash as hash
+    from .logger import Logger as Logger
+    from .logger import PrintTime as PrintTime
+    from .logger import logging_enabled as logging_enabled
+    from .logger import use_logging as use_logging
+    from .memory import MemorizedFunc as MemorizedFunc
+    from .memory import MemorizedResult as MemorizedResult
+    from .memory import Memory as Memory
+    from .memory import expires_after as expires_after
+    from .memory import register_store_backend as register_store_backend
+    from .parallel import Parallel as Parallel
+    from .parallel import delayed as delayed
+    from .parallel import effective_n_jobs as effective_n_jobs
+    from .parallel import parallel_backend as parallel_backend
+    from .parallel import parallel_config as parallel_config
+    from .parallel import wrap_non_picklable_objects as wrap_non_picklable_objects
+    from .persistence import dump as dump
+    from .persistence import dumps as dumps
+    from .persistence import load as load
+    from .persistence import loads as loads
+    from .persistence import register_compressor as register_compressor
+    from .store import StoreBackendBase as StoreBackendBase
 
 # public name -> module that defines it (relative to this package)
 _EXPORTS: dict[str, str] = {
@@ -35,16 +70,21 @@ _EXPORTS: dict[str, str] = {
     "StoreBackendBase": ".store",
     "PrintTime": ".logger",
     "Logger": ".logger",
+    "use_logging": ".logger",
+    "logging_enabled": ".logger",
     # parallel computing
     "Parallel": ".parallel",
     "delayed": ".parallel",
-    "cpu_count": ".parallel",
+    "cpu_count": ".backends",
     "effective_n_jobs": ".parallel",
     "wrap_non_picklable_objects": ".parallel",
     "parallel_config": ".parallel",
     "parallel_backend": ".parallel",
-    "register_parallel_backend": ".parallel",
+    "register_parallel_backend": ".backends",
     "ParallelBackendBase": ".backends",
+    # threads of the Rust core
+    "thread_limits": ".core_threads",
+    "get_thread_limit": ".core_threads",
     # errors
     "JobliteError": ".exceptions",
     "CorruptFileError": ".exceptions",
@@ -53,16 +93,26 @@ _EXPORTS: dict[str, str] = {
     "CacheWarning": ".exceptions",
 }
 
+# submodules reachable as attributes without importing them first (``joblite.logger.use_logging``)
+_SUBMODULES = frozenset(
+    {"backends", "cli", "compressor", "core_threads", "exceptions", "hashing", "logger", "memory",
+     "parallel", "persistence", "store"}
+)  # fmt: skip
+
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'joblite' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+if not TYPE_CHECKING:  # hidden from checkers, which would otherwise type unknown names as Any
+
+    def __getattr__(name: str) -> Any:
+        module = _EXPORTS.get(name)
+        if module is None:
+            if name in _SUBMODULES:
+                return importlib.import_module(f".{name}", __name__)
+            raise AttributeError(f"module 'joblite' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

@@ -1,9 +1,37 @@
 """Type stub of the Rust extension module ``joblite._core``."""
 
-from collections.abc import Buffer as _Buffer
 from os import PathLike as _PathLike
 from typing import Callable as _Callable
 from typing import Optional as _Optional
+from typing import final as _final
+
+from typing_extensions import Buffer as _Buffer
+
+# checked against the built extension by `python -m mypy.stubtest joblite._core` (in CI)
+__all__ = [
+    "CONTAINER_MAGIC",
+    "DEFAULT_CHUNK_SIZE",
+    "F2_H_OVERHEAD",
+    "HASH_ENCODING_VERSION",
+    "MAX_CODEC_NAME_LEN",
+    "THREAD_LIMIT_VAR",
+    "ContainerReader",
+    "F2Reader",
+    "Lz4FrameReader",
+    "TaskPool",
+    "__version__",
+    "default_thread_limit",
+    "f2_index_len",
+    "f2_scan",
+    "f2_write",
+    "get_thread_limit",
+    "hash",
+    "lz4_frame_decompress",
+    "mark_mapped_writable",
+    "set_thread_limit",
+    "write_container",
+    "xxh3_64",
+]
 
 __version__: str
 
@@ -31,6 +59,12 @@ def write_container(
 def mark_mapped_writable(path: str | _PathLike[str]) -> None: ...
 def lz4_frame_decompress(data: _Buffer) -> bytes: ...
 
+@_final
+class Lz4FrameReader:
+    def __new__(cls, data: _Buffer) -> Lz4FrameReader: ...
+    def readinto(self, buf: _Buffer) -> int: ...
+
+@_final
 class ContainerReader:
     @staticmethod
     def open(path: str | _PathLike[str]) -> ContainerReader: ...
@@ -43,19 +77,22 @@ class ContainerReader:
     def segments(self) -> list[tuple[int, int, int, int, int]]: ...
     def chunks(self, index: int) -> list[tuple[int, int, int]]: ...
     def read_into(self, targets: list[tuple[int, _Buffer]], verify: bool) -> None: ...
+    def verify_stored(self, indices: list[int]) -> None: ...
     def read_stored(self, index: int, chunk: int, verify: bool) -> bytes: ...
     def verify(self, index: int, data: _Buffer) -> None: ...
 
-# --- thread pool (rust/bindings/pool.rs) ---
+# --- task pool (rust/bindings/task_pool.rs): the workers of backend="threading" ---
 
-class ThreadPool:
-    """A fixed-size pool of native threads running Python callables.
+@_final
+class TaskPool:
+    """The task pool of the threading backend: native threads running Python callables.
 
     Workers stay attached to the interpreter and release the GIL whenever they are not
-    running Python code; a callable that raises is reported as unraisable.
+    running Python code; a callable that raises is reported as unraisable. (The core's own
+    threads, for hashing and compression, are another pool: see ``set_thread_limit``.)
     """
 
-    def __init__(self, n_threads: int, name: str = "joblite-worker") -> None: ...
+    def __new__(cls, n_threads: int, name: str = "joblite-worker") -> TaskPool: ...
     def submit(self, func: _Callable[[], object], group: int = 0) -> None: ...
     def submit_many(self, funcs: list[_Callable[[], object]], group: int = 0) -> int: ...
     def cancel(self, group: int) -> int: ...
@@ -66,6 +103,19 @@ class ThreadPool:
     def pending(self) -> int: ...
     @property
     def closed(self) -> bool: ...
+
+# --- core threads (rust/bindings/core_threads.rs): hashing, compression, checksums ---
+
+THREAD_LIMIT_VAR: str
+
+def set_thread_limit(limit: _Optional[int]) -> _Optional[int]:
+    """Set the core thread limit (None: the default); gives the previous explicit one."""
+
+def get_thread_limit() -> int:
+    """The core thread limit in force."""
+
+def default_thread_limit() -> int:
+    """JOBLITE_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs (read once per process)."""
 
 # --- format 2 (rust/bindings/format2.rs) ---
 
@@ -85,6 +135,7 @@ def f2_write(
 def f2_index_len(n_chunks: int, n_buffers: int) -> int: ...
 def xxh3_64(data: _Buffer) -> int: ...
 
+@_final
 class F2Reader:
     """An open format-2 dump: its validated index and read plan."""
 

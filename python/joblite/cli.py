@@ -1,4 +1,4 @@
-"""The ``joblite cache {info,list,clear,prune} LOCATION`` command line."""
+"""The ``joblite`` command line: ``joblite cache {info,list,clear,prune} LOCATION``."""
 
 from __future__ import annotations
 
@@ -94,7 +94,97 @@ def _open_store(location: str, storage_options: Optional[str] = None) -> Any:
             store = FileSystemStore()
             store.configure(root)
             return store
-    raise FileNotFoundError(f"no joblite cache at {location!r} (expected {candidates[0]!r})")
+    raise FileNotFoundError(_describe_missing_cache(location, path, candidates[0]))
+
+
+def _describe_missing_cache(location: str, path: str, expected: str) -> str:
+    """Why ``path`` holds no joblite cache, saying what is there instead (e.g. joblib's)."""
+    message = f"no joblite cache at {location!r} (expected {expected!r})"
+    if not os.path.exists(path):
+        return message + ": the directory does not exist"
+    joblib_root = None
+    for root in (os.path.join(path, "joblib"), path):
+        if os.path.isdir(root) and _looks_like_joblib_cache(root):
+            joblib_root = root
+            break
+    if joblib_root is None:
+        return message
+    functions, entries = _count_joblib_cache(joblib_root)
+    return (
+        f"{message}; found a joblib cache at {joblib_root!r} ({_plural(functions, 'function')}, "
+        f"{_plural(entries, 'entry', 'entries')}): joblite.Memory keeps its own entries apart, "
+        "under <location>/joblite, and never reads joblib's; use joblib.Memory to inspect "
+        "or clear that one"
+    )
+
+
+def _plural(n: int, one: str, many: Optional[str] = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def _looks_like_joblib_cache(root: str) -> bool:
+    """joblib's layout: ``<module>/<function>/func_code.py`` below ``<location>/joblib``."""
+    try:
+        with os.scandir(root) as modules:
+            for module in modules:
+                if not module.is_dir() or module.name.startswith("."):
+                    continue
+                with os.scandir(module.path) as funcs:
+                    for func in funcs:
+                        if os.path.isfile(os.path.join(func.path, "func_code.py")):
+                            return True
+    except OSError:
+        pass
+    return False
+
+
+def _count_joblib_cache(root: str) -> tuple[int, int]:
+    functions = entries = 0
+    for _, dirnames, filenames in os.walk(root):
+        if "func_code.py" in filenames:
+            functions += 1
+        if "output.pkl" in filenames:
+            entries += 1
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    return functions, entries
+
+
+def _match_functions(store: FileSystemStore, name: Optional[str]) -> Optional[list[str]]:
+    """Function ids ``--function NAME`` selects: the full id, its qualname or its short name.
+
+    ``None`` when no ``--function`` was given (every function); ``FileNotFoundError``
+    naming the functions that exist when nothing matches.
+    """
+    if name is None:
+        return None
+    functions = store.list_functions()
+    if name in functions:
+        return [name]
+    matches = [
+        fid
+        for fid in functions
+        if fid.rpartition("/")[2] == name or fid.rpartition("/")[2].rpartition(".")[2] == name
+    ]
+    if not matches:
+        known = ", ".join(sorted(functions)) or "none"
+        raise FileNotFoundError(
+            f"no function {name!r} in {store.location} (functions there: {known})"
+        )
+    return sorted(matches)
+
+
+def _short_args(meta: dict[str, Any], width: int = 60) -> str:
+    """``x=array([0, 1]), y='a'``: the call's arguments as recorded, cut to ``width``."""
+    args = meta.get("input_args")
+    if not isinstance(args, dict):
+        return "-"
+    parts = [
+        f"{k}{v}" if k.startswith("*") else f"{k}={v}"
+        for k, v in args.items()
+        if not (k.startswith("*") and v in ("()", "[]", "{}"))  # empty *args / **kwargs
+    ]
+    text = ", ".join(parts)
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
 def _summaries(entries: list[EntryInfo]) -> list[dict[str, Any]]:
@@ -176,49 +266,65 @@ def _cmd_info(store: FileSystemStore, args: argparse.Namespace) -> dict[str, Any
 
 
 def _cmd_list(store: FileSystemStore, args: argparse.Namespace) -> dict[str, Any]:
-    entries = sorted(store.iter_entries(args.function), key=lambda e: (e.func_id, -e.last_access))
-    items = [
-        {
-            "function": e.func_id,
-            "key": e.key,
-            "bytes": e.size,
-            "created": e.created,
-            "last_access": e.last_access,
-            "hits": e.hits,
-            "duration_seconds": e.duration,
-            "ok": e.metadata_ok,
-        }
-        for e in entries
-    ]
+    func_ids = _match_functions(store, args.function)
+    found: list[EntryInfo] = []
+    for fid in func_ids if func_ids is not None else [None]:
+        found.extend(store.iter_entries(fid))
+    entries = sorted(found, key=lambda e: (e.func_id, -e.last_access))
+    items: list[dict[str, Any]] = []
+    for e in entries:
+        try:
+            meta = store.load_metadata(e.func_id, e.key) if e.metadata_ok else {}
+        except (KeyError, OSError, ValueError):
+            meta = {}
+        recorded = meta.get("input_args")
+        items.append(
+            {
+                "function": e.func_id,
+                "key": e.key,
+                "arguments": recorded if isinstance(recorded, dict) else None,
+                "bytes": e.size,
+                "created": e.created,
+                "last_access": e.last_access,
+                "hits": e.hits,
+                "duration_seconds": e.duration,
+                "ok": e.metadata_ok,
+            }
+        )
     if not args.json:
         table = [
             [
-                i["function"],
-                i["key"][:12],
-                _human_bytes(i["bytes"]),
-                str(i["hits"]),
-                "-" if i["duration_seconds"] is None else _human_duration(i["duration_seconds"]),
-                _human_time(i["last_access"]),
-                "" if i["ok"] else "damaged",
+                e.func_id,
+                e.key[:12],
+                _short_args({"input_args": i["arguments"]}),
+                _human_bytes(e.size),
+                str(e.hits),
+                "-" if e.duration is None else _human_duration(e.duration),
+                _human_time(e.last_access),
+                "" if e.metadata_ok else "damaged",
             ]
-            for i in items
+            for e, i in zip(entries, items)
         ]
-        headers = ["function", "key", "size", "hits", "compute", "last access", ""]
-        print(_table(headers, table, right={2, 3, 4}) if table else "(no entries)")
+        headers = ["function", "key", "arguments", "size", "hits", "compute", "last access", ""]
+        print(_table(headers, table, right={3, 4, 5}) if table else "(no entries)")
     return {"location": store.location, "entries": items}
 
 
 def _cmd_clear(store: FileSystemStore, args: argparse.Namespace) -> dict[str, Any]:
-    entries = list(store.iter_entries(args.function))
-    if args.function is not None:
-        if args.function not in store.list_functions():
-            raise FileNotFoundError(f"no function {args.function!r} in {store.location}")
-        store.clear_func(args.function)
+    func_ids = _match_functions(store, args.function)
+    if func_ids is not None and len(func_ids) > 1:
+        raise ValueError(
+            f"--function {args.function!r} matches {len(func_ids)} functions "
+            f"({', '.join(func_ids)}): give the full name"
+        )
+    entries = list(store.iter_entries(func_ids[0] if func_ids else None))
+    if func_ids:
+        store.clear_func(func_ids[0])
     else:
         store.clear()
     freed = sum(e.size for e in entries)
     if not args.json:
-        what = args.function or "all functions"
+        what = func_ids[0] if func_ids else "all functions"
         print(f"cleared {len(entries)} entries ({_human_bytes(freed)}) of {what}")
     return {"location": store.location, "removed_entries": len(entries), "freed_bytes": freed}
 
@@ -229,7 +335,7 @@ def _cmd_prune(store: FileSystemStore, args: argparse.Namespace) -> dict[str, An
     store.remove_entries(damaged)
     removed, kept = store.reduce_size(args.bytes_limit, args.items_limit, args.age_limit)
     freed = sum(e.size for e in removed) + sum(e.size for e in damaged)
-    result = {
+    result: dict[str, Any] = {
         "location": store.location,
         "removed_entries": len(removed),
         "removed_damaged": len(damaged),
@@ -242,16 +348,25 @@ def _cmd_prune(store: FileSystemStore, args: argparse.Namespace) -> dict[str, An
         print(
             f"removed {len(removed)} entries, {len(damaged)} damaged entries and "
             f"{leftovers} leftovers of interrupted writes ({_human_bytes(freed)} freed); "
-            f"kept {len(kept)} entries ({_human_bytes(result['kept_bytes'])})"
+            f"kept {len(kept)} entries ({_human_bytes(sum(e.size for e in kept))})"
         )
     return result
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="joblite", description="joblite command line tools")
-    sub = parser.add_subparsers(dest="group", required=True)
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="joblite",
+        description="joblite command line tools: inspect and maintain Memory caches.",
+        epilog="Example: joblite cache info ./cachedir",
+    )
+    parser.add_argument("--version", action="version", version=f"joblite {__version__}")
+    sub = parser.add_subparsers(dest="group", metavar="{cache}")
     cache = sub.add_parser("cache", help="inspect and maintain a Memory cache (directory or URL)")
-    cmds = cache.add_subparsers(dest="command", required=True)
+    cmds = cache.add_subparsers(dest="command", metavar="{info,list,clear,prune}")
+    parser.set_defaults(help_of=parser)
+    cache.set_defaults(help_of=cache)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = cmds.add_parser(name, help=help_text)
@@ -265,10 +380,14 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     add("info", "per-function entries, size, hits, age and time saved")
-    p = add("list", "one line per entry")
-    p.add_argument("--function", help="only this function (as shown by info)")
+    p = add("list", "one line per entry, with its arguments")
+    p.add_argument(
+        "--function", help="only this function: its full name as info shows it, or a short name"
+    )
     p = add("clear", "remove entries")
-    p.add_argument("--function", help="only this function (as shown by info)")
+    p.add_argument(
+        "--function", help="only this function: its full name as info shows it, or a short name"
+    )
     p = add("prune", "remove leftovers, damaged entries, and entries beyond the limits (LRU)")
     p.add_argument("--bytes-limit", type=_parse_size, help="e.g. 500M, 2G")
     p.add_argument("--items-limit", type=_parse_items, help="maximum number of entries")
@@ -282,6 +401,9 @@ _COMMANDS = {"info": _cmd_info, "list": _cmd_list, "clear": _cmd_clear, "prune":
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
+    if getattr(args, "command", None) is None:  # bare `joblite` or `joblite cache`
+        args.help_of.print_help()
+        return 0
     try:
         store = _open_store(args.location, args.storage_options)
         result = _COMMANDS[args.command](store, args)

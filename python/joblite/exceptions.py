@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 
 class JobliteError(Exception):
@@ -28,7 +28,7 @@ class CorruptFileError(JobliteError, ValueError):
         where = "<bytes>" if self.path is None else repr(self.path)
         super().__init__(f"{where}: {reason}")
 
-    def __reduce__(self):  # keep path and reason across pickling (process pools)
+    def __reduce__(self) -> tuple[type, tuple[Optional[str], str]]:  # keep them when pickled
         return (type(self), (self.path, self.reason))
 
 
@@ -36,9 +36,37 @@ class UnsafeLoadError(JobliteError, pickle.UnpicklingError):
     """A safe load (``allow_pickle=False``) met something that would import or call code."""
 
 
-class WorkerCrashedError(JobliteError, RuntimeError):
-    """A worker process of a Parallel call died (killed, segfault, out of memory, os._exit)."""
+if TYPE_CHECKING:
+    from loky.process_executor import TerminatedWorkerError
+
+    class WorkerCrashedError(JobliteError, TerminatedWorkerError):
+        """A worker process of a Parallel call died (killed, segfault, out of memory)."""
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        # WorkerCrashedError derives from loky's TerminatedWorkerError (so that
+        # ``except TerminatedWorkerError`` catches it, as with joblib), and importing loky
+        # costs ~0.1 s: the class is made on first use, not when joblite is imported.
+        if name != "WorkerCrashedError":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from loky.process_executor import TerminatedWorkerError
+
+        class WorkerCrashedError(JobliteError, TerminatedWorkerError):
+            """A worker process of a Parallel call died (killed, segfault, out of memory,
+            os._exit): a :class:`RuntimeError`, and loky's ``TerminatedWorkerError``."""
+
+        WorkerCrashedError.__qualname__ = "WorkerCrashedError"  # pickled by name
+        globals()["WorkerCrashedError"] = WorkerCrashedError
+        return WorkerCrashedError
 
 
 class CacheWarning(UserWarning):
     """Something went wrong with a cache entry; the call recomputed and carried on."""
+
+
+class UnhashableError(JobliteError, pickle.PicklingError, TypeError):
+    """:func:`joblite.hash` (or a cached call's key) met an object it cannot hash.
+
+    A ``TypeError`` and, as joblib raises, a ``pickle.PicklingError``.
+    """

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
+from .exceptions import UnhashableError
 
 __all__ = ["HASH_ENCODING_VERSION", "hash"]
 
@@ -47,9 +48,10 @@ def hash(obj: Any, hash_name: str = "blake3", coerce_mmap: bool = False) -> str:
     ------
     ValueError
         If ``hash_name`` is not one of the accepted names.
-    TypeError
+    UnhashableError
         If ``obj`` holds something that cannot be pickled (a lock, an open file, ...); the
-        message says where in ``obj`` it is.
+        message says where in ``obj`` it is. It is a ``TypeError`` and, as with joblib, a
+        ``pickle.PicklingError``.
     RecursionError
         If ``obj`` is nested more than 2,000 levels deep.
 
@@ -63,4 +65,10 @@ def hash(obj: Any, hash_name: str = "blake3", coerce_mmap: bool = False) -> str:
     >>> len(joblite.hash("x", hash_name="md5"))
     32
     """
-    return _core.hash(obj, hash_name, coerce_mmap)
+    try:
+        return _core.hash(obj, hash_name, coerce_mmap)
+    except TypeError as exc:
+        raise UnhashableError(
+            f"PicklingError while hashing {type(obj).__name__} object: "
+            f"{str(exc).removeprefix('joblite.hash: ')}"
+        ) from exc

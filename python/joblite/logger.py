@@ -1,7 +1,10 @@
 """joblib-style progress output (``Logger``, ``PrintTime``) and where it goes: print or logging.
 
-Memory's verbose messages are printed to stdout by default, exactly in joblib's format. Call
-:func:`use_logging` to send them to the stdlib logger ``"joblite"`` instead.
+Verbose messages (Memory's ``[Memory] Calling ...`` lines, Parallel's ``Done 10 out of 100``,
+persistence's) are printed by default, exactly in joblib's format. :func:`use_logging` sends
+each of them instead as one record to the stdlib loggers ``"joblite.memory"``,
+``"joblite.parallel"`` and ``"joblite.persistence"`` (children of ``"joblite"``), in the
+calling process and in the worker processes started after the switch.
 """
 
 from __future__ import annotations
@@ -12,12 +15,35 @@ import pprint
 import shutil
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
-__all__ = ["Logger", "PrintTime", "format_time", "short_format_time", "use_logging"]
+__all__ = [
+    "Logger",
+    "PrintTime",
+    "emit",
+    "format_time",
+    "logging_enabled",
+    "short_format_time",
+    "use_logging",
+]
 
 _log = logging.getLogger("joblite")
-_route = {"logging": False, "level": logging.INFO}
+# Worker processes inherit the environment: that is how the switch reaches them.
+_ENV = "JOBLITE_LOGGING"
+
+
+def _route_from_env() -> dict[str, Any]:
+    raw = os.environ.get(_ENV, "")
+    try:
+        level = int(raw) if raw else 0
+    except ValueError:
+        level = logging.getLevelName(raw.upper()) if raw.upper() != "OFF" else 0
+        level = level if isinstance(level, int) else logging.INFO
+    return {"logging": level > 0, "level": level if level > 0 else logging.INFO}
+
+
+_route = _route_from_env()
+_worker_handler: Optional[logging.Handler] = None
 
 
 def use_logging(enabled: bool = True, level: int = logging.INFO) -> None:
@@ -26,28 +52,82 @@ def use_logging(enabled: bool = True, level: int = logging.INFO) -> None:
     Parameters
     ----------
     enabled : bool, default=True
-        ``True`` routes every verbose message of joblite (Memory's ``[Memory] Calling ...``
-        lines, durations, ...) through ``logging.getLogger("joblite")``; ``False`` prints
-        them to stdout again (joblib's behaviour, the default).
+        ``True`` turns every verbose message of joblite (Memory's ``[Memory] Calling ...``
+        lines and durations, Parallel's progress lines, persistence's) into one
+        :class:`logging.LogRecord` each, on ``"joblite.memory"``, ``"joblite.parallel"`` or
+        ``"joblite.persistence"``; ``False`` prints them again (joblib's behaviour, the
+        default). Worker processes started afterwards follow the switch (it is passed on in
+        the ``JOBLITE_LOGGING`` environment variable, which also turns it on from outside);
+        in a worker whose ``"joblite"`` logger has no handler, records go to its stderr.
     level : int, default=logging.INFO
-        The logging level the messages are emitted at.
+        The level the messages are logged at.
 
     Examples
     --------
-    >>> import logging, joblite.logger
-    >>> joblite.logger.use_logging(True)
-    >>> joblite.logger.use_logging(False)
+    >>> import logging, joblite
+    >>> joblite.use_logging(True)          # same as joblite.logger.use_logging(True)
+    >>> joblite.logging_enabled()
+    True
+    >>> joblite.use_logging(False)
     """
+    if isinstance(level, bool) or not isinstance(level, int) or level <= 0:
+        raise ValueError(
+            f"level must be a positive logging level such as logging.INFO, got {level!r}"
+        )
     _route["logging"] = bool(enabled)
     _route["level"] = int(level)
-
-
-def emit(msg: str) -> None:
-    """Print ``msg`` or log it, following :func:`use_logging`."""
-    if _route["logging"]:
-        _log.log(_route["level"], msg)
+    if enabled:
+        os.environ[_ENV] = str(int(level))
     else:
-        print(msg, flush=True)
+        os.environ.pop(_ENV, None)
+
+
+def logging_enabled() -> bool:
+    """Whether verbose messages go to :mod:`logging` (see :func:`use_logging`)."""
+    return bool(_route["logging"])
+
+
+def _in_worker() -> bool:
+    import multiprocessing
+
+    return (
+        multiprocessing.parent_process() is not None
+        or multiprocessing.current_process().name != "MainProcess"
+    )
+
+
+def _ensure_worker_handler() -> None:
+    """In a worker process whose ``joblite`` logger has nowhere to go, log to stderr."""
+    global _worker_handler
+    if _worker_handler is not None or _log.hasHandlers() or not _in_worker():
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(processName)s: %(message)s"))
+    _log.addHandler(handler)
+    if _log.getEffectiveLevel() > _route["level"]:
+        _log.setLevel(_route["level"])
+    _worker_handler = handler
+
+
+def emit(msg: str, source: str = "memory", stream: Optional[TextIO] = None) -> None:
+    """One verbose message: printed (to ``stream``, stdout by default) or logged as one record.
+
+    Parameters
+    ----------
+    msg : str
+        The whole message of one event (it may span lines: it is still one record).
+    source : {"memory", "parallel", "persistence"}, default="memory"
+        The logger is ``"joblite.<source>"``.
+    stream : file, optional
+        Where the printed message goes when logging is off (default ``sys.stdout``).
+    """
+    if _route["logging"]:
+        _ensure_worker_handler()
+        logging.getLogger(f"joblite.{source}").log(_route["level"], msg)
+    else:
+        out = stream if stream is not None else sys.stdout
+        out.write(msg + "\n")
+        out.flush()
 
 
 def format_time(t: float) -> str:
@@ -107,7 +187,7 @@ class PrintTime:
     >>> from joblite import PrintTime
     >>> t = PrintTime()
     >>> t("loaded data")  # doctest: +SKIP
-    loaded data: 0.00s, 0.0 min
+    loaded data: 0.0s, 0.0min
     """
 
     def __init__(self, logfile: Any = None, logdir: Any = None) -> None:
@@ -131,7 +211,7 @@ class PrintTime:
         """Print ``msg`` with the time since the previous call (``total``: since creation)."""
         now = time.time()
         delta = now - (self.start_time if total else self.last_time)
-        full = f"{msg}: {delta:.2f}s, {delta / 60.0:.1f} min"
+        full = f"{msg}: {format_time(delta)}"  # joblib's "0.0s, 0.0min"
         print(full, file=sys.stderr)
         if self.logfile is not None:
             try:

@@ -447,23 +447,105 @@ impl<'py> Walker<'py> {
         Ok(())
     }
 
-    /// Functions are identified by module and qualified name, like pickle; a lambda or a
-    /// function defined inside another one also covers its bytecode, names, constants and
-    /// defaults, so two different lambdas of one module do not collide.
+    /// Functions importable by name (module-level functions of a real module) are identified
+    /// by module and qualified name, like pickle. Every other function (a lambda, a function
+    /// defined inside another one, a function of a script's `__main__`) is walked by value: its
+    /// bytecode, names and constants, its defaults, the values its closure captured and the
+    /// values of the globals it reads (modules left out), so two lambdas, two closures of one
+    /// factory or two scripts' functions of one name never hash equal.
     fn function(&mut self, obj: &Bound<'py, PyAny>, enc: &mut Encoder) -> PyResult<()> {
         let py = self.py;
         let module = obj.getattr(intern!(py, "__module__"))?;
+        let module = module.str()?;
+        let mut module = module.to_str()?;
+        if module == "__mp_main__" {
+            module = "__main__"; // a spawned worker's name for the parent's script
+        }
         let qualname = obj.getattr(intern!(py, "__qualname__"))?;
         let qualname = qualname.cast::<PyString>()?.to_str()?;
         enc.tag(tag::FUNCTION);
-        enc.bytes(module.str()?.to_str()?.as_bytes());
+        enc.bytes(module.as_bytes());
         enc.bytes(qualname.as_bytes());
-        if qualname.contains('<') {
-            enc.len(1);
-            self.code(&obj.getattr(intern!(py, "__code__"))?, enc)?;
-            self.walk(&obj.getattr(intern!(py, "__defaults__"))?, enc)?;
-        } else {
+        if !(qualname.contains('<') || module == "__main__") {
             enc.len(0);
+            return Ok(());
+        }
+        self.tracked(obj, enc, |w, enc| {
+            enc.len(2);
+            let code = obj.getattr(intern!(py, "__code__"))?;
+            w.code(&code, enc)?;
+            w.walk(&obj.getattr(intern!(py, "__defaults__"))?, enc)
+                .inspect_err(|_| w.path.push(".__defaults__".into()))?;
+            w.walk(&obj.getattr(intern!(py, "__kwdefaults__"))?, enc)
+                .inspect_err(|_| w.path.push(".__kwdefaults__".into()))?;
+            w.closure(obj, &code, enc)?;
+            w.globals_read(obj, &code, enc)
+        })
+    }
+
+    /// The values captured by a function's closure, in the order of `co_freevars`.
+    fn closure(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        code: &Bound<'py, PyAny>,
+        enc: &mut Encoder,
+    ) -> PyResult<()> {
+        let py = self.py;
+        let cells = obj.getattr(intern!(py, "__closure__"))?;
+        if cells.is_none() {
+            enc.tag(tag::ABSENT);
+            return Ok(());
+        }
+        let cells = cells.cast::<PyTuple>()?;
+        let names = code.getattr(intern!(py, "co_freevars"))?;
+        let names = names.cast::<PyTuple>()?;
+        enc.tag(tag::TUPLE);
+        enc.len(cells.len());
+        for (i, cell) in cells.iter().enumerate() {
+            match cell.getattr(intern!(py, "cell_contents")) {
+                Ok(value) => self.walk(&value, enc).inspect_err(|_| {
+                    let name = names
+                        .get_item(i)
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|_| i.to_string());
+                    self.path.push(format!(".<captured {name}>"));
+                })?,
+                Err(_) => enc.tag(tag::ABSENT), // a cell not assigned yet
+            }
+        }
+        Ok(())
+    }
+
+    /// The globals a function's code reads (nested code included), sorted by name; modules,
+    /// names not defined (builtins) and the function itself are left out.
+    fn globals_read(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        code: &Bound<'py, PyAny>,
+        enc: &mut Encoder,
+    ) -> PyResult<()> {
+        let py = self.py;
+        let mut names: Vec<String> = Vec::new();
+        collect_names(code, &mut names)?;
+        names.sort_unstable();
+        names.dedup();
+        let globals = obj.getattr(intern!(py, "__globals__"))?;
+        let globals = globals.cast::<PyDict>()?;
+        let module_type = &raw mut ffi::PyModule_Type;
+        let mut read: Vec<(String, Bound<'py, PyAny>)> = Vec::new();
+        for name in names {
+            if let Some(value) = globals.get_item(&name)? {
+                if value.is(obj) || value.get_type().as_ptr() == module_type.cast() {
+                    continue;
+                }
+                read.push((name, value));
+            }
+        }
+        enc.len(read.len());
+        for (name, value) in &read {
+            enc.bytes(name.as_bytes());
+            self.walk(value, enc)
+                .inspect_err(|_| self.path.push(format!(".<global {name}>")))?;
         }
         Ok(())
     }
@@ -547,7 +629,7 @@ impl<'py> Walker<'py> {
                 enc.tag(tag::ABSENT);
                 Ok(())
             } else if i == 3 {
-                self.items(&part, false, enc)
+                self.items(&part, true, enc)
             } else if i == 4 {
                 let ordered = ORDERED_DICT.import(py, "collections", "OrderedDict")?;
                 let unordered = obj.is_instance_of::<PyDict>() && !obj.is_instance(ordered)?;
@@ -589,6 +671,26 @@ impl<'py> Walker<'py> {
     }
 }
 
+/// Every name in `co_names` of a code object and of the code objects among its constants.
+fn collect_names(code: &Bound<'_, PyAny>, out: &mut Vec<String>) -> PyResult<()> {
+    let py = code.py();
+    let names = code.getattr(intern!(py, "co_names"))?;
+    for name in names.cast::<PyTuple>()?.iter() {
+        out.push(name.cast::<PyString>()?.to_str()?.to_owned());
+    }
+    let code_type = code.get_type();
+    for c in code
+        .getattr(intern!(py, "co_consts"))?
+        .cast::<PyTuple>()?
+        .iter()
+    {
+        if c.get_type().is(&code_type) {
+            collect_names(&c, out)?;
+        }
+    }
+    Ok(())
+}
+
 /// Content hash of `obj`; see `joblite.hash` for the documented behaviour.
 #[pyfunction]
 #[pyo3(signature = (obj, hash_name = "blake3", coerce_mmap = false))]
@@ -603,7 +705,7 @@ fn hash(
     let _ = coerce_mmap;
     let algorithm = Algorithm::from_name(hash_name).ok_or_else(|| {
         PyValueError::new_err(format!(
-            "hash_name must be one of {}; got '{hash_name}'",
+            "Valid options for 'hash_name' are [{}]. Got hash_name='{hash_name}' instead.",
             Algorithm::NAMES.map(|n| format!("'{n}'")).join(", ")
         ))
     })?;

@@ -3,10 +3,12 @@
 
 use pyo3::prelude::*;
 
+mod core_threads;
+mod errors;
 mod format2;
 mod hash;
 mod persistence;
-mod pool;
+mod task_pool;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -14,6 +16,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     format2::register(m)?;
     hash::register(m)?;
     persistence::register(m)?;
-    pool::register(m)?;
+    task_pool::register(m)?;
+    core_threads::register(m)?;
     Ok(())
 }

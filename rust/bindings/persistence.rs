@@ -1,39 +1,20 @@
-//! Python binding of the container format (`rust/container.rs`) and codecs (`rust/codec.rs`):
+//! Python binding of the container format (`rust/container/`) and codecs (`rust/codec.rs`):
 //! takes numpy memory through the buffer protocol without copying, runs every byte loop with
-//! the GIL released, and turns format errors into `joblite.CorruptFileError`.
+//! the GIL released, and maps errors through `errors.rs`.
 
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use super::errors::to_pyerr;
 use crate::codec;
-use crate::container::{self, Codec, ContainerError, FileSource, ReadJob, SegmentData, Table};
+use crate::container::{self, Codec, FileSource, ReadJob, SegmentData, Table};
+use crate::error::Error;
 use crate::pages;
-
-fn to_pyerr(py: Python<'_>, path: Option<&Path>, err: ContainerError) -> PyErr {
-    match err {
-        ContainerError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            corrupt_error(py, path, "truncated: data ends early".to_string())
-        }
-        ContainerError::Io(e) => e.into(),
-        ContainerError::Corrupt(msg) => corrupt_error(py, path, msg),
-    }
-}
-
-fn corrupt_error(py: Python<'_>, path: Option<&Path>, reason: String) -> PyErr {
-    let make = || -> PyResult<PyErr> {
-        let cls = py
-            .import("joblite.exceptions")?
-            .getattr("CorruptFileError")?;
-        let obj = cls.call1((path.map(|p| p.to_path_buf()), reason.clone()))?;
-        Ok(PyErr::from_value(obj))
-    };
-    make().unwrap_or_else(|e| e)
-}
 
 /// A read-only view of a contiguous Python buffer, usable with the GIL released.
 fn read_view(buf: &PyBuffer<u8>) -> PyResult<&[u8]> {
@@ -68,8 +49,14 @@ fn write_view(buf: &PyBuffer<u8>) -> PyResult<&mut [u8]> {
     Ok(unsafe { ptr.as_mut() })
 }
 
-fn codec_from_id(id: u8) -> PyResult<Codec> {
-    Codec::from_id(id).ok_or_else(|| PyValueError::new_err(format!("unknown codec id {id}")))
+fn codec_from_id(py: Python<'_>, id: u8) -> PyResult<Codec> {
+    Codec::from_id(id).ok_or_else(|| {
+        to_pyerr(
+            py,
+            None,
+            Error::InvalidArgument(format!("unknown codec id {id}")),
+        )
+    })
 }
 
 /// write_container(path, segments, chunk_size, fsync, lz4_chunk_size, codec_name)
@@ -106,7 +93,7 @@ fn write_container(
             ),
             None => None,
         };
-        held.push((buf, codec_from_id(*codec_id)?, *shuffle, pre));
+        held.push((buf, codec_from_id(py, *codec_id)?, *shuffle, pre));
     }
     let mut specs = Vec::with_capacity(held.len());
     for (buf, codec, shuffle, pre) in &held {
@@ -126,7 +113,7 @@ fn write_container(
     }
     match path {
         Some(path) => {
-            let res = py.detach(|| -> Result<(), ContainerError> {
+            let res = py.detach(|| -> Result<(), Error> {
                 let file = std::fs::OpenOptions::new()
                     .write(true)
                     .create(true)
@@ -172,8 +159,13 @@ fn bytes_from<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>
     if data.len() < pages::HUGE_PAGE_MIN {
         return Ok(PyBytes::new(py, data));
     }
-    let len = isize::try_from(data.len())
-        .map_err(|_| PyValueError::new_err("container larger than isize::MAX bytes"))?;
+    let len = isize::try_from(data.len()).map_err(|_| {
+        to_pyerr(
+            py,
+            None,
+            Error::InvalidArgument("container larger than isize::MAX bytes".into()),
+        )
+    })?;
     // SAFETY: with a null source, PyBytes_FromStringAndSize returns a new reference to a
     // fresh bytes object of `len` uninitialised bytes, or null with a Python exception set;
     // `from_owned_ptr_or_err` takes ownership of the former and turns the latter into a PyErr.
@@ -219,7 +211,7 @@ impl ContainerReader {
     fn with_source<T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&dyn container::Source) -> Result<T, ContainerError> + Send,
+        f: impl FnOnce(&dyn container::Source) -> Result<T, Error> + Send,
     ) -> PyResult<T> {
         let res = match &self.backing {
             Backing::File(src) => py.detach(|| f(src)),
@@ -231,11 +223,14 @@ impl ContainerReader {
         res.map_err(|e| to_pyerr(py, self.path.as_deref(), e))
     }
 
-    fn segment(&self, index: usize) -> PyResult<&container::Segment> {
-        self.table
-            .segments
-            .get(index)
-            .ok_or_else(|| PyValueError::new_err(format!("no segment {index}")))
+    fn segment(&self, py: Python<'_>, index: usize) -> PyResult<&container::Segment> {
+        self.table.segments.get(index).ok_or_else(|| {
+            to_pyerr(
+                py,
+                None,
+                Error::InvalidArgument(format!("no segment {index}")),
+            )
+        })
     }
 }
 
@@ -244,7 +239,7 @@ impl ContainerReader {
     /// Opens and validates a container file (header, trailer, table checksum).
     #[staticmethod]
     fn open(py: Python<'_>, path: PathBuf) -> PyResult<ContainerReader> {
-        let res = py.detach(|| -> Result<_, ContainerError> {
+        let res = py.detach(|| -> Result<_, Error> {
             let src = FileSource::open(&path)?;
             let table = container::read_table(&src)?;
             Ok((src, table))
@@ -272,7 +267,8 @@ impl ContainerReader {
         })
     }
 
-    /// Header flags (bit 0: opened as a writable map, uncompressed data no longer verified).
+    /// Flags: bit 0, marked as opened as a writable map (uncompressed data no longer verified);
+    /// bit 1, joblite 0.1.0's mark (verified anyway; a checksum failure may be from such writes).
     #[getter]
     fn flags(&self) -> u32 {
         self.table.flags
@@ -294,9 +290,9 @@ impl ContainerReader {
     }
 
     /// `(offset, stored_len, raw_len)` of every chunk of a segment.
-    fn chunks(&self, index: usize) -> PyResult<Vec<(u64, u64, u64)>> {
+    fn chunks(&self, py: Python<'_>, index: usize) -> PyResult<Vec<(u64, u64, u64)>> {
         Ok(self
-            .segment(index)?
+            .segment(py, index)?
             .chunks
             .iter()
             .map(|c| (c.offset, c.stored_len, c.raw_len))
@@ -313,7 +309,7 @@ impl ContainerReader {
     ) -> PyResult<()> {
         let mut held = Vec::with_capacity(targets.len());
         for (index, obj) in &targets {
-            held.push((self.segment(*index)?, PyBuffer::<u8>::get(obj)?));
+            held.push((self.segment(py, *index)?, PyBuffer::<u8>::get(obj)?));
         }
         let mut jobs = Vec::with_capacity(held.len());
         for (segment, buf) in &held {
@@ -325,6 +321,16 @@ impl ContainerReader {
         self.with_source(py, move |src| container::read_segments(src, jobs, verify))
     }
 
+    /// Checks the digests of the stored chunks of the given segments, decoding nothing and
+    /// allocating no outputs (GIL released, all cores).
+    fn verify_stored(&self, py: Python<'_>, indices: Vec<usize>) -> PyResult<()> {
+        let segs = indices
+            .iter()
+            .map(|&i| self.segment(py, i))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.with_source(py, move |src| container::verify_stored_segments(src, &segs))
+    }
+
     /// Reads the stored (still compressed) bytes of chunk `chunk` of segment `index`,
     /// checking its digest when `verify` is set.
     fn read_stored(
@@ -334,7 +340,7 @@ impl ContainerReader {
         chunk: usize,
         verify: bool,
     ) -> PyResult<Py<PyBytes>> {
-        let seg = self.segment(index)?;
+        let seg = self.segment(py, index)?;
         let out = self.with_source(py, |src| {
             container::read_stored_chunk(src, seg, chunk, verify)
         })?;
@@ -343,7 +349,7 @@ impl ContainerReader {
 
     /// Checks an uncompressed segment's bytes (e.g. a memory map) against its digests.
     fn verify(&self, py: Python<'_>, index: usize, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let seg = self.segment(index)?;
+        let seg = self.segment(py, index)?;
         let buf = PyBuffer::<u8>::get(data)?;
         let view = read_view(&buf)?;
         py.detach(|| container::verify_segment(seg, view))
@@ -365,8 +371,82 @@ fn lz4_frame_decompress(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Py<
     let view = read_view(&buf)?;
     let out = py
         .detach(|| codec::lz4_frame_decompress(view))
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(|e| to_pyerr(py, None, e.into()))?;
     Ok(PyBytes::new(py, &out).unbind())
+}
+
+/// Decodes an lz4 frame stream (joblib's `compress="lz4"` files) piece by piece, so a reader
+/// can stop at the end of the pickle instead of decoding everything first.
+#[pyclass(module = "joblite._core")]
+struct Lz4FrameReader {
+    decoder: FrameDecoder,
+    /// Frames fully decoded so far.
+    frames: usize,
+}
+
+#[pymethods]
+impl Lz4FrameReader {
+    /// A reader over the compressed bytes `data` (copied: the stream outlives the call).
+    #[new]
+    fn new(data: &Bound<'_, PyAny>) -> PyResult<Lz4FrameReader> {
+        let buf = PyBuffer::<u8>::get(data)?;
+        let bytes = read_view(&buf)?.to_vec();
+        Ok(Lz4FrameReader {
+            decoder: FrameDecoder::new(std::io::Cursor::new(bytes)),
+            frames: 0,
+        })
+    }
+
+    /// Decodes up to `len(buf)` bytes into the writable buffer `buf`; returns how many (0 at
+    /// the end of the stream). Concatenated frames are read one after the other; bytes after
+    /// the last frame that do not start another valid frame end the stream (like the bytes
+    /// after a pickle's STOP, they are never interpreted).
+    fn readinto(&mut self, py: Python<'_>, buf: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let out = PyBuffer::<u8>::get(buf)?;
+        let dst = write_view(&out)?;
+        let decoder = &mut self.decoder;
+        let frames = &mut self.frames;
+        py.detach(|| read_frames(decoder, frames, dst))
+            .map_err(|e| {
+                to_pyerr(
+                    py,
+                    None,
+                    Error::Corrupt(format!("lz4 data is corrupt: {e}")),
+                )
+            })
+    }
+}
+
+type FrameDecoder = lz4_flex::frame::FrameDecoder<std::io::Cursor<Vec<u8>>>;
+
+fn read_frames(
+    decoder: &mut FrameDecoder,
+    frames: &mut usize,
+    dst: &mut [u8],
+) -> std::io::Result<usize> {
+    use std::io::Read;
+    if dst.is_empty() {
+        return Ok(0);
+    }
+    loop {
+        match decoder.read(dst) {
+            Ok(0) => {}
+            Ok(n) => return Ok(n),
+            // a damaged first frame is an error; junk after complete frames ends the stream
+            Err(e) if *frames == 0 => return Err(e),
+            Err(_) => return Ok(0),
+        }
+        *frames += 1;
+        let cursor = decoder.get_ref();
+        let pos = cursor.position();
+        if pos >= cursor.get_ref().len() as u64 {
+            return Ok(0);
+        }
+        let placeholder = FrameDecoder::new(std::io::Cursor::new(Vec::new()));
+        let mut rest = std::mem::replace(decoder, placeholder).into_inner();
+        rest.set_position(pos);
+        *decoder = FrameDecoder::new(rest);
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -374,6 +454,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mark_mapped_writable, m)?)?;
     m.add_function(wrap_pyfunction!(lz4_frame_decompress, m)?)?;
     m.add_class::<ContainerReader>()?;
+    m.add_class::<Lz4FrameReader>()?;
     m.add("CONTAINER_MAGIC", PyBytes::new(m.py(), &container::MAGIC))?;
     m.add("DEFAULT_CHUNK_SIZE", codec::DEFAULT_CHUNK_SIZE)?;
     m.add("MAX_CODEC_NAME_LEN", container::MAX_CODEC_NAME_LEN)?;

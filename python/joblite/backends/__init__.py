@@ -1,4 +1,4 @@
-"""Execution backends of Parallel behind one interface, and their registry.
+"""Execution backends of Parallel behind one interface, and their one registry.
 
 Backend classes are imported only when first used, so ``import joblite`` never pays
 for loky or the thread pool.
@@ -6,12 +6,26 @@ for loky or the thread pool.
 
 from __future__ import annotations
 
+import functools
 import importlib
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Optional
 
-from .base import BatchedCalls, ParallelBackendBase
+from .base import BatchedCalls, ParallelBackendBase, cpu_count, nesting
+from .foreign import speaks_joblib
 
-__all__ = ["BACKENDS", "BatchedCalls", "ParallelBackendBase", "get_backend_factory"]
+__all__ = [
+    "BACKENDS",
+    "BatchedCalls",
+    "ParallelBackendBase",
+    "cpu_count",
+    "default_backend",
+    "get_backend_factory",
+    "is_mp_context",
+    "make_backend",
+    "nesting",
+    "register_parallel_backend",
+]
 
 # name -> factory (a class, or "module:Class" imported on first use)
 BACKENDS: dict[str, Any] = {
@@ -21,6 +35,28 @@ BACKENDS: dict[str, Any] = {
     "multiprocessing": ".processes:MultiprocessingBackend",
     "dask": ".dask:DaskDistributedBackend",
 }
+_default = ["loky"]
+_lock = threading.Lock()
+
+
+def default_backend() -> str:
+    """Name of the backend used when neither the call nor :func:`parallel_config` give one.
+
+    Threads where processes cannot start (no working ``_multiprocessing``, as on Pyodide).
+    """
+    name = _default[0]
+    if name in ("loky", "multiprocessing") and not _processes_available():
+        return "threading"
+    return name
+
+
+@functools.lru_cache(maxsize=1)
+def _processes_available() -> bool:
+    try:
+        import _multiprocessing  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def get_backend_factory(name: str) -> Callable[..., ParallelBackendBase]:
@@ -28,9 +64,66 @@ def get_backend_factory(name: str) -> Callable[..., ParallelBackendBase]:
     try:
         factory = BACKENDS[name]
     except (KeyError, TypeError):
-        known = ", ".join(sorted(BACKENDS))
+        known = ", ".join(repr(n) for n in sorted(BACKENDS))
         raise ValueError(f"Invalid backend: {name!r}, expected one of {known}") from None
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
-        factory = BACKENDS[name] = getattr(importlib.import_module(module, __name__), attr)
+        loaded = getattr(importlib.import_module(module, __name__), attr)
+        with _lock:
+            if BACKENDS.get(name) == factory:  # not re-registered meanwhile
+                BACKENDS[name] = loaded
+        factory = loaded
     return factory
+
+
+def make_backend(
+    spec: Any,
+    nesting_level: int = 0,
+    inner_max_num_threads: Optional[int] = None,
+    backend_params: Optional[dict[str, Any]] = None,
+) -> Any:
+    """A backend instance for ``spec``: an instance (kept), or a registered name."""
+    if isinstance(spec, ParallelBackendBase) or (not isinstance(spec, str) and speaks_joblib(spec)):
+        return spec  # an instance: used as it is (one written for joblib included)
+    if is_mp_context(spec):  # backend=multiprocessing.get_context("spawn"), as joblib
+        factory = get_backend_factory("multiprocessing")
+        return factory(
+            nesting_level=nesting_level,
+            inner_max_num_threads=inner_max_num_threads,
+            context=spec,
+            **(backend_params or {}),
+        )
+    factory = get_backend_factory(spec)
+    return factory(
+        nesting_level=nesting_level,
+        inner_max_num_threads=inner_max_num_threads,
+        **(backend_params or {}),
+    )
+
+
+def is_mp_context(spec: Any) -> bool:
+    """Whether ``spec`` is a :mod:`multiprocessing` context (``get_context("spawn")``)."""
+    return hasattr(spec, "get_start_method") and hasattr(spec, "Process")
+
+
+def register_parallel_backend(
+    name: str, factory: Callable[..., Any], make_default: bool = False
+) -> None:
+    """Make a backend available under ``name`` (and the default with ``make_default``).
+
+    Parameters
+    ----------
+    name : str
+        The name given to ``backend=``.
+    factory : callable
+        Called with ``nesting_level=``, ``inner_max_num_threads=`` and the backend params;
+        returns a :class:`ParallelBackendBase` (or a backend written for joblib).
+    make_default : bool, default False
+        Use it when no backend is given.
+    """
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {factory!r}")
+    with _lock:
+        BACKENDS[name] = factory
+        if make_default:
+            _default[0] = name

@@ -110,6 +110,9 @@ class SharedFolder:
         # id(array) -> (array, its file's content: a read-only map or a hash, path, the
         # tick() when the file was last known equal to the array)
         self._stored: dict[int, tuple[Any, Any, str, int]] = {}
+        # Seconds spent comparing and writing arrays so far: the cost of sending a batch
+        # that does not grow with its number of tasks (auto-batching amortizes it).
+        self.seconds = 0.0
 
     def store(self, array: Any, mmap_mode: Any = "r", created: Optional[int] = None) -> str:
         """The path of a file holding ``array``'s content (written when needed).
@@ -119,25 +122,34 @@ class SharedFolder:
         it holds the array as it was at a moment after those tasks were created (what a
         task may see, as when joblib pickles a batch after dispatching it): no compare.
         """
-        from .. import dump, load
-        from .. import hash as content_hash
-
         known = self._stored.get(id(array))
+        if known is not None and known[0] is array and known[1] is not None:
+            if created is not None and created < known[3]:
+                return known[2]  # the common case, first and cheap
+        start = time.perf_counter()
+        try:
+            return self._store(array, mmap_mode, known)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _store(self, array: Any, mmap_mode: Any, known: Any) -> str:
+        from ..hashing import hash as content_hash
+        from ..persistence import dump, load
+
         # Workers can write into the file with "r+"/"w+": compare with a hash taken when
         # it was written. Otherwise the file never changes: compare with the file itself
         # (memory speed, and exact).
         by_hash = mmap_mode in ("r+", "w+")
         if known is not None and known[0] is array and known[1] is not None:
-            _, content, path, checked = known
-            if created is not None and created < checked:
-                return path
+            _, content, path, _ = known
             now = tick()
             if content_hash(array) == content if by_hash else _same_bytes(array, content):
                 self._stored[id(array)] = (array, content, path, now)
                 return path
         now = tick()
         path = os.path.join(self.path, f"{uuid.uuid4().hex}.arg")
-        dump(array, path, fsync=False)  # lives for one call: never worth a flush to disk
+        # lives for one call: never worth a flush to disk
+        dump(_plain_array(array), path, fsync=False)
         content = None
         if array.flags.c_contiguous or array.flags.f_contiguous:
             content = content_hash(array) if by_hash else load(path, mmap_mode="r")
@@ -196,6 +208,29 @@ def _same_bytes(array: Any, mapped: Any) -> bool:
     )
 
 
+def _plain_array(array: Any) -> Any:
+    """An ``np.memmap`` as a plain array view: numpy pickles a memmap in native byte
+    order whatever its dtype says, so a ``>i4`` map would come back as ``=i4``."""
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(array, np.memmap):
+        return array.view(np.ndarray)
+    return array
+
+
+def _array_bytes(array: Any) -> tuple:
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    return (bytearray(array.view(np.uint8).reshape(-1)), array.dtype, array.shape)
+
+
+def _array_from_bytes(data: bytearray, dtype: Any, shape: tuple) -> Any:
+    """A writable array over ``data`` (a bytearray: no copy)."""
+    import numpy as np
+
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
 def _is_large_array(obj: Any, max_nbytes: int) -> bool:
     np = sys.modules.get("numpy")
     if np is None or type(obj) not in (np.ndarray, np.memmap):
@@ -233,7 +268,12 @@ class _ResultPickler(cloudpickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if _is_large_array(obj, self._max_nbytes):
-            from .. import dump
+            if type(obj) is not type(_plain_array(obj)):
+                # A map of a worker's file (an argument given back) comes back as a plain
+                # writable array in memory, as joblib does (numpy's own memmap pickle would
+                # also lose a non-native byte order).
+                return _array_from_bytes, _array_bytes(obj)
+            from ..persistence import dump
 
             path = os.path.join(self._folder, f"{uuid.uuid4().hex}.res")
             dump(obj, path, fsync=False)
@@ -275,7 +315,7 @@ def _watch_maps() -> None:
 def load_argument(path: str, mmap_mode: Any) -> Any:
     """Worker side: map a shared argument (once per batch anyway: pickle memo)."""
     global _watcher
-    from .. import load
+    from ..persistence import load
 
     if mmap_mode != "r":  # writable or private maps must not be shared between tasks
         # The data is already in the file: "w+" (create) means "r+" (read-write) here.
@@ -296,7 +336,7 @@ def load_result(path: str) -> Any:
     """Caller side: map a large result privately (writable) and unlink its file."""
     import numpy as np
 
-    from .. import load
+    from ..persistence import load
 
     try:
         return np.asarray(load(path, mmap_mode="c"))
@@ -333,6 +373,11 @@ def dumps_outcome(
             reason = f"a result of this batch could not be sent back: {error!r}"
         else:
             failed = outcome[1]
+            try:  # the same type with its message, when that much can travel
+                clone = type(failed.error)(*failed.error.args)
+                return cloudpickle.dumps((False, RemoteError(clone, failed.text), outcome[2]))
+            except Exception:
+                pass
             reason = f"{type(failed.error).__name__}: {failed.error}\n{failed.text}"
         return cloudpickle.dumps((False, RemoteError(RuntimeError(reason), ""), outcome[2]))
 

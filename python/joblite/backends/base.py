@@ -1,8 +1,12 @@
-"""The backend interface of Parallel, and the batch of calls that every backend runs."""
+"""The backend interface of Parallel, the batch of calls every backend runs, and
+:func:`cpu_count`, the machine's share that ``n_jobs=-1`` means."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
+import os
 import threading
 import traceback
 from concurrent.futures import Future
@@ -11,7 +15,31 @@ from typing import Any, Callable, Optional
 # Per-thread view of the nesting of Parallel calls: inside a worker, the backend name,
 # n_jobs and nesting level that an inner Parallel call should use by default.
 _nesting = threading.local()
+# (default backend name, n_jobs cap, nesting level, name of the backend running the task)
+Nesting = tuple
 _clock = itertools.count(1)
+
+
+@functools.lru_cache(maxsize=2)
+def cpu_count(only_physical_cores: bool = False) -> int:
+    """Number of CPUs this process may use: affinity mask and cgroup quota honoured.
+
+    Parameters
+    ----------
+    only_physical_cores : bool, default False
+        Count physical cores, not hyper-threads (when that can be found out).
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
+    try:
+        from loky import cpu_count as loky_cpu_count
+    except ImportError:  # no working multiprocessing (loky needs it): the affinity mask
+        getter = getattr(os, "sched_getaffinity", None)
+        return max(len(getter(0)) if getter else os.cpu_count() or 1, 1)
+    return max(int(loky_cpu_count(only_physical_cores=only_physical_cores)), 1)
 
 
 def tick() -> int:
@@ -58,7 +86,7 @@ class RemoteError:
         return self.error
 
 
-def nesting() -> Optional[tuple[str, Optional[int], int]]:
+def nesting() -> Optional[Nesting]:
     """``(backend name, n_jobs, nesting level)`` set by the batch running in this thread."""
     return getattr(_nesting, "value", None)
 
@@ -76,7 +104,7 @@ class BatchedCalls:
     def __init__(
         self,
         items: list[tuple[Callable[..., Any], tuple, dict]],
-        nested: Optional[tuple[str, Optional[int], int]] = None,
+        nested: Optional[Nesting] = None,
         return_exceptions: bool = False,
     ) -> None:
         self.items: Optional[list] = items
@@ -206,8 +234,6 @@ class ParallelBackendBase:
         The default is joblib's rule for workers on this machine: ``n_jobs`` as given, and
         ``cpu_count() + 1 + n_jobs`` for negative values (-1: every core).
         """
-        from ..parallel import cpu_count
-
         if n_jobs == 0:
             raise ValueError("n_jobs == 0 in Parallel has no meaning")
         if n_jobs < 0:
@@ -219,15 +245,32 @@ class ParallelBackendBase:
         self.n_jobs = self.effective_n_jobs(n_jobs)
         return self.n_jobs
 
+    def start_call(self) -> None:
+        """A Parallel call starts (after :meth:`configure`)."""
+
+    def stop_call(self) -> None:
+        """A Parallel call ended (before :meth:`terminate`, when that is called)."""
+
+    def retrieval_context(self) -> Any:
+        """A context manager around the waiting for results (joblib's hook)."""
+        return contextlib.nullcontext()
+
     def submit(self, batch: BatchedCalls, **kwargs: Any) -> Future:
         """Start running ``batch``; the future gives its list of results or its error."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement submit(batch) returning a"
+            " concurrent.futures.Future (joblite's interface), or joblib's"
+            " submit(func, callback) / apply_async(func, callback)"
+        )
 
     def retrieve(self, future: Future) -> list:
         """The results of a completed batch (raises the batch's error).
 
         A backend that knows how long the batch computed may set ``future.duration``
-        (seconds); ``batch_size="auto"`` then ignores queueing and transfer time.
+        (seconds); ``batch_size="auto"`` then ignores queueing and transfer time. One that
+        spent time sending the batch that does not grow with its number of tasks (shared
+        arrays checked or written) may set ``future.send_seconds``: auto batches then grow
+        until that cost is a small part of their work.
         """
         return future.result()
 
@@ -243,18 +286,17 @@ class ParallelBackendBase:
         """Stop running tasks as soon as possible (after an error or an interrupt)."""
         self.terminate()
 
-    def get_nested_backend(self) -> Optional[tuple[str, Optional[int], int]]:
+    def get_nested_backend(self) -> Optional[Nesting]:
         """What an inner Parallel call inside a worker uses by default.
 
-        ``(backend name, n_jobs cap, nesting level)``: threads at the first level of
+        ``(backend name, n_jobs cap, nesting level, this backend's name)``: threads at the
+        first level of
         nesting, sequential below, and at most this worker's share of the cores, so that
         nested calls never multiply the number of busy workers.
         """
-        from ..parallel import cpu_count
-
         level = self.nesting_level + 1
         cap = max(cpu_count() // max(self.n_jobs, 1), 1)
-        return ("threading" if level == 1 else "sequential", cap, level)
+        return ("threading" if level == 1 else "sequential", cap, level, self.name)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

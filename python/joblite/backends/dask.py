@@ -102,12 +102,9 @@ class DaskDistributedBackend(ParallelBackendBase):
         **kwargs: Any,
     ) -> None:
         super().__init__(nesting_level, inner_max_num_threads, **kwargs)
-        try:
-            import distributed
-        except ImportError as error:
-            raise ImportError(
-                "backend='dask' needs dask's distributed scheduler: pip install 'joblite[dask]'"
-            ) from error
+        self.check_available()
+        import distributed
+
         self._owns_client = False
         if client is None:
             if scheduler_host is not None:
@@ -130,6 +127,18 @@ class DaskDistributedBackend(ParallelBackendBase):
         self._tasks: dict[int, Any] = {}  # id(concurrent future) -> dask future
         self.scattered_bytes = 0  # total bytes scattered by this backend (for reports)
         self._prescatter = list(scatter or [])
+
+    @staticmethod
+    def check_available() -> None:
+        """ValueError (as joblib) when dask's distributed scheduler is not installed."""
+        try:
+            import distributed  # noqa: F401
+        except ImportError as error:
+            raise ValueError(
+                "You are trying to use 'dask' as a joblib parallel backend but dask is not"
+                " installed. Please install dask to fix this error: pip install"
+                " 'joblite[dask]'"
+            ) from error
 
     def __repr__(self) -> str:
         return f"DaskDistributedBackend(scheduler={self.client.scheduler.address!r})"
@@ -182,7 +191,9 @@ class DaskDistributedBackend(ParallelBackendBase):
 
     def submit(self, batch: BatchedCalls, **kwargs: Any) -> Future:
         futures: list = []
-        items = [(f, self._lift(a, futures), self._lift(kw, futures)) for f, a, kw in batch.items]
+        items = [
+            (f, self._lift(a, futures), self._lift(kw, futures)) for f, a, kw in batch._calls()
+        ]
         task = BatchedCalls(items, batch.nested, batch.return_exceptions)
         name = getattr(batch.items[0][0], "__name__", "call") if batch.items else "call"
         key = f"joblite-{name}-{uuid.uuid4().hex}-{next(_tokens)}"

@@ -9,17 +9,19 @@ starts a fresh pool.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import signal
 import sys
 import threading
+import warnings
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..exceptions import WorkerCrashedError
 from . import _transport
-from .base import BatchedCalls, ParallelBackendBase
+from .base import BatchedCalls, ParallelBackendBase, cpu_count, nesting
 
 # Idle workers live this long (seconds) before exiting, like joblib.
 IDLE_WORKER_TIMEOUT = 300
@@ -32,6 +34,8 @@ _THREAD_LIMIT_VARS = (
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
 )
+# read by joblite's Rust core (see joblite.core_threads), named here to keep imports down
+_CORE_THREADS_VAR = "JOBLITE_NUM_THREADS"
 
 
 def _describe_exit_codes(codes: list[int]) -> str:
@@ -76,20 +80,48 @@ class _ProcessBackend(ParallelBackendBase):
     supports_inner_max_num_threads = True
     default_n_jobs = 1
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        nesting_level: Optional[int] = None,
+        inner_max_num_threads: Optional[int] = None,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: tuple = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(nesting_level, inner_max_num_threads, **kwargs)
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {initializer!r}")
+        self.initializer = initializer
+        self.initargs = tuple(initargs)
         self._executor: Any = None
         self._folder: Optional[_transport.SharedFolder] = None
         self._temp_folder: Optional[str] = None
         self._max_nbytes: Optional[int] = None
         self._mmap_mode: Any = "r"
 
+    def effective_n_jobs(self, n_jobs: int) -> int:
+        """joblib's rule, and 1 (with joblib's warning) where workers cannot start here."""
+        n_jobs = super().effective_n_jobs(n_jobs)
+        reason = self._nesting_refusal()
+        if reason is None:
+            return n_jobs
+        if n_jobs != 1:
+            warnings.warn(f"{reason}, setting n_jobs=1", UserWarning, stacklevel=3)
+        return 1
+
+    def _nesting_refusal(self) -> Optional[str]:
+        """Why worker processes cannot be started here, or None (joblib's nesting rules)."""
+        return None
+
     def worker_env(self, n_jobs: int) -> dict[str, str]:
         """Environment capping BLAS/OpenMP threads so workers x threads <= cores."""
-        from ..parallel import cpu_count
-
-        n_threads = self.inner_max_num_threads or max(cpu_count() // n_jobs, 1)
-        return {name: str(n_threads) for name in _THREAD_LIMIT_VARS}
+        explicit = self.inner_max_num_threads
+        n_threads = explicit or max(cpu_count() // n_jobs, 1)
+        names = (*_THREAD_LIMIT_VARS, _CORE_THREADS_VAR)  # joblite's own core threads too
+        env = {name: str(n_threads) for name in names}
+        if explicit is None:  # as joblib: a limit set in this process's environment stays
+            env.update({name: os.environ[name] for name in names if name in os.environ})
+        return env
 
     def configure(
         self,
@@ -119,11 +151,24 @@ class _ProcessBackend(ParallelBackendBase):
             raise RuntimeError(f"{type(self).__name__}.submit called before configure")
         if self._folder is None and self._max_nbytes is not None:
             self._folder = _transport.SharedFolder(self._temp_folder)
-        payload = _transport.dumps_batch(batch, self._folder, self._max_nbytes, self._mmap_mode)
+        sent_before = self._folder.seconds if self._folder is not None else 0.0
         try:
-            return self._executor.submit(_transport.run_payload, payload)
+            payload = _transport.dumps_batch(batch, self._folder, self._max_nbytes, self._mmap_mode)
+        except (pickle.PicklingError, TypeError, AttributeError) as error:
+            raise pickle.PicklingError(
+                f"Could not pickle the task to send it to the workers: {error}"
+            ) from error
+        except Exception as error:  # raised by a __reduce__ of the user's
+            raise pickle.PicklingError(
+                f"Could not pickle the task to send it to the workers: {error!r}"
+            ) from error
+        try:
+            future = self._executor.submit(_transport.run_payload, payload)
         except (BrokenProcessPool, RuntimeError) as error:
             raise self._crashed(error) from error
+        if self._folder is not None:  # see ParallelBackendBase.retrieve: send_seconds
+            future.send_seconds = self._folder.seconds - sent_before  # type: ignore[attr-defined]
+        return future
 
     def retrieve(self, future: Future) -> list:
         try:
@@ -142,6 +187,12 @@ class _ProcessBackend(ParallelBackendBase):
         self._kill_executor()
         self._executor = None
         self.terminate()
+        if ensure_ready:  # the same backend runs the next call of a `with Parallel` block
+            self._executor = self._get_executor(self.n_jobs, self.worker_env(self.n_jobs))
+
+    def _initializer_key(self) -> tuple:
+        """What decides, with n_jobs and the environment, whether workers can be reused."""
+        return (self.initializer, self.initargs)
 
     def _crashed(self, error: BaseException) -> Exception:
         codes = self._exit_codes()
@@ -180,10 +231,19 @@ def _is_usable(executor: Any) -> bool:
     return not (getattr(executor, "_broken", False) or getattr(executor, "_shutdown_thread", False))
 
 
+def _same_key(old: Any, new: Any) -> bool:
+    # loky's reuse rule: workers are reused when the settings compare equal (initargs
+    # included, so the same manager proxy reuses them and another one does not).
+    try:
+        return bool(old == new)
+    except Exception:  # e.g. numpy arrays in initargs: no truth value, so never equal
+        return False
+
+
 def _cached_executor(kind: str, key: Any, create: Any) -> Any:
     with _executors_lock:
         entry = _executors.get(kind)
-        if entry is not None and entry[1] == key and _is_usable(entry[0]):
+        if entry is not None and _same_key(entry[1], key) and _is_usable(entry[0]):
             return entry[0]
         if entry is not None:
             entry[0].shutdown(wait=False)
@@ -208,13 +268,34 @@ class LokyBackend(_ProcessBackend):
 
     name = "loky"
 
+    def _nesting_refusal(self) -> Optional[str]:
+        parent = nesting()
+        if parent is None or parent[2] == 0:
+            return None
+        kind = parent[3] if len(parent) > 3 else None
+        if kind == "multiprocessing":
+            return "Loky-backed parallel loops cannot be called in a multiprocessing"
+        if (
+            kind in ("threading", "dask")
+            and threading.current_thread() is not threading.main_thread()
+        ):
+            return "Loky-backed parallel loops cannot be nested below threads"
+        return None
+
     def _get_executor(self, n_jobs: int, env: dict[str, str]) -> Any:
         def create() -> Any:
             from loky import ProcessPoolExecutor
 
-            return ProcessPoolExecutor(max_workers=n_jobs, timeout=IDLE_WORKER_TIMEOUT, env=env)
+            return ProcessPoolExecutor(
+                max_workers=n_jobs,
+                timeout=IDLE_WORKER_TIMEOUT,
+                env=env,
+                initializer=self.initializer,
+                initargs=self.initargs,
+            )
 
-        return _cached_executor("loky", (n_jobs, tuple(sorted(env.items()))), create)
+        key = (n_jobs, tuple(sorted(env.items())), *self._initializer_key())
+        return _cached_executor("loky", key, create)
 
     def _kill_executor(self) -> None:
         executor = self._executor
@@ -224,12 +305,19 @@ class LokyBackend(_ProcessBackend):
         executor.shutdown(wait=False, kill_workers=True)
 
 
-def _init_worker(env: dict[str, str]) -> None:
+def _init_worker(
+    env: dict[str, str], initializer: Optional[Callable[..., Any]] = None, initargs: tuple = ()
+) -> None:
     os.environ.update(env)
+    core = sys.modules.get("joblite._core")
+    if core is not None:  # forked with the core loaded: a limit set in the parent is inherited
+        core.set_thread_limit(int(env[_CORE_THREADS_VAR]))
     if "numpy" in sys.modules:  # forked after numpy started its thread pools
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=int(env["OMP_NUM_THREADS"]))
+    if initializer is not None:
+        initializer(*initargs)
 
 
 class MultiprocessingBackend(_ProcessBackend):
@@ -237,20 +325,40 @@ class MultiprocessingBackend(_ProcessBackend):
     start method), through :class:`concurrent.futures.ProcessPoolExecutor`."""
 
     name = "multiprocessing"
+    # as joblib: BLAS threads are capped at cores // n_jobs, but not settable
+    supports_inner_max_num_threads = False
+
+    def __init__(self, *args: Any, context: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.context = context  # a multiprocessing context (default: the default one)
+
+    def _nesting_refusal(self) -> Optional[str]:
+        parent = nesting()
+        if parent is None or parent[2] == 0:
+            return None
+        kind = parent[3] if len(parent) > 3 else None
+        if kind == "loky":
+            return "Multiprocessing-backed parallel loops cannot be nested, below loky"
+        if kind in ("threading", "dask"):
+            return "Multiprocessing-backed parallel loops cannot be nested below threads"
+        return "Multiprocessing-backed parallel loops cannot be nested"
 
     def _get_executor(self, n_jobs: int, env: dict[str, str]) -> Any:
+        import multiprocessing
+
+        context = self.context if self.context is not None else multiprocessing.get_context()
+
         def create() -> Any:
-            import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             return ProcessPoolExecutor(
                 max_workers=n_jobs,
-                mp_context=multiprocessing.get_context(),
+                mp_context=context,
                 initializer=_init_worker,
-                initargs=(env,),
+                initargs=(env, self.initializer, self.initargs),
             )
 
-        key = (n_jobs, tuple(sorted(env.items())))
+        key = (n_jobs, tuple(sorted(env.items())), context, *self._initializer_key())
         return _cached_executor("multiprocessing", key, create)
 
     def _kill_executor(self) -> None:

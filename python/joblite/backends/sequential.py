@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any, Optional
 
-from .base import BatchedCalls, ParallelBackendBase, nesting
+from .base import BatchedCalls, Nesting, ParallelBackendBase, nesting
 
 
 class SequentialBackend(ParallelBackendBase):
@@ -30,6 +30,6 @@ class SequentialBackend(ParallelBackendBase):
             future.set_exception(error)
         return future
 
-    def get_nested_backend(self) -> Optional[tuple[str, Optional[int], int]]:
+    def get_nested_backend(self) -> Optional[Nesting]:
         # Running sequentially changes nothing for inner calls: keep what was active.
         return nesting()

@@ -34,9 +34,9 @@ def get_thread_pool(n_threads: int, nesting_level: int = 0) -> Any:
         key = (n_threads, nesting_level)
         pool = _pools.get(key)
         if pool is None or pool.closed:
-            from .._core import ThreadPool
+            from .._core import TaskPool
 
-            pool = _pools[key] = ThreadPool(n_threads, name="joblite-thread")
+            pool = _pools[key] = TaskPool(n_threads, name="joblite-thread")
         return pool
 
 

@@ -8,18 +8,20 @@ format 1 and every format joblib has written, without joblib installed.
 from __future__ import annotations
 
 import io
+import logging
 import lzma
 import os
 import pickle
-import stat
 import struct
 from typing import Any, Callable, Optional
 
 from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs, container, format2, joblib_compat
 from .container import MAGIC, ContainerFile
+from .files import open_regular
 
 _MMAP_MODES = (None, "r", "r+", "c", "w+")
+_log = logging.getLogger("joblite.persistence")
 
 
 def _stream_compressor(name: str, level: Optional[int]) -> Callable[[Any], Any]:
@@ -223,6 +225,7 @@ def _load_stream(path: Optional[str], fobj: Any, opener: Callable[[Any], Any]) -
 def load(
     filename: Any,
     mmap_mode: Optional[str] = None,
+    ensure_native_byte_order: Any = "auto",
     *,
     allow_pickle: bool = True,
     verify: Optional[bool] = None,
@@ -245,6 +248,10 @@ def load(
         (read-only under ``'r'``). ``'w+'`` acts as ``'r+'``, as in joblib. With ``'r+'``
         writes go to the file, which is then marked (in its checksummed index) so later
         loads stop verifying its uncompressed arrays, which the writes change.
+    ensure_native_byte_order : bool or 'auto', default 'auto'
+        Arrays stored in a byte order other than the host's come back swapped to the host's
+        order (a copy), as with joblib. ``'auto'``: when ``mmap_mode`` is None (a memory map
+        keeps the file's order). ``True`` with ``mmap_mode`` raises ``ValueError``.
     allow_pickle : bool, default True
         ``False`` is the safe mode: only numpy arrays of non-object dtype and builtin
         containers/scalars are loaded; anything that would import or call other code raises
@@ -263,8 +270,9 @@ def load(
     Raises
     ------
     joblite.CorruptFileError
-        The file is empty, not a regular file, truncated, damaged (checksum mismatch), or not
-        a joblite/joblib file; the message names the file and what is wrong.
+        The file is empty, truncated, damaged (checksum mismatch), not a joblite/joblib file,
+        or not a regular file (a directory, FIFO, device or socket is refused without
+        reading it); the message names the file and what is wrong.
     joblite.UnsafeLoadError
         ``allow_pickle=False`` met something it refuses.
     FileNotFoundError
@@ -272,33 +280,34 @@ def load(
     """
     if mmap_mode not in _MMAP_MODES:
         raise ValueError(f"mmap_mode must be one of {_MMAP_MODES}, got {mmap_mode!r}")
+    native = mmap_mode is None if ensure_native_byte_order == "auto" else ensure_native_byte_order
+    if native and mmap_mode is not None:
+        raise ValueError(
+            "Native byte ordering can only be enforced if 'mmap_mode' parameter "
+            f"is set to None, but got 'mmap_mode={mmap_mode}' instead."
+        )
     if hasattr(filename, "read") and not isinstance(filename, (str, bytes, os.PathLike)):
         return _load_fileobj(filename, allow_pickle)
     path = os.fsdecode(os.fspath(filename))
-    if os.path.isdir(path):
-        raise CorruptFileError(path, "is a directory, not a joblite or joblib file")
-    if not stat.S_ISREG(os.stat(path).st_mode):  # before open(): a FIFO would block it
-        raise CorruptFileError(path, "is not a regular file (a FIFO, device or socket)")
-    with open(path, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise CorruptFileError(path, "is not a regular file")
+    with open_regular(path) as f:  # a FIFO, device or directory is refused, never read
         head = f.read(16)
     if not head:
         raise CorruptFileError(path, "file is empty")
     if head.startswith(MAGIC):
-        return ContainerFile(path).load(mmap_mode, allow_pickle, verify)
+        return ContainerFile(path).load(mmap_mode, allow_pickle, verify, native)
     reader = format2.open_file(path)
     if reader is not None:
-        return format2.load_reader(reader, path, mmap_mode, allow_pickle, verify)
+        return format2.load_reader(reader, path, mmap_mode, allow_pickle, verify, native)
     openers = _stream_readers(head)
     for opener in openers:
         with open(path, "rb") as f:
             data = _load_stream(path, f, opener)
         reader = format2.open_bytes(data, path) if data is not None else None
         if reader is not None:
-            return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify)
+            return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify, native)
+    _log.debug("load: %s is not a joblite file; reading it as a joblib file", path)
     try:
-        return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle)
+        return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, None, native)
     except CorruptFileError as e:
         if joblib_compat.detect(head) is None and not head.startswith(b"\x80"):
             raise CorruptFileError(
@@ -328,7 +337,7 @@ def _load_fileobj(fobj: Any, allow_pickle: bool) -> Any:
     if reader is not None:
         if start is not None:
             fobj.seek(start + reader.dump_len)
-        return format2.load_reader(reader, None, None, allow_pickle, True)
+        return format2.load_reader(reader, None, None, allow_pickle, True, True)
     return loads(data, allow_pickle=allow_pickle)
 
 
@@ -380,17 +389,17 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
         raise CorruptFileError(None, "data is empty")
     head = bytes(view[:16])
     if head.startswith(MAGIC):
-        return ContainerFile(None, view).load(None, allow_pickle, True)
+        return ContainerFile(None, view).load(None, allow_pickle, True, True)
     reader = format2.open_bytes(view)
     if reader is not None:
-        return format2.load_reader(reader, None, None, allow_pickle, True)
+        return format2.load_reader(reader, None, None, allow_pickle, True, True)
     for opener in _stream_readers(head):
         raw = _load_stream(None, io.BytesIO(view), opener)
         reader = format2.open_bytes(raw) if raw is not None else None
         if reader is not None:
-            return format2.load_reader(reader, None, None, allow_pickle, True)
+            return format2.load_reader(reader, None, None, allow_pickle, True, True)
     try:
-        return joblib_compat.load(None, bytes(view), head, None, not allow_pickle)
+        return joblib_compat.load(None, bytes(view), head, None, not allow_pickle, None, True)
     except (KeyError, IndexError, EOFError, struct.error, pickle.UnpicklingError) as e:
         if isinstance(e, UnsafeLoadError):
             raise

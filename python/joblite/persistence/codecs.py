@@ -161,17 +161,26 @@ def _compressor(codec: int, level: int, name: Optional[str] = None) -> Callable[
 
 
 def decompress(codec: int, stored: bytes, raw_len: int, name: Optional[str] = None) -> bytes:
-    """Decode one stored chunk of a zlib/bz2/lzma/registered segment (checks its size)."""
+    """Decode one stored chunk of a zlib/bz2/lzma/registered segment (checks its size).
+
+    The stdlib decoders stop one byte past ``raw_len``: a chunk that would decode to more than
+    it declares (a decompression bomb) costs no more memory than the declared size.
+    """
     if codec == EXTERNAL:
         out = bytes(registered(name).decompress(stored))
-    elif codec == ZLIB:
-        out = zlib.decompress(stored, bufsize=max(raw_len, 1))
-    elif codec == BZ2:
-        out = bz2.decompress(stored)
-    elif codec == LZMA:
-        out = lzma.decompress(stored, format=lzma.FORMAT_XZ)
     else:
-        raise ValueError(f"codec {codec} is not a stdlib codec")
+        dec: Any
+        if codec == ZLIB:
+            dec = zlib.decompressobj()
+        elif codec == BZ2:
+            dec = bz2.BZ2Decompressor()
+        elif codec == LZMA:
+            dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        else:
+            raise ValueError(f"codec {codec} is not a stdlib codec")
+        out = dec.decompress(stored, raw_len + 1)
+        if len(out) == raw_len and not dec.eof:
+            raise ValueError(f"chunk holds more than the {raw_len} bytes it declares")
     if len(out) != raw_len:
         raise ValueError(f"chunk decoded to {len(out)} bytes, expected {raw_len}")
     return out

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import lzma
 import os
 import pickle
 import re
 import socket
 import uuid
+import zlib
 from typing import Any, Optional
 
 from .. import _core
@@ -22,9 +25,16 @@ from ..exceptions import CorruptFileError
 from . import codecs
 from .safe import SafeGlobals
 
+_log = logging.getLogger("joblite.persistence")
+
 MAGIC: bytes = _core.CONTAINER_MAGIC
 CHUNK_SIZE: int = _core.DEFAULT_CHUNK_SIZE
-_FLAG_MAPPED_WRITABLE = 1
+_FLAG_MAPPED_WRITABLE = 1  # marked by a writable map: uncompressed data not verified
+_FLAG_LEGACY_MAPPED = 2  # joblite 0.1.0's mark: verified anyway (a bit flip can make it)
+_LEGACY_HINT = (
+    "; the file carries joblite 0.1.0's mark of a writable memory map (mmap_mode='r+'), "
+    "whose writes change the data: load(..., verify=False) reads it unverified"
+)
 # struct format characters of plain numbers, whose bytes a shuffle can group
 _NUMERIC_FORMATS = set("hHiIlLqQnNefdg")
 
@@ -70,6 +80,21 @@ def _temp_name(path: str) -> str:
     head, tail = os.path.split(path)
     unique = f"{uuid.uuid4().hex[:8]}.{os.getpid()}-{_HOST_TAG}"
     return os.path.join(head, f".{tail[:80]}.{unique}{_TEMP_SUFFIX}")
+
+
+def user_path_error(exc: OSError, tmp: str, path: str) -> OSError:
+    """``exc``, raised while writing the temporary file ``tmp``, as an error about ``path``.
+
+    The user never asked for the temporary file: the error names the path they gave, and
+    keeps its type and errno (``ENOSPC`` for a full disk, ``EACCES``, ...).
+    """
+    if exc.errno is None:
+        out = OSError(f"{path}: {exc}")
+    else:
+        # OSError(errno, ...) picks the subclass (PermissionError, FileNotFoundError, ...)
+        out = OSError(exc.errno, exc.strerror or os.strerror(exc.errno), path)
+    out.__cause__ = None
+    return out
 
 
 def _pid_alive(pid: int) -> bool:
@@ -125,6 +150,12 @@ def sweep_stale_temps(directory: str) -> list[str]:
         except OSError:
             continue
         removed.append(entry.path)
+    if removed:  # one record per sweep (logging only: dump never prints)
+        _log.info(
+            "dump: removed %d temporary file(s) left by interrupted dumps in %s",
+            len(removed),
+            directory or ".",
+        )
     if not in_use:
         if len(_SWEPT) >= _SWEPT_MAX:  # bounded: Memory writes each entry in a new folder
             _SWEPT.clear()
@@ -140,17 +171,22 @@ def write_file(value: Any, path: str, choice: codecs.Choice, fsync: bool = True)
     """
     segments = serialize(value, choice)
     tmp = _temp_name(path)
-    # O_EXCL: never clobber anything; mode 0o666 so the umask applies as for open()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    os.close(fd)
+    try:
+        # O_EXCL: never clobber anything; mode 0o666 so the umask applies as for open()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        os.close(os.open(tmp, flags, 0o666))
+    except OSError as exc:
+        raise user_path_error(exc, tmp, path) from None
     try:
         _core.write_container(tmp, segments, CHUNK_SIZE, fsync, codec_name=choice.name)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise user_path_error(exc, tmp, path) from None
         raise
     directory = os.path.dirname(os.path.abspath(path))
     if fsync:
@@ -201,19 +237,48 @@ def frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = N
     return arr
 
 
-class _Unpickler(pickle.Unpickler):
-    """The C unpickler, with numpy's array reconstructor swapped for :func:`frombuffer` and,
-    in safe mode, every other global checked against :mod:`.safe`."""
+def _empty(n: int) -> Any:
+    """``n`` writable bytes, not zero-filled: their pages cost memory only once written."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is optional for arrays-free data
+        return bytearray(n)
+    return np.empty(n, dtype=np.uint8)
 
-    def __init__(self, file: Any, buffers: list, safe: Optional[SafeGlobals]) -> None:
+
+def native_order(arr: Any) -> Any:
+    """``arr`` in the host's byte order (a swapped copy when it is not): joblib's
+    ``ensure_native_byte_order``."""
+    dt = getattr(arr, "dtype", None)
+    if dt is not None and dt.fields is None and dt.byteorder not in ("=", "|") and not dt.isnative:
+        return arr.byteswap().view(dt.newbyteorder("="))
+    return arr
+
+
+def _frombuffer_native(*args: Any) -> Any:
+    return native_order(frombuffer(*args))
+
+
+class _Unpickler(pickle.Unpickler):
+    """The C unpickler, with numpy's array reconstructor swapped for :func:`frombuffer` (or
+    one that also swaps to native byte order) and, in safe mode, every other global checked
+    against :mod:`.safe`."""
+
+    def __init__(
+        self, file: Any, buffers: list, safe: Optional[SafeGlobals], native: bool = False
+    ) -> None:
         super().__init__(file, buffers=buffers)
         self._safe = safe
+        self._native = native
 
     def find_class(self, module: str, name: str) -> Any:
         if self._safe is not None:
-            return self._safe.find_class(module, name)
+            found = self._safe.find_class(module, name)
+            if self._native and name == "_frombuffer":
+                return lambda *args: native_order(found(*args))
+            return found
         if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
-            return frombuffer
+            return _frombuffer_native if self._native else frombuffer
         return super().find_class(module, name)
 
 
@@ -250,7 +315,9 @@ class ContainerFile:
             out[at : at + raw] = data
 
         # a registered codec may raise anything on damaged input
-        errors = Exception if codec == codecs.EXTERNAL else (ValueError, OSError, EOFError)
+        errors: Any = Exception
+        if codec != codecs.EXTERNAL:
+            errors = (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError)
         try:
             list(codecs.pool().map(one, jobs))
         except CorruptFileError:
@@ -269,19 +336,44 @@ class ContainerFile:
         if fast:
             self.reader.read_into(fast, verify)
 
-    def load(self, mmap_mode: Optional[str], allow_pickle: bool, verify: Optional[bool]) -> Any:
-        """Unpickle the object; see :func:`joblite.load` for ``mmap_mode`` and ``verify``."""
+    def load(
+        self,
+        mmap_mode: Optional[str],
+        allow_pickle: bool,
+        verify: Optional[bool],
+        native: bool = False,
+    ) -> Any:
+        """Unpickle the object; see :func:`joblite.load` for ``mmap_mode`` and ``verify``;
+        ``native`` swaps arrays to the host's byte order."""
+        try:
+            return self._load(mmap_mode, allow_pickle, verify, native)
+        except CorruptFileError as exc:
+            if self.reader.flags & _FLAG_LEGACY_MAPPED and "checksum" in exc.reason:
+                raise CorruptFileError(self.path, exc.reason + _LEGACY_HINT) from exc
+            raise
+
+    def _load(
+        self, mmap_mode: Optional[str], allow_pickle: bool, verify: Optional[bool], native: bool
+    ) -> Any:
         segs = self.segments
-        stream = bytearray(segs[0][4])
+        # Stored bytes are checked before any output is allocated: a damaged chunk claiming a
+        # large decoded size then costs nothing. (Uncompressed data is as large as it claims,
+        # bounded by the file; it is verified while it is read.)
+        compressed = [i for i, s in enumerate(segs) if s[0] != codecs.NONE and s[4]]
+        if verify is False:
+            compressed = [i for i in compressed if i == 0]  # the pickle stream, always
+        if compressed:
+            self.reader.verify_stored(compressed)
+        stream = _empty(segs[0][4])
         self._read([(0, stream)], True)  # the pickle stream is always verified
         mapped_writable = bool(self.reader.flags & _FLAG_MAPPED_WRITABLE)
         buffers: list[Any] = []
         if len(segs) > 1:
             buffers = self._read_buffers(mmap_mode, verify, mapped_writable)
-        if allow_pickle and mmap_mode is None:
+        if allow_pickle and mmap_mode is None and not native:
             return pickle.loads(stream, buffers=buffers)
         safe = None if allow_pickle else SafeGlobals()
-        value = _Unpickler(io.BytesIO(stream), buffers, safe).load()
+        value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
         if safe is not None:
             safe.check()
         return value

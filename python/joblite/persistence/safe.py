@@ -4,7 +4,10 @@ A pickle stream runs code by naming globals (``find_class``) and calling them. I
 only these are allowed: numpy's array/dtype/scalar reconstructors (wrapped so that object
 dtypes are refused) and a few builtin containers/scalars. Builtin containers and scalars
 (list, dict, tuple, str, bytes, int, float, bool, None, set, frozenset, bytearray) need no
-global at all with protocols 4 and 5.
+global at all with protocols 4 and 5. The builtins that older protocols call are wrapped to
+accept only the arguments a pickler writes (``bytearray(10**10)`` or ``set(range(10**10))``
+would make a few bytes cost gigabytes), and ``numpy.ndarray`` resolves to a name that is
+not callable (calling it would build an array of any dtype and size).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from typing import Any, Callable
 
 from ..exceptions import UnsafeLoadError
 
-_BUILTINS = {"complex", "set", "frozenset", "bytearray", "slice", "range"}
+_BUILTINS = {"complex", "slice", "range"}
+# materialised values: their size is bounded by the bytes of the stream that built them
+_MATERIAL = (list, tuple, dict, set, frozenset, str, bytes, bytearray)
 _NUMPY_MODULES = {"numpy.core.numeric", "numpy._core.numeric"}
 _MULTIARRAY = {"numpy.core.multiarray", "numpy._core.multiarray"}
 
@@ -27,6 +32,52 @@ _POLICY = (
 def refuse(what: str) -> UnsafeLoadError:
     """The error for a refused global or value."""
     return UnsafeLoadError(f"refusing to load {what}: {_POLICY}")
+
+
+def _safe_bytearray(*args: Any) -> bytearray:
+    # what picklers write: bytearray(), bytearray(b"..."), bytearray("...", "latin-1")
+    if not args or (len(args) == 1 and isinstance(args[0], (bytes, bytearray))):
+        return bytearray(*args)
+    if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        return bytearray(args[0], args[1])
+    raise refuse(f"bytearray{tuple(type(a).__name__ for a in args)}")
+
+
+def _materialised(kind: type, args: tuple) -> Any:
+    if not args or (len(args) == 1 and isinstance(args[0], _MATERIAL)):
+        return kind(*args)
+    raise refuse(f"{kind.__name__}{tuple(type(a).__name__ for a in args)}")
+
+
+def _safe_set(*args: Any) -> set:
+    out: set = _materialised(set, args)
+    return out
+
+
+def _safe_frozenset(*args: Any) -> frozenset:
+    out: frozenset = _materialised(frozenset, args)
+    return out
+
+
+_WRAPPED_BUILTINS: dict[str, Callable[..., Any]] = {
+    "bytearray": _safe_bytearray,
+    "set": _safe_set,
+    "frozenset": _safe_frozenset,
+}
+
+
+class _NdarrayName:
+    """Stands for ``numpy.ndarray`` in a safe load: numpy's reconstructor names it as the
+    class to build, but calling it (``ndarray(shape, dtype)``) is refused."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise refuse("a call of numpy.ndarray")
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+
+NDARRAY = _NdarrayName()
 
 
 def _check_dtype(dtype: Any) -> None:
@@ -42,8 +93,11 @@ class SafeGlobals:
 
     def find_class(self, module: str, name: str) -> Any:
         """Return the allowed object for ``module.name`` or raise UnsafeLoadError."""
-        if module in ("builtins", "__builtin__") and name in _BUILTINS:
-            return getattr(builtins, name)
+        if module in ("builtins", "__builtin__"):
+            if name in _BUILTINS:
+                return getattr(builtins, name)
+            if name in _WRAPPED_BUILTINS:
+                return _WRAPPED_BUILTINS[name]
         if module == "collections" and name == "OrderedDict":
             return collections.OrderedDict
         if module.startswith("numpy"):
@@ -58,34 +112,46 @@ class SafeGlobals:
         if module == "numpy" and name == "dtype":
             return np.dtype
         if module == "numpy" and name == "ndarray":
-            return np.ndarray
+            return NDARRAY
         if module in _NUMPY_MODULES and name == "_frombuffer":
             return self._frombuffer
         if module in _MULTIARRAY and name == "_reconstruct":
             return self._reconstruct
         if module in _MULTIARRAY and name == "scalar":
-            return _scalar
+            return self.scalar
         return None
 
     def _frombuffer(self, buf: Any, dtype: Any, shape: Any, order: Any, *rest: Any) -> Any:
         from .container import frombuffer
 
         _check_dtype(dtype)
-        return frombuffer(buf, dtype, shape, order, *rest)
+        arr = frombuffer(buf, dtype, shape, order, *rest)
+        self.arrays.append(arr)  # a later BUILD could still give it another dtype
+        return arr
 
     def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> Any:
         import numpy as np
 
-        if subtype is not np.ndarray:
+        if subtype is not NDARRAY:
             raise refuse(f"array subclass {subtype!r}")
-        arr = np.ndarray.__new__(subtype, shape, dtype)
+        # numpy pickles an empty (0,) array whose __setstate__ then brings shape and data;
+        # any other shape would allocate memory no byte of the stream accounts for
+        if not isinstance(shape, tuple) or 0 not in shape:
+            raise refuse(f"an array reconstructor with non-empty shape {shape!r}")
+        arr = np.ndarray.__new__(np.ndarray, shape, dtype)
         self.arrays.append(arr)  # its dtype arrives later, through __setstate__
         return arr
+
+    def scalar(self, dtype: Any, *args: Any) -> Any:
+        """numpy's scalar reconstructor, refusing object dtypes."""
+        value = _scalar(dtype, *args)
+        self.arrays.append(value)
+        return value
 
     def check(self) -> None:
         """Refuse object arrays whose dtype was only known once their state was set."""
         for arr in self.arrays:
-            _check_dtype(arr.dtype)
+            _check_dtype(getattr(arr, "dtype", None))
 
 
 def _scalar(dtype: Any, *args: Any) -> Any:

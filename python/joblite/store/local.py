@@ -3,9 +3,10 @@
 Layout under ``<location>/joblite``::
 
     <module>/<qualname>/func_code.py          the function's code (invalidation)
-    <module>/<qualname>/access.log            appended "key<TAB>time" lines (LRU, hit counts)
+    <module>/<qualname>/access.log            hit and miss records (LRU, statistics), compacted
     <module>/<qualname>/<k[:3]>/<k[3:]>/      one entry: output.v1 (joblite.dump) + metadata.json
     <module>/<qualname>/<k[:3]>/<k[3:]>.lock  compute-once lock of an entry being computed
+    <module>/<qualname>/.writing/             entries being written (renamed into place)
 
 The three-character fan-out keeps every directory small (a million entries of one function give
 4096 directories of ~250 entries), and a hit is one path join and one open.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import fcntl
 import hashlib
 import inspect
 import json
@@ -40,10 +42,14 @@ OUTPUT_NAME = f"output.v{FORMAT_VERSION}"
 METADATA_NAME = "metadata.json"
 CODE_NAME = "func_code.py"
 ACCESS_LOG = "access.log"
+TMP_DIR = ".writing"
+#: compact a function's access log once it is this big and twice its last compacted size
+ACCESS_COMPACT_BYTES = 64 * 1024
 #: results up to this size are read in one go and decoded from memory (cheapest hit)
 SMALL_RESULT = 1 << 20
 _FIRST_READ = 1 << 16
 _HOST = socket.gethostname()
+_HOST_TAG = hashlib.sha256(_HOST.encode()).hexdigest()[:8]
 _LOAD_HAS_VERIFY = "verify" in inspect.signature(load).parameters
 # Small results without large buffers (numbers, short strings, small dicts: most cache hits)
 # are stored as a checksummed pickle record instead of a container: decoding it costs a
@@ -93,6 +99,7 @@ def _decode_small(path: str, data: bytes) -> Any:
 
 
 _live_stores: weakref.WeakSet = weakref.WeakSet()
+_swept: set[str] = set()  # .tmp folders already swept by this process
 
 
 def _flush_all() -> None:
@@ -104,13 +111,21 @@ atexit.register(_flush_all)
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a process of this host still runs (a zombie, killed but not reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read(512)
+    except OSError:
+        return True  # no /proc (macOS): trust kill()
+    # "pid (comm) S ...": the state follows the last ')' (comm may hold spaces or parens)
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
 
 
 def _remove_tree(path: str) -> None:
@@ -160,7 +175,7 @@ class FileSystemStore(StoreBackendBase):
         self.location = ""
         self.verbose = 0
         self._func_dirs: dict[str, str] = {}
-        self._pending: list[tuple[str, str, float]] = []
+        self._pending: list[tuple[str, str, float, bool]] = []
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
         self.stale_lock_after = 3600.0
@@ -277,10 +292,27 @@ class FileSystemStore(StoreBackendBase):
     def store_entry(
         self, func_id: str, key: str, output: Any, metadata: dict, compress: Any = False
     ) -> dict:
-        """Write the entry in a temporary directory, then rename it into place."""
-        parent = os.path.join(self.func_dir(func_id), key[:3])
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".tmp-{key[3:]}-{os.getpid()}-", dir=parent)
+        """Write the entry in a temporary directory, then rename it into place.
+
+        A concurrent ``clear`` (another process removing the function's directory while the
+        entry is written) is normal operation: the write is simply redone.
+        """
+        for attempt in range(3):
+            try:
+                return self._store_entry_once(func_id, key, output, metadata, compress)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _store_entry_once(
+        self, func_id: str, key: str, output: Any, metadata: dict, compress: Any
+    ) -> dict:
+        fdir = self.func_dir(func_id)
+        tmp_root = os.path.join(fdir, TMP_DIR)
+        os.makedirs(tmp_root, exist_ok=True)
+        self._sweep_once(tmp_root)
+        tmp = tempfile.mkdtemp(prefix=f".tmp-{key[3:]}-{os.getpid()}-{_HOST_TAG}-", dir=tmp_root)
         try:
             small = _encode_small(output) if not compress else None
             if small is not None:
@@ -296,11 +328,30 @@ class FileSystemStore(StoreBackendBase):
             metadata = {**metadata, "format": FORMAT_VERSION, "output_bytes": size}
             with open(os.path.join(tmp, METADATA_NAME), "w", encoding="utf-8") as f:
                 json.dump(metadata, f)
+            parent = os.path.join(fdir, key[:3])
+            os.makedirs(parent, exist_ok=True)
             self._publish(tmp, os.path.join(parent, key[3:]))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return metadata
+
+    def _sweep_once(self, tmp_root: str) -> None:
+        """Remove what killed writers left in a function's ``.tmp`` folder, once per process
+        and folder (as ``dump`` sweeps its temporary files)."""
+        if tmp_root in _swept:
+            return
+        if len(_swept) > 4096:
+            _swept.clear()
+        _swept.add(tmp_root)
+        now = time.time()
+        try:
+            children = list(os.scandir(tmp_root))
+        except OSError:
+            return
+        for child in children:
+            if self._leftover_is_dead(child.name, child, now, self.stale_lock_after):
+                shutil.rmtree(child.path, ignore_errors=True)
 
     def _publish(self, tmp: str, final: str) -> None:
         try:
@@ -375,63 +426,122 @@ class FileSystemStore(StoreBackendBase):
 
     # -------------------------------------------------------------- access
     def record_access(self, func_id: str, key: str) -> None:
-        """Buffer an access record; appended to the function's access.log now and then."""
-        self._pending.append((func_id, key, time.time()))
+        """Buffer a hit record; appended to the function's access.log now and then."""
+        self._pending.append((func_id, key, time.time(), False))
         if len(self._pending) >= 4096 or time.monotonic() - self._last_flush > self.flush_interval:
             self.flush()
 
+    def record_miss(self, func_id: str, key: str, duration: float) -> None:
+        """Buffer a miss record (a computation stored in the cache)."""
+        self._pending.append((func_id, key, time.time(), True))
+
+    def last_used(self, func_id: str, key: str) -> Optional[float]:
+        """When the entry was last written or read (``None`` if absent)."""
+        path = os.path.join(self.entry_dir(func_id, key), OUTPUT_NAME)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return max(st.st_atime, st.st_mtime)
+
+    def touch_entry(self, func_id: str, key: str) -> None:
+        """Mark the entry as used now (its access time; the modification time is kept)."""
+        path = os.path.join(self.entry_dir(func_id, key), OUTPUT_NAME)
+        try:
+            st = os.stat(path)
+            os.utime(path, ns=(time.time_ns(), st.st_mtime_ns))
+        except OSError:
+            pass
+
     def flush(self) -> None:
-        """Append buffered access records (best effort: a failure loses only LRU precision)."""
+        """Append buffered records (best effort: a failure loses only statistics)."""
         with self._lock:
             pending, self._pending = self._pending, []
             self._last_flush = time.monotonic()
         by_func: dict[str, list[str]] = {}
-        for func_id, key, when in pending:
-            by_func.setdefault(func_id, []).append(f"{key}\t{when:.3f}\n")
+        for func_id, key, when, miss in pending:
+            line = f"{key}\t{when:.3f}\t0\t1\n" if miss else f"{key}\t{when:.3f}\n"
+            by_func.setdefault(func_id, []).append(line)
         for func_id, lines in by_func.items():
-            path = os.path.join(self.func_dir(func_id), ACCESS_LOG)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            except OSError:
-                continue
-            try:
-                os.write(fd, "".join(lines).encode())
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            fdir = self.func_dir(func_id)
+            size = _append_locked(os.path.join(fdir, ACCESS_LOG), "".join(lines).encode())
+            if size is not None and size > ACCESS_COMPACT_BYTES:
+                self._maybe_compact(fdir, size)
 
-    def _read_access(self, func_dir: str) -> dict[str, tuple[float, int]]:
-        """``{key: (last access, hits)}`` from a function's access log."""
-        out: dict[str, tuple[float, int]] = {}
+    def _read_access(self, func_dir: str) -> dict[str, list]:
+        """``{key: [last access, hits, misses, seconds saved, hits not yet priced]}``."""
         try:
             with open(os.path.join(func_dir, ACCESS_LOG), "rb") as f:
                 data = f.read()
         except OSError:
-            return out
-        for raw in data.split(b"\n"):
-            parts = raw.split(b"\t")
-            if len(parts) < 2:
-                continue
-            try:
-                key = parts[0].decode()
-                when = float(parts[1])
-                hits = int(parts[2]) if len(parts) > 2 else 1
-            except (ValueError, UnicodeDecodeError):
-                continue  # a line torn by a crash
-            last, count = out.get(key, (0.0, 0))
-            out[key] = (max(last, when), count + hits)
-        return out
+            return {}
+        return _parse_access(data)
 
-    def _compact_access(self, func_dir: str, stats: dict[str, tuple[float, int]]) -> None:
+    def _maybe_compact(self, func_dir: str, size: int) -> None:
+        """Rewrite a big access log as one line per entry (its size stays bounded).
+
+        Runs when the log is twice its last compacted size, so the cost per record stays
+        constant; holds the log's lock, so no concurrent record is lost.
+        """
         path = os.path.join(func_dir, ACCESS_LOG)
         try:
-            if os.path.getsize(path) < 1 << 20:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:
+            return
+        try:
+            base = _compacted_size(os.pread(fd, 64, 0))
+            if size < max(ACCESS_COMPACT_BYTES, 2 * base):
+                return  # not doubled since the last compaction: nothing to do yet
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_ino != os.stat(path).st_ino:
+                return  # compacted by someone else meanwhile
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            data = b"".join(chunks)
+            base = _compacted_size(data)
+            if len(data) < max(ACCESS_COMPACT_BYTES, 2 * base):
                 return
-            lines = "".join(f"{k}\t{t:.3f}\t{n}\n" for k, (t, n) in stats.items())
-            _write_atomic(path, lines.encode())
+            stats = _parse_access(data)
+            folded = stats.pop("*", [0.0, 0, 0, 0.0, 0])
+            lines = []
+            for key, (last, hits, misses, saved, unpriced) in stats.items():
+                try:
+                    meta = self._read_metadata(
+                        os.path.join(func_dir, key[:3], key[3:], METADATA_NAME), key
+                    )
+                except (KeyError, CorruptFileError):
+                    meta = None
+                if meta is None:  # the entry is gone: keep its counts in the total line
+                    folded = [
+                        max(folded[0], last),
+                        folded[1] + hits,
+                        folded[2] + misses,
+                        folded[3] + saved,
+                        folded[4] + unpriced,
+                    ]
+                    continue
+                duration = meta.get("duration")
+                if unpriced and isinstance(duration, (int, float)):
+                    saved += unpriced * float(duration)
+                lines.append(f"{key}\t{last:.3f}\t{hits}\t{misses}\t{saved:.6f}\n")
+            if folded[1] or folded[2]:
+                lines.append(f"*\t{folded[0]:.3f}\t{folded[1]}\t{folded[2]}\t{folded[3]:.6f}\n")
+            body = "".join(lines).encode()
+            header = f"#\t{len(body) + 32}\n".encode()
+            _write_atomic(path, header + body)
         except OSError:
             pass
+        finally:
+            os.close(fd)
+
+    def access_stats(self, func_id: str) -> dict[str, list]:
+        """Per-key hit and miss counts of a function (``"*"``: entries since removed)."""
+        self.flush()
+        return self._read_access(self.func_dir(func_id))
 
     # ------------------------------------------------------------- listing
     def _func_dirs_on_disk(self) -> Iterator[tuple[str, str]]:
@@ -465,10 +575,9 @@ class FileSystemStore(StoreBackendBase):
                 info = self._entry_info(fid, prefix + child.name, child.path, access)
                 if info is not None:
                     yield info
-            self._compact_access(fdir, access)
 
     def _entry_info(
-        self, func_id: str, key: str, path: str, access: dict[str, tuple[float, int]]
+        self, func_id: str, key: str, path: str, access: dict[str, list]
     ) -> Optional[EntryInfo]:
         size = 0
         mtime = 0.0
@@ -488,8 +597,10 @@ class FileSystemStore(StoreBackendBase):
             meta, ok = {}, False
         created = meta.get("time", mtime)
         created = float(created) if isinstance(created, (int, float)) else mtime
-        last, hits = access.get(key, (0.0, 0))
+        last, hits, misses, saved, unpriced = access.get(key, (0.0, 0, 0, 0.0, 0))
         duration = meta.get("duration")
+        if unpriced and isinstance(duration, (int, float)):
+            saved += unpriced * float(duration)
         return EntryInfo(
             func_id=func_id,
             key=key,
@@ -499,6 +610,7 @@ class FileSystemStore(StoreBackendBase):
             hits=hits,
             duration=float(duration) if isinstance(duration, (int, float)) else None,
             metadata_ok=ok,
+            extra={"misses": misses, "time_saved": saved},
         )
 
     # --------------------------------------------------------------- locks
@@ -557,7 +669,11 @@ class FileSystemStore(StoreBackendBase):
         removed = 0
         now = time.time()
         for _, fdir in list(self._func_dirs_on_disk()):
-            for _prefix, child in _fan_out_children(fdir):
+            try:
+                writing = list(os.scandir(os.path.join(fdir, TMP_DIR)))
+            except OSError:
+                writing = []
+            for _prefix, child in [("", c) for c in writing] + list(_fan_out_children(fdir)):
                 name = child.name
                 if name.endswith(".lock"):
                     if self._lock_is_stale(child.path):
@@ -580,16 +696,81 @@ class FileSystemStore(StoreBackendBase):
 
     @staticmethod
     def _leftover_is_dead(name: str, entry: os.DirEntry, now: float, older_than: float) -> bool:
-        try:
-            if now - entry.stat().st_mtime > older_than:
-                return True
-        except OSError:
-            return False
-        # ".tmp-<key>-<pid>-<random>": a writer of this host that died cannot finish
+        # ".tmp-<key>-<pid>-<host>-<random>": a writer of this host that died cannot finish,
+        # and one that runs is left alone however long it takes
         parts = name.split("-")
         if name.startswith(".tmp-") and len(parts) >= 4 and parts[2].isdigit():
-            return not _pid_alive(int(parts[2]))
-        return name.startswith(".trash-")
+            if len(parts) < 5 or parts[3] == _HOST_TAG:
+                return not _pid_alive(int(parts[2]))
+        if name.startswith(".trash-"):
+            return True
+        try:
+            return now - entry.stat().st_mtime > older_than
+        except OSError:
+            return False
+
+
+def _append_locked(path: str, data: bytes) -> Optional[int]:
+    """Append to a file under its lock (the compactor replaces it); the size after, or None."""
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                continue
+            if os.fstat(fd).st_ino != current:
+                continue  # replaced by a compaction while we waited: append to the new one
+            os.write(fd, data)
+            return os.fstat(fd).st_size
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+    return None
+
+
+def _compacted_size(data: bytes) -> int:
+    """The size recorded by the last compaction (the log's first line), or 0."""
+    if data.startswith(b"#\t"):
+        try:
+            return int(data[2 : data.index(b"\n")])
+        except ValueError:
+            return 0
+    return 0
+
+
+def _parse_access(data: bytes) -> dict[str, list]:
+    """Access-log lines: ``key time`` (a hit), ``key time hits misses`` (``0 1``: a miss),
+    ``key last hits misses saved`` (compacted); ``*`` is the total of removed entries."""
+    out: dict[str, list] = {}
+    for raw in data.split(b"\n"):
+        parts = raw.split(b"\t")
+        if len(parts) < 2 or parts[0] == b"#":
+            continue
+        try:
+            key = parts[0].decode()
+            when = float(parts[1])
+            hits = int(parts[2]) if len(parts) > 2 else 1
+            misses = int(parts[3]) if len(parts) > 3 else 0
+            saved = float(parts[4]) if len(parts) > 4 else 0.0
+        except (ValueError, UnicodeDecodeError):
+            continue  # a line torn by a crash
+        unpriced = 0 if len(parts) > 4 else hits
+        rec = out.get(key)
+        if rec is None:
+            out[key] = [when, hits, misses, saved, unpriced]
+        else:
+            rec[0] = max(rec[0], when)
+            rec[1] += hits
+            rec[2] += misses
+            rec[3] += saved
+            rec[4] += unpriced
+    return out
 
 
 def _break_lock(path: str) -> None:

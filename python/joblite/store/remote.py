@@ -16,12 +16,14 @@ name, switches the metadata, then deletes the old output.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
@@ -31,6 +33,20 @@ from ..persistence import dumps, load, loads
 from .base import EntryInfo, StoreBackendBase, parse_metadata
 
 __all__ = ["FsspecStore"]
+
+_live_stores: weakref.WeakSet = weakref.WeakSet()
+
+
+def _flush_all() -> None:
+    """Write every store's buffered access records at exit (they would be lost)."""
+    for store in list(_live_stores):
+        try:
+            store.flush()
+        except Exception:  # at exit, a failing filesystem must not raise
+            pass
+
+
+atexit.register(_flush_all)
 
 FORMAT_VERSION = 1
 METADATA_NAME = "metadata.json"
@@ -75,6 +91,7 @@ class FsspecStore(StoreBackendBase):
                 "pip install 'joblite[s3]'"
             ) from exc
         options = dict(backend_options or {})
+        self._configured_with = (location, verbose, dict(options))
         storage_options = dict(options.pop("storage_options", None) or {})
         self.local_cache = options.pop(
             "local_cache", os.path.join(tempfile.gettempdir(), "joblite-remote-cache")
@@ -95,6 +112,16 @@ class FsspecStore(StoreBackendBase):
         self._lock = threading.Lock()
         self._pending: dict[str, list[tuple[str, float]]] = {}
         self._last_flush = time.monotonic()
+        _live_stores.add(self)
+
+    def __getstate__(self) -> dict:
+        # the filesystem object holds locks and sessions: send how to make it instead
+        self.flush()
+        return {"configured_with": self._configured_with}
+
+    def __setstate__(self, state: dict) -> None:
+        location, verbose, options = state["configured_with"]
+        self.configure(location, verbose=verbose, backend_options=options)
 
     # ------------------------------------------------------------------ paths
     def func_dir(self, func_id: str) -> str:
@@ -380,6 +407,6 @@ def _mtime(info: dict) -> float:
         value = info.get(field)
         if isinstance(value, (int, float)):
             return float(value)
-        if hasattr(value, "timestamp"):
+        if value is not None and hasattr(value, "timestamp"):
             return float(value.timestamp())
     return 0.0

@@ -1,4 +1,8 @@
-//! A fixed-size thread pool fed by one shared FIFO job queue.
+//! The task pool: the worker threads that run `Parallel(backend="threading")`'s tasks.
+//!
+//! Not to be confused with [`crate::core_threads`], the pool on which the core's own
+//! data-parallel loops (hashing, compression, checksums) run. This one is a fixed number of
+//! threads fed by one shared FIFO job queue; its size is the `n_jobs` the user asked for.
 //!
 //! Jobs carry a group tag so that one caller can withdraw the jobs it queued
 //! (cancellation) without touching other callers' work. The worker loop is
@@ -135,8 +139,8 @@ impl<T> JobQueue<T> {
     }
 }
 
-/// A fixed number of worker threads taking jobs of type `T` from one queue.
-pub struct ThreadPool<T> {
+/// The task pool: a fixed number of worker threads taking jobs of type `T` from one queue.
+pub struct TaskPool<T> {
     queue: Arc<JobQueue<T>>,
     handles: Mutex<Vec<JoinHandle<()>>>,
     n_threads: usize,
@@ -145,7 +149,7 @@ pub struct ThreadPool<T> {
 /// A plain Rust job: any closure to run once on a worker.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
-impl<T: Send + 'static> ThreadPool<T> {
+impl<T: Send + 'static> TaskPool<T> {
     /// Starts `n_threads` threads named `name-<i>`, each running `worker` on the
     /// shared queue. `worker` must return once [`JobQueue::pop`] returns `None`.
     pub fn with_worker<W>(n_threads: usize, name: &str, worker: W) -> io::Result<Self>
@@ -179,7 +183,7 @@ impl<T: Send + 'static> ThreadPool<T> {
                 }
             }
         }
-        Ok(ThreadPool {
+        Ok(TaskPool {
             queue,
             handles: Mutex::new(handles),
             n_threads,
@@ -216,12 +220,12 @@ impl<T: Send + 'static> ThreadPool<T> {
     }
 
     /// Closes the queue and hands back the jobs that never started; workers stop
-    /// after their current job. Call [`ThreadPool::join`] to wait for them.
+    /// after their current job. Call [`TaskPool::join`] to wait for them.
     pub fn close(&self) -> Vec<T> {
         self.queue.close()
     }
 
-    /// Waits for every worker thread to end (call after [`ThreadPool::close`]).
+    /// Waits for every worker thread to end (call after [`TaskPool::close`]).
     pub fn join(&self) {
         let handles: Vec<_> = {
             let mut guard = self.handles.lock().unwrap_or_else(|e| e.into_inner());
@@ -234,10 +238,10 @@ impl<T: Send + 'static> ThreadPool<T> {
     }
 }
 
-impl ThreadPool<Job> {
+impl TaskPool<Job> {
     /// A pool running plain closures; a panicking job does not take its worker down.
     pub fn new(n_threads: usize) -> io::Result<Self> {
-        Self::with_worker(n_threads, "joblite-pool", |queue: &JobQueue<Job>| {
+        Self::with_worker(n_threads, "joblite-task", |queue: &JobQueue<Job>| {
             while let Some((_, job)) = queue.pop() {
                 let _ = catch_unwind(AssertUnwindSafe(job));
             }
@@ -245,7 +249,7 @@ impl ThreadPool<Job> {
     }
 }
 
-impl<T> Drop for ThreadPool<T> {
+impl<T> Drop for TaskPool<T> {
     fn drop(&mut self) {
         // Never join here: the last owner may be one of the workers itself.
         self.queue.close();
@@ -261,7 +265,7 @@ mod tests {
 
     #[test]
     fn runs_every_job_once() {
-        let pool = ThreadPool::new(3).expect("pool");
+        let pool = TaskPool::new(3).expect("pool");
         let counter = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = mpsc::channel();
         let jobs: Vec<Job> = (0..1000)
@@ -285,12 +289,12 @@ mod tests {
 
     #[test]
     fn zero_threads_is_an_error() {
-        assert!(ThreadPool::<Job>::new(0).is_err());
+        assert!(TaskPool::<Job>::new(0).is_err());
     }
 
     #[test]
     fn cancel_group_removes_only_that_group() {
-        let pool = ThreadPool::new(1).expect("pool");
+        let pool = TaskPool::new(1).expect("pool");
         // Block the only worker so that later jobs stay queued.
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let (started_tx, started_rx) = mpsc::channel::<()>();
@@ -332,7 +336,7 @@ mod tests {
 
     #[test]
     fn closed_pool_refuses_jobs_and_returns_pending() {
-        let pool = ThreadPool::new(1).expect("pool");
+        let pool = TaskPool::new(1).expect("pool");
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let (started_tx, started_rx) = mpsc::channel::<()>();
         pool.submit(
@@ -356,7 +360,7 @@ mod tests {
 
     #[test]
     fn panicking_job_keeps_worker_alive() {
-        let pool = ThreadPool::new(1).expect("pool");
+        let pool = TaskPool::new(1).expect("pool");
         let (tx, rx) = mpsc::channel();
         pool.submit(0, Box::new(|| panic!("boom"))).expect("submit");
         pool.submit(0, Box::new(move || tx.send(7).expect("send")))

@@ -1,11 +1,12 @@
-//! Per-job overhead of the thread pool core: queue many tiny jobs, wait for all.
+//! Per-job overhead of the task pool (the threading backend's workers): queue many tiny jobs,
+//! wait for all.
 use std::sync::mpsc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use joblite_core::pool::{Job, ThreadPool};
+use joblite_core::task_pool::{Job, TaskPool};
 
 fn tiny_jobs(c: &mut Criterion) {
-    let pool = ThreadPool::new(2).expect("pool");
+    let pool = TaskPool::new(2).expect("pool");
     let n = 10_000u64;
     let mut group = c.benchmark_group("pool");
     group.throughput(Throughput::Elements(n));

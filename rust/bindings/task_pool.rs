@@ -1,4 +1,5 @@
-//! `joblite._core.ThreadPool`: the Rust thread pool running Python callables.
+//! `joblite._core.TaskPool`: the task pool (`crate::task_pool`) running Python callables,
+//! the workers of `Parallel(backend="threading")`.
 //!
 //! Each worker attaches to the interpreter once, for its whole life, and releases
 //! the GIL whenever it is not running Python code (while it waits for a job). So a
@@ -6,12 +7,12 @@
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::pool::{JobQueue, ThreadPool};
+use crate::task_pool::{JobQueue, TaskPool};
 
-/// A fixed-size pool of native threads running Python callables.
-#[pyclass(name = "ThreadPool", module = "joblite._core", frozen)]
-pub struct PyThreadPool {
-    pool: ThreadPool<Py<PyAny>>,
+/// The task pool of the threading backend: native threads running Python callables.
+#[pyclass(name = "TaskPool", module = "joblite._core", frozen)]
+pub struct PyTaskPool {
+    pool: TaskPool<Py<PyAny>>,
 }
 
 fn python_worker(queue: &JobQueue<Py<PyAny>>) {
@@ -28,18 +29,18 @@ fn python_worker(queue: &JobQueue<Py<PyAny>>) {
 }
 
 #[pymethods]
-impl PyThreadPool {
+impl PyTaskPool {
     #[new]
     #[pyo3(signature = (n_threads, name = "joblite-worker"))]
     fn new(n_threads: usize, name: &str) -> PyResult<Self> {
         if n_threads == 0 {
             return Err(PyValueError::new_err(
-                "ThreadPool needs n_threads >= 1, got 0",
+                "TaskPool needs n_threads >= 1, got 0",
             ));
         }
-        let pool = ThreadPool::with_worker(n_threads, name, python_worker)
+        let pool = TaskPool::with_worker(n_threads, name, python_worker)
             .map_err(|e| PyRuntimeError::new_err(format!("could not start worker threads: {e}")))?;
-        Ok(PyThreadPool { pool })
+        Ok(PyTaskPool { pool })
     }
 
     /// Queue `func` (called with no argument) under `group`.
@@ -94,7 +95,7 @@ impl PyThreadPool {
 
     fn __repr__(&self) -> String {
         format!(
-            "ThreadPool(n_threads={}, pending={}, closed={})",
+            "TaskPool(n_threads={}, pending={}, closed={})",
             self.pool.n_threads(),
             self.pool.queue().len(),
             self.pool.queue().is_closed()
@@ -103,6 +104,6 @@ impl PyThreadPool {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyThreadPool>()?;
+    m.add_class::<PyTaskPool>()?;
     Ok(())
 }

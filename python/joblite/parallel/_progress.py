@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
+from ..logger import emit
+
 
 class ProgressEvent(NamedTuple):
     """A batch of tasks of a Parallel call has completed (given to ``callback=``).
@@ -44,8 +46,9 @@ def short_format_time(seconds: float) -> str:
 class _PlainBar:
     """One self-rewriting stderr line, for when tqdm is not installed."""
 
-    def __init__(self, total: Optional[int]) -> None:
+    def __init__(self, total: Optional[int], desc: str = "Parallel") -> None:
         self.total = total
+        self.desc = desc
         self.n = 0
         self._last = 0.0
         self._start = time.monotonic()
@@ -63,7 +66,7 @@ class _PlainBar:
             share = f"{self.n}/{self.total} ({100 * self.n // self.total}%)"
         else:
             share = f"{self.n} tasks"
-        sys.stderr.write(f"\rParallel: {share} | elapsed: {elapsed:.1f}s")
+        sys.stderr.write(f"\r{self.desc}: {share} | elapsed: {elapsed:.1f}s")
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -72,12 +75,12 @@ class _PlainBar:
         sys.stderr.flush()
 
 
-def _make_bar(total: Optional[int]) -> Any:
+def _make_bar(total: Optional[int], desc: str) -> Any:
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return _PlainBar(total)
-    return tqdm(total=total, desc="Parallel", unit="task", file=sys.stderr)
+        return _PlainBar(total, desc)
+    return tqdm(total=total, desc=desc, unit="task", file=sys.stderr)
 
 
 class Reporter:
@@ -89,8 +92,10 @@ class Reporter:
         name: str,
         progress: bool,
         callback: Optional[Callable[[ProgressEvent], Any]],
+        desc: Optional[str] = None,
     ) -> None:
         self.verbose = verbose
+        self.desc = "Parallel" if desc is None else str(desc)
         self.name = name
         self.progress = progress
         self.callback = callback
@@ -102,15 +107,15 @@ class Reporter:
     def print(self, message: str) -> None:
         if not self.verbose:
             return
+        # joblib's streams (stderr, stdout above verbose 50), or one logging record
         stream = sys.stderr if self.verbose < 50 else sys.stdout
-        stream.write(f"[{self.name}]: {message}\n")
-        stream.flush()
+        emit(f"[{self.name}]: {message}", source="parallel", stream=stream)
 
     def start(self, backend_name: str, n_jobs: int, n_total: Optional[int]) -> None:
         self._start = time.monotonic()
         self.print(f"Using backend {backend_name} with {n_jobs} concurrent workers.")
         if self.progress:
-            self._bar = _make_bar(n_total)
+            self._bar = _make_bar(n_total, self.desc)
 
     def completed(
         self, indices: range, n_completed: int, n_dispatched: int, n_total: Optional[int]
@@ -122,10 +127,12 @@ class Reporter:
             self._bar.update(len(indices))
         if self.callback is not None:
             self.callback(ProgressEvent(indices, n_completed, n_dispatched, n_total, elapsed))
-        if self.verbose and not (n_total is not None and n_completed >= n_total):
-            self._print_progress(n_completed, n_total, elapsed)
 
-    def _print_progress(self, n_completed: int, n_total: Optional[int], elapsed: float) -> None:
+    def print_progress(self, n_completed: int, n_total: Optional[int]) -> None:
+        """joblib's ``verbose`` line for ``n_completed`` tasks (not for the last one)."""
+        if not self.verbose or (n_total is not None and n_completed >= n_total):
+            return
+        elapsed = time.monotonic() - self._start
         # More verbose prints more often: every batch above 10, else whenever the square
         # root of the completed count (scaled by verbosity) reaches a new integer.
         if self.verbose < 10:

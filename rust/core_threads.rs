@@ -1,38 +1,102 @@
-//! The worker threads behind every data-parallel loop of the core (hashing, compression,
-//! checksums), made safe across `fork()`.
+//! The core threads: the worker threads behind every data-parallel loop of the core
+//! (hashing, compression, checksums), their limit, and their safety across `fork()`.
+//!
+//! Not to be confused with [`crate::task_pool`], which runs `Parallel`'s tasks. This pool's
+//! size is the *core thread limit*, like the thread limit of a BLAS library:
+//! [`set_limit`] when given (Python: `joblite.thread_limits`), else the environment variable
+//! `JOBLITE_NUM_THREADS`, else `OMP_NUM_THREADS` (which joblib, loky and job schedulers set in
+//! their workers), else every CPU the process may use. Process workers of joblite get
+//! `JOBLITE_NUM_THREADS` = their share of the cores, so `n` workers never start `n` times all
+//! cores of native threads. The environment is read once per process; a new limit builds a
+//! new pool for the next loops (the old pool's threads exit once their work is done).
 //!
 //! rayon's global pool is created once per process; after a `fork()` (the multiprocessing
 //! start method on Linux) the child inherits the pool's bookkeeping but none of its threads, and
 //! the first parallel loop waits forever for workers that do not exist. [`install`] instead runs
 //! work on a pool owned by the current process id: a forked child builds its own on first use.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::ThreadPool;
 
-static POOL: Mutex<Option<(u32, Arc<ThreadPool>)>> = Mutex::new(None);
+/// The variable giving the core thread limit (`OMP_NUM_THREADS` is the fallback).
+pub const LIMIT_VAR: &str = "JOBLITE_NUM_THREADS";
+const FALLBACK_VAR: &str = "OMP_NUM_THREADS";
+
+/// (owner pid, number of threads, the pool)
+static POOL: Mutex<Option<(u32, usize, Arc<ThreadPool>)>> = Mutex::new(None);
+/// Limit given by [`set_limit`]; 0: none given.
+static EXPLICIT: AtomicUsize = AtomicUsize::new(0);
+/// (pid, limit from the environment or the CPU count) of the process that read it.
+static DEFAULT: Mutex<Option<(u32, usize)>> = Mutex::new(None);
+
+/// Parses a thread count as the environment gives it: a positive integer, else `None`.
+pub fn parse_limit(text: &str) -> Option<usize> {
+    text.trim().parse::<usize>().ok().filter(|n| *n > 0)
+}
+
+/// The limit used when none was set: `JOBLITE_NUM_THREADS`, else `OMP_NUM_THREADS`, else
+/// the CPUs this process may use (read once per process).
+pub fn default_limit() -> usize {
+    let pid = std::process::id();
+    let mut guard = DEFAULT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((owner, value)) = *guard {
+        if owner == pid {
+            return value;
+        }
+    }
+    let from_env = |name: &str| std::env::var(name).ok().as_deref().and_then(parse_limit);
+    let value = from_env(LIMIT_VAR)
+        .or_else(|| from_env(FALLBACK_VAR))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    *guard = Some((pid, value));
+    value
+}
+
+/// The core thread limit in force: the one set with [`set_limit`], else [`default_limit`].
+pub fn limit() -> usize {
+    match EXPLICIT.load(Ordering::Relaxed) {
+        0 => default_limit(),
+        n => n,
+    }
+}
+
+/// Sets the core thread limit (`None`: back to [`default_limit`]); gives the previous
+/// explicit limit. Loops already running finish on the threads they have.
+pub fn set_limit(limit: Option<usize>) -> Option<usize> {
+    let previous = EXPLICIT.swap(limit.unwrap_or(0), Ordering::Relaxed);
+    (previous != 0).then_some(previous)
+}
 
 fn current_pool() -> Option<Arc<ThreadPool>> {
     let pid = std::process::id();
+    let threads = limit();
     let mut guard = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some((owner, pool)) = guard.as_ref() {
-        if *owner == pid {
+    if let Some((owner, size, pool)) = guard.as_ref() {
+        if *owner == pid && *size == threads {
             return Some(Arc::clone(pool));
         }
-        // Inherited from the parent through fork(): its threads do not exist here. Dropping it
-        // would signal those threads, so it is leaked on purpose (once per fork).
-        if let Some((_, inherited)) = guard.take() {
-            std::mem::forget(inherited);
+        if *owner != pid {
+            // Inherited from the parent through fork(): its threads do not exist here.
+            // Dropping it would signal those threads, so it is leaked on purpose (once per
+            // fork).
+            if let Some((_, _, inherited)) = guard.take() {
+                std::mem::forget(inherited);
+            }
         }
+        // Same process, another limit: the old pool is dropped below (when the last loop
+        // using it ends, its threads exit).
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("joblite-core-{i}"))
         .build()
         .ok()?;
     let pool = Arc::new(pool);
-    *guard = Some((pid, Arc::clone(&pool)));
+    *guard = Some((pid, threads, Arc::clone(&pool)));
     Some(pool)
 }
 
@@ -129,6 +193,35 @@ where
 mod tests {
     use super::*;
     use rayon::prelude::*;
+
+    #[test]
+    fn parse_limit_takes_positive_integers_only() {
+        assert_eq!(parse_limit(" 4 "), Some(4));
+        assert_eq!(parse_limit("0"), None);
+        assert_eq!(parse_limit("-2"), None);
+        assert_eq!(parse_limit("four"), None);
+        assert_eq!(parse_limit(""), None);
+    }
+
+    #[test]
+    fn a_limit_sizes_the_pool_and_none_restores_the_default() {
+        // The only test that changes the limit: tests run in parallel in one process.
+        let before = set_limit(Some(3));
+        let seen: std::collections::HashSet<String> = install(|| {
+            (0..256)
+                .into_par_iter()
+                .map(|_| {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    std::thread::current().name().unwrap_or("").to_string()
+                })
+                .collect()
+        });
+        assert_eq!(limit(), 3);
+        assert!(seen.len() <= 3, "{seen:?}");
+        assert_eq!(install(rayon::current_num_threads), 3);
+        assert_eq!(set_limit(before), Some(3));
+        assert_eq!(limit(), before.unwrap_or_else(default_limit));
+    }
 
     #[test]
     fn work_runs_on_the_joblite_pool() {

@@ -7,19 +7,23 @@ and are consumed here, in the caller's thread.
 
 from __future__ import annotations
 
+import ast
 import collections
 import functools
 import itertools
+import multiprocessing
+import operator
 import queue
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..backends.base import BatchedCalls, tick
 from ._progress import Reporter
-from .base import BatchedCalls, tick
 
 if TYPE_CHECKING:
-    from ..parallel import Parallel
+    from ._parallel import Parallel
 
 # "auto" batches aim at this much work each: long enough that the per-batch cost
 # (pickling, a pipe round-trip, waking the caller, which on a machine with as many
@@ -31,6 +35,30 @@ if TYPE_CHECKING:
 TARGET_BATCH_SECONDS = 0.05
 MIN_TAIL_BATCH_SECONDS = 0.005
 MAX_AUTO_BATCH = 100_000
+# A batch's fixed cost of sending (``future.send_seconds``: shared arrays compared or
+# written) is kept below this share of its work, so that it never rivals the tasks.
+SEND_COST_SHARE = 0.1
+
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+_OPS.update({ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv})
+
+
+def eval_pre_dispatch(text: str, n_jobs: int) -> int:
+    """Evaluate expressions like ``'2 * n_jobs'`` without ``eval``."""
+
+    def walk(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.Name) and node.id == "n_jobs":
+            return n_jobs
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+        raise ValueError(f"pre_dispatch={text!r} is not valid: use 'all', an int or 'k * n_jobs'")
+
+    return max(int(walk(ast.parse(text, mode="eval"))), 1)
 
 
 def _check_task(task: Any, index: int) -> None:
@@ -41,6 +69,23 @@ def _check_task(task: Any, index: int) -> None:
         )
 
 
+class ParallelTimeoutError(multiprocessing.TimeoutError, TimeoutError):
+    """A batch of a Parallel call outlived ``timeout``.
+
+    Both the builtin :class:`TimeoutError` and :class:`multiprocessing.TimeoutError`
+    (what joblib raises) catch it.
+    """
+
+
+def _warn_no_timeout(backend_name: str, timeout: float) -> None:
+    warnings.warn(
+        f"The backend class {backend_name!r} does not support timeout. You have set"
+        f" 'timeout={timeout}' in Parallel but the 'timeout' parameter will not be used.",
+        UserWarning,
+        stacklevel=5,
+    )
+
+
 def _notify(done: queue.SimpleQueue, batch_id: int, _future: Any) -> None:
     done.put(batch_id)
 
@@ -48,19 +93,32 @@ def _notify(done: queue.SimpleQueue, batch_id: int, _future: Any) -> None:
 class Dispatcher:
     """Runs one call of a :class:`joblite.Parallel` over an iterable of delayed calls."""
 
-    def __init__(self, parallel: Parallel, iterable: Iterable[tuple]) -> None:
+    def __init__(
+        self, parallel: Parallel, iterable: Iterable[tuple], print_hook: bool = False
+    ) -> None:
         self.parallel = parallel
-        self.backend = parallel._backend
+        self.backend = parallel._driver
         self.iterable = iterable
         try:
             self.n_total: Optional[int] = len(iterable)  # type: ignore[arg-type]
         except TypeError:
             self.n_total = None
+        # what progress reports show as the total: the length, else the caller's guess
+        self.shown_total = self.n_total if self.n_total is not None else parallel.total
         self.reporter = Reporter(
-            parallel.verbose, repr(parallel), parallel.progress, parallel.callback
+            parallel.verbose, repr(parallel), parallel.progress, parallel.callback, parallel.desc
         )
+        # print_progress runs after every batch when verbose or overridden (joblib's hook)
+        self.hook = bool(parallel.verbose) or print_hook
+        parallel._reporter = self.reporter
+        parallel._n_total = self.shown_total
+        parallel.n_dispatched_tasks = parallel.n_completed_tasks = 0
+        parallel.n_dispatched_batches = parallel.n_completed_batches = 0
         self.n_dispatched = 0
         self.n_completed = 0
+        # the batch the timeout watches (the oldest outstanding) and since when
+        self._head = -1
+        self._head_since = 0.0
         # Tasks read from an input of unknown length but not dispatched yet: see _take.
         self._ahead: list = []
         # (number of tasks read from the input so far, tick() right after that read)
@@ -109,21 +167,27 @@ class Dispatcher:
         limit = self._limit(n_jobs)
         nested = backend.get_nested_backend()
         done: queue.SimpleQueue = queue.SimpleQueue()
-        iterator = iter(self.iterable)
         inflight: dict[int, tuple[int, int, Any, float]] = {}
         ready: dict[int, list] = {}
         next_id = next_yield = 0
         exhausted = False
         last_progress = time.monotonic()
         primed = True
+        started = False
         try:
-            self.reporter.start(type(backend).__name__, n_jobs, self.n_total)
+            iterator = iter(self.iterable)
+            backend.start_call()
+            started = True
+            if parallel.timeout is not None and not backend.supports_timeout:
+                _warn_no_timeout(type(parallel._backend).__name__, parallel.timeout)
+            self.reporter.start(type(parallel._backend).__name__, n_jobs, self.shown_total)
             while True:
                 while not exhausted and len(inflight) + (len(ready) if bounded else 0) < limit:
                     items = self._take(iterator, n_jobs)
                     if not items:
                         exhausted = True
                         self.n_total = self.n_dispatched
+                        parallel._n_total = self.shown_total = self.n_total
                         break
                     _check_task(items[0], self.n_dispatched)
                     batch = BatchedCalls(items, nested, parallel.return_exceptions)
@@ -133,22 +197,34 @@ class Dispatcher:
                     future.add_done_callback(functools.partial(_notify, done, next_id))
                     next_id += 1
                     self.n_dispatched += len(items)
+                    parallel.n_dispatched_tasks = self.n_dispatched
+                    parallel.n_dispatched_batches = next_id
                 if primed:
                     primed = False
                     yield None
                 if not inflight:
                     break
-                batch_id = self._wait(done, inflight, last_progress)
+                with backend.retrieval_context():
+                    batch_id = self._wait(done, inflight, last_progress)
                 last_progress = time.monotonic()
                 start, size, future, dispatched_at = inflight.pop(batch_id)
                 results = backend.retrieve(future)
-                self._learn(size, getattr(future, "duration", None), last_progress - dispatched_at)
+                self._learn(
+                    size,
+                    getattr(future, "duration", None),
+                    last_progress - dispatched_at,
+                    getattr(future, "send_seconds", None),
+                )
                 self.n_completed += size
+                parallel.n_completed_tasks = self.n_completed
+                parallel.n_completed_batches += 1
                 if self.reporter.active:
                     indices = range(start, start + size)
                     self.reporter.completed(
-                        indices, self.n_completed, self.n_dispatched, self.n_total
+                        indices, self.n_completed, self.n_dispatched, self.shown_total
                     )
+                if self.hook:
+                    parallel.print_progress()
                 if not ordered:
                     yield results
                     continue
@@ -162,46 +238,97 @@ class Dispatcher:
             raise
         finally:
             self.reporter.close()
+            if started:
+                backend.stop_call()
             if not parallel._managed:
                 backend.terminate()
 
     def _sequential(self) -> Iterator[Optional[list]]:
         parallel = self.parallel
         report = self.reporter.active
-        self.reporter.start("SequentialBackend", 1, self.n_total)
+        hook = self.hook
+        if parallel.timeout is not None:
+            _warn_no_timeout("SequentialBackend", parallel.timeout)
+        self.reporter.start("SequentialBackend", 1, self.shown_total)
         yield None
+        # An int batch_size reads that many tasks before running them, as joblib does.
+        size = parallel.batch_size if isinstance(parallel.batch_size, int) else 1
+        try:
+            if size == 1 and not (report or hook):
+                yield from self._sequential_plain()
+                return
+            iterator = iter(self.iterable)
+            while True:
+                tasks = list(itertools.islice(iterator, size))
+                if not tasks:
+                    break
+                start = self.n_dispatched
+                for offset, task in enumerate(tasks):
+                    _check_task(task, start + offset)
+                self.n_dispatched += len(tasks)
+                parallel.n_dispatched_tasks = self.n_dispatched
+                parallel.n_dispatched_batches += 1
+                results = []
+                for function, args, kwargs in tasks:
+                    if parallel.return_exceptions:
+                        try:
+                            results.append(function(*args, **kwargs))
+                        except Exception as error:
+                            results.append(error)
+                    else:
+                        results.append(function(*args, **kwargs))
+                self.n_completed += len(tasks)
+                parallel.n_completed_tasks = self.n_completed
+                parallel.n_completed_batches += 1
+                if report:
+                    self.reporter.completed(
+                        range(start, self.n_completed),
+                        self.n_completed,
+                        self.n_dispatched,
+                        self.shown_total,
+                    )
+                if hook:
+                    parallel.print_progress()
+                yield results
+            parallel._n_total = self.shown_total = self.n_completed
+            self.reporter.finished(self.n_completed)
+        finally:
+            self.reporter.close()
+
+    def _sequential_plain(self) -> Iterator[Optional[list]]:
+        """One task at a time, nothing to report: the cheapest loop (n_jobs=1, tiny tasks)."""
+        parallel = self.parallel
+        return_exceptions = parallel.return_exceptions
+        index = -1
         try:
             for index, task in enumerate(self.iterable):
                 _check_task(task, index)
                 function, args, kwargs = task
-                self.n_dispatched += 1
-                if parallel.return_exceptions:
+                if return_exceptions:
                     try:
                         result = function(*args, **kwargs)
                     except Exception as error:
                         result = error
                 else:
                     result = function(*args, **kwargs)
-                self.n_completed += 1
-                if report:
-                    self.reporter.completed(
-                        range(index, index + 1), self.n_completed, self.n_dispatched, self.n_total
-                    )
                 yield [result]
-            self.reporter.finished(self.n_completed)
         finally:
-            self.reporter.close()
+            # joblib's counters, set once: nobody reads them during a plain call
+            done = index + 1
+            parallel.n_dispatched_tasks = parallel.n_completed_tasks = done
+            parallel.n_dispatched_batches = parallel.n_completed_batches = done
+        self.n_dispatched = self.n_completed = done
+        parallel._n_total = self.shown_total = done
+        self.reporter.finished(done)
 
     # -- helpers ---------------------------------------------------------------------
 
     def _limit(self, n_jobs: int) -> int:
-        from ..parallel import _eval_pre_dispatch
-
         pre_dispatch = self.parallel.pre_dispatch
         if pre_dispatch == "all":
             return 1 << 62
         if isinstance(pre_dispatch, str):
-            return max(_eval_pre_dispatch(pre_dispatch, n_jobs), n_jobs)
+            return max(eval_pre_dispatch(pre_dispatch, n_jobs), n_jobs)
         if isinstance(pre_dispatch, int) and pre_dispatch > 0:
             return max(pre_dispatch, 1)
         raise ValueError(
@@ -256,13 +383,22 @@ class Dispatcher:
             return 1
         per_task = max(per_task, 1e-9)
         size = int(TARGET_BATCH_SECONDS / per_task)
+        send = self.parallel._auto_state.get("send")
+        if send:  # e.g. large shared arrays compared with their files for each batch
+            size = max(size, int(send / (SEND_COST_SHARE * per_task)))
         if self.n_total is not None:  # guided self-scheduling, see TARGET_BATCH_SECONDS
             remaining = self.n_total - self.n_dispatched
             share = -(-remaining // n_jobs)
             size = min(size, max(share, int(MIN_TAIL_BATCH_SECONDS / per_task)))
         return max(1, min(size, MAX_AUTO_BATCH))
 
-    def _learn(self, size: int, worker_seconds: Optional[float], wall_seconds: float) -> None:
+    def _learn(
+        self,
+        size: int,
+        worker_seconds: Optional[float],
+        wall_seconds: float,
+        send_seconds: Optional[float] = None,
+    ) -> None:
         if self.parallel.batch_size != "auto":
             return
         seconds = worker_seconds if worker_seconds is not None else wall_seconds
@@ -270,20 +406,33 @@ class Dispatcher:
         state = self.parallel._auto_state
         old = state.get("per_task")
         state["per_task"] = measured if old is None else 0.5 * old + 0.5 * measured
+        if send_seconds is not None:
+            old = state.get("send")
+            state["send"] = send_seconds if old is None else 0.5 * old + 0.5 * send_seconds
 
     def _wait(self, done: queue.SimpleQueue, inflight: dict, last_progress: float) -> int:
         timeout = self.parallel.timeout
         if timeout is None or not self.backend.supports_timeout:
             return done.get()
+        # As joblib: the oldest outstanding batch gets `timeout` seconds from when it
+        # became the oldest (its dispatch, or the completion before), however many other
+        # batches complete meanwhile.
         while True:
-            oldest = min(entry[3] for entry in inflight.values())
-            deadline = max(oldest, last_progress) + timeout
+            head = min(inflight)
+            if head != self._head:
+                self._head = head
+                self._head_since = max(inflight[head][3], last_progress)
+            deadline = self._head_since + timeout
             try:
-                return done.get(timeout=max(deadline - time.monotonic(), 0.0))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and not inflight[head][2].done():
+                    raise queue.Empty  # late even if other completions wait in the queue
+                return done.get(timeout=max(remaining, 0.001))
             except queue.Empty:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"a task of {self.parallel!r} ran for more than timeout={timeout} s"
+                if time.monotonic() >= deadline and not inflight[head][2].done():
+                    raise ParallelTimeoutError(
+                        f"a batch of tasks of {self.parallel!r} ran for more than"
+                        f" timeout={timeout} s"
                     ) from None
 
     def _abort(self, error: BaseException, futures: list) -> None:
@@ -294,4 +443,5 @@ class Dispatcher:
         interrupted = not isinstance(error, (Exception, GeneratorExit))
         still_running = any(not future.done() for future in futures)
         if interrupted or (still_running and not isinstance(error, GeneratorExit)):
-            backend.abort_everything(ensure_ready=False)
+            # in a `with Parallel(...)` block the next call reuses this backend
+            backend.abort_everything(ensure_ready=self.parallel._managed)

@@ -1,0 +1,361 @@
+"""Cached functions: :class:`MemorizedFunc` (and its async twin) drive the call protocol of
+:mod:`.protocol`; :class:`NotMemorizedFunc` is what a Memory without a location returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+import time
+import types
+from collections.abc import Awaitable, Generator
+from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
+
+from ..exceptions import CorruptFileError
+from ..logger import Logger
+from .arguments import CallBinder
+from .identity import FuncIdentity, func_code, identify
+from .limits import LimitKeeper
+from .protocol import COMPUTE, MISSING, CallSteps, Step
+from .result import MemorizedResult, NotMemorizedResult
+from .stores import store_for
+
+if TYPE_CHECKING:  # a cached function keeps its signature for type checkers
+    from typing_extensions import ParamSpec
+
+    _P = ParamSpec("_P")
+else:  # only type checkers need a ParamSpec (Python 3.9 has none)
+    _P = TypeVar("_P")
+_R = TypeVar("_R")
+
+__all__ = [
+    "AsyncMemorizedFunc",
+    "AsyncNotMemorizedFunc",
+    "MemorizedFunc",
+    "NotMemorizedFunc",
+]
+
+
+def _run_sync(
+    steps: Generator[Step, Any, tuple[Any, dict]], func: Callable, args: tuple, kwargs: dict
+) -> tuple[Any, dict]:
+    """Run the protocol: call the function when asked, sleep when asked to wait."""
+    try:
+        step = next(steps)
+        while True:
+            if step is COMPUTE:
+                try:
+                    output = func(*args, **kwargs)
+                except BaseException as exc:
+                    step = steps.throw(exc)
+                else:
+                    step = steps.send(output)
+            else:
+                try:
+                    time.sleep(step)  # type: ignore[arg-type]
+                except BaseException:
+                    steps.close()
+                    raise
+                step = next(steps)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def _run_async(
+    steps: Generator[Step, Any, tuple[Any, dict]],
+    func: Callable[..., Awaitable],
+    args: tuple,
+    kwargs: dict,
+) -> tuple[Any, dict]:
+    """:func:`_run_sync` for coroutine functions: await the call, ``asyncio.sleep`` to wait."""
+    try:
+        step = next(steps)
+        while True:
+            if step is COMPUTE:
+                try:
+                    output = await func(*args, **kwargs)
+                except BaseException as exc:
+                    step = steps.throw(exc)
+                else:
+                    step = steps.send(output)
+            else:
+                try:
+                    await asyncio.sleep(step)  # type: ignore[call-overload]
+                except BaseException:
+                    steps.close()
+                    raise
+                step = next(steps)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+class NotMemorizedFunc(Generic[_P, _R]):
+    """What :meth:`Memory.cache` returns when ``location=None``: calls go straight through."""
+
+    _wraps_for_cache = True
+
+    def __init__(self, func: Callable[_P, _R]) -> None:
+        self.func = func
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return self.func(*args, **kwargs)
+
+    def call_and_shelve(self, *args: _P.args, **kwargs: _P.kwargs) -> NotMemorizedResult:
+        """Call and wrap the value in a :class:`NotMemorizedResult`."""
+        return NotMemorizedResult(self.func(*args, **kwargs))
+
+    def call(self, *args: _P.args, **kwargs: _P.kwargs) -> tuple[_R, dict[str, Any]]:
+        """Call; returns ``(output, {})``."""
+        return self.func(*args, **kwargs), {}
+
+    def check_call_in_cache(self, *args: _P.args, **kwargs: _P.kwargs) -> bool:
+        """Always ``False``: nothing is cached."""
+        return False
+
+    def clear(self, warn: bool = True) -> None:
+        """Nothing to clear."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(func={self.func!r})"
+
+
+class AsyncNotMemorizedFunc(NotMemorizedFunc[_P, Any]):
+    """:class:`NotMemorizedFunc` for ``async def`` functions."""
+
+    async def call_and_shelve(self, *args: Any, **kwargs: Any) -> NotMemorizedResult:  # type: ignore[override]
+        """Await the call and wrap the value in a :class:`NotMemorizedResult`."""
+        return NotMemorizedResult(await self.func(*args, **kwargs))
+
+    async def call(self, *args: Any, **kwargs: Any) -> tuple:  # type: ignore[override]
+        """Await the call; returns ``(output, {})``."""
+        return await self.func(*args, **kwargs), {}
+
+
+class MemorizedFunc(Logger, CallSteps, Generic[_P, _R]):
+    """A function whose results are cached in a store, keyed by its arguments.
+
+    Created by :meth:`Memory.cache`; calling it returns the cached value when there is one and
+    otherwise computes, stores and returns it. Its identity (where its results live) and code
+    fingerprint are computed where it is decorated and travel with it when it is pickled, so
+    every process that runs it (threads, loky, multiprocessing, dask workers) shares the same
+    entries.
+
+    Parameters
+    ----------
+    func : callable
+        The function (plain, nested, lambda, ``functools.partial``, method, ufunc, builtin).
+    location : str, os.PathLike or StoreBackendBase
+        The cache location (as given to :class:`Memory`) or a configured store.
+    backend : str, default="local"
+    ignore : list of str, optional
+        Argument names left out of the cache key.
+    mmap_mode : {None, 'r+', 'r', 'w+', 'c'}
+        Memory-map numpy arrays of the cached result (first call included).
+    compress : bool or int
+        Compression of stored results (passed to :func:`joblite.dump`).
+    verbose : int, default=1
+        0 silent; >0 joblib's ``[Memory] Calling ...`` lines on a miss; >10 also on a hit.
+    timestamp : float, optional
+    cache_validation_callback : callable, optional
+        ``callback(metadata) -> bool``; a cached result for which it returns ``False`` is
+        recomputed (see :func:`expires_after`).
+    compute_once : bool, default=True
+        Concurrent callers of one missing entry wait for a single computation.
+    compute_once_timeout : float, default=600
+        Seconds a caller waits for another's computation before computing itself.
+    backend_options : dict, optional
+        Options of the store when ``location`` is a path.
+    """
+
+    _wraps_for_cache = True
+
+    def __init__(
+        self,
+        func: Callable[_P, _R],
+        location: Any,
+        backend: str = "local",
+        ignore: Optional[list[str]] = None,
+        mmap_mode: Optional[str] = None,
+        compress: Any = False,
+        verbose: int = 1,
+        timestamp: Optional[float] = None,
+        cache_validation_callback: Optional[Callable[[dict], bool]] = None,
+        *,
+        compute_once: bool = True,
+        compute_once_timeout: float = 600.0,
+        backend_options: Optional[dict] = None,
+        _limits: Optional[LimitKeeper] = None,
+        _identity: Optional[FuncIdentity] = None,
+        _code: Optional[str] = None,
+        _closure_digest: Optional[str] = None,
+    ) -> None:
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        Logger.__init__(self)
+        if ignore is not None and not isinstance(ignore, (list, tuple)):
+            raise TypeError(f"ignore must be a list of argument names, got {ignore!r}")
+        if cache_validation_callback is not None and not callable(cache_validation_callback):
+            raise ValueError(
+                f"cache_validation_callback needs to be callable. Got {cache_validation_callback}."
+            )
+        self.func = func
+        self.ignore = list(ignore or [])
+        self.mmap_mode = mmap_mode
+        self.compress = compress
+        self._verbose = verbose
+        self.timestamp = time.time() if timestamp is None else timestamp
+        self.cache_validation_callback = cache_validation_callback
+        self.compute_once = bool(compute_once)
+        self.compute_once_timeout = float(compute_once_timeout)
+        self.store_backend = store_for(location, backend, verbose, backend_options)
+        self._limits = _limits if _limits is not None else LimitKeeper(None, None, None, None)
+        self._binder = CallBinder(func, self.ignore, _closure_digest)
+        self._identity = _identity if _identity is not None else identify(func)
+        self._code = _code
+        self._code_obj = self._current_code_obj()
+        self._code_digest: Optional[str] = None
+        self._replaced = False
+        self._code_checked = False
+        self._remote = _identity is not None  # rebuilt from a pickle: maybe a worker
+        self._coerce = mmap_mode is not None
+
+    # ------------------------------------------------------------ public
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        key = self._get_args_id(*args, **kwargs)
+        if self._code_checked and self.cache_validation_callback is None and self._verbose <= 10:
+            value = self._fast_hit(key)  # the hit path, kept short: one hash, one open
+            if value is not MISSING:
+                return value
+        steps = self._protocol(args, kwargs, shelving=False, key=key)
+        return _run_sync(steps, self.func, args, kwargs)[0]
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        # decorating a method in a class body: bind the instance like a function would
+        if instance is None:
+            return self
+        return functools.partial(self, instance)
+
+    def call_and_shelve(self, *args: _P.args, **kwargs: _P.kwargs) -> MemorizedResult:
+        """Compute (or find) the result and return a :class:`MemorizedResult` handle to it."""
+        return _run_sync(self._protocol(args, kwargs, shelving=True), self.func, args, kwargs)[0]
+
+    def call(self, *args: _P.args, **kwargs: _P.kwargs) -> tuple[_R, dict[str, Any]]:
+        """Compute even if cached, store the result, and return ``(output, metadata)``."""
+        steps = self._protocol(args, kwargs, shelving=False, force=True)
+        return _run_sync(steps, self.func, args, kwargs)
+
+    def check_call_in_cache(self, *args: _P.args, **kwargs: _P.kwargs) -> bool:
+        """Whether a call with these arguments would be served from the cache."""
+        key = self._get_args_id(*args, **kwargs)
+        if not self._code_ok():
+            return False
+        if not self.store_backend.contains_entry(self.func_id, key):
+            return False
+        if self.cache_validation_callback is not None:
+            try:
+                return bool(
+                    self.cache_validation_callback(
+                        self.store_backend.load_metadata(self.func_id, key)
+                    )
+                )
+            except (KeyError, CorruptFileError):
+                return False
+        return True
+
+    def clear(self, warn: bool = True) -> None:
+        """Remove every cached result of this function."""
+        if warn and self._verbose > 0:
+            self.warn(f"Clearing function cache identified by {self.func_id}")
+        self.store_backend.clear_func(self.func_id)
+        self._code_checked = False
+
+    def __reduce__(self) -> tuple:
+        if self._code is None:
+            self._code = func_code(self.func)
+        kwargs = {
+            "ignore": self.ignore,
+            "mmap_mode": self.mmap_mode,
+            "compress": self.compress,
+            "verbose": self._verbose,
+            "cache_validation_callback": self.cache_validation_callback,
+            "compute_once": self.compute_once,
+            "compute_once_timeout": self.compute_once_timeout,
+            "_identity": self._identity,
+            "_code": self._code,
+            "_closure_digest": self._binder.closure_digest,
+        }
+        func = _func_for_pickle(self.func)
+        return (_rebuild, (type(self), func, self.store_backend, kwargs))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(func={self.func!r}, location={self.store_backend.location!r})"
+        )
+
+
+def _rebuild(cls: type, func: Callable, store: Any, kwargs: dict) -> Any:
+    return cls(func, store, **kwargs)
+
+
+class _ShadowedFunc:
+    """A function plain pickle cannot send by reference: a lambda, a nested function, or a
+    module-level function whose name now holds its cached wrapper (``@memory.cache``).
+
+    It goes by value through cloudpickle, so a cached function reaches stdlib multiprocessing
+    workers too; a process that has the module (fork, spawn) resolves the name instead.
+    """
+
+    def __init__(self, func: Callable) -> None:
+        self.func = func
+
+    def __reduce__(self) -> tuple:
+        import cloudpickle
+
+        func = self.func
+        return (_resolve_shadowed, (func.__module__, func.__qualname__, cloudpickle.dumps(func)))
+
+
+def _resolve_shadowed(module: str, qualname: str, payload: bytes) -> Callable:
+    obj: Any = sys.modules.get(module)
+    if obj is None and module == "__main__":
+        obj = sys.modules.get("__mp_main__")
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if getattr(type(obj), "_wraps_for_cache", False):
+        obj = obj.func
+    if callable(obj) and getattr(obj, "__qualname__", None) == qualname:
+        return obj  # type: ignore[no-any-return]
+    import cloudpickle
+
+    return cloudpickle.loads(payload)  # type: ignore[no-any-return]
+
+
+def _func_for_pickle(func: Callable) -> Any:
+    """The function as it can be pickled: by reference when its name finds it, else by value."""
+    if not isinstance(func, types.FunctionType):
+        return func
+    if "<" in func.__qualname__:
+        return _ShadowedFunc(func)  # a lambda or nested function: by value only
+    obj: Any = sys.modules.get(func.__module__)
+    for part in func.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+    return func if obj is func else _ShadowedFunc(func)
+
+
+class AsyncMemorizedFunc(MemorizedFunc[_P, Any]):
+    """:class:`MemorizedFunc` for ``async def`` functions: calls return awaitables."""
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        steps = self._protocol(args, kwargs, shelving=False)
+        return (await _run_async(steps, self.func, args, kwargs))[0]
+
+    async def call_and_shelve(self, *args: Any, **kwargs: Any) -> MemorizedResult:  # type: ignore[override]
+        """Await the result (cached or computed); return a :class:`MemorizedResult`."""
+        steps = self._protocol(args, kwargs, shelving=True)
+        return (await _run_async(steps, self.func, args, kwargs))[0]  # type: ignore[no-any-return]
+
+    async def call(self, *args: Any, **kwargs: Any) -> tuple[Any, dict]:  # type: ignore[override]
+        """Await a forced computation; store it; return ``(output, metadata)``."""
+        steps = self._protocol(args, kwargs, shelving=False, force=True)
+        return await _run_async(steps, self.func, args, kwargs)

@@ -1,0 +1,331 @@
+"""Parallel and delayed: one call of many tasks, run by a backend of :mod:`joblite.backends`.
+
+The dispatch loop itself (batching, back-pressure, ordering, errors, timeouts) is in
+:mod:`._dispatch`, what the call reports as it goes in :mod:`._progress`.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from collections.abc import Iterable
+from typing import Any, Callable, Optional, Union
+
+from ..backends import default_backend, nesting
+from ..backends.foreign import JoblibInterfaceBackend, as_driver
+from ._config import (
+    NONE,
+    ONE_MEGABYTE,
+    READ_ONLY,
+    ZERO,
+    backend_from_config,
+    check_options,
+    get_config,
+    given,
+    plain,
+)
+
+_VALID_RETURN_AS = ("list", "generator", "generator_unordered")
+
+
+# The last function given to delayed() and its wrapper: ``delayed(f)(x) for x in xs``
+# calls delayed(f) once per item, so this spares building a wrapper every time.
+_last_delayed: tuple[Any, Any] = (None, None)
+
+
+def delayed(function: Callable[..., Any]) -> Callable[..., tuple]:
+    """Capture a call for Parallel: ``delayed(f)(*args, **kwargs)`` is ``(f, args, kwargs)``.
+
+    Examples
+    --------
+    >>> from joblite import delayed
+    >>> delayed(pow)(2, 10)
+    (<built-in function pow>, (2, 10), {})
+    """
+    last = _last_delayed
+    if last[0] is function:
+        return last[1]
+    return _make_delayed(function)
+
+
+def _make_delayed(function: Callable[..., Any]) -> Callable[..., tuple]:
+    # Apart from delayed(), so that its fast path above creates no closure cell: it
+    # runs once per task in the caller, where every task is produced.
+    global _last_delayed
+
+    def delayed_function(*args: Any, **kwargs: Any) -> tuple:
+        return function, args, kwargs
+
+    try:
+        delayed_function = functools.wraps(function)(delayed_function)
+    except AttributeError:  # some callables have no __name__ & co
+        pass
+    _last_delayed = (function, delayed_function)
+    return delayed_function
+
+
+def wrap_non_picklable_objects(obj: Any, keep_wrapper: bool = True) -> Any:
+    """Pickle ``obj`` (a function or class) with cloudpickle when sent to workers.
+
+    Only needed with a pickler that is not cloudpickle: joblite's process backends already
+    send lambdas, closures and ``__main__`` functions with cloudpickle.
+
+    Parameters
+    ----------
+    obj : callable or type
+        The function or class to wrap.
+    keep_wrapper : bool, default True
+        Keep the wrapper once unpickled in the worker (else the bare object comes back).
+    """
+    from loky import wrap_non_picklable_objects as wrap
+
+    return wrap(obj, keep_wrapper=keep_wrapper)
+
+
+class Parallel:
+    """Run ``delayed`` calls in parallel: ``Parallel(n_jobs=2)(delayed(f)(x) for x in xs)``.
+
+    Parameters
+    ----------
+    n_jobs : int, optional
+        Number of workers: ``-1`` all CPUs, ``-2`` all but one, ``None`` 1 unless
+        :func:`parallel_config` says otherwise; 0 is an error.
+    backend : str or ParallelBackendBase, optional
+        ``"loky"`` (default: processes), ``"threading"`` (the Rust thread pool),
+        ``"multiprocessing"``, ``"sequential"``, or a registered name.
+    return_as : {"list", "generator", "generator_unordered"}, default "list"
+        A list, or a generator of results in input order or in completion order.
+    verbose : int, default 0
+        Print joblib-style progress lines (to stderr; to stdout from 50 up).
+    timeout : float, optional
+        Seconds the oldest outstanding batch may take (counted from when it became the
+        oldest) before :class:`TimeoutError` is raised, even while other batches keep
+        completing. The error is also a ``multiprocessing.TimeoutError``, as joblib's.
+    pre_dispatch : int or str, default "2 * n_jobs"
+        Batches handed out ahead of consumption: bounds memory for long inputs.
+        ``"all"`` consumes the input at once.
+    batch_size : int or "auto", default "auto"
+        Tasks per batch; ``"auto"`` grows batches of tiny tasks to cut overhead.
+    temp_folder : str, optional
+        Where large arrays are shared with process workers (default /dev/shm if it
+        has room, else the system temp folder).
+    max_nbytes : int or str or None, default "1M"
+        Arrays above this size go through shared memory files; None disables it.
+    mmap_mode : {"r", "c", "r+", "w+", None}, default "r"
+        How workers map shared arrays: ``"r"`` read-only, ``"c"`` copy-on-write
+        (tasks may write into their inputs, privately).
+    prefer : {"processes", "threads"}, optional
+        Soft hint used when no backend is given.
+    require : {"sharedmem"}, optional
+        Hard constraint: tasks must share memory with the caller (threads).
+    progress : bool, default False
+        Show a progress bar (tqdm when installed, else a plain stderr line).
+    total : int, optional
+        Number of tasks, for the progress bar and :class:`~joblite.parallel.ProgressEvent`
+        when the input has no ``len()`` (a generator); default ``len(iterable)``.
+    desc : str, optional
+        Label of the progress bar (default ``"Parallel"``).
+    callback : callable, optional
+        Called with a :class:`~joblite.parallel.ProgressEvent` after each completed
+        batch, in the calling thread.
+    return_exceptions : bool, default False
+        Put the exception raised by a task in its result slot instead of aborting.
+    **backend_kwargs
+        Passed to the backend's constructor.
+
+    Examples
+    --------
+    >>> from math import sqrt
+    >>> from joblite import Parallel, delayed
+    >>> Parallel(n_jobs=2, backend="threading")(delayed(sqrt)(i**2) for i in range(4))
+    [0.0, 1.0, 2.0, 3.0]
+    """
+
+    def __init__(
+        self,
+        n_jobs: Any = NONE,
+        backend: Any = NONE,
+        return_as: str = "list",
+        verbose: Any = ZERO,
+        timeout: Optional[float] = None,
+        pre_dispatch: Union[int, str] = "2 * n_jobs",
+        batch_size: Union[int, str] = "auto",
+        temp_folder: Any = NONE,
+        max_nbytes: Any = ONE_MEGABYTE,
+        mmap_mode: Any = READ_ONLY,
+        prefer: Any = NONE,
+        require: Any = NONE,
+        *,
+        progress: bool = False,
+        total: Optional[int] = None,
+        desc: Optional[str] = None,
+        callback: Optional[Callable[[Any], Any]] = None,
+        return_exceptions: bool = False,
+        **backend_kwargs: Any,
+    ) -> None:
+        config = get_config()
+
+        def pick(value: Any, key: str) -> Any:
+            return value if given(value) else plain(config[key]) if key in config else value
+
+        self.verbose = int(pick(verbose, "verbose") or 0)
+        self.temp_folder = pick(temp_folder, "temp_folder")
+        self.max_nbytes = pick(max_nbytes, "max_nbytes")
+        self.mmap_mode = pick(mmap_mode, "mmap_mode")
+        self.prefer = pick(prefer, "prefer")
+        self.require = pick(require, "require")
+        check_options(self.prefer, self.require, self.mmap_mode)
+        if return_as not in _VALID_RETURN_AS:
+            raise ValueError(f"return_as={return_as!r} is not valid: use one of {_VALID_RETURN_AS}")
+        if batch_size != "auto" and not (isinstance(batch_size, int) and batch_size > 0):
+            raise ValueError(f"batch_size must be 'auto' or an int > 0, got {batch_size!r}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be None or > 0, got {timeout!r}")
+        from ..backends._transport import parse_nbytes
+
+        parse_nbytes(self.max_nbytes)
+        self.return_as = return_as
+        self.timeout = timeout
+        self.pre_dispatch = pre_dispatch
+        self.batch_size = batch_size
+        if total is not None and (
+            isinstance(total, bool) or not isinstance(total, int) or total < 0
+        ):
+            raise ValueError(f"total must be None or an int >= 0, got {total!r}")
+        self.progress = progress
+        self.total = total
+        self.desc = desc
+        self.callback = callback
+        # joblib's counters, kept current during a call (read by print_progress overrides)
+        self.n_dispatched_tasks = 0
+        self.n_completed_tasks = 0
+        self.n_dispatched_batches = 0
+        self.n_completed_batches = 0
+        self.return_exceptions = return_exceptions
+
+        # n_jobs=None means "not given": parallel_config's value applies (joblib #1473)
+        self._n_jobs_arg = n_jobs = NONE if n_jobs is None else n_jobs
+        n_jobs = pick(n_jobs, "n_jobs")
+        if n_jobs is not None and (
+            isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Real) or n_jobs == 0
+        ):
+            raise ValueError(f"n_jobs must be a non-zero int or None, got {n_jobs!r}")
+        self._backend, self.n_jobs = self._choose_backend(backend, config, backend_kwargs, n_jobs)
+        self._managed = False
+        self._running = False
+        self._auto_state: dict[str, Any] = {}
+        self._reporter: Any = None
+        self._n_total: Optional[int] = None
+
+    def _choose_backend(
+        self, backend: Any, config: dict[str, Any], backend_kwargs: dict, n_jobs: Any
+    ) -> tuple[Any, int]:
+        # joblib's rules: an explicit backend= wins (and must meet require=); else the
+        # parallel_config one, or inside a worker the nested default, where prefer= is
+        # ignored and require="sharedmem" falls back to threads; else the default, which
+        # prefer= and require= may switch between processes and threads.
+        inner = nesting()
+        level = inner[2] if inner else 0
+        if backend_kwargs:
+            config = {**config, "backend_params": {**config["backend_params"], **backend_kwargs}}
+        if given(backend) and backend is not None:
+            chosen = backend_from_config(backend, level, config)
+            if self.require == "sharedmem" and not getattr(chosen, "supports_sharedmem", False):
+                raise ValueError(f"Backend {chosen} does not support shared memory")
+        else:
+            explicit = True
+            if config["backend"] is not None:
+                spec = config["backend"]
+            elif inner is not None:
+                spec = inner[0]
+            else:
+                spec, explicit = default_backend(), False
+            chosen = backend_from_config(spec, level, config)
+            uses_threads = getattr(chosen, "uses_threads", False)
+            if self.require == "sharedmem" and not getattr(chosen, "supports_sharedmem", False):
+                threads = backend_from_config("threading", level, config)
+                if self.verbose >= 10 and explicit:
+                    print(
+                        f"Using {type(threads).__name__} as joblib backend instead of"
+                        f" {type(chosen).__name__} as the latter does not provide shared"
+                        " memory semantics."
+                    )
+                chosen = threads
+                if not given(self._n_jobs_arg):
+                    n_jobs = 1
+            elif not explicit and self.prefer == "threads" and not uses_threads:
+                chosen = backend_from_config("threading", level, config)
+            elif not explicit and self.prefer == "processes" and uses_threads:
+                chosen = backend_from_config(default_backend(), level, config)
+        driver = as_driver(chosen)
+        if n_jobs is None:
+            n_jobs = driver.default_n_jobs  # 1, but -1 (the whole cluster) for dask
+        else:
+            try:
+                n_jobs = int(n_jobs)
+            except (TypeError, ValueError):
+                raise ValueError("n_jobs could not be converted to int") from None
+            if n_jobs == 0:
+                raise ValueError("n_jobs must be a non-zero int or None, got 0")
+        n_jobs = driver.effective_n_jobs(n_jobs)
+        if inner is not None and inner[1] is not None:
+            n_jobs = min(n_jobs, inner[1])
+        if isinstance(driver, JoblibInterfaceBackend):
+            driver.parallel = self
+        self._driver = driver
+        return chosen, n_jobs
+
+    def __repr__(self) -> str:
+        return f"Parallel(n_jobs={self.n_jobs})"
+
+    def __enter__(self) -> Parallel:
+        self._configure()
+        self._managed = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._managed = False
+        self._driver.terminate()
+
+    def print_progress(self) -> None:
+        """Called after each completed batch; prints the ``verbose`` lines.
+
+        Override it to report progress another way: ``self.n_completed_tasks`` and
+        ``self.n_dispatched_tasks`` are current when it is called (as in joblib).
+        """
+        reporter = self._reporter
+        if reporter is not None:
+            reporter.print_progress(self.n_completed_tasks, self._n_total)
+
+    def _configure(self) -> int:
+        if self.n_jobs == 1:
+            return 1
+        return self._driver.configure(
+            n_jobs=self.n_jobs,
+            temp_folder=self.temp_folder,
+            max_nbytes=self.max_nbytes,
+            mmap_mode=self.mmap_mode,
+            timeout=self.timeout,
+        )
+
+    def __call__(self, iterable: Iterable[tuple]) -> Any:
+        """Run the ``delayed`` calls of ``iterable``; see ``return_as`` for the result."""
+        from ._dispatch import Dispatcher
+
+        if self._running:
+            raise RuntimeError(
+                "This Parallel instance is already running: consume or close the generator"
+                " of the previous call first."
+            )
+        overridden = type(self).print_progress is not Parallel.print_progress
+        dispatcher = Dispatcher(self, iterable, overridden)
+        self._running = True
+        try:
+            if self.return_as == "list":
+                return dispatcher.run_to_list()
+            generator = dispatcher.run_generator()
+            next(generator)  # start: dispatch the first batches now, like joblib
+            return generator
+        except BaseException:
+            self._running = False
+            raise
