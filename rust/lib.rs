@@ -9,6 +9,7 @@ pub mod codec;
 pub mod container;
 pub mod core_threads;
 pub mod error;
+pub mod format2;
 pub mod hash;
 pub mod pages;
 pub mod task_pool;

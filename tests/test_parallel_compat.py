@@ -395,3 +395,9 @@ def test_unbounded_recursion_raises_recursion_error_from_a_worker():
     with parallel_config(backend="loky", n_jobs=2):
         with pytest.raises(RecursionError):
             _recurse()
+
+
+def test_timeout_that_cannot_apply_is_warned_about():
+    with pytest.warns(UserWarning, match="'SequentialBackend' does not support timeout") as info:
+        assert Parallel(n_jobs=1, timeout=1)(delayed(square)(i) for i in range(5))[-1] == 16
+    assert len(info) == 1

@@ -171,7 +171,7 @@ def test_every_historic_joblib_file_loads_like_joblib(path, tmp_path):
 
     # the same warnings as joblib (the old-format DeprecationWarning, word for word)
     def deprecations(ws):
-        return {(w.category, str(w.message)) for w in ws if w.category is DeprecationWarning}
+        return sorted(str(w.message) for w in ws if w.category is DeprecationWarning)
 
     assert deprecations(ours_warned) == deprecations(theirs_warned)
     if path.suffix == ".pkl":
@@ -198,3 +198,21 @@ def test_load_never_imports_joblib(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["10", "10"]
     assert os.path.exists(path)
+
+
+@pytest.mark.parametrize("writer", ["joblib", "joblite"])
+def test_ensure_native_byte_order_like_joblib(tmp_path, writer):
+    value = {"be": np.arange(10, dtype=">i8"), "le": np.arange(3, dtype="<f4")}
+    path = tmp_path / "be.pkl"
+    (joblib if writer == "joblib" else joblite).dump(value, path)
+    expected = {"auto": "int64", True: "int64", False: ">i8"}  # what joblib 1.6 returns
+    for flag, dtype in expected.items():
+        ours = joblite.load(path, ensure_native_byte_order=flag)
+        if writer == "joblib":
+            assert joblib.load(path, ensure_native_byte_order=flag)["be"].dtype == dtype
+        assert ours["be"].dtype == np.dtype(dtype), flag
+        np.testing.assert_array_equal(ours["be"], value["be"])
+    assert joblite.load(path)["be"].dtype == np.dtype("int64")
+    assert joblite.load(path, mmap_mode="r")["be"].dtype == np.dtype(">i8")
+    with pytest.raises(ValueError, match="Native byte ordering can only be enforced"):
+        joblite.load(path, mmap_mode="r", ensure_native_byte_order=True)

@@ -11,20 +11,26 @@ from typing_extensions import Buffer as _Buffer
 __all__ = [
     "CONTAINER_MAGIC",
     "DEFAULT_CHUNK_SIZE",
+    "F2_H_OVERHEAD",
     "HASH_ENCODING_VERSION",
     "MAX_CODEC_NAME_LEN",
     "THREAD_LIMIT_VAR",
     "ContainerReader",
+    "F2Reader",
     "Lz4FrameReader",
     "TaskPool",
     "__version__",
     "default_thread_limit",
+    "f2_index_len",
+    "f2_scan",
+    "f2_write",
     "get_thread_limit",
     "hash",
     "lz4_frame_decompress",
     "mark_mapped_writable",
     "set_thread_limit",
     "write_container",
+    "xxh3_64",
 ]
 
 __version__: str
@@ -110,3 +116,45 @@ def get_thread_limit() -> int:
 
 def default_thread_limit() -> int:
     """JOBLITE_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs (read once per process)."""
+
+# --- format 2 (rust/bindings/format2.rs) ---
+
+F2_H_OVERHEAD: int
+
+def f2_scan(stream: _Buffer) -> list[_Optional[tuple[int, int]]]: ...
+def f2_write(
+    path: _Optional[str],
+    parts: list[_Buffer],
+    bounds: list[int],
+    buffers: list[tuple[int, int, int]],
+    codec: int,
+    level: int,
+    h_len: int,
+    fsync: bool,
+) -> _Optional[bytes]: ...
+def f2_index_len(n_chunks: int, n_buffers: int) -> int: ...
+def xxh3_64(data: _Buffer) -> int: ...
+
+@_final
+class F2Reader:
+    """An open format-2 dump: its validated index and read plan."""
+
+    @staticmethod
+    def open(path: str, offset: int = 0) -> _Optional[F2Reader]: ...
+    @staticmethod
+    def from_buffer(data: _Buffer, name: _Optional[str] = None) -> _Optional[F2Reader]: ...
+    @property
+    def codec(self) -> str: ...
+    @property
+    def flags(self) -> int: ...
+    @property
+    def dump_len(self) -> int: ...
+    @property
+    def index_offset(self) -> _Optional[int]: ...
+    @property
+    def start(self) -> int: ...
+    def buffers(self) -> list[tuple[int, bool, _Optional[int]]]: ...
+    def stream(self, verify: bool) -> tuple[bytes, list[_Optional[bytearray]]]: ...
+    def read_buffers(self, jobs: list[tuple[int, _Buffer]], verify: bool) -> None: ...
+    def verify_buffer(self, k: int, data: _Buffer) -> None: ...
+    def mark_mapped_writable(self) -> None: ...

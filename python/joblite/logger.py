@@ -187,7 +187,7 @@ class PrintTime:
     >>> from joblite import PrintTime
     >>> t = PrintTime()
     >>> t("loaded data")  # doctest: +SKIP
-    loaded data: 0.00s, 0.0 min
+    loaded data: 0.0s, 0.0min
     """
 
     def __init__(self, logfile: Any = None, logdir: Any = None) -> None:
@@ -211,7 +211,7 @@ class PrintTime:
         """Print ``msg`` with the time since the previous call (``total``: since creation)."""
         now = time.time()
         delta = now - (self.start_time if total else self.last_time)
-        full = f"{msg}: {delta:.2f}s, {delta / 60.0:.1f} min"
+        full = f"{msg}: {format_time(delta)}"  # joblib's "0.0s, 0.0min"
         print(full, file=sys.stderr)
         if self.logfile is not None:
             try:

@@ -30,7 +30,7 @@ pub fn to_pyerr(py: Python<'_>, path: Option<&Path>, err: Error) -> PyErr {
 /// `OSError(errno, strerror, filename)`: Python picks the subclass from the errno
 /// (`FileNotFoundError`, `PermissionError`, ...), and `e.errno` / `e.filename` are set.
 fn os_error(path: Option<&Path>, e: &std::io::Error) -> PyErr {
-    let file = path.map(|p| p.to_path_buf());
+    let file = path.map(|p| p.as_os_str().to_os_string());
     match e.raw_os_error() {
         Some(code) => {
             let text = std::io::Error::from_raw_os_error(code).to_string();
@@ -42,7 +42,7 @@ fn os_error(path: Option<&Path>, e: &std::io::Error) -> PyErr {
             PyOSError::new_err((code, strerror, file))
         }
         None => match file {
-            Some(f) => PyOSError::new_err((e.to_string(), f.display().to_string())),
+            Some(f) => PyOSError::new_err((e.to_string(), f)),
             None => PyOSError::new_err(e.to_string()),
         },
     }

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod core_threads;
 mod errors;
+mod format2;
 mod hash;
 mod persistence;
 mod task_pool;
@@ -12,6 +13,7 @@ mod task_pool;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    format2::register(m)?;
     hash::register(m)?;
     persistence::register(m)?;
     task_pool::register(m)?;

@@ -110,6 +110,9 @@ class SharedFolder:
         # id(array) -> (array, its file's content: a read-only map or a hash, path, the
         # tick() when the file was last known equal to the array)
         self._stored: dict[int, tuple[Any, Any, str, int]] = {}
+        # Seconds spent comparing and writing arrays so far: the cost of sending a batch
+        # that does not grow with its number of tasks (auto-batching amortizes it).
+        self.seconds = 0.0
 
     def store(self, array: Any, mmap_mode: Any = "r", created: Optional[int] = None) -> str:
         """The path of a file holding ``array``'s content (written when needed).
@@ -119,18 +122,26 @@ class SharedFolder:
         it holds the array as it was at a moment after those tasks were created (what a
         task may see, as when joblib pickles a batch after dispatching it): no compare.
         """
+        known = self._stored.get(id(array))
+        if known is not None and known[0] is array and known[1] is not None:
+            if created is not None and created < known[3]:
+                return known[2]  # the common case, first and cheap
+        start = time.perf_counter()
+        try:
+            return self._store(array, mmap_mode, known)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _store(self, array: Any, mmap_mode: Any, known: Any) -> str:
         from ..hashing import hash as content_hash
         from ..persistence import dump, load
 
-        known = self._stored.get(id(array))
         # Workers can write into the file with "r+"/"w+": compare with a hash taken when
         # it was written. Otherwise the file never changes: compare with the file itself
         # (memory speed, and exact).
         by_hash = mmap_mode in ("r+", "w+")
         if known is not None and known[0] is array and known[1] is not None:
-            _, content, path, checked = known
-            if created is not None and created < checked:
-                return path
+            _, content, path, _ = known
             now = tick()
             if content_hash(array) == content if by_hash else _same_bytes(array, content):
                 self._stored[id(array)] = (array, content, path, now)

@@ -267,7 +267,10 @@ class ParallelBackendBase:
         """The results of a completed batch (raises the batch's error).
 
         A backend that knows how long the batch computed may set ``future.duration``
-        (seconds); ``batch_size="auto"`` then ignores queueing and transfer time.
+        (seconds); ``batch_size="auto"`` then ignores queueing and transfer time. One that
+        spent time sending the batch that does not grow with its number of tasks (shared
+        arrays checked or written) may set ``future.send_seconds``: auto batches then grow
+        until that cost is a small part of their work.
         """
         return future.result()
 

@@ -151,20 +151,26 @@ class _ProcessBackend(ParallelBackendBase):
             raise RuntimeError(f"{type(self).__name__}.submit called before configure")
         if self._folder is None and self._max_nbytes is not None:
             self._folder = _transport.SharedFolder(self._temp_folder)
+        sent_before = self._folder.seconds if self._folder is not None else 0.0
         try:
             payload = _transport.dumps_batch(batch, self._folder, self._max_nbytes, self._mmap_mode)
         except (pickle.PicklingError, TypeError, AttributeError) as error:
             raise pickle.PicklingError(
                 f"Could not pickle the task to send it to the workers: {error}"
             ) from error
+        except (OSError, MemoryError):
+            raise  # writing shared arrays failed (e.g. /dev/shm full): say so, as it is
         except Exception as error:  # raised by a __reduce__ of the user's
             raise pickle.PicklingError(
                 f"Could not pickle the task to send it to the workers: {error!r}"
             ) from error
         try:
-            return self._executor.submit(_transport.run_payload, payload)
+            future = self._executor.submit(_transport.run_payload, payload)
         except (BrokenProcessPool, RuntimeError) as error:
             raise self._crashed(error) from error
+        if self._folder is not None:  # see ParallelBackendBase.retrieve: send_seconds
+            future.send_seconds = self._folder.seconds - sent_before  # type: ignore[attr-defined]
+        return future
 
     def retrieve(self, future: Future) -> list:
         try:

@@ -15,6 +15,7 @@ import multiprocessing
 import operator
 import queue
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 TARGET_BATCH_SECONDS = 0.05
 MIN_TAIL_BATCH_SECONDS = 0.005
 MAX_AUTO_BATCH = 100_000
+# A batch's fixed cost of sending (``future.send_seconds``: shared arrays compared or
+# written) is kept below this share of its work, so that it never rivals the tasks.
+SEND_COST_SHARE = 0.1
 
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
@@ -57,9 +61,6 @@ def eval_pre_dispatch(text: str, n_jobs: int) -> int:
     return max(int(walk(ast.parse(text, mode="eval"))), 1)
 
 
-_END = object()
-
-
 def _check_task(task: Any, index: int) -> None:
     if type(task) is not tuple or len(task) != 3 or not callable(task[0]):
         raise TypeError(
@@ -74,6 +75,15 @@ class ParallelTimeoutError(multiprocessing.TimeoutError, TimeoutError):
     Both the builtin :class:`TimeoutError` and :class:`multiprocessing.TimeoutError`
     (what joblib raises) catch it.
     """
+
+
+def _warn_no_timeout(backend_name: str, timeout: float) -> None:
+    warnings.warn(
+        f"The backend class {backend_name!r} does not support timeout. You have set"
+        f" 'timeout={timeout}' in Parallel but the 'timeout' parameter will not be used.",
+        UserWarning,
+        stacklevel=5,
+    )
 
 
 def _notify(done: queue.SimpleQueue, batch_id: int, _future: Any) -> None:
@@ -168,7 +178,9 @@ class Dispatcher:
             iterator = iter(self.iterable)
             backend.start_call()
             started = True
-            self.reporter.start(type(backend).__name__, n_jobs, self.shown_total)
+            if parallel.timeout is not None and not backend.supports_timeout:
+                _warn_no_timeout(type(parallel._backend).__name__, parallel.timeout)
+            self.reporter.start(type(parallel._backend).__name__, n_jobs, self.shown_total)
             while True:
                 while not exhausted and len(inflight) + (len(ready) if bounded else 0) < limit:
                     items = self._take(iterator, n_jobs)
@@ -197,7 +209,12 @@ class Dispatcher:
                 last_progress = time.monotonic()
                 start, size, future, dispatched_at = inflight.pop(batch_id)
                 results = backend.retrieve(future)
-                self._learn(size, getattr(future, "duration", None), last_progress - dispatched_at)
+                self._learn(
+                    size,
+                    getattr(future, "duration", None),
+                    last_progress - dispatched_at,
+                    getattr(future, "send_seconds", None),
+                )
                 self.n_completed += size
                 parallel.n_completed_tasks = self.n_completed
                 parallel.n_completed_batches += 1
@@ -230,18 +247,19 @@ class Dispatcher:
         parallel = self.parallel
         report = self.reporter.active
         hook = self.hook
+        if parallel.timeout is not None:
+            _warn_no_timeout("SequentialBackend", parallel.timeout)
         self.reporter.start("SequentialBackend", 1, self.shown_total)
         yield None
         # An int batch_size reads that many tasks before running them, as joblib does.
         size = parallel.batch_size if isinstance(parallel.batch_size, int) else 1
         try:
+            if size == 1 and not (report or hook):
+                yield from self._sequential_plain()
+                return
             iterator = iter(self.iterable)
             while True:
-                if size == 1:  # the common case, without islice's cost per task
-                    task: Any = next(iterator, _END)
-                    tasks = [] if task is _END else [task]
-                else:
-                    tasks = list(itertools.islice(iterator, size))
+                tasks = list(itertools.islice(iterator, size))
                 if not tasks:
                     break
                 start = self.n_dispatched
@@ -276,6 +294,32 @@ class Dispatcher:
             self.reporter.finished(self.n_completed)
         finally:
             self.reporter.close()
+
+    def _sequential_plain(self) -> Iterator[Optional[list]]:
+        """One task at a time, nothing to report: the cheapest loop (n_jobs=1, tiny tasks)."""
+        parallel = self.parallel
+        return_exceptions = parallel.return_exceptions
+        index = -1
+        try:
+            for index, task in enumerate(self.iterable):
+                _check_task(task, index)
+                function, args, kwargs = task
+                if return_exceptions:
+                    try:
+                        result = function(*args, **kwargs)
+                    except Exception as error:
+                        result = error
+                else:
+                    result = function(*args, **kwargs)
+                yield [result]
+        finally:
+            # joblib's counters, set once: nobody reads them during a plain call
+            done = index + 1
+            parallel.n_dispatched_tasks = parallel.n_completed_tasks = done
+            parallel.n_dispatched_batches = parallel.n_completed_batches = done
+        self.n_dispatched = self.n_completed = done
+        parallel._n_total = self.shown_total = done
+        self.reporter.finished(done)
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -339,13 +383,22 @@ class Dispatcher:
             return 1
         per_task = max(per_task, 1e-9)
         size = int(TARGET_BATCH_SECONDS / per_task)
+        send = self.parallel._auto_state.get("send")
+        if send:  # e.g. large shared arrays compared with their files for each batch
+            size = max(size, int(send / (SEND_COST_SHARE * per_task)))
         if self.n_total is not None:  # guided self-scheduling, see TARGET_BATCH_SECONDS
             remaining = self.n_total - self.n_dispatched
             share = -(-remaining // n_jobs)
             size = min(size, max(share, int(MIN_TAIL_BATCH_SECONDS / per_task)))
         return max(1, min(size, MAX_AUTO_BATCH))
 
-    def _learn(self, size: int, worker_seconds: Optional[float], wall_seconds: float) -> None:
+    def _learn(
+        self,
+        size: int,
+        worker_seconds: Optional[float],
+        wall_seconds: float,
+        send_seconds: Optional[float] = None,
+    ) -> None:
         if self.parallel.batch_size != "auto":
             return
         seconds = worker_seconds if worker_seconds is not None else wall_seconds
@@ -353,6 +406,9 @@ class Dispatcher:
         state = self.parallel._auto_state
         old = state.get("per_task")
         state["per_task"] = measured if old is None else 0.5 * old + 0.5 * measured
+        if send_seconds is not None:
+            old = state.get("send")
+            state["send"] = send_seconds if old is None else 0.5 * old + 0.5 * send_seconds
 
     def _wait(self, done: queue.SimpleQueue, inflight: dict, last_progress: float) -> int:
         timeout = self.parallel.timeout
@@ -368,9 +424,12 @@ class Dispatcher:
                 self._head_since = max(inflight[head][3], last_progress)
             deadline = self._head_since + timeout
             try:
-                return done.get(timeout=max(deadline - time.monotonic(), 0.0))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and not inflight[head][2].done():
+                    raise queue.Empty  # late even if other completions wait in the queue
+                return done.get(timeout=max(remaining, 0.001))
             except queue.Empty:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline and not inflight[head][2].done():
                     raise ParallelTimeoutError(
                         f"a batch of tasks of {self.parallel!r} ran for more than"
                         f" timeout={timeout} s"

@@ -1,23 +1,71 @@
 """dump / load: persistence of Python objects holding large numpy arrays.
 
-Files are joblite containers (``docs/format.md``): a protocol-5 pickle stream plus one
-64-byte-aligned, checksummed, optionally compressed segment per numpy buffer. ``load`` also
-reads every format joblib has written, without joblib installed.
+Files are in format 2 (``docs/format.md``): joblib files, in the standard framing of their
+codec, that carry joblite's checksummed chunk index inside. ``load`` also reads joblite 0.1's
+format 1 and every format joblib has written, without joblib installed.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import lzma
 import os
-from typing import Any, Optional
+import pickle
+import struct
+from typing import Any, Callable, Optional
 
-from ..exceptions import CorruptFileError
-from . import codecs, joblib_compat
-from .container import MAGIC, ContainerFile, write_bytes, write_file
+from ..exceptions import CorruptFileError, UnsafeLoadError
+from . import codecs, container, format2, joblib_compat
+from .container import MAGIC, ContainerFile
 from .files import open_regular
 
 _MMAP_MODES = (None, "r", "r+", "c", "w+")
 _log = logging.getLogger("joblite.persistence")
+
+
+def _stream_compressor(name: str, level: Optional[int]) -> Callable[[Any], Any]:
+    """A file-object factory compressing a whole dump (lzma and registered compressors)."""
+    if name == "lzma":
+        return lambda sink: lzma.LZMAFile(
+            sink, "wb", format=lzma.FORMAT_ALONE, preset=6 if level is None else level
+        )
+    reg = codecs.registered(name)
+    if level is None and reg.reader is None:
+        level = 3  # joblite's chunk interface takes a level
+
+    class _Writer(io.RawIOBase):
+        def __init__(self, sink: Any) -> None:
+            self.sink = sink
+            self.parts: list[bytes] = []
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: Any) -> int:
+            self.parts.append(bytes(b))
+            return len(b)
+
+        def close(self) -> None:
+            if not self.closed:
+                out = reg.compress(memoryview(b"".join(self.parts)), level)  # type: ignore[arg-type]
+                if not isinstance(out, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"the compressor {name!r} returned {type(out).__name__}")
+                self.sink.write(out)
+            super().close()
+
+    return _Writer
+
+
+def _write_to(value: Any, fobj: Any, name: str, level: Optional[int]) -> None:
+    if name in format2.CODEC_IDS:
+        try:
+            start = fobj.tell()
+        except (OSError, AttributeError, ValueError):
+            start = 0
+        fobj.write(format2.write_bytes(value, name, level or 0, start))
+    else:
+        format2.write_stream(value, fobj, _stream_compressor(name, level))
 
 
 def dump(
@@ -28,38 +76,39 @@ def dump(
     *,
     fsync: bool = True,
 ) -> Any:
-    """Persist an arbitrary Python object into one file.
+    """Persist an arbitrary Python object into one file, in a format joblib reads.
 
-    Numpy arrays are stored out of band, each in its own 64-byte-aligned segment, so that
-    :func:`load` can memory-map them; everything is checksummed (blake3). Writing to a path is
-    atomic: a temporary file in the same directory is written, fsynced and renamed over
-    ``filename``, so a crash never leaves a partial file behind.
+    The file is a joblib file (``joblib.load`` reads it, memory-mapping included) that also
+    carries joblite's index: XXH3 checksums of every chunk, verified on load, and the
+    offsets that let :func:`load` decode all chunks on all cores and memory-map uncompressed
+    arrays in O(1) (``docs/format.md``). Writing to a path is atomic: a temporary file in
+    the same directory is written, flushed and renamed over ``filename``, so a crash never
+    leaves a partial file behind.
 
     Parameters
     ----------
     value : any Python object
         The object to store.
     filename : str, os.PathLike or binary file object
-        Where to store it. With a file object the container is written to it at its
-        current position (not atomically) and None is returned.
+        Where to store it. With a file object the dump is written at its current position
+        (not atomically; several dumps can follow one another) and None is returned.
     compress : bool, int, str or (str, int), default 0
-        ``False``/``0``: no compression. ``True`` or ``1``-``9``: lz4 (chunked and parallel,
-        in Rust; lz4 has a single speed/ratio setting here, so every level gives the same
-        output). A codec name, ``"lz4"``, ``"zlib"``, ``"gzip"``, ``"bz2"``, ``"lzma"`` or
-        ``"xz"`` (level 3), the name of a compressor added with :func:`register_compressor`,
-        or a ``(name, level)`` tuple. With the default 0, a file name ending in ``.lz4``,
-        ``.z``, ``.gz``, ``.bz2``, ``.lzma`` or ``.xz`` (or a registered compressor's
-        extension) picks that codec, as in joblib. Compression is applied per chunk (4 MiB
-        for lz4, 1 MiB otherwise), on all cores.
+        As in joblib: ``0``/``False`` no compression; ``True`` or ``1``-``9`` zlib at that
+        level (``True``: 3); a name, ``"zlib"``, ``"gzip"``, ``"bz2"``, ``"lzma"``, ``"xz"``,
+        ``"lz4"``, a name given to :func:`register_compressor`, or joblite's ``"zstd"`` (which
+        joblib cannot read), at its default level; a ``(name, level)`` tuple. Unless a tuple
+        is given, a file name ending in ``.z``, ``.gz``, ``.bz2``, ``.lzma``, ``.xz``,
+        ``.lz4``, ``.zst`` (or a registered compressor's extension) picks that codec, and the
+        file is a valid stream of it (``gzip -d`` reads a ``.gz``). zlib, gzip, bz2, xz, lz4
+        and zstd compress independent chunks on all cores; lzma (``.lzma``) and registered
+        compressors compress the whole stream at once, like joblib.
     protocol : int, optional
-        Accepted for joblib compatibility; the container always uses pickle protocol 5,
-        which out-of-band buffers need.
+        Accepted for joblib compatibility; the stream always uses pickle protocol 5.
     fsync : bool, default True
         Flush the file (and its folder) to the storage device before renaming it into
-        place, so that even a power loss leaves the old file or the complete new one. On a
-        disk this is most of the cost of a large dump; ``fsync=False`` skips it (joblib and
-        ``np.save`` never flush) and keeps every guarantee against a killed process or a
-        concurrent reader. Ignored for file objects.
+        place, so that even a power loss leaves the old file or the complete new one.
+        ``fsync=False`` skips it (joblib and ``np.save`` never flush) and keeps every
+        guarantee against a killed process or a concurrent reader. Ignored for file objects.
 
     Returns
     -------
@@ -69,30 +118,114 @@ def dump(
     Raises
     ------
     ValueError
-        If ``compress`` names an unknown codec or level (the message lists accepted ones).
+        If ``compress`` names an unknown codec or level (joblib's messages), or
+        ``filename`` is neither a path nor a file object.
 
     Examples
     --------
     >>> import numpy as np, joblite, tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "data.joblite")
-    >>> joblite.dump({"x": np.arange(3)}, path, compress=True)  # doctest: +ELLIPSIS
-    ['...data.joblite']
+    >>> path = os.path.join(tempfile.mkdtemp(), "data.pkl")
+    >>> joblite.dump({"x": np.arange(3)}, path, compress=3)  # doctest: +ELLIPSIS
+    ['...data.pkl']
     >>> joblite.load(path)["x"]
     array([0, 1, 2])
     """
-    if hasattr(filename, "write") and not isinstance(filename, (str, bytes, os.PathLike)):
-        filename.write(write_bytes(value, codecs.resolve(compress)))
+    if isinstance(filename, os.PathLike):
+        filename = os.fspath(filename)
+    is_path = isinstance(filename, (str, bytes))
+    if not is_path and not hasattr(filename, "write"):
+        raise ValueError(
+            "Second argument should be a filename or a file-like object, "
+            f"{filename} (type {type(filename)}) was given."
+        )
+    if not is_path:
+        name, level = codecs.choose(compress)
+        _write_to(value, filename, name, level)
         return None
     if not isinstance(fsync, bool):
         raise TypeError(f"fsync must be True or False, got {fsync!r}")
-    path = os.fsdecode(os.fspath(filename))
-    write_file(value, path, codecs.resolve(compress, path), fsync)
+    path = os.fsdecode(filename)
+    name, level = codecs.choose(compress, path)
+    write_file(value, path, fsync, name, level)
     return [path]
+
+
+def write_file(value: Any, path: str, fsync: bool, name: str, level: Optional[int]) -> None:
+    """Write a dump to ``path`` atomically (temp file, flush, rename); errors name ``path``."""
+    tmp = container._temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as e:
+        raise type(e)(e.errno, e.strerror, path) from None
+    os.close(fd)
+    try:
+        if name in format2.CODEC_IDS:
+            format2.write_path(value, tmp, name, level or 0, fsync)
+        else:
+            with open(tmp, "wb") as f:
+                format2.write_stream(value, f, _stream_compressor(name, level))
+                f.flush()
+                if fsync:
+                    os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        _unlink(tmp)
+        if e.errno is not None:
+            raise type(e)(e.errno, e.strerror, path) from None
+        raise
+    except BaseException:
+        _unlink(tmp)
+        raise
+    directory = os.path.dirname(os.path.abspath(path))
+    if fsync:
+        container._fsync_dir(directory)
+    container.sweep_stale_temps(directory)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _stream_readers(head: bytes) -> list[Callable[[Any], Any]]:
+    """Decompressor file-object factories that may read a single-stream dump starting with
+    ``head``: lzma, registered compressors with that prefix, then those without a prefix."""
+    found: list[Callable[[Any], Any]] = []
+    if head.startswith(b"\x5d\x00"):
+        found.append(lambda f: lzma.LZMAFile(f, "rb"))
+    regs = sorted(codecs.REGISTERED.values(), key=lambda r: not r.prefix)
+    for reg in regs:
+        if not reg.prefix or head.startswith(reg.prefix):
+            if reg.reader is not None:
+                found.append(reg.reader)
+            else:
+                found.append(lambda f, d=reg.decompress: io.BytesIO(d(f.read())))
+    return found
+
+
+def _load_stream(path: Optional[str], fobj: Any, opener: Callable[[Any], Any]) -> Any:
+    try:
+        try:
+            dec = opener(fobj)
+        except TypeError:  # a joblib-style factory that wants a file name (gzip.GzipFile)
+            if path is None:
+                raise
+            dec = opener(path)
+        with dec as f:
+            data = format2.read_stream(f, path)
+    except Exception as e:  # a registered decoder may raise anything on damaged data
+        if isinstance(e, (CorruptFileError, MemoryError)):
+            raise
+        raise CorruptFileError(path, f"compressed data is damaged ({type(e).__name__}: {e})") from e
+    return data
 
 
 def load(
     filename: Any,
     mmap_mode: Optional[str] = None,
+    ensure_native_byte_order: Any = "auto",
     *,
     allow_pickle: bool = True,
     verify: Optional[bool] = None,
@@ -105,27 +238,29 @@ def load(
     Parameters
     ----------
     filename : str, os.PathLike or binary file object
-        The file. joblite containers and every joblib format (0.8 - 1.6, compressed or
-        not) are recognised by their first bytes.
+        The file. joblite files (format 2, and 0.1's format 1) and every joblib format
+        (0.8 - 1.6, compressed or not) are recognised by their first bytes. From a file
+        object, one dump is read from its current position, which is left after it.
     mmap_mode : {None, 'r', 'r+', 'c', 'w+'}, optional
         Memory-map arrays instead of reading them. Uncompressed arrays come back as
         ``np.memmap`` views of the file, in O(1) (nothing is read). Compressed arrays cannot
-        be mapped: they are decompressed in parallel into ordinary in-memory arrays.
-        ``'w+'`` acts as ``'r+'`` (it would otherwise wipe the file), as in joblib. With
-        ``'r+'``, writes go to the file; the file is then marked so later loads stop
-        verifying its uncompressed data, which the writes change. A compressed joblib file
-        is always read into memory.
+        be mapped: they are decompressed in parallel into ordinary in-memory arrays
+        (read-only under ``'r'``). ``'w+'`` acts as ``'r+'``, as in joblib. With ``'r+'``
+        writes go to the file, which is then marked (in its checksummed index) so later
+        loads stop verifying its uncompressed arrays, which the writes change.
+    ensure_native_byte_order : bool or 'auto', default 'auto'
+        Arrays stored in a byte order other than the host's come back swapped to the host's
+        order (a copy), as with joblib. ``'auto'``: when ``mmap_mode`` is None (a memory map
+        keeps the file's order). ``True`` with ``mmap_mode`` raises ``ValueError``.
     allow_pickle : bool, default True
         ``False`` is the safe mode: only numpy arrays of non-object dtype and builtin
         containers/scalars are loaded; anything that would import or call other code raises
         :class:`joblite.UnsafeLoadError` naming it.
     verify : bool, optional
-        Check the blake3 digest of every data chunk. By default everything that is read is
-        verified (full loads, and compressed arrays under ``mmap_mode``): one extra pass
-        over the stored bytes, overlapped with reading on all cores. Memory-mapped arrays
-        are not verified unless ``verify=True`` (that reads the whole file, losing the point
-        of mapping); ``verify=False`` skips all data checks. The pickle stream and the
-        segment table are always verified.
+        Check the XXH3 checksum of every data chunk. By default everything that is read is
+        verified (at memory speed, on all cores, while each chunk is in cache); memory-mapped
+        arrays are not unless ``verify=True`` (that reads them); ``verify=False`` skips the
+        array checks. The index and the pickle stream are always verified.
 
     Returns
     -------
@@ -145,21 +280,69 @@ def load(
     """
     if mmap_mode not in _MMAP_MODES:
         raise ValueError(f"mmap_mode must be one of {_MMAP_MODES}, got {mmap_mode!r}")
+    native = mmap_mode is None if ensure_native_byte_order == "auto" else ensure_native_byte_order
+    if native and mmap_mode is not None:
+        raise ValueError(
+            "Native byte ordering can only be enforced if 'mmap_mode' parameter "
+            f"is set to None, but got 'mmap_mode={mmap_mode}' instead."
+        )
     if hasattr(filename, "read") and not isinstance(filename, (str, bytes, os.PathLike)):
-        return loads(filename.read(), allow_pickle=allow_pickle)
+        return _load_fileobj(filename, allow_pickle)
     path = os.fsdecode(os.fspath(filename))
     with open_regular(path) as f:  # a FIFO, device or directory is refused, never read
         head = f.read(16)
-        if not head:
-            raise CorruptFileError(path, "file is empty")
-        if not head.startswith(MAGIC):
-            _log.debug("load: %s is not a joblite container; reading it as a joblib file", path)
-            return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, f)
-    return ContainerFile(path).load(mmap_mode, allow_pickle, verify)
+    if not head:
+        raise CorruptFileError(path, "file is empty")
+    if head.startswith(MAGIC):
+        return ContainerFile(path).load(mmap_mode, allow_pickle, verify, native)
+    reader = format2.open_file(path)
+    if reader is not None:
+        return format2.load_reader(reader, path, mmap_mode, allow_pickle, verify, native)
+    openers = _stream_readers(head)
+    for opener in openers:
+        with open(path, "rb") as f:
+            data = _load_stream(path, f, opener)
+        reader = format2.open_bytes(data, path) if data is not None else None
+        if reader is not None:
+            return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify, native)
+    _log.debug("load: %s is not a joblite file; reading it as a joblib file", path)
+    try:
+        return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, None, native)
+    except CorruptFileError as e:
+        if joblib_compat.detect(head) is None and not head.startswith(b"\x80"):
+            raise CorruptFileError(
+                path,
+                f"{e.reason}; if it was written with a compressor added by "
+                "register_compressor, register it (same name) before loading",
+            ) from e
+        raise
+    except (KeyError, IndexError, EOFError, struct.error, pickle.UnpicklingError) as e:
+        if isinstance(e, UnsafeLoadError):
+            raise
+        raise CorruptFileError(path, f"damaged pickle stream ({type(e).__name__}: {e})") from e
+
+
+def _load_fileobj(fobj: Any, allow_pickle: bool) -> Any:
+    name = getattr(fobj, "name", None)
+    name = name if isinstance(name, str) else None
+    try:
+        start = fobj.tell()
+    except (OSError, AttributeError, ValueError):
+        start = None
+    data = fobj.read()
+    view = memoryview(data)
+    if view.nbytes == 0:
+        raise CorruptFileError(name, "data is empty")
+    reader = format2.open_bytes(view, name)
+    if reader is not None:
+        if start is not None:
+            fobj.seek(start + reader.dump_len)
+        return format2.load_reader(reader, None, None, allow_pickle, True, True)
+    return loads(data, allow_pickle=allow_pickle)
 
 
 def dumps(value: Any, compress: Any = 0) -> bytes:
-    """Serialize ``value`` into a joblite container in memory (see :func:`dump`).
+    """Serialize ``value`` into the bytes :func:`dump` would write to a file (see there).
 
     Parameters
     ----------
@@ -171,9 +354,12 @@ def dumps(value: Any, compress: Any = 0) -> bytes:
     Returns
     -------
     bytes
-        The container.
+        The dump.
     """
-    return write_bytes(value, codecs.resolve(compress))
+    name, level = codecs.choose(compress)
+    out = io.BytesIO()
+    _write_to(value, out, name, level)
+    return out.getvalue()
 
 
 def loads(data: Any, *, allow_pickle: bool = True) -> Any:
@@ -203,8 +389,21 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
         raise CorruptFileError(None, "data is empty")
     head = bytes(view[:16])
     if head.startswith(MAGIC):
-        return ContainerFile(None, view).load(None, allow_pickle, True)
-    return joblib_compat.load(None, bytes(view), head, None, not allow_pickle)
+        return ContainerFile(None, view).load(None, allow_pickle, True, True)
+    reader = format2.open_bytes(view)
+    if reader is not None:
+        return format2.load_reader(reader, None, None, allow_pickle, True, True)
+    for opener in _stream_readers(head):
+        raw = _load_stream(None, io.BytesIO(view), opener)
+        reader = format2.open_bytes(raw) if raw is not None else None
+        if reader is not None:
+            return format2.load_reader(reader, None, None, allow_pickle, True, True)
+    try:
+        return joblib_compat.load(None, bytes(view), head, None, not allow_pickle, None, True)
+    except (KeyError, IndexError, EOFError, struct.error, pickle.UnpicklingError) as e:
+        if isinstance(e, UnsafeLoadError):
+            raise
+        raise CorruptFileError(None, f"damaged pickle stream ({type(e).__name__}: {e})") from e
 
 
 def register_compressor(compressor_name: str, compressor: Any, force: bool = False) -> None:

@@ -21,8 +21,9 @@ import zlib
 from typing import Any, Optional
 
 from .. import _core
-from ..exceptions import CorruptFileError
+from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs
+from .files import DAMAGE
 from .safe import SafeGlobals
 
 _log = logging.getLogger("joblite.persistence")
@@ -80,6 +81,21 @@ def _temp_name(path: str) -> str:
     head, tail = os.path.split(path)
     unique = f"{uuid.uuid4().hex[:8]}.{os.getpid()}-{_HOST_TAG}"
     return os.path.join(head, f".{tail[:80]}.{unique}{_TEMP_SUFFIX}")
+
+
+def user_path_error(exc: OSError, tmp: str, path: str) -> OSError:
+    """``exc``, raised while writing the temporary file ``tmp``, as an error about ``path``.
+
+    The user never asked for the temporary file: the error names the path they gave, and
+    keeps its type and errno (``ENOSPC`` for a full disk, ``EACCES``, ...).
+    """
+    if exc.errno is None:
+        out = OSError(f"{path}: {exc}")
+    else:
+        # OSError(errno, ...) picks the subclass (PermissionError, FileNotFoundError, ...)
+        out = OSError(exc.errno, exc.strerror or os.strerror(exc.errno), path)
+    out.__cause__ = None
+    return out
 
 
 def _pid_alive(pid: int) -> bool:
@@ -156,17 +172,22 @@ def write_file(value: Any, path: str, choice: codecs.Choice, fsync: bool = True)
     """
     segments = serialize(value, choice)
     tmp = _temp_name(path)
-    # O_EXCL: never clobber anything; mode 0o666 so the umask applies as for open()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    os.close(fd)
+    try:
+        # O_EXCL: never clobber anything; mode 0o666 so the umask applies as for open()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        os.close(os.open(tmp, flags, 0o666))
+    except OSError as exc:
+        raise user_path_error(exc, tmp, path) from None
     try:
         _core.write_container(tmp, segments, CHUNK_SIZE, fsync, codec_name=choice.name)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise user_path_error(exc, tmp, path) from None
         raise
     directory = os.path.dirname(os.path.abspath(path))
     if fsync:
@@ -226,19 +247,39 @@ def _empty(n: int) -> Any:
     return np.empty(n, dtype=np.uint8)
 
 
-class _Unpickler(pickle.Unpickler):
-    """The C unpickler, with numpy's array reconstructor swapped for :func:`frombuffer` and,
-    in safe mode, every other global checked against :mod:`.safe`."""
+def native_order(arr: Any) -> Any:
+    """``arr`` in the host's byte order (a swapped copy when it is not): joblib's
+    ``ensure_native_byte_order``."""
+    dt = getattr(arr, "dtype", None)
+    if dt is not None and dt.fields is None and dt.byteorder not in ("=", "|") and not dt.isnative:
+        return arr.byteswap().view(dt.newbyteorder("="))
+    return arr
 
-    def __init__(self, file: Any, buffers: list, safe: Optional[SafeGlobals]) -> None:
+
+def _frombuffer_native(*args: Any) -> Any:
+    return native_order(frombuffer(*args))
+
+
+class _Unpickler(pickle.Unpickler):
+    """The C unpickler, with numpy's array reconstructor swapped for :func:`frombuffer` (or
+    one that also swaps to native byte order) and, in safe mode, every other global checked
+    against :mod:`.safe`."""
+
+    def __init__(
+        self, file: Any, buffers: list, safe: Optional[SafeGlobals], native: bool = False
+    ) -> None:
         super().__init__(file, buffers=buffers)
         self._safe = safe
+        self._native = native
 
     def find_class(self, module: str, name: str) -> Any:
         if self._safe is not None:
-            return self._safe.find_class(module, name)
+            found = self._safe.find_class(module, name)
+            if self._native and name == "_frombuffer":
+                return lambda *args: native_order(found(*args))
+            return found
         if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
-            return frombuffer
+            return _frombuffer_native if self._native else frombuffer
         return super().find_class(module, name)
 
 
@@ -296,16 +337,25 @@ class ContainerFile:
         if fast:
             self.reader.read_into(fast, verify)
 
-    def load(self, mmap_mode: Optional[str], allow_pickle: bool, verify: Optional[bool]) -> Any:
-        """Unpickle the object; see :func:`joblite.load` for ``mmap_mode`` and ``verify``."""
+    def load(
+        self,
+        mmap_mode: Optional[str],
+        allow_pickle: bool,
+        verify: Optional[bool],
+        native: bool = False,
+    ) -> Any:
+        """Unpickle the object; see :func:`joblite.load` for ``mmap_mode`` and ``verify``;
+        ``native`` swaps arrays to the host's byte order."""
         try:
-            return self._load(mmap_mode, allow_pickle, verify)
+            return self._load(mmap_mode, allow_pickle, verify, native)
         except CorruptFileError as exc:
             if self.reader.flags & _FLAG_LEGACY_MAPPED and "checksum" in exc.reason:
                 raise CorruptFileError(self.path, exc.reason + _LEGACY_HINT) from exc
             raise
 
-    def _load(self, mmap_mode: Optional[str], allow_pickle: bool, verify: Optional[bool]) -> Any:
+    def _load(
+        self, mmap_mode: Optional[str], allow_pickle: bool, verify: Optional[bool], native: bool
+    ) -> Any:
         segs = self.segments
         # Stored bytes are checked before any output is allocated: a damaged chunk claiming a
         # large decoded size then costs nothing. (Uncompressed data is as large as it claims,
@@ -321,13 +371,21 @@ class ContainerFile:
         buffers: list[Any] = []
         if len(segs) > 1:
             buffers = self._read_buffers(mmap_mode, verify, mapped_writable)
-        if allow_pickle and mmap_mode is None:
-            return pickle.loads(stream, buffers=buffers)
-        safe = None if allow_pickle else SafeGlobals()
-        value = _Unpickler(io.BytesIO(stream), buffers, safe).load()
-        if safe is not None:
-            safe.check()
-        return value
+        try:
+            if allow_pickle and mmap_mode is None and not native:
+                return pickle.loads(stream, buffers=buffers)
+            safe = None if allow_pickle else SafeGlobals()
+            value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
+            if safe is not None:
+                safe.check()
+            return value
+        except (Warning, UnsafeLoadError, CorruptFileError, ImportError, AttributeError):
+            raise  # a global that cannot be imported is no damage (a class that moved)
+        except DAMAGE as exc:
+            # the stream passed its checksum, so this is a forged file (or a bug): still no
+            # raw KeyError/IndexError out of load
+            reason = f"the pickle stream is not valid ({type(exc).__name__}: {exc})"
+            raise self._corrupt(reason) from exc
 
     def _read_buffers(
         self, mmap_mode: Optional[str], verify: Optional[bool], mapped_writable: bool

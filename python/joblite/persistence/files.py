@@ -1,9 +1,14 @@
-"""Opening files for reading: only regular files, never blocking on anything else."""
+"""Opening files for reading (only regular files, never blocking on anything else), and
+the exceptions that damaged bytes make an unpickler or a decoder raise."""
 
 from __future__ import annotations
 
+import lzma
 import os
+import pickle
 import stat
+import struct
+import zlib
 from typing import BinaryIO
 
 from ..exceptions import CorruptFileError
@@ -38,8 +43,18 @@ def open_regular(path: str) -> BinaryIO:
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)
-    except IsADirectoryError:  # Windows, and some file systems
-        raise CorruptFileError(path, "is a directory, not a joblite or joblib file") from None
+    except OSError as exc:
+        # a socket cannot be opened (ENXIO), a directory on some systems (EISDIR): say what
+        # the path is rather than what open() thought of it
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            raise exc from None
+        if stat.S_ISREG(mode):
+            raise
+        raise CorruptFileError(
+            path, f"is {kind_of(mode)}, not a regular file: not a joblite or joblib file"
+        ) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -57,3 +72,22 @@ def open_regular(path: str) -> BinaryIO:
 def check_regular(path: str) -> None:
     """Raise :class:`~joblite.CorruptFileError` unless ``path`` is a regular file."""
     open_regular(path).close()
+
+
+#: what damaged bytes make the unpickler or a decoder raise; anything else (a warning turned
+#: into an error, an exception of the user's own classes, a global that cannot be imported)
+#: is not a sign of damage and passes through
+DAMAGE = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    struct.error,
+    OverflowError,
+    RecursionError,
+    zlib.error,
+    lzma.LZMAError,
+)

@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Optional
 from .. import _core
 from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs
-from .files import check_regular, open_regular
+from .files import DAMAGE, check_regular, open_regular
 from .safe import NDARRAY, SafeGlobals, refuse
 
 _ZFILE_PREFIX = b"ZF"
@@ -176,7 +176,7 @@ class _Input:
     a decoded stream in bounded pieces, so a declared length costs memory only for the bytes
     that really follow."""
 
-    def __init__(self, fh: BinaryIO, size: Optional[int], bound: Optional[int]) -> None:
+    def __init__(self, fh: Any, size: Optional[int], bound: Optional[int]) -> None:
         self.fh = fh
         self.size = size  # None: a decoded stream of unknown length
         self.bound = bound  # most bytes the stream can decode to, if known
@@ -289,14 +289,14 @@ class NumpyArrayWrapper:
             raise EOFError("array data ends early")
         arr = buf.view(dtype)
         arr = arr.reshape(shape[::-1]).T if order == "F" else arr.reshape(shape)
-        return arr if u.mmap_mode is not None else _native(arr)
+        return _native(arr) if u.native else arr
 
     def _read_mmap(
         self, u: JoblibUnpickler, dtype: Any, shape: tuple, order: str, align: Any, nbytes: int
     ) -> Any:
         import numpy as np
 
-        offset = u.fh.tell()
+        offset = start = u.fh.tell()
         if align is not None:
             pad = u.fh.read(1)
             if len(pad) != 1:
@@ -307,6 +307,15 @@ class NumpyArrayWrapper:
         mode = "r+" if u.mmap_mode == "w+" else u.mmap_mode
         arr = np.memmap(u.path, dtype=dtype, mode=mode, offset=offset, shape=shape, order=order)
         u.fh.seek(offset + nbytes)
+        if align is None and start % 16:  # joblib < 1.2 did not align arrays; joblib's words
+            warnings.warn(
+                f"The memmapped array {arr} loaded from the file {u.path} is not byte "
+                "aligned. This may cause segmentation faults if this memmapped array is used "
+                "in some libraries like BLAS or PyTorch. To get rid of this warning, "
+                "regenerate your pickle file with joblib >= 1.2.0. "
+                "See https://github.com/joblib/joblib/issues/563 for more details",
+                stacklevel=2,
+            )
         return arr
 
 
@@ -332,7 +341,7 @@ class NDArrayWrapper:
         arr = np.load(self._companion(u), mmap_mode=mmap, allow_pickle=u.safe is None)
         if u.safe is not None and arr.dtype.hasobject:
             raise refuse(f"a numpy array of object dtype ({arr.dtype})")
-        return _native(arr)
+        return _native(arr) if u.native else arr
 
 
 class ZNDArrayWrapper(NDArrayWrapper):
@@ -398,6 +407,7 @@ class JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
         self.mmap_mode = mmap_mode
         self.safe = SafeGlobals() if safe else None
         self.compat_mode = False
+        self.native = mmap_mode is None  # joblib's ensure_native_byte_order="auto"
 
     def find_class(self, module: str, name: str) -> Any:
         if _is_wrapper_module(module) and name in _WRAPPERS:
@@ -455,22 +465,7 @@ def _drain(stream: BinaryIO, limit: int) -> None:
         left -= len(piece)
 
 
-# exceptions that damaged bytes make the unpickler or a decoder raise; anything else (a
-# warning turned into an error, an exception of the user's own classes) passes through
-_DAMAGE = (
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    KeyError,
-    IndexError,
-    TypeError,
-    AttributeError,
-    struct.error,
-    OverflowError,
-    RecursionError,
-    zlib.error,
-    lzma.LZMAError,
-)
+_DAMAGE = DAMAGE
 
 
 def load(
@@ -480,11 +475,13 @@ def load(
     mmap_mode: Optional[str],
     safe: bool,
     fh: Optional[BinaryIO] = None,
+    native: Optional[bool] = None,
 ) -> Any:
     """Load a joblib file or joblib bytes, whatever its version.
 
     ``fh`` is the file opened by the caller (a regular file, positioned anywhere), ``data``
-    the bytes of an in-memory file; with neither, ``path`` is opened.
+    the bytes of an in-memory file; with neither, ``path`` is opened. ``native``: swap arrays
+    to the host's byte order (None: when they are not memory-mapped, joblib's "auto").
     """
     kind = detect(head)
     what = "joblib file" if kind is not None or head[:1] == b"\x80" else "joblite/joblib file"
@@ -492,7 +489,7 @@ def load(
     try:
         if fh is None:
             fh = own = io.BytesIO(data) if data is not None else open(path, "rb")  # type: ignore[arg-type]
-        return _load(fh, path, kind, mmap_mode, safe)
+        return _load(fh, path, kind, mmap_mode, safe, native)
     except CorruptFileError as exc:
         if exc.path is None and path is not None:
             raise CorruptFileError(path, exc.reason) from exc
@@ -507,6 +504,12 @@ def load(
         if exc.errno is not None:  # the system's error (EIO, ...), not damaged bytes
             raise
         raise CorruptFileError(path, f"not a valid {what} ({type(exc).__name__}: {exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(
+            path,
+            "You may be trying to read with python 3 a joblib pickle generated with python 2. "
+            f"This feature is not supported by joblib. ({exc})",
+        ) from exc
     except _DAMAGE as exc:
         if kind is None and head[:1] != b"\x80" and not isinstance(exc, pickle.UnpicklingError):
             raise CorruptFileError(path, "not a joblite or joblib file (unknown format)") from exc
@@ -517,20 +520,27 @@ def load(
 
 
 def _load(
-    fh: BinaryIO, path: Optional[str], kind: Optional[str], mmap_mode: Optional[str], safe: bool
+    fh: BinaryIO,
+    path: Optional[str],
+    kind: Optional[str],
+    mmap_mode: Optional[str],
+    safe: bool,
+    native: Optional[bool],
 ) -> Any:
     fh.seek(0)
     if kind == "zfile":
         warnings.warn(_OLD_FORMAT_WARNING % path, DeprecationWarning, stacklevel=4)
         data = read_zfile(fh.read())
-        return _unpickle(_Input(io.BytesIO(data), len(data), None), path, None, safe)
+        # warned once above, as joblib does (not again for the wrappers inside)
+        inp = _Input(io.BytesIO(data), len(data), None)
+        return _unpickle(inp, path, None, safe, native, warn_old=False)
     if kind is None:
         size = os.fstat(fh.fileno()).st_size if _has_fileno(fh) else None
         if size is None:  # in-memory bytes
             size = fh.seek(0, io.SEEK_END)
             fh.seek(0)
-            return _unpickle(_Input(fh, size, None), path, None, safe, mmap_mode)
-        return _unpickle(_Input(fh, size, None), path, mmap_mode, safe)
+            return _unpickle(_Input(fh, size, None), path, None, safe, native, mmap_mode)
+        return _unpickle(_Input(fh, size, None), path, mmap_mode, safe, native)
     if mmap_mode is not None:
         warnings.warn(
             f'mmap_mode "{mmap_mode}" is not compatible with compressed file {path}. '
@@ -543,7 +553,8 @@ def _load(
     bound = None if ratio is None else compressed * ratio + (1 << 16)
     with _open_stream(kind, fh) as stream:
         inp = _Input(stream, None, bound)
-        value = _unpickle(inp, path, None, safe)
+        # joblib: "auto" means native order unless mmap_mode was given (even if ignored)
+        value = _unpickle(inp, path, None, safe, mmap_mode is None if native is None else native)
         _drain(stream, max(64 << 20, 4 * inp.pos))
     return value
 
@@ -561,7 +572,9 @@ def _unpickle(
     path: Optional[str],
     mmap_mode: Optional[str],
     safe: bool,
+    native: Optional[bool],
     ignored_mmap: Optional[str] = None,
+    warn_old: bool = True,
 ) -> Any:
     if ignored_mmap is not None:
         warnings.warn(
@@ -570,8 +583,10 @@ def _unpickle(
             stacklevel=5,
         )
     unpickler = JoblibUnpickler(inp, path, mmap_mode, safe)
+    if native is not None:
+        unpickler.native = native
     value = unpickler.load_checked()
-    if unpickler.compat_mode:
+    if unpickler.compat_mode and warn_old:
         warnings.warn(_OLD_FORMAT_WARNING % path, DeprecationWarning, stacklevel=4)
     return value
 

@@ -1,0 +1,375 @@
+"""Format 2 (docs/format.md): files that joblib reads, with joblite's checksummed index inside.
+
+The object is pickled by the C pickler (protocol 5, numpy buffers out of band); Rust then
+drops the stream's FRAME opcodes and puts, where each out-of-band buffer goes, a joblib
+``NumpyArrayWrapper`` record followed by the buffer's padded raw bytes, exactly where joblib's
+own reader expects them. The index (chunk checksums, offsets, where each buffer is) is a
+``bytes`` object that the stream pushes and pops before the object itself, so joblib reads
+past it while joblite reads it first and then decodes any chunk on its own, on all cores.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import pickle
+from typing import Any, Callable, Optional
+
+from .. import _core
+from ..exceptions import CorruptFileError
+from .safe import SafeGlobals
+
+#: codec name -> id in the index
+CODEC_IDS: dict[str, int] = {
+    "none": 0,
+    "zlib": 1,
+    "gzip": 2,
+    "bz2": 3,
+    "xz": 4,
+    "lz4": 5,
+    "zstd": 6,
+}
+#: raw bytes per chunk, per codec (lz4/zstd/xz windows gain from larger chunks)
+CHUNK_SIZE: dict[str, int] = {
+    "none": 1 << 20,
+    "zlib": 1 << 20,
+    "gzip": 1 << 20,
+    "bz2": 900_000,
+    "xz": 4 << 20,
+    "lz4": 4 << 20,
+    "zstd": 4 << 20,
+}
+#: buffers at least this large get chunks of their own (read straight into their memory);
+#: smaller ones share chunks with the pickle stream (uncompressed: every buffer is its own)
+MIN_OWN = 64 << 10
+#: alignment of buffer bytes in uncompressed files (in the file: memory maps are aligned)
+ALIGN = 64
+_FLAG_MAPPED_WRITABLE = 1
+
+
+def _short_str(s: str) -> bytes:
+    b = s.encode()
+    return b"\x8c" + bytes([len(b)]) + b
+
+
+# a joblib NumpyArrayWrapper for a 1-D uint8 array, up to its shape (docs/format.md)
+_REC_HEAD = (
+    _short_str("joblib.numpy_pickle")
+    + _short_str("NumpyArrayWrapper")
+    + b"\x93)\x81}("
+    + _short_str("subclass")
+    + _short_str("numpy")
+    + _short_str("ndarray")
+    + b"\x93"
+    + _short_str("shape")
+)
+_REC_TAIL = (
+    b"\x85"
+    + _short_str("order")
+    + _short_str("C")
+    + _short_str("dtype")
+    + _short_str("numpy")
+    + _short_str("dtype")
+    + b"\x93"
+    + _short_str("u1")
+    + b"\x89\x88\x87R(K\x03"
+    + _short_str("|")
+    + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    + _short_str("allow_mmap")
+    + b"\x88"
+    + _short_str("numpy_array_alignment_bytes")
+    + b"K\x10ub"
+)
+
+
+def _record(nbytes: int) -> bytes:
+    if nbytes < 1 << 31:
+        num = b"J" + nbytes.to_bytes(4, "little")
+    else:
+        num = b"\x8a\x08" + nbytes.to_bytes(8, "little")
+    return _REC_HEAD + num + _REC_TAIL
+
+
+def _array_reducer() -> dict:
+    """A dispatch table making numpy memmaps and non-contiguous arrays go out of band too."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        return {}
+
+    def memmap(arr: Any) -> Any:
+        return np.asarray(arr).__reduce_ex__(5)
+
+    table = dict(copyreg.dispatch_table)
+    table[np.memmap] = memmap
+    return table
+
+
+class _Pickler(pickle.Pickler):
+    pass
+
+
+_DISPATCH: Optional[dict] = None
+
+
+def _pickle(value: Any, protocol: int = 5) -> tuple[bytes, list]:
+    global _DISPATCH
+    if _DISPATCH is None:
+        _DISPATCH = _array_reducer()
+    buffers: list[pickle.PickleBuffer] = []
+    out = io.BytesIO()
+    p = _Pickler(out, protocol=5, buffer_callback=buffers.append)
+    p.dispatch_table = _DISPATCH
+    p.dump(value)
+    return out.getvalue(), buffers
+
+
+def _raw(pb: pickle.PickleBuffer) -> memoryview:
+    try:
+        return pb.raw()
+    except BufferError:  # not contiguous: only a copy can be stored
+        return memoryview(memoryview(pb).tobytes())
+
+
+class Layout:
+    """What :func:`_core.f2_write` writes: parts, chunk bounds, buffer entries, header size."""
+
+    def __init__(self, value: Any, codec: str, dump_start: int = 0) -> None:
+        stream, pbufs = _pickle(value)
+        self._stream = stream  # the parts are views of it
+        pieces = _core.f2_scan(stream)
+        views = [_raw(pb) for pb in pbufs]
+        if sum(p is None for p in pieces) != len(views):
+            raise ValueError("pickle stream and out-of-band buffers disagree")
+        self.codec = codec
+        chunk = CHUNK_SIZE[codec]
+        min_own = 1 if codec == "none" else MIN_OWN
+        smv = memoryview(stream)
+        h_len = 0
+        for _ in range(8):
+            parts: list[Any] = []
+            bounds = [0]
+            entries: list[tuple[int, int, int]] = []
+            pos = 0
+            cur = 0  # start of the current chunk
+            k = 0
+            for piece in pieces:
+                if piece is not None:
+                    a, b = piece
+                    parts.append(smv[a:b])
+                    n = b - a
+                else:
+                    raw = views[k]
+                    k += 1
+                    nbytes = raw.nbytes
+                    rec = _record(nbytes)
+                    at = h_len + pos + len(rec) + (dump_start if codec == "none" else 0)
+                    pad = ALIGN - (at + 1) % ALIGN
+                    rec += bytes([pad]) + b"\xff" * pad
+                    record_off = pos
+                    parts.append(rec)
+                    while pos + len(rec) - cur > chunk:
+                        cur += chunk
+                        bounds.append(cur)
+                    pos += len(rec)
+                    entries.append((record_off, pos, nbytes))
+                    if nbytes >= min_own:
+                        if pos > cur:
+                            bounds.append(pos)
+                        bounds.extend(range(pos + chunk, pos + nbytes, chunk))
+                        parts.append(raw)
+                        pos += nbytes
+                        bounds.append(pos)  # a STOP at least follows
+                        cur = pos
+                        continue
+                    parts.append(raw)
+                    n = 0
+                    while pos + nbytes - cur > chunk:
+                        cur += chunk
+                        bounds.append(cur)
+                    pos += nbytes
+                    continue
+                while pos + n - cur > chunk:
+                    cur += chunk
+                    bounds.append(cur)
+                pos += n
+            need = _core.f2_index_len(len(bounds), len(entries)) + _core.F2_H_OVERHEAD
+            if need <= h_len:
+                break
+            h_len = -(-(need + 4 * 40) // ALIGN) * ALIGN
+        else:  # pragma: no cover - converges in two rounds
+            raise RuntimeError("format-2 layout did not converge")
+        self.parts = parts
+        self.bounds = bounds
+        self.buffers = entries
+        self.h_len = h_len
+
+
+def write_path(value: Any, tmp: str, codec: str, level: int, fsync: bool) -> None:
+    """Write one dump into the (existing, empty) temp file ``tmp``."""
+    lay = Layout(value, codec)
+    _core.f2_write(
+        tmp, lay.parts, lay.bounds, lay.buffers, CODEC_IDS[codec], level, lay.h_len, fsync
+    )
+
+
+def write_bytes(value: Any, codec: str, level: int, dump_start: int = 0) -> bytes:
+    """One dump, in memory (``dump_start``: where it will lie in its file)."""
+    lay = Layout(value, codec, dump_start)
+    out: bytes = _core.f2_write(
+        None, lay.parts, lay.bounds, lay.buffers, CODEC_IDS[codec], level, lay.h_len, False
+    )
+    return out
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None) -> Any:
+    from .container import frombuffer
+
+    return frombuffer(buf, dtype, shape, order, axis_order)
+
+
+def _frombuffer_native(*args: Any) -> Any:
+    from .container import native_order
+
+    return native_order(_frombuffer(*args))
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(
+        self, file: Any, buffers: list, safe: Optional[SafeGlobals], native: bool = False
+    ) -> None:
+        super().__init__(file, buffers=buffers)
+        self._safe = safe
+        self._native = native
+
+    def find_class(self, module: str, name: str) -> Any:
+        if self._safe is not None:
+            found = self._safe.find_class(module, name)
+            if self._native and name == "_frombuffer":
+                from .container import native_order
+
+                return lambda *args: native_order(found(*args))
+            return found
+        if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
+            return _frombuffer_native if self._native else _frombuffer
+        return super().find_class(module, name)
+
+
+def load_reader(
+    reader: Any,
+    path: Optional[str],
+    mmap_mode: Optional[str],
+    allow_pickle: bool,
+    verify: Optional[bool],
+    native: bool = False,
+) -> Any:
+    """Rebuild the object of an open :class:`_core.F2Reader` (``native``: arrays in the
+    machine's byte order, as ``ensure_native_byte_order``)."""
+    import numpy as np
+
+    info = reader.buffers()
+    mapped_writable = bool(reader.flags & _FLAG_MAPPED_WRITABLE)
+    stream, small = reader.stream(True)  # the stream and small buffers: always verified
+    mm = None
+    if mmap_mode is not None and path is not None and reader.codec == "none":
+        if any(own and n > 0 for n, own, _ in info):
+            mode = "r+" if mmap_mode == "w+" else mmap_mode
+            if mode == "r+":
+                reader.mark_mapped_writable()
+                mapped_writable = True
+            mm = np.memmap(path, dtype=np.uint8, mode=mode)
+    buffers: list[Any] = []
+    jobs: list[tuple[int, Any]] = []
+    for k, (n, own, offset) in enumerate(info):
+        if not own and n == 0 and mmap_mode is not None and path is not None:
+            if reader.codec == "none":  # a slice of nothing is no longer a memmap
+                mode = "r+" if mmap_mode == "w+" else mmap_mode
+                buffers.append(np.memmap(path, np.uint8, mode, 0, (0,)))
+                continue
+        if not own:
+            buf: Any = small[k]
+            buffers.append(memoryview(buf).toreadonly() if mmap_mode == "r" else buf)
+            continue
+        if mm is not None and offset is not None:
+            view = mm[offset : offset + n]
+            view.offset = offset
+            if verify is True and not mapped_writable:
+                reader.verify_buffer(k, view)
+            buffers.append(view)
+            continue
+        dst = np.empty(n, dtype=np.uint8)
+        jobs.append((k, dst))
+        buffers.append(memoryview(dst).toreadonly() if mmap_mode == "r" else dst)
+    if jobs:
+        stale = mapped_writable and reader.codec == "none"
+        reader.read_buffers(jobs, verify is not False and not stale)
+    if allow_pickle and mmap_mode is None and not native:
+        return pickle.loads(stream, buffers=buffers)
+    safe = None if allow_pickle else SafeGlobals()
+    value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
+    if safe is not None:
+        safe.check()
+    return value
+
+
+def open_file(path: str, offset: int = 0) -> Any:
+    """The :class:`_core.F2Reader` of the dump at ``offset`` of ``path``, or None."""
+    return _core.F2Reader.open(path, offset)
+
+
+def open_bytes(data: Any, name: Optional[str] = None) -> Any:
+    """The :class:`_core.F2Reader` of the dump at the start of ``data``, or None."""
+    return _core.F2Reader.from_buffer(data, name)
+
+
+# --- single-stream codecs (lzma, registered compressors) -------------------------------------
+
+
+def write_stream(value: Any, sink: Any, compressor: Callable[[Any], Any]) -> None:
+    """Write an uncompressed dump through a compressor file object (``compressor(sink)``)."""
+    data = write_bytes(value, "none", 0)
+    f = compressor(sink)
+    try:
+        f.write(data)
+    finally:
+        f.close()
+
+
+def read_stream(fobj: Any, name: Optional[str]) -> Optional[bytes]:
+    """The uncompressed dump a decompressor file object yields, or None if it is not format 2.
+
+    The index is verified before its sizes are believed; memory grows only with the bytes the
+    decompressor really produces.
+    """
+    head = fobj.read(11)
+    if len(head) < 11 or head[:3] != b"\x80\x05\x8e":
+        return None
+    n = int.from_bytes(head[3:11], "little")
+    first = fobj.read(min(n, 8) + 0)
+    if first != b"JOBLITE\x02"[: len(first)] or len(first) < 8:
+        return None
+    if n < _core.f2_index_len(0, 0) or n > 1 << 34:
+        raise CorruptFileError(name, "index length is impossible")
+    parts = [head, first]
+    got = 8
+    while got < n + 1:
+        block = fobj.read(min(n + 1 - got, 16 << 20))
+        if not block:
+            raise CorruptFileError(name, "truncated: data ends inside the index")
+        parts.append(block)
+        got += len(block)
+    index = b"".join(parts)[11 : 11 + n]
+    if _core.xxh3_64(index[:-8]) != int.from_bytes(index[-8:], "little"):
+        raise CorruptFileError(name, "index checksum mismatch: the file is damaged")
+    raw_len = int.from_bytes(index[32:40], "little")
+    total = 11 + n + 1
+    while total < raw_len:
+        block = fobj.read(min(raw_len - total, 16 << 20))
+        if not block:
+            raise CorruptFileError(name, "truncated: data ends early")
+        parts.append(block)
+        total += len(block)
+    return b"".join(parts)

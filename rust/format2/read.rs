@@ -1,0 +1,300 @@
+//! Reading a format-2 dump: the plan (which chunks a buffer owns, which hold the pickle
+//! stream), and decoding any set of chunks into their destinations on all cores.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use rayon::prelude::*;
+
+use super::index::{Chunk, Index};
+use super::{checksum, chunk, corrupt, Codec, Error};
+
+/// Where a dump's bytes come from.
+pub trait Source: Sync {
+    /// Fills `buf` from `offset` (absolute), or fails with UnexpectedEof.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+    /// The bytes at `offset..offset+len` when they are in memory already.
+    fn slice(&self, _offset: u64, _len: usize) -> Option<&[u8]> {
+        None
+    }
+}
+
+impl Source for File {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.read_exact_at(buf, offset)
+    }
+}
+
+impl Source for &[u8] {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        match self.slice(offset, buf.len()) {
+            Some(s) => {
+                buf.copy_from_slice(s);
+                Ok(())
+            }
+            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+    fn slice(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(offset).ok()?;
+        self.get(start..start.checked_add(len)?)
+    }
+}
+
+/// The pickle stream joblite's unpickler reads, and per buffer its bytes when it owns no
+/// chunks (None when it does).
+pub type Decoded = (Vec<u8>, Vec<Option<Vec<u8>>>);
+
+/// How to read one dump back.
+pub struct Plan {
+    pub index: Index,
+    /// absolute offset of the data section in the source
+    pub data_start: u64,
+    /// for each buffer: the range of chunks it owns (it is read straight into its own
+    /// memory), or None when its bytes come from the stream chunks
+    pub owned: Vec<Option<(usize, usize)>>,
+    /// the chunks that are not owned by a buffer, in order, and where each starts in the
+    /// stream area (their concatenation)
+    pub stream_chunks: Vec<(usize, u64)>,
+    pub stream_len: u64,
+}
+
+impl Plan {
+    pub fn new(index: Index, data_start: u64) -> Plan {
+        let chunks = &index.chunks;
+        let mut owned = Vec::with_capacity(index.buffers.len());
+        let mut is_owned = vec![false; chunks.len()];
+        for b in &index.buffers {
+            let i0 = chunks.partition_point(|c| c.raw_off < b.data_off);
+            let end = b.data_off + b.data_len;
+            let i1 = chunks.partition_point(|c| c.raw_off < end);
+            let tiles = b.data_len > 0
+                && i0 < i1
+                && chunks[i0].raw_off == b.data_off
+                && chunks[i1 - 1].raw_off + chunks[i1 - 1].raw_len == end;
+            if tiles {
+                is_owned[i0..i1].iter_mut().for_each(|o| *o = true);
+                owned.push(Some((i0, i1)));
+            } else {
+                owned.push(None);
+            }
+        }
+        let mut stream_chunks = Vec::new();
+        let mut at = 0u64;
+        for (i, c) in chunks.iter().enumerate() {
+            if !is_owned[i] {
+                stream_chunks.push((i, at));
+                at += c.raw_len;
+            }
+        }
+        Plan {
+            index,
+            data_start,
+            owned,
+            stream_chunks,
+            stream_len: at,
+        }
+    }
+
+    /// Where raw offset `raw` is in the stream area.
+    fn stream_pos(&self, raw: u64) -> Result<usize, Error> {
+        let chunks = &self.index.chunks;
+        let k = self
+            .stream_chunks
+            .partition_point(|&(i, _)| chunks[i].raw_off + chunks[i].raw_len <= raw);
+        let &(i, at) = self
+            .stream_chunks
+            .get(k)
+            .ok_or_else(|| corrupt("stream offset outside the data"))?;
+        let c = &chunks[i];
+        if raw < c.raw_off {
+            return Err(corrupt("stream offset inside a buffer"));
+        }
+        Ok((at + raw - c.raw_off) as usize)
+    }
+
+    /// Decodes the stream chunks, and returns the pickle stream joblite's unpickler reads
+    /// (`PROTO 5`, NEXT_BUFFER where each buffer's record and bytes are) and the bytes of
+    /// the buffers that own no chunks.
+    pub fn stream(&self, src: &dyn Source, verify: bool) -> Result<Decoded, Error> {
+        let mut area = vec![0u8; self.stream_len as usize];
+        {
+            let mut tasks = Vec::with_capacity(self.stream_chunks.len());
+            let mut rest: &mut [u8] = &mut area;
+            for &(i, _) in &self.stream_chunks {
+                let (dst, tail) = rest.split_at_mut(self.index.chunks[i].raw_len as usize);
+                rest = tail;
+                tasks.push((self.index.chunks[i], dst));
+            }
+            decode_chunks(src, self.data_start, self.index.codec, tasks, verify)?;
+        }
+        let h_len = self.index.chunks.first().map_or(0, |c| c.raw_off);
+        let mut out = Vec::with_capacity(area.len() + 2);
+        out.extend_from_slice(&[0x80, 5]);
+        let mut small = Vec::with_capacity(self.index.buffers.len());
+        let mut from = h_len;
+        for (b, owned) in self.index.buffers.iter().zip(&self.owned) {
+            let (p0, p1) = (self.stream_pos(from)?, self.stream_pos(b.record_off)?);
+            if p1 < p0 || (b.record_off - from) as usize != p1 - p0 {
+                return Err(corrupt("stream pieces are not contiguous"));
+            }
+            out.extend_from_slice(&area[p0..p1]);
+            out.push(0x97); // NEXT_BUFFER
+            if owned.is_none() && b.data_len > 0 {
+                let d0 = self.stream_pos(b.data_off)?;
+                let d1 = d0 + b.data_len as usize;
+                let d = area
+                    .get(d0..d1)
+                    .ok_or_else(|| corrupt("buffer outside the stream"))?;
+                small.push(Some(d.to_vec()));
+            } else if owned.is_none() {
+                small.push(Some(Vec::new()));
+            } else {
+                small.push(None);
+            }
+            from = b.data_off + b.data_len;
+        }
+        let p0 = self.stream_pos(from)?;
+        let tail = &area[p0..];
+        if tail.len() as u64 != self.index.raw_len - from || tail.last() != Some(&b'.') {
+            return Err(corrupt("pickle stream does not end with STOP"));
+        }
+        out.extend_from_slice(tail);
+        Ok((out, small))
+    }
+
+    /// Checks the bytes after the last chunk (zlib / gzip trailer) against the index.
+    pub fn check_trailer(&self, src: &dyn Source, h: &[u8]) -> Result<(), Error> {
+        let idx = &self.index;
+        let n = idx.codec.trailer_len() as usize;
+        if n == 0 {
+            return Ok(());
+        }
+        let h_len = h.len() as u64;
+        let want =
+            super::write::trailer_bytes(idx.codec, h, idx.trailer as u32, idx.raw_len - h_len);
+        let mut got = vec![0u8; n];
+        src.read_at(self.data_start + idx.stored_len, &mut got)
+            .map_err(eof_corrupt)?;
+        if got != want {
+            return Err(corrupt(format!(
+                "the {} trailer does not match the index: the file is damaged",
+                idx.codec.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The chunks buffer `k` owns.
+    pub fn owned_chunks(&self, k: usize) -> Option<&[Chunk]> {
+        let (i0, i1) = (*self.owned.get(k)?)?;
+        Some(&self.index.chunks[i0..i1])
+    }
+
+    /// Absolute offset of buffer `k`'s bytes in an uncompressed file.
+    pub fn data_offset(&self, k: usize) -> Option<u64> {
+        let c = self.owned_chunks(k)?.first()?;
+        (self.index.codec == Codec::None).then_some(self.data_start + c.stored_off)
+    }
+
+    /// Decodes the owned buffers `(k, dst)` (dst exactly the buffer's size).
+    pub fn read_buffers(
+        &self,
+        src: &dyn Source,
+        jobs: Vec<(usize, &mut [u8])>,
+        verify: bool,
+    ) -> Result<(), Error> {
+        let mut tasks = Vec::new();
+        for (k, dst) in jobs {
+            let chunks = self
+                .owned_chunks(k)
+                .ok_or_else(|| Error::Invalid(format!("buffer {k} owns no chunks")))?;
+            let total: u64 = chunks.iter().map(|c| c.raw_len).sum();
+            if total != dst.len() as u64 {
+                return Err(Error::Invalid("destination size mismatch".into()));
+            }
+            let mut rest = dst;
+            for c in chunks {
+                let (d, tail) = rest.split_at_mut(c.raw_len as usize);
+                rest = tail;
+                tasks.push((*c, d));
+            }
+        }
+        decode_chunks(src, self.data_start, self.index.codec, tasks, verify)
+    }
+
+    /// Checks buffer `k`'s bytes (a memory map of an uncompressed file) against its checksums.
+    pub fn verify_buffer(&self, k: usize, data: &[u8]) -> Result<(), Error> {
+        let chunks = self
+            .owned_chunks(k)
+            .ok_or_else(|| Error::Invalid(format!("buffer {k} owns no chunks")))?;
+        let base = chunks.first().map_or(0, |c| c.raw_off);
+        crate::threads::install(|| {
+            chunks.par_iter().try_for_each(|c| {
+                let at = (c.raw_off - base) as usize;
+                let part = data
+                    .get(at..at + c.raw_len as usize)
+                    .ok_or_else(|| Error::Invalid("mapped buffer too short".into()))?;
+                if checksum(part) != c.xxh3 {
+                    return Err(mismatch(c, self.index.codec));
+                }
+                Ok(())
+            })
+        })
+    }
+}
+
+fn mismatch(c: &Chunk, codec: Codec) -> Error {
+    let hint = if codec == Codec::None {
+        " (or its arrays were changed in place through a writable memory map by another \
+         program, e.g. joblib.load(mmap_mode='r+'); load(..., verify=False) skips the check)"
+    } else {
+        ""
+    };
+    corrupt(format!(
+        "checksum mismatch in the chunk at raw offset {}: the file is damaged{hint}",
+        c.raw_off
+    ))
+}
+
+/// Reads, verifies and decodes each chunk into its destination, on all cores.
+pub fn decode_chunks(
+    src: &dyn Source,
+    data_start: u64,
+    codec: Codec,
+    tasks: Vec<(Chunk, &mut [u8])>,
+    verify: bool,
+) -> Result<(), Error> {
+    let one = |(c, dst): (Chunk, &mut [u8])| -> Result<(), Error> {
+        let at = data_start + c.stored_off;
+        if codec == Codec::None {
+            src.read_at(at, dst).map_err(eof_corrupt)?;
+            if verify && checksum(dst) != c.xxh3 {
+                return Err(mismatch(&c, codec));
+            }
+            return Ok(());
+        }
+        let n = c.stored_len as usize;
+        let mut stored = Vec::with_capacity(n + 2);
+        match src.slice(at, n) {
+            Some(s) => stored.extend_from_slice(s),
+            None => {
+                stored.resize(n, 0);
+                src.read_at(at, &mut stored).map_err(eof_corrupt)?;
+            }
+        }
+        if verify && checksum(&stored) != c.xxh3 {
+            return Err(mismatch(&c, codec));
+        }
+        chunk::decode(codec, &mut stored, dst)
+    };
+    crate::threads::install(|| tasks.into_par_iter().with_max_len(1).try_for_each(one))
+}
+
+fn eof_corrupt(e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        corrupt("truncated: data ends early")
+    } else {
+        Error::Io(e)
+    }
+}

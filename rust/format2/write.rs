@@ -1,0 +1,290 @@
+//! Writing a format-2 dump: chunks compressed (or, uncompressed, checksummed) on the worker
+//! pool while the calling thread writes them, then the header unit with the index.
+
+use std::io::{Seek, SeekFrom, Write};
+
+use super::chunk::{self, Stored};
+use super::head;
+use super::index::{self, Buffer, Chunk, Index};
+use super::{checksum, Codec, Error};
+
+/// What to write: the stream after the header (`parts` concatenated), where chunks start in
+/// it, the buffers in it, and the raw header length to use.
+pub struct Layout<'a> {
+    pub parts: Vec<&'a [u8]>,
+    /// chunk starts, relative to the body: strictly increasing, the first 0
+    pub bounds: Vec<u64>,
+    /// buffer entries, relative to the body
+    pub buffers: Vec<Buffer>,
+    /// length of the raw header `H` (index + 12 bytes), padded by the caller
+    pub h_len: usize,
+}
+
+/// Cuts the concatenation of `parts` at `bounds` into per-chunk slice lists.
+fn cut<'a>(parts: &[&'a [u8]], bounds: &[u64]) -> Result<Vec<Vec<&'a [u8]>>, Error> {
+    let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
+    if bounds.first() != Some(&0) && total > 0 {
+        return Err(Error::Invalid("the first chunk must start at 0".into()));
+    }
+    let mut chunks: Vec<Vec<&[u8]>> = Vec::with_capacity(bounds.len());
+    let mut pos = 0u64;
+    let mut b = 0usize;
+    for part in parts {
+        let mut p: &[u8] = part;
+        while !p.is_empty() {
+            while b < bounds.len() && bounds[b] <= pos {
+                if bounds[b] < pos {
+                    return Err(Error::Invalid("chunk bounds are not increasing".into()));
+                }
+                chunks.push(Vec::new());
+                b += 1;
+            }
+            let room = match bounds.get(b) {
+                Some(&next) => (next - pos) as usize,
+                None => usize::MAX,
+            };
+            let take = room.min(p.len());
+            let (head, tail) = p.split_at(take);
+            chunks
+                .last_mut()
+                .ok_or_else(|| Error::Invalid("no chunk".into()))?
+                .push(head);
+            pos += take as u64;
+            p = tail;
+        }
+    }
+    if b != bounds.len() {
+        return Err(Error::Invalid(
+            "chunk bounds past the end of the data".into(),
+        ));
+    }
+    Ok(chunks)
+}
+
+/// Writes one dump at `out`'s current position; returns its length in bytes.
+pub fn write<W: Write + Seek>(
+    out: &mut W,
+    codec: Codec,
+    level: i32,
+    layout: &Layout<'_>,
+) -> Result<u64, Error> {
+    let start = out.stream_position()?;
+    let chunks = cut(&layout.parts, &layout.bounds)?;
+    let h_len = layout.h_len as u64;
+    let body_len: u64 = layout.parts.iter().map(|p| p.len() as u64).sum();
+    let framed = head::framed_len(codec, layout.h_len);
+    let mut stored_chunks: Vec<Option<Vec<u8>>> = Vec::new();
+    if let Some(base) = framed {
+        out.seek(SeekFrom::Start(start + base as u64))?;
+    }
+    let mut entries: Vec<Chunk> = Vec::with_capacity(chunks.len());
+    let mut checks: Vec<u32> = Vec::with_capacity(chunks.len());
+    let (mut stored_pos, mut raw_pos) = (0u64, h_len);
+    {
+        let mut sink = |i: usize, res: Result<(Stored, u64), Error>| -> Result<(), Error> {
+            let (st, sum) = res?;
+            let raw_len: u64 = chunks[i].iter().map(|s| s.len() as u64).sum();
+            let stored_len = if codec == Codec::None {
+                for s in &chunks[i] {
+                    out.write_all(s)?;
+                }
+                raw_len
+            } else {
+                let n = st.bytes.len() as u64;
+                if framed.is_some() {
+                    out.write_all(&st.bytes)?;
+                } else {
+                    stored_chunks.push(Some(st.bytes));
+                }
+                n
+            };
+            entries.push(Chunk {
+                stored_off: stored_pos,
+                stored_len,
+                raw_off: raw_pos,
+                raw_len,
+                xxh3: sum,
+            });
+            checks.push(st.raw_check);
+            stored_pos += stored_len;
+            raw_pos += raw_len;
+            Ok(())
+        };
+        let map = |parts: &Vec<&[u8]>| -> Result<(Stored, u64), Error> {
+            if codec == Codec::None {
+                let sum = if parts.len() == 1 {
+                    checksum(parts[0])
+                } else {
+                    let mut h = xxhash_rust::xxh3::Xxh3::new();
+                    parts.iter().for_each(|p| h.update(p));
+                    h.digest()
+                };
+                return Ok((
+                    Stored {
+                        bytes: Vec::new(),
+                        raw_check: 0,
+                    },
+                    sum,
+                ));
+            }
+            let st = chunk::compress(codec, level, parts)?;
+            let sum = checksum(&st.bytes);
+            Ok((st, sum))
+        };
+        let window = 2 * std::thread::available_parallelism().map_or(1, |n| n.get()) + 2;
+        crate::threads::map_ordered(&chunks, window, map, &mut sink)?;
+    }
+    let buffers = layout
+        .buffers
+        .iter()
+        .map(|b| Buffer {
+            record_off: b.record_off + h_len,
+            data_off: b.data_off + h_len,
+            data_len: b.data_len,
+        })
+        .collect();
+    let mut idx = Index {
+        codec,
+        flags: 0,
+        raw_len: h_len + body_len,
+        stored_len: stored_pos,
+        base: framed.unwrap_or(0) as u64,
+        trailer: 0,
+        chunks: entries,
+        buffers,
+    };
+    let index_len = layout
+        .h_len
+        .checked_sub(head::H_OVERHEAD)
+        .filter(|&n| n >= index::needed_len(idx.chunks.len(), idx.buffers.len()))
+        .ok_or_else(|| Error::Invalid("header length too small for the index".into()))?;
+    // the index keeps the body's checksum (adler32 / crc32 of everything after H), so that a
+    // reader can check the trailer against it and H without reading the data
+    let lens: Vec<u64> = idx.chunks.iter().map(|c| c.raw_len).collect();
+    idx.trailer = u64::from(combine(codec, None, &checks, &lens));
+    let h = head::raw_header(&idx.encode(index_len)?);
+    let trailer = trailer_bytes(codec, &h, idx.trailer as u32, body_len);
+    let unit = head::frame(codec, level, &h)?;
+    if let Some(base) = framed {
+        debug_assert_eq!(unit.len(), base);
+        out.seek(SeekFrom::Start(start))?;
+        out.write_all(&unit)?;
+        out.seek(SeekFrom::Start(start + base as u64 + stored_pos))?;
+    } else {
+        out.write_all(&unit)?;
+        for bytes in stored_chunks.into_iter().flatten() {
+            out.write_all(&bytes)?;
+        }
+    }
+    out.write_all(&trailer)?;
+    let end = out.stream_position()?;
+    Ok(end - start)
+}
+
+/// The running checksum of the codec's trailer over `first` (if any) then chunks with
+/// checks `checks` and raw lengths `lens`.
+pub fn combine(codec: Codec, first: Option<&[u8]>, checks: &[u32], lens: &[u64]) -> u32 {
+    match codec {
+        Codec::Zlib => {
+            let mut adler = first.map_or(1, |h| zlib_rs::adler32::adler32(1, h));
+            for (c, n) in checks.iter().zip(lens) {
+                adler = zlib_rs::adler32::adler32_combine(adler, *c, *n);
+            }
+            adler
+        }
+        Codec::Gzip => {
+            let mut crc = crc32fast::Hasher::new();
+            if let Some(h) = first {
+                crc.update(h);
+            }
+            for (c, n) in checks.iter().zip(lens) {
+                crc.combine(&crc32fast::Hasher::new_with_initial_len(*c, *n));
+            }
+            crc.finalize()
+        }
+        _ => 0,
+    }
+}
+
+/// The bytes after the last chunk: the final empty deflate block and the zlib / gzip
+/// trailer, for raw header `h` and a body of `body_len` bytes with checksum `body`.
+pub fn trailer_bytes(codec: Codec, h: &[u8], body: u32, body_len: u64) -> Vec<u8> {
+    let mut t = Vec::new();
+    match codec {
+        Codec::Zlib => {
+            let a = zlib_rs::adler32::adler32(1, h);
+            let all = zlib_rs::adler32::adler32_combine(a, body, body_len);
+            t.extend_from_slice(&[0x03, 0x00]);
+            t.extend_from_slice(&all.to_be_bytes());
+        }
+        Codec::Gzip => {
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(h);
+            crc.combine(&crc32fast::Hasher::new_with_initial_len(body, body_len));
+            t.extend_from_slice(&[0x03, 0x00]);
+            t.extend_from_slice(&crc.finalize().to_le_bytes());
+            t.extend_from_slice(&((h.len() as u64 + body_len) as u32).to_le_bytes());
+        }
+        _ => {}
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format2::read::{Plan, Source};
+    use std::io::Cursor;
+
+    #[test]
+    fn writes_what_the_reader_reads() {
+        // a fake stream: "abc" + buffer record "R" + 1000 bytes + "." (STOP)
+        let data: Vec<u8> = (0..1000u32).map(|i| (i % 7) as u8).collect();
+        let parts: Vec<&[u8]> = vec![b"]R", &data, b"."];
+        for codec in [
+            Codec::None,
+            Codec::Zlib,
+            Codec::Gzip,
+            Codec::Lz4,
+            Codec::Zstd,
+            Codec::Bz2,
+            Codec::Xz,
+        ] {
+            let h_len = index::needed_len(3, 1) + head::H_OVERHEAD + 8;
+            let layout = Layout {
+                parts: parts.clone(),
+                bounds: vec![0, 2, 1002],
+                buffers: vec![Buffer {
+                    record_off: 1,
+                    data_off: 2,
+                    data_len: 1000,
+                }],
+                h_len,
+            };
+            let mut cur = Cursor::new(Vec::new());
+            let n = write(&mut cur, codec, 3, &layout).unwrap();
+            let bytes = cur.into_inner();
+            assert_eq!(n as usize, bytes.len());
+            struct P<'a>(&'a [u8]);
+            impl head::Prefix for P<'_> {
+                fn prefix(&mut self, len: usize) -> Result<&[u8], Error> {
+                    Ok(&self.0[..len.min(self.0.len())])
+                }
+            }
+            let found = head::find(&mut P(&bytes), bytes.len() as u64)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{codec:?} {:?}", &bytes[..40]));
+            assert_eq!(found.codec, codec);
+            let idx = Index::decode(&found.index, codec, found.base, bytes.len() as u64).unwrap();
+            let plan = Plan::new(idx, found.base);
+            let src: &[u8] = &bytes;
+            let (stream, small) = plan.stream(&src as &dyn Source, true).unwrap();
+            assert_eq!(stream, b"\x80\x05]\x97.");
+            assert!(small[0].is_none());
+            let mut out = vec![0u8; 1000];
+            plan.read_buffers(&src, vec![(0, &mut out[..])], true)
+                .unwrap();
+            assert_eq!(out, data, "{codec:?}");
+        }
+    }
+}

@@ -1,0 +1,91 @@
+"""Auto-batching amortizes a backend's fixed cost of sending a batch (``send_seconds``).
+
+A backend reports, per batch, the seconds its tasks computed (``future.duration``) and the
+seconds sending the batch cost regardless of its size (``future.send_seconds``: large
+shared arrays compared with, or written to, their files). The figures here are reported by
+the test's backend, not measured, so the batch sizes they lead to are exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from joblite import Parallel, delayed, parallel_config, register_parallel_backend
+from joblite.backends.threads import ThreadingBackend
+
+TASK_SECONDS = 0.001  # what every task "computed", as the backend reports it
+
+
+class ReportingBackend(ThreadingBackend):
+    send_seconds: float = 0.0
+
+    def submit(self, batch, **kwargs):
+        future = super().submit(batch, **kwargs)
+        future.n_tasks = len(batch)
+        return future
+
+    def retrieve(self, future):
+        results = super().retrieve(future)
+        future.duration = TASK_SECONDS * future.n_tasks
+        if self.send_seconds:
+            future.send_seconds = self.send_seconds
+        return results
+
+
+def batch_sizes(send_seconds: float) -> list[int]:
+    class Backend(ReportingBackend):
+        pass
+
+    Backend.send_seconds = send_seconds
+    register_parallel_backend("reporting", Backend)
+    events: list = []
+    with parallel_config(backend="reporting", n_jobs=2):
+        out = Parallel(callback=events.append)(delayed(abs)(-i) for i in range(5000))
+    assert out == list(range(5000))
+    return [len(e.indices) for e in events]
+
+
+def test_batches_follow_the_target_without_send_cost():
+    sizes = batch_sizes(0.0)
+    # 50 ms of work per batch at 1 ms a task, once the task time is known
+    assert max(sizes) == 50
+
+
+@pytest.mark.parametrize("send_seconds", [0.01, 0.05])
+def test_batches_grow_until_sending_is_a_tenth_of_their_work(send_seconds):
+    sizes = batch_sizes(send_seconds)
+    expected = round(send_seconds / (0.1 * TASK_SECONDS))  # 100, 500 tasks
+    assert max(sizes) == expected
+    assert sum(sizes) == 5000
+
+
+def test_process_backends_report_the_cost_of_their_shared_arrays(tmp_path):
+    from joblite.backends import BatchedCalls, make_backend
+
+    big = np.full(2**18, 2.0)  # 2 MiB: above max_nbytes, written to a shared file
+    backend = make_backend("loky")
+    backend.configure(n_jobs=2, temp_folder=str(tmp_path), max_nbytes="1M")
+    try:
+        first = backend.submit(BatchedCalls([(np.sum, (big,), {})]))
+        assert first.send_seconds > 0  # written once
+        small = backend.submit(BatchedCalls([(abs, (-1,), {})]))
+        assert small.send_seconds == 0.0  # nothing shared: nothing to amortize
+        assert backend.retrieve(first) == [big.sum()]
+        assert backend.retrieve(small) == [1]
+    finally:
+        backend.terminate()
+
+
+def test_results_stay_exact_when_shared_arrays_change_between_tasks():
+    arrays = [np.zeros(2**18) for _ in range(3)]  # 2 MiB each, compared before reuse
+
+    def tasks():
+        for i in range(90):
+            arrays[i % 3][:] = i  # changed after earlier tasks were sent
+            yield delayed(np.max)(arrays[i % 3])
+
+    out = Parallel(n_jobs=2, backend="loky")(tasks())
+    # A task sees its array as it was at a moment after the task was created (as with
+    # joblib, which pickles a batch when sending it): the value given then or a later one
+    # of the same array, never an earlier one.
+    assert all(v >= i and (v - i) % 3 == 0 for i, v in enumerate(out)), out
