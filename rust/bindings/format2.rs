@@ -18,26 +18,9 @@ use crate::format2::read::{Plan, Source};
 use crate::format2::write::{self, Layout};
 use crate::format2::{Codec, Error};
 
+/// Format-2 errors go through the one mapping of `errors.rs` (errno and the user's path kept).
 fn to_pyerr(py: Python<'_>, path: Option<&PathBuf>, err: Error) -> PyErr {
-    match err {
-        Error::Io(e) => match path {
-            Some(p) => PyErr::from(std::io::Error::new(
-                e.kind(),
-                format!("{}: {e}", p.display()),
-            )),
-            None => e.into(),
-        },
-        Error::Invalid(msg) => PyValueError::new_err(msg),
-        Error::Corrupt(msg) => {
-            let make = || -> PyResult<PyErr> {
-                let cls = py
-                    .import("joblite.exceptions")?
-                    .getattr("CorruptFileError")?;
-                Ok(PyErr::from_value(cls.call1((path.cloned(), msg.clone()))?))
-            };
-            make().unwrap_or_else(|e| e)
-        }
-    }
+    super::errors::to_pyerr(py, path.map(|p| p.as_path()), err.into())
 }
 
 fn view(buf: &PyBuffer<u8>) -> PyResult<&[u8]> {

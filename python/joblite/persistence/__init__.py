@@ -289,19 +289,21 @@ def load(
             if data is not None:
                 reader = format2.open_bytes(data, path)
                 if reader is not None:
-                    return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify)
+                    return format2.load_reader(
+                        reader, None, mmap_mode, allow_pickle, verify, native
+                    )
     if head.startswith(MAGIC):
         return ContainerFile(path).load(mmap_mode, allow_pickle, verify, native)
     reader = format2.open_file(path)
     if reader is not None:
-        return format2.load_reader(reader, path, mmap_mode, allow_pickle, verify)
+        return format2.load_reader(reader, path, mmap_mode, allow_pickle, verify, native)
     for reg in codecs.REGISTERED.values():  # compressors without magic bytes: try them
         if not reg.prefix:
             with open(path, "rb") as f:
                 data = _load_stream(path, f, lambda f, d=reg.decompress: io.BytesIO(d(f.read())))
             reader = format2.open_bytes(data, path) if data is not None else None
             if reader is not None:
-                return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify)
+                return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify, native)
     _log.debug("load: %s is not a joblite file; reading it as a joblib file", path)
     try:
         return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, None, native)
@@ -330,7 +332,7 @@ def _load_fileobj(fobj: Any, allow_pickle: bool) -> Any:
     if reader is not None:
         if start is not None:
             fobj.seek(start + reader.dump_len)
-        return format2.load_reader(reader, None, None, allow_pickle, True)
+        return format2.load_reader(reader, None, None, allow_pickle, True, True)
     return loads(data, allow_pickle=allow_pickle)
 
 
@@ -390,14 +392,14 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
             view = memoryview(raw)
     reader = format2.open_bytes(view)
     if reader is not None:
-        return format2.load_reader(reader, None, None, allow_pickle, True)
+        return format2.load_reader(reader, None, None, allow_pickle, True, True)
     for reg in codecs.REGISTERED.values():  # compressors without magic bytes: try them
         if not reg.prefix:
             opener = lambda f, d=reg.decompress: io.BytesIO(d(f.read()))  # noqa: E731
             raw = _load_stream(None, io.BytesIO(view), opener)
             reader = format2.open_bytes(raw) if raw is not None else None
             if reader is not None:
-                return format2.load_reader(reader, None, None, allow_pickle, True)
+                return format2.load_reader(reader, None, None, allow_pickle, True, True)
     return joblib_compat.load(None, bytes(view), head, None, not allow_pickle, None, True)
 
 

@@ -225,34 +225,19 @@ def write_bytes(value: Any, codec: str, level: int, dump_start: int = 0) -> byte
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None) -> Any:
-    from .container import frombuffer
-
-    return frombuffer(buf, dtype, shape, order, axis_order)
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: Any, buffers: list, safe: Optional[SafeGlobals]) -> None:
-        super().__init__(file, buffers=buffers)
-        self._safe = safe
-
-    def find_class(self, module: str, name: str) -> Any:
-        if self._safe is not None:
-            return self._safe.find_class(module, name)
-        if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
-            return _frombuffer
-        return super().find_class(module, name)
-
-
 def load_reader(
     reader: Any,
     path: Optional[str],
     mmap_mode: Optional[str],
     allow_pickle: bool,
     verify: Optional[bool],
+    native: bool = False,
 ) -> Any:
-    """Rebuild the object of an open :class:`_core.F2Reader`."""
+    """Rebuild the object of an open :class:`_core.F2Reader`; ``native`` swaps arrays to the
+    host's byte order (joblib's ``ensure_native_byte_order``)."""
     import numpy as np
+
+    from .container import _Unpickler  # one unpickler for both formats
 
     info = reader.buffers()
     mapped_writable = bool(reader.flags & _FLAG_MAPPED_WRITABLE)
@@ -290,10 +275,10 @@ def load_reader(
     if jobs:
         stale = mapped_writable and reader.codec == "none"
         reader.read_buffers(jobs, verify is not False and not stale)
-    if allow_pickle and mmap_mode is None:
+    if allow_pickle and mmap_mode is None and not native:
         return pickle.loads(stream, buffers=buffers)
     safe = None if allow_pickle else SafeGlobals()
-    value = _Unpickler(io.BytesIO(stream), buffers, safe).load()
+    value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
     if safe is not None:
         safe.check()
     return value

@@ -541,12 +541,6 @@ def _load(
             fh.seek(0)
             return _unpickle(_Input(fh, size, None), path, None, safe, native, mmap_mode)
         return _unpickle(_Input(fh, size, None), path, mmap_mode, safe, native)
-    if mmap_mode is not None:
-        warnings.warn(
-            f'mmap_mode "{mmap_mode}" is not compatible with compressed file {path}. '
-            f'"{mmap_mode}" flag will be ignored.',
-            stacklevel=4,
-        )
     compressed = fh.seek(0, io.SEEK_END)
     fh.seek(0)
     ratio = _MAX_RATIO.get(kind)
@@ -556,6 +550,13 @@ def _load(
         # joblib: "auto" means native order unless mmap_mode was given (even if ignored)
         value = _unpickle(inp, path, None, safe, mmap_mode is None if native is None else native)
         _drain(stream, max(64 << 20, 4 * inp.pos))
+    # joblib's warning, given once the file has loaded (a damaged one raises only its error)
+    if mmap_mode is not None:
+        warnings.warn(
+            f'mmap_mode "{mmap_mode}" is not compatible with compressed file {path}. '
+            f'"{mmap_mode}" flag will be ignored.',
+            stacklevel=4,
+        )
     return value
 
 
