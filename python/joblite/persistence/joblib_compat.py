@@ -535,6 +535,8 @@ def _load(
         inp = _Input(io.BytesIO(data), len(data), None)
         return _unpickle(inp, path, None, safe, native, warn_old=False)
     if kind is None:
+        _refuse_damaged_format2(fh.read(32), path)
+        fh.seek(0)
         size = os.fstat(fh.fileno()).st_size if _has_fileno(fh) else None
         if size is None:  # in-memory bytes
             size = fh.seek(0, io.SEEK_END)
@@ -546,6 +548,8 @@ def _load(
     ratio = _MAX_RATIO.get(kind)
     bound = None if ratio is None else compressed * ratio + (1 << 16)
     with _open_stream(kind, fh) as stream:
+        if hasattr(stream, "peek"):
+            _refuse_damaged_format2(stream.peek(32)[:32], path)
         inp = _Input(stream, None, bound)
         # joblib: "auto" means native order unless mmap_mode was given (even if ignored)
         value = _unpickle(inp, path, None, safe, mmap_mode is None if native is None else native)
@@ -558,6 +562,21 @@ def _load(
             stacklevel=4,
         )
     return value
+
+
+_F2_MAGIC = b"JOBLITE\x02"
+_F2_AT = 11  # after PROTO 5 and the BINBYTES8 opcode + length that hold the index
+
+
+def _refuse_damaged_format2(start: bytes, path: Optional[str]) -> None:
+    """A joblite format-2 file whose index failed to parse is still a valid joblib pickle:
+    read as one, it would load with no checksum at all. Its header is recognised even with
+    a few bytes damaged, and refused."""
+    window = start[_F2_AT : _F2_AT + len(_F2_MAGIC)]
+    if len(window) == len(_F2_MAGIC) and sum(a == b for a, b in zip(window, _F2_MAGIC)) >= 5:
+        raise CorruptFileError(
+            path, "damaged joblite format-2 header: its checksummed index cannot be read"
+        )
 
 
 def _has_fileno(fh: Any) -> bool:
