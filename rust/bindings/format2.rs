@@ -192,7 +192,10 @@ fn open_plan(
     let Some(found) = head::find(&mut h, avail)? else {
         return Ok(None);
     };
-    let idx = Index::decode(&found.index, found.codec, found.base, avail)?;
+    let idx = match Index::decode(&found.index, found.codec, found.base, avail) {
+        Err(Error::Invalid(_)) => return Ok(None), // another codec's decompressed output
+        other => other?,
+    };
     let dump_len = found.base + idx.stored_len + idx.codec.trailer_len();
     let index_offset = (idx.codec == Codec::None).then_some(start + head::H_PREFIX_LEN as u64);
     let plan = Plan::new(idx, start + found.base);

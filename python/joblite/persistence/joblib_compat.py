@@ -573,7 +573,10 @@ def _refuse_damaged_format2(start: bytes, path: Optional[str]) -> None:
     read as one, it would load with no checksum at all. Its header is recognised even with
     a few bytes damaged, and refused."""
     window = start[_F2_AT : _F2_AT + len(_F2_MAGIC)]
-    if len(window) == len(_F2_MAGIC) and sum(a == b for a, b in zip(window, _F2_MAGIC)) >= 5:
+    # an intact magic with an index the format-2 reader declined is a file decompressed by
+    # an outside tool (gzip -d): a plain joblib file, read as such
+    same = sum(a == b for a, b in zip(window, _F2_MAGIC))
+    if len(window) == len(_F2_MAGIC) and 5 <= same < len(_F2_MAGIC):
         raise CorruptFileError(
             path, "damaged joblite format-2 header: its checksummed index cannot be read"
         )
