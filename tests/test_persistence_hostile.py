@@ -558,3 +558,30 @@ def test_forged_container_pickle_streams_raise_corrupt_file_error(tmp_path, stre
         with pytest.raises(CorruptFileError) as info:
             joblite.load(path, allow_pickle=not safe)
         assert info.value.path == str(path) and "pickle stream" in info.value.reason
+
+
+@pytest.mark.parametrize("compress", [0, "gzip", "lz4"], ids=str)
+def test_damaged_dump_never_loads_as_an_unchecked_joblib_file(tmp_path, compress):
+    # dump's files are joblib pickles with a checksummed index; damage to the index magic
+    # must not make load fall back to reading them as plain (unchecked) joblib files
+    value = {"x": np.linspace(0, 1, 5000)}
+    path = tmp_path / "d.pkl"
+    joblite.dump(value, path, compress=compress)
+    raw = path.read_bytes()
+    if compress == 0:
+        at = raw.index(b"JOBLITE\x02")
+        for pos in (at + 3, at + 6):
+            bad = bytearray(raw)
+            bad[pos] ^= 0x04
+            bad[len(raw) // 2] ^= 0x10  # and one data byte
+            path.write_bytes(bytes(bad))
+            with pytest.raises(CorruptFileError):
+                joblite.load(path)
+    else:
+        for bad in mutations(raw, 60, seed=11):
+            path.write_bytes(bad)
+            try:
+                got = joblite.load(path)
+            except CorruptFileError:
+                continue
+            assert equal(got, value)

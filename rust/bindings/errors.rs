@@ -11,6 +11,17 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::error::{is_eof, Error};
+use crate::format2;
+
+impl From<format2::Error> for Error {
+    fn from(e: format2::Error) -> Error {
+        match e {
+            format2::Error::Io(e) => Error::Io(e),
+            format2::Error::Corrupt(msg) => Error::Corrupt(msg),
+            format2::Error::Invalid(msg) => Error::InvalidArgument(msg),
+        }
+    }
+}
 
 /// The Python exception for `err`, which happened reading or writing `path` (None: bytes in
 /// memory).

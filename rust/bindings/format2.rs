@@ -7,7 +7,7 @@ use std::io::{Cursor, Write};
 use std::path::PathBuf;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBufferError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
@@ -18,27 +18,9 @@ use crate::format2::read::{Plan, Source};
 use crate::format2::write::{self, Layout};
 use crate::format2::{Codec, Error};
 
+/// Format-2 errors go through the one mapping of `errors.rs` (errno and the user's path kept).
 fn to_pyerr(py: Python<'_>, path: Option<&PathBuf>, err: Error) -> PyErr {
-    match err {
-        Error::Io(e) => match (e.raw_os_error(), path) {
-            // OSError(errno, strerror, filename): Python picks the subclass from errno
-            (Some(code), Some(p)) => {
-                let text = std::io::Error::from_raw_os_error(code).to_string();
-                PyOSError::new_err((code, text, p.clone()))
-            }
-            _ => e.into(),
-        },
-        Error::Invalid(msg) => PyValueError::new_err(msg),
-        Error::Corrupt(msg) => {
-            let make = || -> PyResult<PyErr> {
-                let cls = py
-                    .import("joblite.exceptions")?
-                    .getattr("CorruptFileError")?;
-                Ok(PyErr::from_value(cls.call1((path.cloned(), msg.clone()))?))
-            };
-            make().unwrap_or_else(|e| e)
-        }
-    }
+    super::errors::to_pyerr(py, path.map(|p| p.as_path()), err.into())
 }
 
 fn view(buf: &PyBuffer<u8>) -> PyResult<&[u8]> {

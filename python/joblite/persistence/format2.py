@@ -225,39 +225,6 @@ def write_bytes(value: Any, codec: str, level: int, dump_start: int = 0) -> byte
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None) -> Any:
-    from .container import frombuffer
-
-    return frombuffer(buf, dtype, shape, order, axis_order)
-
-
-def _frombuffer_native(*args: Any) -> Any:
-    from .container import native_order
-
-    return native_order(_frombuffer(*args))
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(
-        self, file: Any, buffers: list, safe: Optional[SafeGlobals], native: bool = False
-    ) -> None:
-        super().__init__(file, buffers=buffers)
-        self._safe = safe
-        self._native = native
-
-    def find_class(self, module: str, name: str) -> Any:
-        if self._safe is not None:
-            found = self._safe.find_class(module, name)
-            if self._native and name == "_frombuffer":
-                from .container import native_order
-
-                return lambda *args: native_order(found(*args))
-            return found
-        if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
-            return _frombuffer_native if self._native else _frombuffer
-        return super().find_class(module, name)
-
-
 def load_reader(
     reader: Any,
     path: Optional[str],
@@ -266,9 +233,11 @@ def load_reader(
     verify: Optional[bool],
     native: bool = False,
 ) -> Any:
-    """Rebuild the object of an open :class:`_core.F2Reader` (``native``: arrays in the
-    machine's byte order, as ``ensure_native_byte_order``)."""
+    """Rebuild the object of an open :class:`_core.F2Reader`; ``native`` swaps arrays to the
+    host's byte order (joblib's ``ensure_native_byte_order``)."""
     import numpy as np
+
+    from .container import _Unpickler  # one unpickler for both formats
 
     info = reader.buffers()
     mapped_writable = bool(reader.flags & _FLAG_MAPPED_WRITABLE)

@@ -535,28 +535,51 @@ def _load(
         inp = _Input(io.BytesIO(data), len(data), None)
         return _unpickle(inp, path, None, safe, native, warn_old=False)
     if kind is None:
+        _refuse_damaged_format2(fh.read(32), path)
+        fh.seek(0)
         size = os.fstat(fh.fileno()).st_size if _has_fileno(fh) else None
         if size is None:  # in-memory bytes
             size = fh.seek(0, io.SEEK_END)
             fh.seek(0)
             return _unpickle(_Input(fh, size, None), path, None, safe, native, mmap_mode)
         return _unpickle(_Input(fh, size, None), path, mmap_mode, safe, native)
+    compressed = fh.seek(0, io.SEEK_END)
+    fh.seek(0)
+    ratio = _MAX_RATIO.get(kind)
+    bound = None if ratio is None else compressed * ratio + (1 << 16)
+    with _open_stream(kind, fh) as stream:
+        if hasattr(stream, "peek"):
+            _refuse_damaged_format2(stream.peek(32)[:32], path)
+        inp = _Input(stream, None, bound)
+        # joblib: "auto" means native order unless mmap_mode was given (even if ignored)
+        value = _unpickle(inp, path, None, safe, mmap_mode is None if native is None else native)
+        _drain(stream, max(64 << 20, 4 * inp.pos))
+    # joblib's warning, given once the file has loaded (a damaged one raises only its error)
     if mmap_mode is not None:
         warnings.warn(
             f'mmap_mode "{mmap_mode}" is not compatible with compressed file {path}. '
             f'"{mmap_mode}" flag will be ignored.',
             stacklevel=4,
         )
-    compressed = fh.seek(0, io.SEEK_END)
-    fh.seek(0)
-    ratio = _MAX_RATIO.get(kind)
-    bound = None if ratio is None else compressed * ratio + (1 << 16)
-    with _open_stream(kind, fh) as stream:
-        inp = _Input(stream, None, bound)
-        # joblib: "auto" means native order unless mmap_mode was given (even if ignored)
-        value = _unpickle(inp, path, None, safe, mmap_mode is None if native is None else native)
-        _drain(stream, max(64 << 20, 4 * inp.pos))
     return value
+
+
+_F2_MAGIC = b"JOBLITE\x02"
+_F2_AT = 11  # after PROTO 5 and the BINBYTES8 opcode + length that hold the index
+
+
+def _refuse_damaged_format2(start: bytes, path: Optional[str]) -> None:
+    """A joblite format-2 file whose index failed to parse is still a valid joblib pickle:
+    read as one, it would load with no checksum at all. Its header is recognised even with
+    a few bytes damaged, and refused."""
+    window = start[_F2_AT : _F2_AT + len(_F2_MAGIC)]
+    # an intact magic with an index the format-2 reader declined is a file decompressed by
+    # an outside tool (gzip -d): a plain joblib file, read as such
+    same = sum(a == b for a, b in zip(window, _F2_MAGIC))
+    if len(window) == len(_F2_MAGIC) and 5 <= same < len(_F2_MAGIC):
+        raise CorruptFileError(
+            path, "damaged joblite format-2 header: its checksummed index cannot be read"
+        )
 
 
 def _has_fileno(fh: Any) -> bool:
