@@ -189,20 +189,31 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _stream_readers(head: bytes) -> list[Callable[[Any], Any]]:
+def _stream_readers(head: bytes) -> list[tuple[Callable[[Any], Any], bool]]:
     """Decompressor file-object factories that may read a single-stream dump starting with
-    ``head``: lzma, registered compressors with that prefix, then those without a prefix."""
-    found: list[Callable[[Any], Any]] = []
+    ``head``: lzma, registered compressors with that prefix, then those without a prefix
+    (a guess: ``False`` in the pair, their failure only means the file is something else)."""
+    found: list[tuple[Callable[[Any], Any], bool]] = []
     if head.startswith(b"\x5d\x00"):
-        found.append(lambda f: lzma.LZMAFile(f, "rb"))
+        found.append((lambda f: lzma.LZMAFile(f, "rb"), True))
     regs = sorted(codecs.REGISTERED.values(), key=lambda r: not r.prefix)
     for reg in regs:
         if not reg.prefix or head.startswith(reg.prefix):
             if reg.reader is not None:
-                found.append(reg.reader)
+                opener = reg.reader
             else:
-                found.append(lambda f, d=reg.decompress: io.BytesIO(d(f.read())))
+                opener = lambda f, d=reg.decompress: io.BytesIO(d(f.read()))  # noqa: E731
+            found.append((opener, bool(reg.prefix)))
     return found
+
+
+def _try_stream(path: Optional[str], fobj: Any, opener: Callable[[Any], Any], sure: bool) -> Any:
+    try:
+        return _load_stream(path, fobj, opener)
+    except CorruptFileError:
+        if sure:
+            raise
+        return None
 
 
 def _load_stream(path: Optional[str], fobj: Any, opener: Callable[[Any], Any]) -> Any:
@@ -298,10 +309,9 @@ def load(
     reader = format2.open_file(path)
     if reader is not None:
         return format2.load_reader(reader, path, mmap_mode, allow_pickle, verify, native)
-    openers = _stream_readers(head)
-    for opener in openers:
+    for opener, sure in _stream_readers(head):
         with open(path, "rb") as f:
-            data = _load_stream(path, f, opener)
+            data = _try_stream(path, f, opener, sure)
         reader = format2.open_bytes(data, path) if data is not None else None
         if reader is not None:
             return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify, native)
@@ -393,8 +403,8 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
     reader = format2.open_bytes(view)
     if reader is not None:
         return format2.load_reader(reader, None, None, allow_pickle, True, True)
-    for opener in _stream_readers(head):
-        raw = _load_stream(None, io.BytesIO(view), opener)
+    for opener, sure in _stream_readers(head):
+        raw = _try_stream(None, io.BytesIO(view), opener, sure)
         reader = format2.open_bytes(raw) if raw is not None else None
         if reader is not None:
             return format2.load_reader(reader, None, None, allow_pickle, True, True)
