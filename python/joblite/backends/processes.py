@@ -158,6 +158,8 @@ class _ProcessBackend(ParallelBackendBase):
             raise pickle.PicklingError(
                 f"Could not pickle the task to send it to the workers: {error}"
             ) from error
+        except (OSError, MemoryError):
+            raise  # writing shared arrays failed (e.g. /dev/shm full): say so, as it is
         except Exception as error:  # raised by a __reduce__ of the user's
             raise pickle.PicklingError(
                 f"Could not pickle the task to send it to the workers: {error!r}"
