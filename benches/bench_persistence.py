@@ -121,9 +121,11 @@ def test_load_uncompressed(benchmark, folder, dataset, lib, mmap_mode):
 
 # --- compressed -------------------------------------------------------------------------------
 
+# the same compress argument for both: joblite's files are joblib files (format 2)
 COMPRESSED = {
-    "joblite-lz4": ("joblite", True),
-    "joblite-zlib3": ("joblite", ("zlib", 3)),
+    "joblite-lz4": ("joblite", "lz4"),
+    "joblite-zlib3": ("joblite", 3),
+    "joblite-zstd": ("joblite", "zstd"),
     "joblib-lz4": ("joblib", "lz4"),
     "joblib-zlib3": ("joblib", 3),
 }
@@ -171,7 +173,7 @@ def test_lz4_codec_in_memory_limit(benchmark, dataset):
     compressed dump/load figures above."""
     value = data(dataset)
     benchmark.group = f"lz4 codec in memory {dataset} {MIB}MiB"
-    blob = benchmark.pedantic(joblite.dumps, (value,), {"compress": True}, rounds=ROUNDS)
+    blob = benchmark.pedantic(joblite.dumps, (value,), {"compress": "lz4"}, rounds=ROUNDS)
     benchmark.extra_info["size_ratio"] = len(blob) / value.nbytes
 
 

@@ -140,5 +140,32 @@ fn bench_container(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(group, bench_codec, bench_container);
+/// Format 2: one chunk of each codec compressed and decoded (single core), and XXH3.
+fn bench_format2(c: &mut Criterion) {
+    use joblite_core::format2::{self, chunk, Codec as F2};
+    let data = floats();
+    let one = &data[..1 << 20];
+    let mut g = c.benchmark_group("format2 chunk 1 MiB floats");
+    g.throughput(Throughput::Bytes(one.len() as u64));
+    g.bench_function("xxh3", |b| b.iter(|| format2::checksum(black_box(one))));
+    for codec in [F2::Zlib, F2::Lz4, F2::Zstd] {
+        let level = if codec == F2::Zstd { 1 } else { 3 };
+        g.bench_function(BenchmarkId::new("compress", codec.name()), |b| {
+            b.iter(|| chunk::compress(codec, level, &[black_box(one)]).map(|s| s.bytes.len()))
+        });
+        let stored = chunk::compress(codec, level, &[one])
+            .map(|s| s.bytes)
+            .unwrap_or_default();
+        let mut out = vec![0u8; one.len()];
+        g.bench_function(BenchmarkId::new("decode", codec.name()), |b| {
+            b.iter(|| {
+                let mut s = stored.clone();
+                chunk::decode(codec, &mut s, &mut out).is_ok()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(group, bench_codec, bench_container, bench_format2);
 criterion_main!(group);

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import io
 import shutil
+import socket
 import subprocess
+import threading
 
 import joblib
 import joblite
@@ -162,12 +164,16 @@ def test_compress_means_what_it_means_in_joblib(tmp_path):
 def test_several_dumps_into_one_file_object_load_in_order(tmp_path):
     values = [np.arange(10), {"a": np.ones(100_000)}, "text", np.arange(5.0)]
     for compress in (0, 3, "lz4"):
-        buf = io.BytesIO()
-        for v in values:
-            joblite.dump(v, buf, compress=compress)
-        buf.seek(0)
-        for v in values:
-            assert same(joblite.load(buf), v)
+        with open(tmp_path / "c.bin", "wb") as f:
+            for v in values:
+                joblite.dump(v, f, compress=compress)
+        with open(tmp_path / "c.bin", "rb") as f:
+            for v in values:
+                assert same(joblite.load(f), v)
+    # a BytesIO (no peek) is read from its start, as joblib does
+    buf = io.BytesIO()
+    joblite.dump([1, 2], buf)
+    assert joblite.load(buf) == [1, 2]
     # uncompressed dumps are joblib's too: joblib reads them back in order
     path = tmp_path / "many.pkl"
     with open(path, "wb") as f:
@@ -282,3 +288,29 @@ def test_fifo_is_refused(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(CorruptFileError, match="regular"):
         joblite.load(fifo)
+
+
+def test_load_from_a_socket_reads_one_dump(tmp_path):
+    """A stream with no end in sight (a socket): load reads its dump and stops there."""
+    a, b = socket.socketpair()
+    value = {"x": np.arange(100_000)}
+    blob = joblite.dumps(value)
+    sender = threading.Thread(target=a.sendall, args=(blob,))
+    sender.start()
+    try:
+        with b.makefile("rb") as f:
+            assert same(joblite.load(f), value)
+    finally:
+        sender.join()
+        a.close()
+        b.close()
+
+
+def test_mmap_of_a_compressed_file_warns_like_joblib(tmp_path):
+    path = tmp_path / "c.pkl"
+    joblite.dump({"a": np.arange(1000)}, path, compress=3)
+    with pytest.warns(UserWarning, match="not compatible with compressed file"):
+        got = joblite.load(path, mmap_mode="r")
+    assert np.array_equal(got["a"], np.arange(1000))
+    with pytest.warns(UserWarning, match="In memory persistence"):
+        joblite.load(io.BytesIO(path.read_bytes()), mmap_mode="r")

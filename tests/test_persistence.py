@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 from joblite import CorruptFileError
 
+# joblib warns that mmap_mode is ignored for compressed files, and so does joblite
+pytestmark = pytest.mark.filterwarnings("ignore:mmap_mode .* is not compatible with compressed")
+
 CODECS = [0, True, 5, "lz4", "zlib", "gzip", "bz2", "lzma", "xz", ("zlib", 1), ("lz4", 9)]
 
 

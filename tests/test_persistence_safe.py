@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 from joblite import UnsafeLoadError
 
+# joblib warns that mmap_mode is ignored for compressed files, and so does joblite
+pytestmark = pytest.mark.filterwarnings("ignore:mmap_mode .* is not compatible with compressed")
+
 
 class Payload:
     """Pickles to a call of os.system: what a malicious file would hold."""

@@ -168,7 +168,7 @@ def register_compressor(compressor_name: str, compressor: Any, force: bool = Fal
     [1, 2, 3]
     """
     if not isinstance(compressor_name, str):
-        raise ValueError(f"compressor name must be a str, got {compressor_name!r}")
+        raise ValueError(f"Compressor name should be a string, '{compressor_name}' given.")
     size = len(compressor_name.encode("utf-8", "surrogatepass"))
     if not compressor_name or size > codecs.MAX_NAME_LEN or not compressor_name.isprintable():
         raise ValueError(
@@ -179,8 +179,7 @@ def register_compressor(compressor_name: str, compressor: Any, force: bool = Fal
         raise ValueError(f"{compressor_name!r} is a built-in codec of joblite; pick another name")
     if compressor_name in codecs.REGISTERED and not force:
         raise ValueError(
-            f"a compressor named {compressor_name!r} is already registered; pass force=True "
-            "to replace it"
+            f"Compressor '{compressor_name}' already registered. (pass force=True to replace it)"
         )
     if callable(getattr(compressor, "compress", None)) and callable(
         getattr(compressor, "decompress", None)
@@ -197,8 +196,9 @@ def register_compressor(compressor_name: str, compressor: Any, force: bool = Fal
         codec = _from_wrapper(compressor)
     else:
         raise ValueError(
-            "compressor must implement joblib's CompressorWrapper interface "
-            "(compressor_file / decompressor_file) or joblite.compressor.ChunkCompressor "
-            f"(compress / decompress); got {type(compressor).__name__}"
+            "Compressor should implement the CompressorWrapper interface, "
+            f"'{compressor}' given. (joblite accepts joblib's interface, compressor_file / "
+            "decompressor_file, or joblite.compressor.ChunkCompressor's, compress / "
+            f"decompress; got {type(compressor).__name__})"
         )
     codecs.REGISTERED[compressor_name] = codec

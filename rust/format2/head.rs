@@ -190,7 +190,11 @@ pub fn find(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error> {
         raw.len() >= H_PREFIX_LEN + 8 && raw[H_PREFIX_LEN..H_PREFIX_LEN + 8] == super::index::MAGIC
     };
     match codec {
-        Codec::Bz2 | Codec::Xz => unframe_compressed(src, codec, limit, &magic_ok),
+        // a compressed index may be larger than the file (its sizes are checked again when
+        // decoded, and memory only grows with the bytes the decoder really produces)
+        Codec::Bz2 | Codec::Xz => {
+            unframe_compressed(src, codec, limit.saturating_mul(64).max(1 << 20), &magic_ok)
+        }
         _ => {
             // the raw H is stored as is, after a fixed framing prefix
             let skip = match codec {

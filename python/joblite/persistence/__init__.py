@@ -13,6 +13,7 @@ import lzma
 import os
 import pickle
 import struct
+import warnings
 from typing import Any, Callable, Optional
 
 from ..exceptions import CorruptFileError, UnsafeLoadError
@@ -189,20 +190,31 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _stream_readers(head: bytes) -> list[Callable[[Any], Any]]:
+def _stream_readers(head: bytes) -> list[tuple[Callable[[Any], Any], bool]]:
     """Decompressor file-object factories that may read a single-stream dump starting with
-    ``head``: lzma, registered compressors with that prefix, then those without a prefix."""
-    found: list[Callable[[Any], Any]] = []
+    ``head``: lzma, registered compressors with that prefix, then those without a prefix
+    (a guess: ``False`` in the pair, their failure only means the file is something else)."""
+    found: list[tuple[Callable[[Any], Any], bool]] = []
     if head.startswith(b"\x5d\x00"):
-        found.append(lambda f: lzma.LZMAFile(f, "rb"))
+        found.append((lambda f: lzma.LZMAFile(f, "rb"), True))
     regs = sorted(codecs.REGISTERED.values(), key=lambda r: not r.prefix)
     for reg in regs:
         if not reg.prefix or head.startswith(reg.prefix):
             if reg.reader is not None:
-                found.append(reg.reader)
+                opener = reg.reader
             else:
-                found.append(lambda f, d=reg.decompress: io.BytesIO(d(f.read())))
+                opener = lambda f, d=reg.decompress: io.BytesIO(d(f.read()))  # noqa: E731
+            found.append((opener, bool(reg.prefix)))
     return found
+
+
+def _try_stream(path: Optional[str], fobj: Any, opener: Callable[[Any], Any], sure: bool) -> Any:
+    try:
+        return _load_stream(path, fobj, opener)
+    except CorruptFileError:
+        if sure:
+            raise
+        return None
 
 
 def _load_stream(path: Optional[str], fobj: Any, opener: Callable[[Any], Any]) -> Any:
@@ -287,7 +299,7 @@ def load(
             f"is set to None, but got 'mmap_mode={mmap_mode}' instead."
         )
     if hasattr(filename, "read") and not isinstance(filename, (str, bytes, os.PathLike)):
-        return _load_fileobj(filename, allow_pickle)
+        return _load_fileobj(filename, allow_pickle, mmap_mode)
     path = os.fsdecode(os.fspath(filename))
     with open_regular(path) as f:  # a FIFO, device or directory is refused, never read
         head = f.read(16)
@@ -297,13 +309,16 @@ def load(
         return ContainerFile(path).load(mmap_mode, allow_pickle, verify, native)
     reader = format2.open_file(path)
     if reader is not None:
+        if mmap_mode is not None and reader.codec != "none":
+            _warn_compressed(mmap_mode, path)
         return format2.load_reader(reader, path, mmap_mode, allow_pickle, verify, native)
-    openers = _stream_readers(head)
-    for opener in openers:
+    for opener, sure in _stream_readers(head):
         with open(path, "rb") as f:
-            data = _load_stream(path, f, opener)
+            data = _try_stream(path, f, opener, sure)
         reader = format2.open_bytes(data, path) if data is not None else None
         if reader is not None:
+            if mmap_mode is not None:
+                _warn_compressed(mmap_mode, path)
             return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify, native)
     _log.debug("load: %s is not a joblite file; reading it as a joblib file", path)
     try:
@@ -322,14 +337,66 @@ def load(
         raise CorruptFileError(path, f"damaged pickle stream ({type(e).__name__}: {e})") from e
 
 
-def _load_fileobj(fobj: Any, allow_pickle: bool) -> Any:
+def _warn_compressed(mmap_mode: str, filename: Any) -> None:
+    warnings.warn(
+        f'mmap_mode "{mmap_mode}" is not compatible with compressed file {filename}. '
+        f'"{mmap_mode}" flag will be ignored.',
+        stacklevel=3,
+    )
+
+
+def _read_exact(fobj: Any, n: int) -> bytes:
+    parts = []
+    while n > 0:
+        block = fobj.read(min(n, 16 << 20))
+        if not block:
+            break
+        parts.append(block)
+        n -= len(block)
+    return b"".join(parts)
+
+
+def _read_one_dump(fobj: Any) -> bytes:
+    """One uncompressed format-2 dump from a stream (a socket: never read past it), or, for
+    anything else, everything left."""
+    head = _read_exact(fobj, 11)
+    if head[:3] != b"\x80\x05\x8e" or len(head) < 11:
+        return head + fobj.read()
+    n = int.from_bytes(head[3:11], "little")
+    if n > 1 << 34:
+        return head + fobj.read()
+    index = _read_exact(fobj, n + 1)
+    if len(index) < 64 or index[:8] != b"JOBLITE\x02" or index[12] != 0:
+        return head + index + fobj.read()
+    stored = int.from_bytes(index[40:48], "little")
+    return head + index + _read_exact(fobj, stored)
+
+
+def _load_fileobj(fobj: Any, allow_pickle: bool, mmap_mode: Optional[str] = None) -> Any:
     name = getattr(fobj, "name", None)
     name = name if isinstance(name, str) else None
+    if mmap_mode is not None:
+        if isinstance(fobj, io.BytesIO):
+            warnings.warn(
+                "In memory persistence is not compatible with "
+                f'mmap_mode "{mmap_mode}" flag passed. mmap_mode option will be ignored.',
+                stacklevel=3,
+            )
+        else:
+            warnings.warn(
+                f'"{fobj!r}" is not a raw file, mmap_mode "{mmap_mode}" flag will be ignored.',
+                stacklevel=3,
+            )
+    if not hasattr(fobj, "peek"):  # as joblib, which seeks such objects back to 0
+        try:
+            fobj.seek(0)
+        except (OSError, AttributeError, ValueError):
+            pass
     try:
         start = fobj.tell()
     except (OSError, AttributeError, ValueError):
         start = None
-    data = fobj.read()
+    data = fobj.read() if start is not None else _read_one_dump(fobj)
     view = memoryview(data)
     if view.nbytes == 0:
         raise CorruptFileError(name, "data is empty")
@@ -393,8 +460,8 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
     reader = format2.open_bytes(view)
     if reader is not None:
         return format2.load_reader(reader, None, None, allow_pickle, True, True)
-    for opener in _stream_readers(head):
-        raw = _load_stream(None, io.BytesIO(view), opener)
+    for opener, sure in _stream_readers(head):
+        raw = _try_stream(None, io.BytesIO(view), opener, sure)
         reader = format2.open_bytes(raw) if raw is not None else None
         if reader is not None:
             return format2.load_reader(reader, None, None, allow_pickle, True, True)

@@ -225,7 +225,7 @@ BUILTIN_DEFAULT_LEVEL: dict[str, int] = {
     "lzma": 6,
     "xz": 6,
     "lz4": 0,
-    "zstd": 3,
+    "zstd": 1,
 }
 #: file name endings that pick a codec, in joblib's order (the last match wins)
 JOBLIB_EXTENSIONS: list[tuple[str, str]] = [
