@@ -47,7 +47,7 @@ This page is written by `make benchmark` from that run's results; reproduce it w
 
 ```bash
 make benchmark                              # every benchmark in benches/, then this page
-JOBLITE_BENCH_SCALE=0.1 make benchmark      # the same at a tenth of the data sizes
+JOBLITE_BENCH_SCALE=0.1 make benchmark      # the same at a tenth of the hashing sizes
 make benchmark ARGS="-k hash"               # one area (the page then shows only that area)
 ```
 

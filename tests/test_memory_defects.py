@@ -312,3 +312,64 @@ def test_has_changed_logged_once_not_thrashed(tmp_path, caplog):
         f2 = mem.cache(ns["compute"])
         assert f2(1) == 11 and f2(1) == 11
     assert caplog.text.count("has changed") == 1
+
+
+def test_chained_steps_do_not_rehash_their_inputs(tmp_path, monkeypatch):
+    """Step N's argument is step N-1's memory-mapped result: its key comes from the digest
+    stored with that result, not from reading the data again (docs/memory.md)."""
+    from joblite.memory import chain
+
+    def load(n):
+        return np.random.default_rng(0).random(n)
+
+    def smooth(x):
+        out = np.empty_like(x)  # a memmap not backed by a file, when x is mapped
+        out[:] = x * 0.5
+        return out
+
+    def total(x):
+        return float(x.sum())
+
+    def run():
+        mem = Memory(tmp_path, mmap_mode="r", verbose=0)
+        steps = [mem.cache(f) for f in (load, smooth, total)]
+        value = steps[0](400_000)  # 3.2 MB
+        value = steps[1](value)
+        assert type(value) is np.memmap and value.filename  # stored as an array, mapped
+        return steps[2](value)
+
+    expected = run()
+    hashed = []
+    real_hash = chain._core.hash
+
+    class Spy:
+        def hash(self, obj, *args):
+            hashed.append(type(obj).__name__)
+            return real_hash(obj, *args)
+
+    monkeypatch.setattr(chain, "_core", Spy())
+    assert run() == expected
+    assert hashed == []  # no array argument was read to be hashed
+    # and an equal plain array (hashed) gives the same key: a hit, not a recomputation
+    monkeypatch.setattr(chain, "_core", Spy())
+    mem = Memory(tmp_path, mmap_mode="r", verbose=0)
+    x = np.random.default_rng(0).random(400_000) * 0.5
+    assert mem.cache(total).check_call_in_cache(x)
+    assert hashed == ["ndarray"]
+
+
+def test_hit_does_not_wait_for_a_compacting_process(tmp_path):
+    import fcntl
+
+    mem = Memory(tmp_path, verbose=0, backend_options={"access_flush_interval": 0})
+    f = mem.cache(abs)
+    f(-1)
+    f(-1)
+    log = tmp_path / "joblite" / "builtins" / "abs" / "access.log"
+    with open(log, "ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a compacting process holds
+        for _ in range(10):
+            assert f(-1) == 1  # returns at once; the records wait in memory
+        size_while_held = log.stat().st_size
+    assert mem.stats().hits == 11  # written once the lock is free: none lost
+    assert log.stat().st_size > size_while_held

@@ -289,3 +289,40 @@ def test_code_change_seen_first_in_workers_invalidates_once(tmp_path, backend):
         assert proc.returncode == 0, proc.stderr
         assert sorted(int(x) for x in log.read_text().split()) == list(range(8))
         assert proc.stderr.count("has changed") == (1 if version else 0), proc.stderr
+
+
+def test_code_with_a_set_constant_is_stable_across_hash_seeds(tmp_path):
+    """A frozenset constant (``x in {...}``) is ordered by string hashing: its code text must
+    not change with PYTHONHASHSEED, or every new run would clear the cache."""
+    (tmp_path / "setmod.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+
+            def is_greek(x):
+                with open(os.environ["CALL_LOG"], "a") as f:
+                    f.write(f"{x}\\n")
+                return x in {"alpha", "beta", "gamma", "delta", "epsilon"}
+            """
+        )
+    )
+    code = (
+        "import os, logging; logging.basicConfig(); from joblite import Memory; import setmod\n"
+        "f = Memory(os.environ['CACHE_DIR'], verbose=1).cache(setmod.is_greek)\n"
+        "assert f('beta') and not f('zeta')\n"
+    )
+    log = tmp_path / "calls.log"
+    for seed in ("1", "2", "3"):
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": seed,
+            "CACHE_DIR": str(tmp_path / "cache"),
+            "CALL_LOG": str(log),
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "has changed" not in proc.stderr
+    assert log.read_text().split() == ["beta", "zeta"]

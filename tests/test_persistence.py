@@ -8,6 +8,7 @@ import os
 import pathlib
 import pickle
 import struct
+import warnings
 
 import joblite
 import numpy as np
@@ -338,7 +339,9 @@ def test_flipped_bytes_anywhere_are_caught(valid, tmp_path, mmap_mode):
         flipped[pos] ^= 0x04
         bad.write_bytes(bytes(flipped))
         try:
-            got = joblite.load(bad, mmap_mode=mmap_mode, verify=True)
+            with warnings.catch_warnings():  # a damaged header reads as a compressed joblib file
+                warnings.simplefilter("ignore")
+                got = joblite.load(bad, mmap_mode=mmap_mode, verify=True)
         except CorruptFileError as exc:
             assert exc.path == str(bad)
         else:

@@ -89,10 +89,31 @@ class _KeepOpen(io.BytesIO):
         pass
 
 
+def _through_a_file(wrapper: Any, data: memoryview, level: Optional[int]) -> bytes:
+    import os
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix=".joblite-compress-")
+    os.close(fd)
+    try:
+        f = wrapper.compressor_file(name, compresslevel=level)
+        try:
+            f.write(data)
+        finally:
+            f.close()
+        with open(name, "rb") as g:
+            return g.read()
+    finally:
+        os.unlink(name)
+
+
 def _from_wrapper(wrapper: Any) -> codecs.ChunkCodec:
     def compress(chunk: memoryview, level: Optional[int]) -> bytes:
         sink = _KeepOpen()
-        f = wrapper.compressor_file(sink, compresslevel=level)
+        try:
+            f = wrapper.compressor_file(sink, compresslevel=level)
+        except TypeError:  # a factory that wants a file name, as joblib gives (GzipFile)
+            return _through_a_file(wrapper, chunk, level)
         try:
             f.write(chunk)
         finally:

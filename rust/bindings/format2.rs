@@ -7,7 +7,7 @@ use std::io::{Cursor, Write};
 use std::path::PathBuf;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
@@ -20,12 +20,13 @@ use crate::format2::{Codec, Error};
 
 fn to_pyerr(py: Python<'_>, path: Option<&PathBuf>, err: Error) -> PyErr {
     match err {
-        Error::Io(e) => match path {
-            Some(p) => PyErr::from(std::io::Error::new(
-                e.kind(),
-                format!("{}: {e}", p.display()),
-            )),
-            None => e.into(),
+        Error::Io(e) => match (e.raw_os_error(), path) {
+            // OSError(errno, strerror, filename): Python picks the subclass from errno
+            (Some(code), Some(p)) => {
+                let text = std::io::Error::from_raw_os_error(code).to_string();
+                PyOSError::new_err((code, text, p.clone()))
+            }
+            _ => e.into(),
         },
         Error::Invalid(msg) => PyValueError::new_err(msg),
         Error::Corrupt(msg) => {
@@ -209,7 +210,10 @@ fn open_plan(
     let Some(found) = head::find(&mut h, avail)? else {
         return Ok(None);
     };
-    let idx = Index::decode(&found.index, found.codec, found.base, avail)?;
+    let idx = match Index::decode(&found.index, found.codec, found.base, avail) {
+        Err(Error::Invalid(_)) => return Ok(None), // another codec's decompressed output
+        other => other?,
+    };
     let dump_len = found.base + idx.stored_len + idx.codec.trailer_len();
     let index_offset = (idx.codec == Codec::None).then_some(start + head::H_PREFIX_LEN as u64);
     let plan = Plan::new(idx, start + found.base);

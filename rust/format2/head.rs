@@ -14,6 +14,31 @@ pub const H_PREFIX_LEN: usize = 11;
 /// Bytes of `H` around the index: the prefix and the trailing `POP`.
 pub const H_OVERHEAD: usize = H_PREFIX_LEN + 1;
 pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// A zstd file starts with a skippable frame (magic 0x184D2A55) that zstd tools skip and
+/// whose bytes, read as a pickle by joblib, raise a ValueError saying what the file is.
+pub const ZSTD_NOTE_MAGIC: [u8; 4] = [0x55, 0x2a, 0x4d, 0x18];
+pub const ZSTD_NOTE_LEN: usize = 8 + 256;
+const ZSTD_NOTE_TEXT: &str = "joblite: this file is compressed with zstd \
+(joblite.dump(..., compress='zstd')), which joblib cannot read: load it with joblite.load, \
+or write it again with another codec";
+
+/// The skippable frame a zstd dump starts with. Read as a pickle: SHORT_BINSTRING (`U`, 42
+/// bytes: the rest of the frame header and 36 filler bytes), then `builtins.int(TEXT)`,
+/// which raises `ValueError: invalid literal for int() ...: 'joblite: ...'`.
+pub fn zstd_note() -> Vec<u8> {
+    let mut content = vec![b'-'; 36];
+    content.extend_from_slice(b"cbuiltins\nint\n");
+    content.push(b'X');
+    content.extend_from_slice(&(ZSTD_NOTE_TEXT.len() as u32).to_le_bytes());
+    content.extend_from_slice(ZSTD_NOTE_TEXT.as_bytes());
+    content.extend_from_slice(b"\x85R.");
+    content.resize(ZSTD_NOTE_LEN - 8, b' ');
+    let mut out = Vec::with_capacity(ZSTD_NOTE_LEN);
+    out.extend_from_slice(&ZSTD_NOTE_MAGIC);
+    out.extend_from_slice(&((ZSTD_NOTE_LEN - 8) as u32).to_le_bytes());
+    out.extend_from_slice(&content);
+    out
+}
 const ZSTD_BLOCK_MAX: usize = 128 << 10;
 const STORED_MAX: usize = 65535;
 
@@ -45,7 +70,9 @@ pub fn framed_len(codec: Codec, h_len: usize) -> Option<usize> {
         Codec::Zlib => 2 + stored,
         Codec::Gzip => 10 + stored,
         Codec::Lz4 => 7 + 4 * h_len.div_ceil(LZ4_BLOCK_MAX).max(1) + h_len + 4,
-        Codec::Zstd => 4 + 1 + 8 + 3 * h_len.div_ceil(ZSTD_BLOCK_MAX).max(1) + h_len,
+        Codec::Zstd => {
+            ZSTD_NOTE_LEN + 4 + 1 + 8 + 3 * h_len.div_ceil(ZSTD_BLOCK_MAX).max(1) + h_len
+        }
         Codec::Bz2 | Codec::Xz => return None,
     })
 }
@@ -78,6 +105,7 @@ pub fn frame(codec: Codec, level: i32, h: &[u8]) -> Result<Vec<u8>, Error> {
             out.extend_from_slice(&0u32.to_le_bytes());
         }
         Codec::Zstd => {
+            out.extend_from_slice(&zstd_note());
             out.extend_from_slice(&ZSTD_MAGIC);
             out.push(0xe0); // 8-byte content size, single segment, no checksum, no dict
             out.extend_from_slice(&(h.len() as u64).to_le_bytes());
@@ -114,7 +142,7 @@ pub fn sniff(head: &[u8]) -> Option<Codec> {
         Some(Codec::Xz)
     } else if head.starts_with(&LZ4_MAGIC) {
         Some(Codec::Lz4)
-    } else if head.starts_with(&ZSTD_MAGIC) {
+    } else if head.starts_with(&ZSTD_NOTE_MAGIC) {
         Some(Codec::Zstd)
     } else {
         None
@@ -175,7 +203,14 @@ pub fn find(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error> {
                     10
                 }
                 Codec::Lz4 => 7,
-                _ => 13, // zstd
+                _ => {
+                    // zstd: the note frame, then a frame header with an 8-byte size
+                    let note = src.prefix(ZSTD_NOTE_LEN)?;
+                    if note != zstd_note().as_slice() {
+                        return Ok(None);
+                    }
+                    ZSTD_NOTE_LEN + 13
+                }
             };
             let first = unframe_stored(src, codec, skip, H_PREFIX_LEN + 8)?;
             let Some(first) = first else { return Ok(None) };
@@ -229,8 +264,8 @@ fn unframe_stored(
     let mut raw = Vec::with_capacity(want);
     let mut pos = skip;
     if codec == Codec::Zstd {
-        let d = src.prefix(13)?;
-        if d.len() < 13 || d[4] != 0xe0 {
+        let d = src.prefix(skip)?;
+        if d.len() < skip || d[skip - 13..skip - 9] != ZSTD_MAGIC || d[skip - 9] != 0xe0 {
             return Ok(None);
         }
     }
@@ -325,7 +360,7 @@ fn unframe_compressed(
             }
             if ended {
                 if out.len() != h_len || out[h_len - 1] != b'0' {
-                    return Err(corrupt("header stream is malformed"));
+                    return Ok(None); // one stream holding more: a whole dump compressed at once
                 }
                 return Ok(Some(Found {
                     codec,
@@ -334,7 +369,7 @@ fn unframe_compressed(
                 }));
             }
             if out.len() > h_len {
-                return Err(corrupt("header stream is longer than its header"));
+                return Ok(None); // the same
             }
         } else if ended {
             return Ok(None);

@@ -115,7 +115,8 @@ impl Index {
         let file_codec = Codec::from_id(bytes[12])
             .ok_or_else(|| corrupt(format!("unknown codec id {}", bytes[12])))?;
         if file_codec != codec {
-            return Err(corrupt(format!(
+            // a decompressed dump (e.g. `gzip -d` output): a plain joblib stream to us
+            return Err(Error::Invalid(format!(
                 "the index says {} but the data is framed as {}",
                 file_codec.name(),
                 codec.name()

@@ -236,7 +236,7 @@ impl Plan {
                     .get(at..at + c.raw_len as usize)
                     .ok_or_else(|| Error::Invalid("mapped buffer too short".into()))?;
                 if checksum(part) != c.xxh3 {
-                    return Err(mismatch(c));
+                    return Err(mismatch(c, self.index.codec));
                 }
                 Ok(())
             })
@@ -244,9 +244,15 @@ impl Plan {
     }
 }
 
-fn mismatch(c: &Chunk) -> Error {
+fn mismatch(c: &Chunk, codec: Codec) -> Error {
+    let hint = if codec == Codec::None {
+        " (or its arrays were changed in place through a writable memory map by another \
+         program, e.g. joblib.load(mmap_mode='r+'); load(..., verify=False) skips the check)"
+    } else {
+        ""
+    };
     corrupt(format!(
-        "checksum mismatch in the chunk at raw offset {}: the file is damaged",
+        "checksum mismatch in the chunk at raw offset {}: the file is damaged{hint}",
         c.raw_off
     ))
 }
@@ -264,7 +270,7 @@ pub fn decode_chunks(
         if codec == Codec::None {
             src.read_at(at, dst).map_err(eof_corrupt)?;
             if verify && checksum(dst) != c.xxh3 {
-                return Err(mismatch(&c));
+                return Err(mismatch(&c, codec));
             }
             return Ok(());
         }
@@ -278,7 +284,7 @@ pub fn decode_chunks(
             }
         }
         if verify && checksum(&stored) != c.xxh3 {
-            return Err(mismatch(&c));
+            return Err(mismatch(&c, codec));
         }
         chunk::decode(codec, &mut stored, dst)
     };

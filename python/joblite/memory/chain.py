@@ -30,6 +30,7 @@ __all__ = [
     "digests_of",
     "has_maps",
     "key_values",
+    "plain_arrays",
     "register_loaded",
 ]
 
@@ -82,6 +83,28 @@ def _arrays(output: Any) -> list[tuple[str, Any]]:
             if isinstance(k, (str, int)) and isinstance(v, np.ndarray)
         )
     return [(p, a) for p, a in found if a.nbytes >= DIGEST_MIN_BYTES and not a.dtype.hasobject]
+
+
+def plain_arrays(output: Any) -> Any:
+    """``output`` with its ``np.memmap`` arrays (top level, or one level down in a tuple, list
+    or dict) viewed as plain ndarrays, as joblib stores them: a memmap that a computation made
+    from another one (``np.empty_like(mapped)``) is not backed by a file, and would otherwise
+    be stored in-band and loaded by copying instead of mapping."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return output
+    memmap = np.memmap
+
+    def plain(v: Any) -> Any:
+        return v.view(np.ndarray) if type(v) is memmap else v
+
+    if type(output) is memmap:
+        return plain(output)
+    if type(output) in (tuple, list) and any(type(v) is memmap for v in output):
+        return type(output)(plain(v) for v in output)
+    if type(output) is dict and any(type(v) is memmap for v in output.values()):
+        return {k: plain(v) for k, v in output.items()}
+    return output
 
 
 def has_maps(output: Any) -> bool:
@@ -141,6 +164,9 @@ def key_values(values: tuple) -> tuple:
     if np is None:
         return values
     ndarray = np.ndarray
-    if not any(isinstance(v, ndarray) for v in values):
+    for v in values:
+        if isinstance(v, ndarray):
+            break
+    else:
         return values
     return tuple(ArrayDigest(_digest_of(v)) if isinstance(v, ndarray) else v for v in values)

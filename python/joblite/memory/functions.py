@@ -222,9 +222,13 @@ class MemorizedFunc(Logger, CallSteps, Generic[_P, _R]):
 
     # ------------------------------------------------------------ public
     def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        key = self._get_args_id(*args, **kwargs)
+        # the hit path, kept short (one hash, one open); everything else is the protocol's
+        digest = self._code_digest
+        if digest is None or getattr(self._binder.target, "__code__", None) is not self._code_obj:
+            digest = self._refresh_code()
+        key = self._binder.key(args, kwargs, digest, self._coerce)
         if self._code_checked and self.cache_validation_callback is None and self._verbose <= 10:
-            value = self._fast_hit(key)  # the hit path, kept short: one hash, one open
+            value = self._fast_hit(key)
             if value is not MISSING:
                 return value
         steps = self._protocol(args, kwargs, shelving=False, key=key)

@@ -92,14 +92,24 @@ def _script_component(code: Any) -> Optional[str]:
     return f"{stem}-{digest}"
 
 
+def _const_text(const: Any) -> str:
+    """A constant's text, the same in every process: the order of a ``frozenset`` constant
+    (``x in {"a", "b"}``) follows string hashing, which changes with ``PYTHONHASHSEED``."""
+    if hasattr(const, "co_code"):
+        return _code_fingerprint(const)
+    if isinstance(const, frozenset):
+        return "frozenset(" + ",".join(sorted(_const_text(c) for c in const)) + ")"
+    if isinstance(const, tuple):
+        return "(" + ",".join(_const_text(c) for c in const) + ")"
+    return repr(const)
+
+
 def _code_fingerprint(code: Any) -> str:
-    """Source-free fingerprint of a code object (for functions whose source is unavailable)."""
+    """Fingerprint of a code object: bytecode, constants, names (stable across processes)."""
     h = hashlib.sha256(code.co_code)
     for const in code.co_consts:
-        if hasattr(const, "co_code"):
-            h.update(_code_fingerprint(const).encode())
-        else:
-            h.update(repr(const).encode("utf-8", "replace"))
+        h.update(_const_text(const).encode("utf-8", "replace"))
+        h.update(b"\0")
     h.update(repr(code.co_names).encode())
     h.update(repr(code.co_varnames).encode())
     return h.hexdigest()

@@ -21,7 +21,7 @@ from .. import __version__
 from ..exceptions import CacheWarning, CorruptFileError
 from ..logger import emit, format_time, short_format_time
 from .arguments import CallBinder, format_signature, input_reprs
-from .chain import digests_of, has_maps, register_loaded
+from .chain import digests_of, has_maps, plain_arrays, register_loaded
 from .identity import FuncIdentity, JobLibCollisionWarning, func_code, note_in_process
 from .limits import LimitKeeper
 from .result import MemorizedResult
@@ -189,13 +189,22 @@ class CallSteps:
             value = self._load(key)
         except Exception:
             return MISSING
-        self._record_hit(key)
+        self.store_backend.record_access(self.func_id, key)
+        if self._remote:
+            self._flush_records()
         return value
 
     def _record_hit(self, key: str) -> None:
         self.store_backend.record_access(self.func_id, key)
         if self._remote:
-            self.store_backend.flush()  # a worker may exit without running atexit hooks
+            self._flush_records()
+
+    def _flush_records(self) -> None:
+        """Write the records now: a worker process may exit without running atexit hooks."""
+        try:
+            self.store_backend.flush(wait=True)
+        except TypeError:  # a store whose flush() takes no argument
+            self.store_backend.flush()
 
     def _lookup(self, key: str) -> tuple[Any, Optional[str]]:
         """``(value or MISSING, problem)``; problem says why an entry present was unusable."""
@@ -291,16 +300,17 @@ class CallSteps:
         }
         if not self._code_checked and not self._check_code():
             return output, metadata
+        stored = plain_arrays(output)
         if self.mmap_mode is not None:
             try:
-                digests = digests_of(output)
+                digests = digests_of(stored)
             except TypeError:
                 digests = {}
             if digests:
                 metadata["array_digests"] = digests
         store = self.store_backend
         try:
-            metadata = store.store_entry(self.func_id, key, output, metadata, self.compress)
+            metadata = store.store_entry(self.func_id, key, stored, metadata, self.compress)
         except Exception as exc:
             warnings.warn(
                 CacheWarning(
@@ -314,7 +324,7 @@ class CallSteps:
         if record_miss is not None:
             record_miss(self.func_id, key, duration)
             if self._remote:
-                store.flush()
+                self._flush_records()
         if self.mmap_mode is not None:
             # return a memory map on the first call too, like every later call
             reloaded = self._quiet_load(key, record=False)

@@ -11,9 +11,11 @@ import io
 import logging
 import lzma
 import os
+import pickle
+import struct
 from typing import Any, Callable, Optional
 
-from ..exceptions import CorruptFileError
+from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs, container, format2, joblib_compat
 from .container import MAGIC, ContainerFile
 from .files import open_regular
@@ -187,22 +189,31 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _stream_reader(path: str, head: bytes) -> Optional[Callable[[Any], Any]]:
-    """A decompressor file-object factory for lzma and registered prefixes, or None."""
+def _stream_readers(head: bytes) -> list[Callable[[Any], Any]]:
+    """Decompressor file-object factories that may read a single-stream dump starting with
+    ``head``: lzma, registered compressors with that prefix, then those without a prefix."""
+    found: list[Callable[[Any], Any]] = []
     if head.startswith(b"\x5d\x00"):
-        return lambda f: lzma.LZMAFile(f, "rb")
-    for reg in codecs.REGISTERED.values():
-        if reg.prefix and head.startswith(reg.prefix):
+        found.append(lambda f: lzma.LZMAFile(f, "rb"))
+    regs = sorted(codecs.REGISTERED.values(), key=lambda r: not r.prefix)
+    for reg in regs:
+        if not reg.prefix or head.startswith(reg.prefix):
             if reg.reader is not None:
-                return reg.reader
-            decompress = reg.decompress
-            return lambda f: io.BytesIO(decompress(f.read()))
-    return None
+                found.append(reg.reader)
+            else:
+                found.append(lambda f, d=reg.decompress: io.BytesIO(d(f.read())))
+    return found
 
 
 def _load_stream(path: Optional[str], fobj: Any, opener: Callable[[Any], Any]) -> Any:
     try:
-        with opener(fobj) as f:
+        try:
+            dec = opener(fobj)
+        except TypeError:  # a joblib-style factory that wants a file name (gzip.GzipFile)
+            if path is None:
+                raise
+            dec = opener(path)
+        with dec as f:
             data = format2.read_stream(f, path)
     except Exception as e:  # a registered decoder may raise anything on damaged data
         if isinstance(e, (CorruptFileError, MemoryError)):
@@ -280,28 +291,20 @@ def load(
     path = os.fsdecode(os.fspath(filename))
     with open_regular(path) as f:  # a FIFO, device or directory is refused, never read
         head = f.read(16)
-        if not head:
-            raise CorruptFileError(path, "file is empty")
-        opener = _stream_reader(path, head)
-        if opener is not None:
-            f.seek(0)
-            data = _load_stream(path, f, opener)
-            if data is not None:
-                reader = format2.open_bytes(data, path)
-                if reader is not None:
-                    return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify)
+    if not head:
+        raise CorruptFileError(path, "file is empty")
     if head.startswith(MAGIC):
         return ContainerFile(path).load(mmap_mode, allow_pickle, verify, native)
     reader = format2.open_file(path)
     if reader is not None:
-        return format2.load_reader(reader, path, mmap_mode, allow_pickle, verify)
-    for reg in codecs.REGISTERED.values():  # compressors without magic bytes: try them
-        if not reg.prefix:
-            with open(path, "rb") as f:
-                data = _load_stream(path, f, lambda f, d=reg.decompress: io.BytesIO(d(f.read())))
-            reader = format2.open_bytes(data, path) if data is not None else None
-            if reader is not None:
-                return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify)
+        return format2.load_reader(reader, path, mmap_mode, allow_pickle, verify, native)
+    openers = _stream_readers(head)
+    for opener in openers:
+        with open(path, "rb") as f:
+            data = _load_stream(path, f, opener)
+        reader = format2.open_bytes(data, path) if data is not None else None
+        if reader is not None:
+            return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify, native)
     _log.debug("load: %s is not a joblite file; reading it as a joblib file", path)
     try:
         return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, None, native)
@@ -313,6 +316,10 @@ def load(
                 "register_compressor, register it (same name) before loading",
             ) from e
         raise
+    except (KeyError, IndexError, EOFError, struct.error, pickle.UnpicklingError) as e:
+        if isinstance(e, UnsafeLoadError):
+            raise
+        raise CorruptFileError(path, f"damaged pickle stream ({type(e).__name__}: {e})") from e
 
 
 def _load_fileobj(fobj: Any, allow_pickle: bool) -> Any:
@@ -330,7 +337,7 @@ def _load_fileobj(fobj: Any, allow_pickle: bool) -> Any:
     if reader is not None:
         if start is not None:
             fobj.seek(start + reader.dump_len)
-        return format2.load_reader(reader, None, None, allow_pickle, True)
+        return format2.load_reader(reader, None, None, allow_pickle, True, True)
     return loads(data, allow_pickle=allow_pickle)
 
 
@@ -383,22 +390,20 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
     head = bytes(view[:16])
     if head.startswith(MAGIC):
         return ContainerFile(None, view).load(None, allow_pickle, True, True)
-    opener = _stream_reader("", head)
-    if opener is not None:
-        raw = _load_stream(None, io.BytesIO(view), opener)
-        if raw is not None:
-            view = memoryview(raw)
     reader = format2.open_bytes(view)
     if reader is not None:
-        return format2.load_reader(reader, None, None, allow_pickle, True)
-    for reg in codecs.REGISTERED.values():  # compressors without magic bytes: try them
-        if not reg.prefix:
-            opener = lambda f, d=reg.decompress: io.BytesIO(d(f.read()))  # noqa: E731
-            raw = _load_stream(None, io.BytesIO(view), opener)
-            reader = format2.open_bytes(raw) if raw is not None else None
-            if reader is not None:
-                return format2.load_reader(reader, None, None, allow_pickle, True)
-    return joblib_compat.load(None, bytes(view), head, None, not allow_pickle, None, True)
+        return format2.load_reader(reader, None, None, allow_pickle, True, True)
+    for opener in _stream_readers(head):
+        raw = _load_stream(None, io.BytesIO(view), opener)
+        reader = format2.open_bytes(raw) if raw is not None else None
+        if reader is not None:
+            return format2.load_reader(reader, None, None, allow_pickle, True, True)
+    try:
+        return joblib_compat.load(None, bytes(view), head, None, not allow_pickle, None, True)
+    except (KeyError, IndexError, EOFError, struct.error, pickle.UnpicklingError) as e:
+        if isinstance(e, UnsafeLoadError):
+            raise
+        raise CorruptFileError(None, f"damaged pickle stream ({type(e).__name__}: {e})") from e
 
 
 def register_compressor(compressor_name: str, compressor: Any, force: bool = False) -> None:

@@ -21,8 +21,9 @@ import zlib
 from typing import Any, Optional
 
 from .. import _core
-from ..exceptions import CorruptFileError
+from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs
+from .files import DAMAGE
 from .safe import SafeGlobals
 
 _log = logging.getLogger("joblite.persistence")
@@ -370,13 +371,21 @@ class ContainerFile:
         buffers: list[Any] = []
         if len(segs) > 1:
             buffers = self._read_buffers(mmap_mode, verify, mapped_writable)
-        if allow_pickle and mmap_mode is None and not native:
-            return pickle.loads(stream, buffers=buffers)
-        safe = None if allow_pickle else SafeGlobals()
-        value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
-        if safe is not None:
-            safe.check()
-        return value
+        try:
+            if allow_pickle and mmap_mode is None and not native:
+                return pickle.loads(stream, buffers=buffers)
+            safe = None if allow_pickle else SafeGlobals()
+            value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
+            if safe is not None:
+                safe.check()
+            return value
+        except (Warning, UnsafeLoadError, CorruptFileError, ImportError, AttributeError):
+            raise  # a global that cannot be imported is no damage (a class that moved)
+        except DAMAGE as exc:
+            # the stream passed its checksum, so this is a forged file (or a bug): still no
+            # raw KeyError/IndexError out of load
+            reason = f"the pickle stream is not valid ({type(exc).__name__}: {exc})"
+            raise self._corrupt(reason) from exc
 
     def _read_buffers(
         self, mmap_mode: Optional[str], verify: Optional[bool], mapped_writable: bool

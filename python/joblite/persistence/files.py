@@ -1,9 +1,14 @@
-"""Opening files for reading: only regular files, never blocking on anything else."""
+"""Opening files for reading (only regular files, never blocking on anything else), and
+the exceptions that damaged bytes make an unpickler or a decoder raise."""
 
 from __future__ import annotations
 
+import lzma
 import os
+import pickle
 import stat
+import struct
+import zlib
 from typing import BinaryIO
 
 from ..exceptions import CorruptFileError
@@ -67,3 +72,22 @@ def open_regular(path: str) -> BinaryIO:
 def check_regular(path: str) -> None:
     """Raise :class:`~joblite.CorruptFileError` unless ``path`` is a regular file."""
     open_regular(path).close()
+
+
+#: what damaged bytes make the unpickler or a decoder raise; anything else (a warning turned
+#: into an error, an exception of the user's own classes, a global that cannot be imported)
+#: is not a sign of damage and passes through
+DAMAGE = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    struct.error,
+    OverflowError,
+    RecursionError,
+    zlib.error,
+    lzma.LZMAError,
+)

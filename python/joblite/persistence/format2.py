@@ -231,16 +231,30 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = 
     return frombuffer(buf, dtype, shape, order, axis_order)
 
 
+def _frombuffer_native(*args: Any) -> Any:
+    from .container import native_order
+
+    return native_order(_frombuffer(*args))
+
+
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: Any, buffers: list, safe: Optional[SafeGlobals]) -> None:
+    def __init__(
+        self, file: Any, buffers: list, safe: Optional[SafeGlobals], native: bool = False
+    ) -> None:
         super().__init__(file, buffers=buffers)
         self._safe = safe
+        self._native = native
 
     def find_class(self, module: str, name: str) -> Any:
         if self._safe is not None:
-            return self._safe.find_class(module, name)
+            found = self._safe.find_class(module, name)
+            if self._native and name == "_frombuffer":
+                from .container import native_order
+
+                return lambda *args: native_order(found(*args))
+            return found
         if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
-            return _frombuffer
+            return _frombuffer_native if self._native else _frombuffer
         return super().find_class(module, name)
 
 
@@ -250,8 +264,10 @@ def load_reader(
     mmap_mode: Optional[str],
     allow_pickle: bool,
     verify: Optional[bool],
+    native: bool = False,
 ) -> Any:
-    """Rebuild the object of an open :class:`_core.F2Reader`."""
+    """Rebuild the object of an open :class:`_core.F2Reader` (``native``: arrays in the
+    machine's byte order, as ``ensure_native_byte_order``)."""
     import numpy as np
 
     info = reader.buffers()
@@ -290,10 +306,10 @@ def load_reader(
     if jobs:
         stale = mapped_writable and reader.codec == "none"
         reader.read_buffers(jobs, verify is not False and not stale)
-    if allow_pickle and mmap_mode is None:
+    if allow_pickle and mmap_mode is None and not native:
         return pickle.loads(stream, buffers=buffers)
     safe = None if allow_pickle else SafeGlobals()
-    value = _Unpickler(io.BytesIO(stream), buffers, safe).load()
+    value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
     if safe is not None:
         safe.check()
     return value

@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Optional
 from .. import _core
 from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs
-from .files import check_regular, open_regular
+from .files import DAMAGE, check_regular, open_regular
 from .safe import NDARRAY, SafeGlobals, refuse
 
 _ZFILE_PREFIX = b"ZF"
@@ -465,22 +465,7 @@ def _drain(stream: BinaryIO, limit: int) -> None:
         left -= len(piece)
 
 
-# exceptions that damaged bytes make the unpickler or a decoder raise; anything else (a
-# warning turned into an error, an exception of the user's own classes) passes through
-_DAMAGE = (
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    KeyError,
-    IndexError,
-    TypeError,
-    AttributeError,
-    struct.error,
-    OverflowError,
-    RecursionError,
-    zlib.error,
-    lzma.LZMAError,
-)
+_DAMAGE = DAMAGE
 
 
 def load(
@@ -546,7 +531,9 @@ def _load(
     if kind == "zfile":
         warnings.warn(_OLD_FORMAT_WARNING % path, DeprecationWarning, stacklevel=4)
         data = read_zfile(fh.read())
-        return _unpickle(_Input(io.BytesIO(data), len(data), None), path, None, safe, native)
+        # warned once above, as joblib does (not again for the wrappers inside)
+        inp = _Input(io.BytesIO(data), len(data), None)
+        return _unpickle(inp, path, None, safe, native, warn_old=False)
     if kind is None:
         size = os.fstat(fh.fileno()).st_size if _has_fileno(fh) else None
         if size is None:  # in-memory bytes
@@ -587,6 +574,7 @@ def _unpickle(
     safe: bool,
     native: Optional[bool],
     ignored_mmap: Optional[str] = None,
+    warn_old: bool = True,
 ) -> Any:
     if ignored_mmap is not None:
         warnings.warn(
@@ -598,7 +586,7 @@ def _unpickle(
     if native is not None:
         unpickler.native = native
     value = unpickler.load_checked()
-    if unpickler.compat_mode:
+    if unpickler.compat_mode and warn_old:
         warnings.warn(_OLD_FORMAT_WARNING % path, DeprecationWarning, stacklevel=4)
     return value
 

@@ -220,8 +220,9 @@ class StoreBackendBase(ABC):
         """Note a read of an entry (for least-recently-used eviction); may be buffered."""
         return None
 
-    def flush(self) -> None:
-        """Write buffered bookkeeping (access records) out."""
+    def flush(self, wait: bool = False) -> None:
+        """Write buffered bookkeeping (access records) out (``wait``: even if that means
+        waiting for another process's lock)."""
         return None
 
     def try_lock(self, func_id: str, key: str) -> Optional[Any]:

@@ -104,7 +104,7 @@ _swept: set[str] = set()  # .tmp folders already swept by this process
 
 def _flush_all() -> None:
     for store in list(_live_stores):
-        store.flush()
+        store.flush(wait=True)
 
 
 atexit.register(_flush_all)
@@ -453,8 +453,12 @@ class FileSystemStore(StoreBackendBase):
         except OSError:
             pass
 
-    def flush(self) -> None:
-        """Append buffered records (best effort: a failure loses only statistics)."""
+    def flush(self, wait: bool = False) -> None:
+        """Append buffered records (best effort: a failure loses only statistics).
+
+        A log being compacted by another process is not waited for (a hit must not stall):
+        its records stay buffered until the next flush, unless ``wait`` (at exit).
+        """
         with self._lock:
             pending, self._pending = self._pending, []
             self._last_flush = time.monotonic()
@@ -462,11 +466,17 @@ class FileSystemStore(StoreBackendBase):
         for func_id, key, when, miss in pending:
             line = f"{key}\t{when:.3f}\t0\t1\n" if miss else f"{key}\t{when:.3f}\n"
             by_func.setdefault(func_id, []).append(line)
+        retry: list[tuple[str, str, float, bool]] = []
         for func_id, lines in by_func.items():
             fdir = self.func_dir(func_id)
-            size = _append_locked(os.path.join(fdir, ACCESS_LOG), "".join(lines).encode())
-            if size is not None and size > ACCESS_COMPACT_BYTES:
+            size = _append_locked(os.path.join(fdir, ACCESS_LOG), "".join(lines).encode(), wait)
+            if size == _BUSY:  # another process is compacting: keep the records for later
+                retry.extend(p for p in pending if p[0] == func_id)
+            elif size is not None and size > ACCESS_COMPACT_BYTES:
                 self._maybe_compact(fdir, size)
+        if retry:
+            with self._lock:
+                self._pending[:0] = retry
 
     def _read_access(self, func_dir: str) -> dict[str, list]:
         """``{key: [last access, hits, misses, seconds saved, hits not yet priced]}``."""
@@ -540,7 +550,7 @@ class FileSystemStore(StoreBackendBase):
 
     def access_stats(self, func_id: str) -> dict[str, list]:
         """Per-key hit and miss counts of a function (``"*"``: entries since removed)."""
-        self.flush()
+        self.flush(wait=True)
         return self._read_access(self.func_dir(func_id))
 
     # ------------------------------------------------------------- listing
@@ -710,15 +720,22 @@ class FileSystemStore(StoreBackendBase):
             return False
 
 
-def _append_locked(path: str, data: bytes) -> Optional[int]:
-    """Append to a file under its lock (the compactor replaces it); the size after, or None."""
+_BUSY = -1
+
+
+def _append_locked(path: str, data: bytes, wait: bool = True) -> Optional[int]:
+    """Append to a file under its lock (the compactor replaces it): the size after, ``None``
+    on failure, or ``_BUSY`` when the lock is held and ``wait`` is false."""
     for _ in range(3):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError:
             return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _BUSY
             try:
                 current = os.stat(path).st_ino
             except FileNotFoundError:

@@ -355,7 +355,7 @@ class FsspecStore(StoreBackendBase):
         if due:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = False) -> None:
         """Write buffered access records: one new object per function (no appends on S3)."""
         with self._lock:
             pending, self._pending = self._pending, {}

@@ -1,0 +1,284 @@
+"""Format 2: every file joblite writes loads with real joblib, and with each codec's own tool."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import subprocess
+
+import joblib
+import joblite
+import numpy as np
+import pytest
+from joblite import CorruptFileError, _core
+
+
+def sample() -> dict:
+    rng = np.random.default_rng(0)
+    return {
+        "floats": np.round(rng.standard_normal(200_000), 3),
+        "fortran": np.asfortranarray(rng.random((60, 70))),
+        "ints": np.arange(5000, dtype=np.int32).reshape(50, 100),
+        "small": np.arange(7, dtype=np.int16),
+        "empty": np.zeros((0, 3)),
+        "zero_d": np.array(3.5),
+        "big_endian": np.arange(100, dtype=">i4"),
+        "strided": np.arange(100.0)[::3],
+        "objects": np.array([1, "a", None], dtype=object),
+        "memmap_src": None,
+        "meta": {"name": "x" * 50, "list": list(range(100)), "t": (1, 2.5, None)},
+    }
+
+
+def same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, np.ndarray):
+        return (
+            isinstance(b, np.ndarray)
+            and a.dtype.newbyteorder("=") == b.dtype.newbyteorder("=")
+            and a.shape == b.shape
+            and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        )
+    return bool(a == b)
+
+
+CODECS = [
+    ("plain.pkl", 0),
+    ("z3.pkl", 3),
+    ("true.pkl", True),
+    ("a.z", 0),
+    ("a.gz", 0),
+    ("a.bz2", 0),
+    ("a.xz", 0),
+    ("a.lzma", 0),
+    ("a.lz4", 0),
+    ("t.pkl", ("gzip", 6)),
+    ("t9.pkl", ("zlib", 9)),
+]
+
+
+@pytest.mark.parametrize("name,compress", CODECS, ids=[c[0] for c in CODECS])
+def test_joblib_loads_every_codec(tmp_path, name, compress):
+    data = sample()
+    path = tmp_path / name
+    joblite.dump(data, path, compress=compress)
+    assert same(joblib.load(path), data)
+    assert same(joblite.load(path), data)
+    # joblib's own reader with the file handle, as joblib users do
+    with open(path, "rb") as f:
+        assert same(joblib.load(f), data)
+
+
+def test_joblib_memory_maps_uncompressed_arrays(tmp_path):
+    data = {"a": np.arange(100_000.0), "f": np.asfortranarray(np.ones((30, 40)))}
+    path = tmp_path / "m.pkl"
+    joblite.dump(data, path)
+    got = joblib.load(path, mmap_mode="r")
+    for key in data:
+        assert np.array_equal(got[key], data[key])
+        base = got[key]
+        while base is not None and not isinstance(base, np.memmap):
+            base = base.base
+        assert isinstance(base, np.memmap), key  # mapped, not read
+        assert not got[key].flags.writeable
+    assert np.asarray(got["a"]).ctypes.data % 64 == 0  # aligned in the file
+    got = joblib.load(path, mmap_mode="r+")
+    got["a"][0] = 42.0
+    del got
+    assert joblib.load(path)["a"][0] == 42.0
+    # joblib cannot mark the file as changed: joblite's checksum sees the change
+    with pytest.raises(CorruptFileError, match="verify=False"):
+        joblite.load(path)
+    assert joblite.load(path, verify=False)["a"][0] == 42.0
+    # through joblite's own writable map the file is marked and stays loadable
+    got = joblite.load(path, mmap_mode="r+")
+    got["a"][1] = 7.0
+    del got
+    assert joblite.load(path, verify=False)["a"][1] == 7.0
+
+
+def test_sklearn_model_round_trips_through_joblib(tmp_path):
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    assert sklearn
+    x, y = make_classification(n_samples=300, n_features=8, random_state=0)
+    model = RandomForestClassifier(n_estimators=10, random_state=0).fit(x, y)
+    for compress in (0, 3, "lz4", "xz"):
+        path = tmp_path / f"rf{compress}.pkl"
+        joblite.dump(model, path, compress=compress)
+        back = joblib.load(path)
+        assert np.array_equal(back.predict_proba(x), model.predict_proba(x))
+        mine = joblite.load(path)
+        assert np.array_equal(mine.predict_proba(x), model.predict_proba(x))
+    # same codec, same level: about joblib's size
+    joblib.dump(model, tmp_path / "jl.pkl", compress=3)
+    ours, theirs = (tmp_path / "rf3.pkl").stat().st_size, (tmp_path / "jl.pkl").stat().st_size
+    assert ours < theirs * 1.10 + 4096  # the index: 24 bytes a buffer, 40 a chunk
+
+
+@pytest.mark.parametrize(
+    "name,tool", [("a.gz", "gzip"), ("a.bz2", "bzip2"), ("a.xz", "xz"), ("a.lz4", "lz4")]
+)
+def test_codec_tools_decompress_to_a_pickle_stream(tmp_path, name, tool):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed")
+    data = {"a": np.arange(300_000), "b": "text"}
+    path = tmp_path / name
+    joblite.dump(data, path)
+    out = subprocess.run([tool, "-dc", str(path)], capture_output=True, check=True).stdout
+    assert out[:2] == b"\x80\x05"
+    # the decompressed stream is an uncompressed joblite/joblib file
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(out)
+    assert same(joblib.load(raw), data) and same(joblite.load(raw), data)
+
+
+def test_gzip_module_reads_one_member(tmp_path):
+    path = tmp_path / "a.gz"
+    joblite.dump(np.arange(3_000_000), path)  # several parallel chunks
+    with open(path, "rb") as f:
+        raw = gzip.decompress(f.read())
+    assert raw[:2] == b"\x80\x05"
+
+
+def test_compress_means_what_it_means_in_joblib(tmp_path):
+    value = np.round(np.random.default_rng(0).standard_normal(300_000), 3)
+    for compress, codec in [(True, "zlib"), (3, "zlib"), (9, "zlib"), ("lz4", "lz4")]:
+        joblite.dump(value, tmp_path / "x.pkl", compress=compress)
+        reader = _core.F2Reader.open(str(tmp_path / "x.pkl"))
+        assert reader is not None and reader.codec == codec
+    joblite.dump(value, tmp_path / "ours.pkl", compress=3)
+    joblib.dump(value, tmp_path / "theirs.pkl", compress=3)
+    ours, theirs = (tmp_path / "ours.pkl").stat().st_size, (tmp_path / "theirs.pkl").stat().st_size
+    assert abs(ours - theirs) < 0.05 * theirs
+
+
+def test_several_dumps_into_one_file_object_load_in_order(tmp_path):
+    values = [np.arange(10), {"a": np.ones(100_000)}, "text", np.arange(5.0)]
+    for compress in (0, 3, "lz4"):
+        buf = io.BytesIO()
+        for v in values:
+            joblite.dump(v, buf, compress=compress)
+        buf.seek(0)
+        for v in values:
+            assert same(joblite.load(buf), v)
+    # uncompressed dumps are joblib's too: joblib reads them back in order
+    path = tmp_path / "many.pkl"
+    with open(path, "wb") as f:
+        for v in values:
+            joblite.dump(v, f)
+    with open(path, "rb") as f:
+        for v in values:
+            assert same(joblib.load(f), v)
+    with open(path, "rb") as f:
+        for v in values:
+            assert same(joblite.load(f), v)
+
+
+def test_registered_joblib_compressor_wrapper_dumps_a_joblib_file(tmp_path, monkeypatch):
+    from joblite.persistence import codecs
+
+    monkeypatch.setattr(codecs, "REGISTERED", dict(codecs.REGISTERED))
+    wrapper = joblib.compressor.CompressorWrapper(
+        obj=gzip.GzipFile, prefix=b"\x1f\x8b", extension=".gzf"
+    )
+    joblite.register_compressor("gzip-file", wrapper, force=True)
+    monkeypatch.setitem(joblib.compressor._COMPRESSORS, "gzip-file", wrapper)
+    data = {"a": np.arange(1000)}
+    path = tmp_path / "w.pkl"
+    joblite.dump(data, path, compress="gzip-file")
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    assert same(joblib.load(path), data) and same(joblite.load(path), data)
+
+
+def test_zstd_is_joblite_only_and_says_so(tmp_path):
+    data = {"a": np.arange(100_000)}
+    path = tmp_path / "a.zst"
+    joblite.dump(data, path)
+    assert same(joblite.load(path), data)
+    joblite.dump(data, tmp_path / "b.pkl", compress=("zstd", 1))
+    assert same(joblite.load(tmp_path / "b.pkl"), data)
+    with pytest.raises(Exception, match="zstd"):
+        joblib.load(path)
+    if shutil.which("zstd"):
+        out = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
+        assert out[:2] == b"\x80\x05"
+
+
+# --- hostile input for the format-2 reader ---------------------------------------------------
+
+
+def _resign(data: bytearray, start: int = 0) -> None:
+    """Recompute the index checksum of an uncompressed dump after editing its index."""
+    n = int.from_bytes(data[start + 3 : start + 11], "little")
+    idx = start + 11
+    body = bytes(data[idx : idx + n - 8])
+    data[idx + n - 8 : idx + n] = _core.xxh3_64(body).to_bytes(8, "little")
+
+
+@pytest.mark.parametrize("field", [32, 40, 64 + 24, 64 + 8, 64 + 40 + 24])
+def test_resigned_index_with_huge_sizes_is_refused(tmp_path, field):
+    """A crafted index (valid checksum) claiming huge sizes: CorruptFileError, no allocation."""
+    path = tmp_path / "u.pkl"
+    joblite.dump({"a": np.arange(1000.0)}, path)
+    data = bytearray(path.read_bytes())
+    at = 11 + field
+    data[at : at + 8] = (1 << 60).to_bytes(8, "little")
+    _resign(data)
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError) as exc:
+        joblite.load(bad)
+    assert exc.value.path == str(bad)
+
+
+@pytest.mark.parametrize("compress", [0, 3, "lz4", "bz2", "xz", "zstd"], ids=str)
+def test_every_flipped_byte_is_an_error_or_the_right_data(tmp_path, compress):
+    value = {"a": np.arange(20_000, dtype=np.int64), "b": ["x"] * 10}
+    path = tmp_path / "v.pkl"
+    joblite.dump(value, path, compress=compress)
+    data = path.read_bytes()
+    bad = tmp_path / "bad.pkl"
+    rng = np.random.default_rng(3)
+    # (a zstd file's first 264 bytes are a note for joblib that no checksum covers)
+    first = 264 if compress == "zstd" else 0
+    positions = sorted(
+        set(range(first, min(len(data), first + 300))) | set(rng.integers(first, len(data), 80))
+    )
+    for pos in positions:
+        flipped = bytearray(data)
+        flipped[pos] ^= 0x10
+        bad.write_bytes(bytes(flipped))
+        try:
+            got = joblite.load(bad)
+        except CorruptFileError as exc:
+            assert exc.path == str(bad)
+        else:
+            assert same(got, value), pos
+
+
+@pytest.mark.parametrize("compress", [0, 3, "lz4", "xz"], ids=str)
+def test_truncated_dumps_are_reported(tmp_path, compress):
+    path = tmp_path / "t.pkl"
+    joblite.dump({"a": np.arange(50_000.0)}, path, compress=compress)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.pkl"
+    for n in sorted({1, 2, 3, 10, 20, 100, len(data) // 2, len(data) - 7, len(data) - 1}):
+        cut.write_bytes(data[:n])
+        with pytest.raises(CorruptFileError):
+            joblite.load(cut)
+
+
+def test_fifo_is_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(CorruptFileError, match="regular"):
+        joblite.load(fifo)
