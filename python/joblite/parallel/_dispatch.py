@@ -103,15 +103,15 @@ class Dispatcher:
             self.n_total: Optional[int] = len(iterable)  # type: ignore[arg-type]
         except TypeError:
             self.n_total = None
-        # what progress reports show as the total: the length, else the caller's guess
-        self.shown_total = self.n_total if self.n_total is not None else parallel.total
+        # the caller's total=, shown while the length of the input is unknown
+        self._given_total: Optional[int] = parallel.total
         self.reporter = Reporter(
             parallel.verbose, repr(parallel), parallel.progress, parallel.callback, parallel.desc
         )
         # print_progress runs after every batch when verbose or overridden (joblib's hook)
         self.hook = bool(parallel.verbose) or print_hook
         parallel._reporter = self.reporter
-        parallel._n_total = self.shown_total
+        parallel._call = self
         parallel.n_dispatched_tasks = parallel.n_completed_tasks = 0
         parallel.n_dispatched_batches = parallel.n_completed_batches = 0
         self.n_dispatched = 0
@@ -128,6 +128,11 @@ class Dispatcher:
         # code of the caller: one tick for all of them.
         self._input_tick = tick() if type(iterable) in (list, tuple) else None
 
+    @property
+    def shown_total(self) -> Optional[int]:
+        """What progress reports show as the total: the length once known, else total=."""
+        return self.n_total if self.n_total is not None else self._given_total
+
     # -- public entry points -------------------------------------------------------
 
     def run_to_list(self) -> list:
@@ -139,6 +144,7 @@ class Dispatcher:
             return out
         finally:
             self.parallel._running = False
+            self.parallel._call = None  # do not keep the input alive after the call
 
     def run_generator(self) -> Iterator[Any]:
         try:
@@ -150,6 +156,7 @@ class Dispatcher:
                     yield from results
         finally:
             self.parallel._running = False
+            self.parallel._call = None  # do not keep the input alive after the call
 
     # -- the loop --------------------------------------------------------------------
 
@@ -187,7 +194,6 @@ class Dispatcher:
                     if not items:
                         exhausted = True
                         self.n_total = self.n_dispatched
-                        parallel._n_total = self.shown_total = self.n_total
                         break
                     _check_task(items[0], self.n_dispatched)
                     batch = BatchedCalls(items, nested, parallel.return_exceptions)
@@ -290,7 +296,7 @@ class Dispatcher:
                 if hook:
                     parallel.print_progress()
                 yield results
-            parallel._n_total = self.shown_total = self.n_completed
+            self.n_total = self.n_completed
             self.reporter.finished(self.n_completed)
         finally:
             self.reporter.close()
@@ -318,7 +324,7 @@ class Dispatcher:
             parallel.n_dispatched_tasks = parallel.n_completed_tasks = done
             parallel.n_dispatched_batches = parallel.n_completed_batches = done
         self.n_dispatched = self.n_completed = done
-        parallel._n_total = self.shown_total = done
+        self.n_total = done
         self.reporter.finished(done)
 
     # -- helpers ---------------------------------------------------------------------

@@ -215,7 +215,7 @@ class Parallel:
         self._running = False
         self._auto_state: dict[str, Any] = {}
         self._reporter: Any = None
-        self._n_total: Optional[int] = None
+        self._call: Any = None  # the Dispatcher of the current (or last) call
 
     def _choose_backend(
         self, backend: Any, config: dict[str, Any], backend_kwargs: dict, n_jobs: Any
@@ -293,9 +293,9 @@ class Parallel:
         Override it to report progress another way: ``self.n_completed_tasks`` and
         ``self.n_dispatched_tasks`` are current when it is called (as in joblib).
         """
-        reporter = self._reporter
-        if reporter is not None:
-            reporter.print_progress(self.n_completed_tasks, self._n_total)
+        reporter, call = self._reporter, self._call
+        if reporter is not None and call is not None:
+            reporter.print_progress(self.n_completed_tasks, call.shown_total)
 
     def _configure(self) -> int:
         if self.n_jobs == 1:
