@@ -371,21 +371,7 @@ class ContainerFile:
         buffers: list[Any] = []
         if len(segs) > 1:
             buffers = self._read_buffers(mmap_mode, verify, mapped_writable)
-        try:
-            if allow_pickle and mmap_mode is None and not native:
-                return pickle.loads(stream, buffers=buffers)
-            safe = None if allow_pickle else SafeGlobals()
-            value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
-            if safe is not None:
-                safe.check()
-            return value
-        except (Warning, UnsafeLoadError, CorruptFileError, ImportError, AttributeError):
-            raise  # a global that cannot be imported is no damage (a class that moved)
-        except DAMAGE as exc:
-            # the stream passed its checksum, so this is a forged file (or a bug): still no
-            # raw KeyError/IndexError out of load
-            reason = f"the pickle stream is not valid ({type(exc).__name__}: {exc})"
-            raise self._corrupt(reason) from exc
+        return unpickle_stream(stream, buffers, self.path, allow_pickle, mmap_mode, native)
 
     def _read_buffers(
         self, mmap_mode: Optional[str], verify: Optional[bool], mapped_writable: bool
@@ -428,3 +414,31 @@ class ContainerFile:
         self._read(targets, verify_read)
         self._read(unverified, False)
         return buffers
+
+
+def unpickle_stream(
+    stream: Any,
+    buffers: list[Any],
+    path: Optional[str],
+    allow_pickle: bool,
+    mmap_mode: Optional[str],
+    native: bool,
+) -> Any:
+    """Rebuild a dump's object from its verified pickle stream and buffers (both formats).
+
+    The stream passed its checksum, so an unpickling error means a forged file (or a bug):
+    it still comes out as ``CorruptFileError`` naming ``path``, never a raw KeyError.
+    """
+    try:
+        if allow_pickle and mmap_mode is None and not native:
+            return pickle.loads(stream, buffers=buffers)
+        safe = None if allow_pickle else SafeGlobals()
+        value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
+        if safe is not None:
+            safe.check()
+        return value
+    except (Warning, UnsafeLoadError, CorruptFileError, ImportError, AttributeError):
+        raise  # a global that cannot be imported is no damage (a class that moved)
+    except DAMAGE as exc:
+        reason = f"the pickle stream is not valid ({type(exc).__name__}: {exc})"
+        raise CorruptFileError(path, reason) from exc

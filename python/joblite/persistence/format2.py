@@ -17,7 +17,6 @@ from typing import Any, Callable, Optional
 
 from .. import _core
 from ..exceptions import CorruptFileError
-from .safe import SafeGlobals
 
 #: codec name -> id in the index
 CODEC_IDS: dict[str, int] = {
@@ -237,7 +236,7 @@ def load_reader(
     host's byte order (joblib's ``ensure_native_byte_order``)."""
     import numpy as np
 
-    from .container import _Unpickler  # one unpickler for both formats
+    from .container import unpickle_stream  # one unpickler for both formats
 
     info = reader.buffers()
     mapped_writable = bool(reader.flags & _FLAG_MAPPED_WRITABLE)
@@ -275,13 +274,7 @@ def load_reader(
     if jobs:
         stale = mapped_writable and reader.codec == "none"
         reader.read_buffers(jobs, verify is not False and not stale)
-    if allow_pickle and mmap_mode is None and not native:
-        return pickle.loads(stream, buffers=buffers)
-    safe = None if allow_pickle else SafeGlobals()
-    value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
-    if safe is not None:
-        safe.check()
-    return value
+    return unpickle_stream(stream, buffers, path, allow_pickle, mmap_mode, native)
 
 
 def open_file(path: str, offset: int = 0) -> Any:
