@@ -120,7 +120,7 @@ def main() -> None:
         second = run_pipeline(loc)
         warm = time.perf_counter() - t0
         print(f"  total {warm:.2f} s  -> {cold - warm:.2f} s saved ({cold / max(warm, 1e-9):.0f}x)")
-        print("  (a hit hashes its array input, then memory-maps the stored result in O(1))")
+        print("  (a mapped earlier result as input is keyed by its stored digest: O(1))")
         assert first == second, "cached pipeline gave a different answer"
 
         crash_loc = os.path.join(root, "crash-cache")
