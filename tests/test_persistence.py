@@ -406,4 +406,5 @@ def test_persistence_demo_runs_small():
     out = subprocess.run([sys.executable, str(demo)], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert "joblite.load mmap_mode=r" in out.stdout
-    assert "joblite.dump compress=True (lz4)" in out.stdout
+    assert "joblite.dump compress='lz4'" in out.stdout
+    assert "joblite.dump compress=3" in out.stdout

@@ -195,7 +195,13 @@ def identify(func: Callable) -> FuncIdentity:
             # eval'd lambdas all sit at line 1 of "<string>": only their code tells them apart
             qualname = f"{qualname}-h{_code_fingerprint(code)[:12]}"
         elif "<lambda>" in qualname:
-            qualname = f"{qualname}-L{code.co_firstlineno}C{_first_column(code)}"
+            column = _first_column(code)
+            if column is None:
+                # no column positions (CPython < 3.11, or -X no_debug_ranges): two lambdas
+                # of one line are told apart by their code instead
+                qualname = f"{qualname}-L{code.co_firstlineno}h{_code_fingerprint(code)[:12]}"
+            else:
+                qualname = f"{qualname}-L{code.co_firstlineno}C{column}"
         elif "<locals>" in qualname:
             # the line goes on the scope, so the name still ends with the function's own
             at = qualname.rfind("<locals>") + len("<locals>")
@@ -209,15 +215,16 @@ def identify(func: Callable) -> FuncIdentity:
     )
 
 
-def _first_column(code: Any) -> int:
-    """The column where a lambda's body starts (its first instruction after RESUME)."""
+def _first_column(code: Any) -> Optional[int]:
+    """The column where a lambda's body starts (its first instruction after RESUME), or None
+    where the interpreter keeps no column positions."""
     try:
         for i, (_line, _end, col, end_col) in enumerate(code.co_positions()):
             if i > 0 and col is not None and (col, end_col) != (0, 0):
                 return int(col)
     except (AttributeError, ValueError):
         pass
-    return 0
+    return None
 
 
 _seen_lock = threading.Lock()
