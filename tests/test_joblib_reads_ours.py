@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import io
 import shutil
 import socket
 import subprocess
+import sys
 import threading
+import warnings
 
 import joblib
 import joblite
 import numpy as np
 import pytest
 from joblite import CorruptFileError, _core
+
+
+def _joblib_load(*args, **kwargs):
+    """``joblib.load``. joblib 1.6 with python-lz4 leaves a BufferedReader over a closed lz4
+    file for the garbage collector, which CPython 3.13 reports as an ignored exception (joblib's
+    own lz4 files do the same): collected here, so only what joblib returns is tested."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            value = joblib.load(*args, **kwargs)
+            gc.collect()
+        return value
+    finally:
+        sys.unraisablehook = hook
 
 
 def sample() -> dict:
@@ -68,18 +87,18 @@ def test_joblib_loads_every_codec(tmp_path, name, compress):
     data = sample()
     path = tmp_path / name
     joblite.dump(data, path, compress=compress)
-    assert same(joblib.load(path), data)
+    assert same(_joblib_load(path), data)
     assert same(joblite.load(path), data)
     # joblib's own reader with the file handle, as joblib users do
     with open(path, "rb") as f:
-        assert same(joblib.load(f), data)
+        assert same(_joblib_load(f), data)
 
 
 def test_joblib_memory_maps_uncompressed_arrays(tmp_path):
     data = {"a": np.arange(100_000.0), "f": np.asfortranarray(np.ones((30, 40)))}
     path = tmp_path / "m.pkl"
     joblite.dump(data, path)
-    got = joblib.load(path, mmap_mode="r")
+    got = _joblib_load(path, mmap_mode="r")
     for key in data:
         assert np.array_equal(got[key], data[key])
         base = got[key]
@@ -88,10 +107,10 @@ def test_joblib_memory_maps_uncompressed_arrays(tmp_path):
         assert isinstance(base, np.memmap), key  # mapped, not read
         assert not got[key].flags.writeable
     assert np.asarray(got["a"]).ctypes.data % 64 == 0  # aligned in the file
-    got = joblib.load(path, mmap_mode="r+")
+    got = _joblib_load(path, mmap_mode="r+")
     got["a"][0] = 42.0
     del got
-    assert joblib.load(path)["a"][0] == 42.0
+    assert _joblib_load(path)["a"][0] == 42.0
     # joblib cannot mark the file as changed: joblite's checksum sees the change
     with pytest.raises(CorruptFileError, match="verify=False"):
         joblite.load(path)
@@ -114,7 +133,7 @@ def test_sklearn_model_round_trips_through_joblib(tmp_path):
     for compress in (0, 3, "lz4", "xz"):
         path = tmp_path / f"rf{compress}.pkl"
         joblite.dump(model, path, compress=compress)
-        back = joblib.load(path)
+        back = _joblib_load(path)
         assert np.array_equal(back.predict_proba(x), model.predict_proba(x))
         mine = joblite.load(path)
         assert np.array_equal(mine.predict_proba(x), model.predict_proba(x))
@@ -138,7 +157,7 @@ def test_codec_tools_decompress_to_a_pickle_stream(tmp_path, name, tool):
     # the decompressed stream is an uncompressed joblite/joblib file
     raw = tmp_path / "raw.pkl"
     raw.write_bytes(out)
-    assert same(joblib.load(raw), data) and same(joblite.load(raw), data)
+    assert same(_joblib_load(raw), data) and same(joblite.load(raw), data)
 
 
 def test_gzip_module_reads_one_member(tmp_path):
@@ -181,7 +200,7 @@ def test_several_dumps_into_one_file_object_load_in_order(tmp_path):
             joblite.dump(v, f)
     with open(path, "rb") as f:
         for v in values:
-            assert same(joblib.load(f), v)
+            assert same(_joblib_load(f), v)
     with open(path, "rb") as f:
         for v in values:
             assert same(joblite.load(f), v)
@@ -200,7 +219,7 @@ def test_registered_joblib_compressor_wrapper_dumps_a_joblib_file(tmp_path, monk
     path = tmp_path / "w.pkl"
     joblite.dump(data, path, compress="gzip-file")
     assert path.read_bytes()[:2] == b"\x1f\x8b"
-    assert same(joblib.load(path), data) and same(joblite.load(path), data)
+    assert same(_joblib_load(path), data) and same(joblite.load(path), data)
 
 
 def test_zstd_is_joblite_only_and_says_so(tmp_path):
@@ -211,7 +230,7 @@ def test_zstd_is_joblite_only_and_says_so(tmp_path):
     joblite.dump(data, tmp_path / "b.pkl", compress=("zstd", 1))
     assert same(joblite.load(tmp_path / "b.pkl"), data)
     with pytest.raises(Exception, match="zstd"):
-        joblib.load(path)
+        _joblib_load(path)
     if shutil.which("zstd"):
         out = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
         assert out[:2] == b"\x80\x05"

@@ -48,12 +48,15 @@ def _stream_compressor(name: str, level: Optional[int]) -> Callable[[Any], Any]:
             return len(b)
 
         def close(self) -> None:
-            if not self.closed:
+            if self.closed:
+                return
+            try:
                 out = reg.compress(memoryview(b"".join(self.parts)), level)  # type: ignore[arg-type]
                 if not isinstance(out, (bytes, bytearray, memoryview)):
                     raise TypeError(f"the compressor {name!r} returned {type(out).__name__}")
                 self.sink.write(out)
-            super().close()
+            finally:  # closed even when compressing fails: the finalizer must not retry it
+                super().close()
 
     return _Writer
 
