@@ -47,7 +47,7 @@ pub fn compress(codec: Codec, level: i32, parts: &[&[u8]]) -> Result<Stored, Err
     };
     let bytes = match codec {
         Codec::None => raw.to_vec(),
-        Codec::Zlib | Codec::Gzip => deflate_full_flush(raw, level)?,
+        Codec::Zlib | Codec::Gzip => super::deflate::piece(raw, level)?,
         Codec::Lz4 => lz4_frame(raw),
         Codec::Zstd => zstd::bulk::compress(raw, level)?,
         Codec::Bz2 => {
@@ -76,27 +76,6 @@ pub fn compress(codec: Codec, level: i32, parts: &[&[u8]]) -> Result<Stored, Err
         }
     };
     Ok(Stored { bytes, raw_check })
-}
-
-/// Raw deflate of `raw`, ended by a full flush: byte-aligned, with an empty match window
-/// after it, so such chunks can follow one another in one deflate stream.
-fn deflate_full_flush(raw: &[u8], level: i32) -> Result<Vec<u8>, Error> {
-    use flate2::{Compress, Compression, FlushCompress, Status};
-    let mut c = Compress::new(Compression::new(level.clamp(1, 9) as u32), false);
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 64 + 64);
-    loop {
-        let consumed = c.total_in() as usize;
-        let status = c
-            .compress_vec(&raw[consumed..], &mut out, FlushCompress::Full)
-            .map_err(|e| Error::Invalid(format!("deflate: {e}")))?;
-        if c.total_in() as usize == raw.len() && out.len() < out.capacity() {
-            break;
-        }
-        if status == Status::BufError || out.len() == out.capacity() {
-            out.reserve(out.capacity() / 2 + 64);
-        }
-    }
-    Ok(out)
 }
 
 /// One lz4 frame: header, 4 MiB blocks (stored raw where lz4 does not shrink them), end mark.

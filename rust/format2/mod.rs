@@ -3,12 +3,14 @@
 //!
 //! - [`pickle_scan`] turns the C pickler's protocol-5 output into the pieces of the stream;
 //! - [`chunk`] compresses, checksums and decodes one chunk with each codec;
+//! - [`deflate`] makes libdeflate's streams into pieces of one deflate stream (zlib, gzip);
 //! - [`head`] frames the header unit (the pickle prefix holding the index) for each codec,
 //!   and finds it again;
 //! - [`index`] is the index's layout and validation;
 //! - [`write`] and [`read`] put it together, on all cores.
 
 pub mod chunk;
+pub mod deflate;
 pub mod head;
 pub mod index;
 pub mod pickle_scan;
