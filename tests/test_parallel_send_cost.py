@@ -8,6 +8,9 @@ the test's backend, not measured, so the batch sizes they lead to are exact.
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 from joblite import Parallel, delayed, parallel_config, register_parallel_backend
@@ -89,3 +92,45 @@ def test_results_stay_exact_when_shared_arrays_change_between_tasks():
     # joblib, which pickles a batch when sending it): the value given then or a later one
     # of the same array, never an earlier one.
     assert all(v >= i and (v - i) % 3 == 0 for i, v in enumerate(out)), out
+
+
+def _stamp(array, i):
+    """Which array, which task, and when it ran (monotonic ns) in which process."""
+    return int(array[0]), i, time.monotonic_ns(), os.getpid()
+
+
+def _stamp_or_fail(array, i):
+    if i == 13:
+        raise ValueError("task 13")
+    return int(array[0]), i
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_tasks_sharing_arrays_run_grouped_and_results_keep_their_order(backend):
+    """In a process worker, the calls of one batch that share a large array run one after
+    another (cache locality); results still come back in the given order."""
+    arrays = [np.full(200_000, k, dtype=np.float64) for k in range(4)]
+    n = 64
+    with Parallel(n_jobs=2, backend=backend, batch_size=16, max_nbytes="1M") as parallel:
+        out = parallel(delayed(_stamp)(arrays[i % 4], i) for i in range(n))
+    assert [(a, i) for a, i, _, _ in out] == [(i % 4, i) for i in range(n)]
+    for b in range(n // 16):
+        batch = out[16 * b : 16 * (b + 1)]
+        assert len({pid for *_, pid in batch}) == 1  # one batch, one worker
+        ran = [a for a, _, _, _ in sorted(batch, key=lambda r: r[2])]
+        # each array's calls ran back to back, groups in order of first appearance
+        first = [batch[k][0] for k in range(4)]
+        assert ran == [a for a in first for _ in range(4)], ran
+
+
+def test_grouped_batches_keep_error_semantics():
+    arrays = [np.full(200_000, k, dtype=np.float64) for k in range(2)]
+    with pytest.raises(ValueError, match="task 13"):
+        Parallel(n_jobs=2, backend="loky", batch_size=8, max_nbytes="1M")(
+            delayed(_stamp_or_fail)(arrays[i % 2], i) for i in range(32)
+        )
+    out = Parallel(n_jobs=2, backend="loky", batch_size=8, max_nbytes="1M", return_exceptions=True)(
+        delayed(_stamp_or_fail)(arrays[i % 2], i) for i in range(32)
+    )
+    assert isinstance(out[13], ValueError)
+    assert [r for k, r in enumerate(out) if k != 13] == [(i % 2, i) for i in range(32) if i != 13]

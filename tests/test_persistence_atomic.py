@@ -124,3 +124,23 @@ def test_a_process_scans_a_folder_for_leftovers_once(tmp_path):
     code = "import joblite, sys; joblite.dump(3, sys.argv[1])"
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "b.joblite")], check=True)
     assert sorted(os.listdir(tmp_path)) == ["a.joblite", "b.joblite"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_replacing_a_large_file_frees_it_off_the_callers_time_without_leaking(tmp_path):
+    """A dump over a large file frees the old one on a background thread (the rename no
+    longer waits for its pages to be released); the new content is what loads, and the
+    descriptor held across the rename is closed."""
+    path = tmp_path / "big.pkl"
+    old = np.zeros(40 << 17)  # 40 MiB
+    new = np.arange(40 << 17, dtype=np.float64)
+    joblite.dump(old, path)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        joblite.dump(new, path)
+    assert np.array_equal(joblite.load(path), new)
+    deadline = time.monotonic() + 5
+    while len(os.listdir("/proc/self/fd")) > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(os.listdir("/proc/self/fd")) <= before
+    assert [p.name for p in tmp_path.iterdir()] == ["big.pkl"]

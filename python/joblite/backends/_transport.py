@@ -302,6 +302,8 @@ def dumps_batch(
 _maps: dict[str, Any] = {}
 _maps_lock = threading.Lock()
 _watcher: Optional[threading.Thread] = None
+# the arrays the batch being unpickled was given (see run_payload)
+_batch_arrays: list[Any] = []
 
 
 def _watch_maps() -> None:
@@ -319,7 +321,9 @@ def load_argument(path: str, mmap_mode: Any) -> Any:
 
     if mmap_mode != "r":  # writable or private maps must not be shared between tasks
         # The data is already in the file: "w+" (create) means "r+" (read-write) here.
-        return load(path, mmap_mode="r+" if mmap_mode == "w+" else mmap_mode)
+        array = load(path, mmap_mode="r+" if mmap_mode == "w+" else mmap_mode)
+        _batch_arrays.append(array)
+        return array
     with _maps_lock:
         array = _maps.get(path)
     if array is None:
@@ -329,6 +333,7 @@ def load_argument(path: str, mmap_mode: Any) -> Any:
         if _watcher is None:
             _watcher = threading.Thread(target=_watch_maps, name="joblite-maps", daemon=True)
             _watcher.start()
+    _batch_arrays.append(array)
     return array
 
 
@@ -347,9 +352,16 @@ def load_result(path: str) -> Any:
 def run_payload(payload: bytes) -> bytes:
     """Worker entry point: run one pickled batch, return its pickled outcome."""
     start = time.perf_counter()
-    batch, folder, max_nbytes = pickle.loads(payload)
+    _batch_arrays.clear()
     try:
-        results = batch(RemoteError.capture)
+        batch, folder, max_nbytes = pickle.loads(payload)
+        # two or more shared arrays: the batch runs its calls grouped by array (cache
+        # locality, see BatchedCalls._grouped)
+        shared = {id(a) for a in _batch_arrays} if len(_batch_arrays) > 1 else None
+    finally:
+        _batch_arrays.clear()
+    try:
+        results = batch(RemoteError.capture, shared)
         # with return_exceptions, say whether the caller must look for errors to unwrap
         has_errors = batch.return_exceptions and any(type(r) is RemoteError for r in results)
         outcome: tuple[bool, Any, float] = (True, (results, has_errors), 0.0)

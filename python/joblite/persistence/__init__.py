@@ -12,7 +12,10 @@ import logging
 import lzma
 import os
 import pickle
+import queue
+import stat
 import struct
+import threading
 import warnings
 from typing import Any, Callable, Optional
 
@@ -171,7 +174,11 @@ def write_file(value: Any, path: str, fsync: bool, name: str, level: Optional[in
                 f.flush()
                 if fsync:
                     os.fsync(f.fileno())
-        os.replace(tmp, path)
+        old = _hold_replaced(path)
+        try:
+            os.replace(tmp, path)
+        finally:
+            _release_later(old)
     except OSError as e:
         _unlink(tmp)
         if e.errno is not None:
@@ -184,6 +191,55 @@ def write_file(value: Any, path: str, fsync: bool, name: str, level: Optional[in
     if fsync:
         container._fsync_dir(directory)
     container.sweep_stale_temps(directory)
+
+
+#: files at least this large that a dump replaces are freed by a background thread
+_FREE_LATER_BYTES = 32 << 20
+_closing: queue.SimpleQueue[int] = queue.SimpleQueue()
+_closer: Optional[threading.Thread] = None
+
+
+def _hold_replaced(path: str) -> Optional[int]:
+    """A read-only descriptor of the large regular file ``path`` a dump is about to replace.
+
+    Freeing a large file's pages happens when its last reference goes (0.1 s per GiB on
+    tmpfs): holding one across the rename moves that work from the rename, on the caller's
+    time, to :func:`_release_later`'s thread. None when there is nothing worth it.
+    """
+    if os.name != "posix":
+        return None
+    try:
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size >= _FREE_LATER_BYTES:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _release_later(fd: Optional[int]) -> None:
+    global _closer
+    if fd is None:
+        return
+    if _closer is None:
+        _closer = threading.Thread(target=_close_forever, name="joblite-free", daemon=True)
+        _closer.start()
+    _closing.put(fd)
+
+
+def _close_forever() -> None:
+    while True:
+        fd = _closing.get()
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _unlink(path: str) -> None:
