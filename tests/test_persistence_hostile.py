@@ -585,3 +585,30 @@ def test_damaged_dump_never_loads_as_an_unchecked_joblib_file(tmp_path, compress
             except CorruptFileError:
                 continue
             assert equal(got, value)
+
+
+def test_damaged_zstd_opening_frame_is_a_corrupt_file_not_a_joblib_pickle(tmp_path):
+    """The joblite-zstd file opens with a frame joblib reads as a pickle (it raises a clear
+    ValueError there). A flipped bit in that frame once sent joblite's load to the joblib
+    reader, which raised ModuleNotFoundError / AttributeError from the damaged global: now a
+    zstd file that is not a readable dump is CorruptFileError, for paths and for bytes."""
+    value = {"a": np.arange(100_000), "b": "t"}
+    path = tmp_path / "z.pkl"
+    joblite.dump(value, path, compress="zstd")
+    data = path.read_bytes()
+    seen = set()
+    for pos in range(0, 120):
+        for bit in (0, 3, 6):
+            damaged = bytearray(data)
+            damaged[pos] ^= 1 << bit
+            bad = tmp_path / "bad.pkl"
+            bad.write_bytes(bytes(damaged))
+            for load in (lambda: joblite.load(bad), lambda: joblite.loads(bytes(damaged))):
+                try:
+                    got = load()
+                except joblite.CorruptFileError:
+                    seen.add("corrupt")
+                    continue
+                # only bytes that decide nothing may go unnoticed, and then the value is right
+                assert np.array_equal(got["a"], value["a"]) and got["b"] == "t"
+    assert "corrupt" in seen

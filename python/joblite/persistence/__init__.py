@@ -379,6 +379,7 @@ def load(
             if mmap_mode is not None:
                 _warn_compressed(mmap_mode, path)
             return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify, native)
+    _refuse_damaged_zstd(path, head)
     _log.debug("load: %s is not a joblite file; reading it as a joblib file", path)
     try:
         return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, None, native)
@@ -394,6 +395,22 @@ def load(
         if isinstance(e, UnsafeLoadError):
             raise
         raise CorruptFileError(path, f"damaged pickle stream ({type(e).__name__}: {e})") from e
+
+
+def _refuse_damaged_zstd(path: Optional[str], head: bytes) -> None:
+    """A file that starts as zstd (a skippable or a data frame) is never a joblib file:
+    when it is not a readable joblite dump either, it is damaged. (Without this, a flipped
+    bit in the joblite-zstd opening frame, which joblib readers see as a pickle, sent it to
+    the joblib reader and raised whatever unpickling the damaged bytes gave.)"""
+    zstd = head[:4] == b"\x28\xb5\x2f\xfd" or (
+        len(head) >= 4 and 0x50 <= head[0] <= 0x5F and head[1:4] == b"\x2a\x4d\x18"
+    )
+    if zstd and joblib_compat.detect(head) is None:
+        raise CorruptFileError(
+            path,
+            "it starts as a zstd stream but is not a readable joblite dump: the file is "
+            "damaged or truncated (joblib cannot read zstd files at all)",
+        )
 
 
 def _warn_compressed(mmap_mode: str, filename: Any) -> None:
@@ -524,6 +541,7 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
         reader = format2.open_bytes(raw) if raw is not None else None
         if reader is not None:
             return format2.load_reader(reader, None, None, allow_pickle, True, True)
+    _refuse_damaged_zstd(None, head)
     try:
         return joblib_compat.load(None, bytes(view), head, None, not allow_pickle, None, True)
     except (KeyError, IndexError, EOFError, struct.error, pickle.UnpicklingError) as e:
