@@ -603,9 +603,9 @@ def test_damaged_zstd_opening_frame_is_a_corrupt_file_not_a_joblib_pickle(tmp_pa
             damaged[pos] ^= 1 << bit
             bad = tmp_path / "bad.pkl"
             bad.write_bytes(bytes(damaged))
-            for load in (lambda: joblite.load(bad), lambda: joblite.loads(bytes(damaged))):
+            for load, arg in ((joblite.load, bad), (joblite.loads, bytes(damaged))):
                 try:
-                    got = load()
+                    got = load(arg)
                 except joblite.CorruptFileError:
                     seen.add("corrupt")
                     continue
