@@ -134,3 +134,31 @@ def test_grouped_batches_keep_error_semantics():
     )
     assert isinstance(out[13], ValueError)
     assert [r for k, r in enumerate(out) if k != 13] == [(i % 2, i) for i in range(32) if i != 13]
+
+
+def _nap(array, i):
+    time.sleep(0.002)
+    return i
+
+
+def test_tail_batches_stay_whole_when_tasks_share_arrays():
+    """Auto batches shrink at the end of the input so that workers finish together, except
+    when they share several large arrays: a batch then costs a read of every array from
+    memory (its calls run grouped by array), so the tail stops shrinking at a full batch."""
+
+    def sizes(shared: bool) -> list:
+        arrays = [np.full(200_000 if shared else 10, k, dtype=np.float64) for k in range(4)]
+        seen: list = []
+        with Parallel(n_jobs=2, backend="loky", max_nbytes="1M") as parallel:
+            parallel(delayed(_nap)(arrays[i % 4], i) for i in range(40))  # learn the cost
+            parallel.callback = lambda event: seen.append(len(event.indices))
+            out = parallel(delayed(_nap)(arrays[i % 4], i) for i in range(300))
+        assert out == list(range(300))
+        return seen
+
+    unshared = sizes(shared=False)
+    shared = sizes(shared=True)
+    # guided self-scheduling: the last batches of plain tasks get down to a few tasks each
+    assert sum(n < 8 for n in unshared) >= 2, unshared
+    # with shared arrays only the very last batch (what is left) may be that small
+    assert sum(n < 8 for n in shared) <= 1, shared

@@ -113,6 +113,8 @@ class SharedFolder:
         # Seconds spent comparing and writing arrays so far: the cost of sending a batch
         # that does not grow with its number of tasks (auto-batching amortizes it).
         self.seconds = 0.0
+        # Arrays sent so far, counted once per batch that refers to them (pickle memo).
+        self.sent = 0
 
     def store(self, array: Any, mmap_mode: Any = "r", created: Optional[int] = None) -> str:
         """The path of a file holding ``array``'s content (written when needed).
@@ -122,6 +124,7 @@ class SharedFolder:
         it holds the array as it was at a moment after those tasks were created (what a
         task may see, as when joblib pickles a batch after dispatching it): no compare.
         """
+        self.sent += 1
         known = self._stored.get(id(array))
         if known is not None and known[0] is array and known[1] is not None:
             if created is not None and created < known[3]:

@@ -315,7 +315,9 @@ class ParallelBackendBase:
         (seconds); ``batch_size="auto"`` then ignores queueing and transfer time. One that
         spent time sending the batch that does not grow with its number of tasks (shared
         arrays checked or written) may set ``future.send_seconds``: auto batches then grow
-        until that cost is a small part of their work.
+        until that cost is a small part of their work. ``future.shared_arrays`` (an int):
+        how many shared arrays the batch refers to; from two on, the last batches of a call
+        stay whole (their calls run grouped by array, see ``BatchedCalls._grouped``).
         """
         return future.result()
 

@@ -152,6 +152,7 @@ class _ProcessBackend(ParallelBackendBase):
         if self._folder is None and self._max_nbytes is not None:
             self._folder = _transport.SharedFolder(self._temp_folder)
         sent_before = self._folder.seconds if self._folder is not None else 0.0
+        arrays_before = self._folder.sent if self._folder is not None else 0
         try:
             payload = _transport.dumps_batch(batch, self._folder, self._max_nbytes, self._mmap_mode)
         except (pickle.PicklingError, TypeError, AttributeError) as error:
@@ -170,6 +171,7 @@ class _ProcessBackend(ParallelBackendBase):
             raise self._crashed(error) from error
         if self._folder is not None:  # see ParallelBackendBase.retrieve: send_seconds
             future.send_seconds = self._folder.seconds - sent_before  # type: ignore[attr-defined]
+            future.shared_arrays = self._folder.sent - arrays_before  # type: ignore[attr-defined]
         return future
 
     def retrieve(self, future: Future) -> list:

@@ -220,6 +220,7 @@ class Dispatcher:
                     getattr(future, "duration", None),
                     last_progress - dispatched_at,
                     getattr(future, "send_seconds", None),
+                    getattr(future, "shared_arrays", None),
                 )
                 self.n_completed += size
                 parallel.n_completed_tasks = self.n_completed
@@ -395,7 +396,13 @@ class Dispatcher:
         if self.n_total is not None:  # guided self-scheduling, see TARGET_BATCH_SECONDS
             remaining = self.n_total - self.n_dispatched
             share = -(-remaining // n_jobs)
-            size = min(size, max(share, int(MIN_TAIL_BATCH_SECONDS / per_task)))
+            # batches that share several large arrays run grouped by array in the worker
+            # (cache locality): each extra batch reads every array from memory again, so
+            # their tail stops shrinking at a full batch
+            tail = MIN_TAIL_BATCH_SECONDS
+            if self.parallel._auto_state.get("shared", 0) >= 2:
+                tail = TARGET_BATCH_SECONDS
+            size = min(size, max(share, int(tail / per_task)))
         return max(1, min(size, MAX_AUTO_BATCH))
 
     def _learn(
@@ -404,6 +411,7 @@ class Dispatcher:
         worker_seconds: Optional[float],
         wall_seconds: float,
         send_seconds: Optional[float] = None,
+        shared_arrays: Optional[int] = None,
     ) -> None:
         if self.parallel.batch_size != "auto":
             return
@@ -412,6 +420,8 @@ class Dispatcher:
         state = self.parallel._auto_state
         old = state.get("per_task")
         state["per_task"] = measured if old is None else 0.5 * old + 0.5 * measured
+        if shared_arrays is not None:
+            state["shared"] = shared_arrays
         if send_seconds is not None:
             old = state.get("send")
             state["send"] = send_seconds if old is None else 0.5 * old + 0.5 * send_seconds
