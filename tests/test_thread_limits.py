@@ -168,3 +168,22 @@ def test_sixteen_workers_never_start_sixteen_times_all_cores():
     )
     assert set(seen) == {(share, share)}, seen
     assert 16 * share <= max(CPUS, 16)  # in all: one share of the cores per worker
+
+
+def test_the_environment_is_read_at_import_not_when_a_library_changes_it_later():
+    """dask's LocalCluster sets OMP_NUM_THREADS=1 in the process that starts it (for its
+    workers); read lazily, that made joblite's core single-threaded in the caller for the
+    rest of its life (persistence benchmarks after dask's ran at half speed). Like BLAS, the
+    limit comes from the environment the process was started with."""
+    code = (
+        "import os, joblite; os.environ['OMP_NUM_THREADS'] = '1'; "
+        "os.environ['JOBLITE_NUM_THREADS'] = '1'; print(joblite.get_thread_limit())"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "JOBLITE_NUM_THREADS")
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert int(out.stdout) == len(os.sched_getaffinity(0)), out.stderr
+    env["OMP_NUM_THREADS"] = "1"  # set before the process starts: honoured
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert int(out.stdout) == 1, out.stderr

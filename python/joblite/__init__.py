@@ -16,6 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# The Rust core (1-2 ms, no numpy) reads its thread limit from the environment as it is
+# now, at import, as BLAS libraries do: a library that changes os.environ later for the
+# processes it starts (dask's LocalCluster sets OMP_NUM_THREADS=1) must not make this
+# process's core single-threaded. See joblite.core_threads.
+from . import _core as _core
+
 if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use
     from . import logger as logger
     from .backends import ParallelBackendBase as ParallelBackendBase

@@ -8,6 +8,11 @@ Hashing large buffers, lz4 compression and checksums run on a pool of native thr
 3. ``OMP_NUM_THREADS`` (which joblib, loky, dask and job schedulers set in their workers),
 4. else every CPU the process may use.
 
+The environment is read once, when ``joblite`` is imported (as BLAS libraries read theirs
+when they load): set these variables before the process starts or before ``import joblite``.
+Libraries that change ``os.environ`` later for the processes they start (dask's
+``LocalCluster`` sets ``OMP_NUM_THREADS=1``) leave this process's limit alone.
+
 joblite's process workers start with ``JOBLITE_NUM_THREADS`` set to their share of the
 cores (``cpu_count() // n_jobs``, or ``inner_max_num_threads``), so many workers never start
 many times all cores of native threads. The workers of ``Parallel(backend="threading")``

@@ -36,6 +36,11 @@ fn default_thread_limit() -> usize {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Read the environment now, at import, as BLAS libraries do: a library that changes
+    // os.environ later for the processes it starts (dask's LocalCluster sets
+    // OMP_NUM_THREADS=1 in its parent) must not make this process's core single-threaded.
+    // A forked child reads it again at its first use (another pid).
+    core_threads::default_limit();
     m.add_function(wrap_pyfunction!(set_thread_limit, m)?)?;
     m.add_function(wrap_pyfunction!(get_thread_limit, m)?)?;
     m.add_function(wrap_pyfunction!(default_thread_limit, m)?)?;
