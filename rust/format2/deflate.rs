@@ -32,7 +32,7 @@ pub fn piece(raw: &[u8], level: i32) -> Result<Vec<u8>, Error> {
     let lvl = libdeflate_level(level);
     let sealed = COMPRESSORS.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let (l, comp, scratch) = match slot.as_mut() {
+        let (_, comp, scratch) = match slot.as_mut() {
             Some(s) if s.0 == lvl => s,
             _ => {
                 let c = libdeflater::Compressor::new(
@@ -42,7 +42,6 @@ pub fn piece(raw: &[u8], level: i32) -> Result<Vec<u8>, Error> {
                 slot.insert((lvl, c, Vec::new()))
             }
         };
-        debug_assert_eq!(*l, lvl);
         // compress into the thread's scratch buffer (its pages are already mapped), seal
         // it there, and hand out an exactly sized copy
         scratch.resize(comp.deflate_compress_bound(raw.len()) + 5, 0);
