@@ -464,7 +464,7 @@ class FileSystemStore(StoreBackendBase):
             self._last_flush = time.monotonic()
         by_func: dict[str, list[str]] = {}
         for func_id, key, when, miss in pending:
-            line = f"{key}\t{when:.3f}\t0\t1\n" if miss else f"{key}\t{when:.3f}\n"
+            line = f"{key}\t{when:.6f}\t0\t1\n" if miss else f"{key}\t{when:.6f}\n"
             by_func.setdefault(func_id, []).append(line)
         retry: list[tuple[str, str, float, bool]] = []
         for func_id, lines in by_func.items():
@@ -537,9 +537,9 @@ class FileSystemStore(StoreBackendBase):
                 duration = meta.get("duration")
                 if unpriced and isinstance(duration, (int, float)):
                     saved += unpriced * float(duration)
-                lines.append(f"{key}\t{last:.3f}\t{hits}\t{misses}\t{saved:.6f}\n")
+                lines.append(f"{key}\t{last:.6f}\t{hits}\t{misses}\t{saved:.6f}\n")
             if folded[1] or folded[2]:
-                lines.append(f"*\t{folded[0]:.3f}\t{folded[1]}\t{folded[2]}\t{folded[3]:.6f}\n")
+                lines.append(f"*\t{folded[0]:.6f}\t{folded[1]}\t{folded[2]}\t{folded[3]:.6f}\n")
             body = "".join(lines).encode()
             header = f"#\t{len(body) + 32}\n".encode()
             _write_atomic(path, header + body)
