@@ -1,7 +1,16 @@
-.PHONY: install demo test lint typecheck docs wheels benchmark bench-rust clean
+.PHONY: help install build quick demo test lint typecheck docs wheels benchmark bench-rust clean
+
+help:  ## this list of targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install:  ## venv + dev dependencies + release build of the extension
 	bash scripts/setup.sh
+
+build:  ## rebuild the extension in place after a Rust change (maturin develop --release)
+	VIRTUAL_ENV=$(CURDIR)/.venv PATH=$(CURDIR)/.venv/bin:$$PATH .venv/bin/maturin develop --release --quiet
+
+quick: build lint  ## the inner loop (a few minutes): build in place, lints, the pytest suite; no wheels, no docs site
+	.venv/bin/python -m pytest -q -x $(ARGS)
 
 demo:  ## the main job: joblite on real-sized data, side by side with joblib
 	bash scripts/demo.sh
@@ -9,7 +18,7 @@ demo:  ## the main job: joblite on real-sized data, side by side with joblib
 test:  ## everything CI runs: lints, types, cargo test, pytest, docs, wheels on 3.9 and 3.13
 	bash scripts/test.sh
 
-lint:
+lint:  ## cargo fmt/clippy (with and without the python feature), ruff check/format, import layers
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features python -- -D warnings
@@ -35,5 +44,5 @@ benchmark: install  ## every benchmark in benches/, joblite next to joblib in on
 bench-rust:  ## criterion benches of the Rust core
 	cargo bench
 
-clean:
+clean:  ## remove build outputs, the venv, dist/, site/ and benchmark results
 	rm -rf target .venv dist site .benchmarks

@@ -6,8 +6,6 @@ use std::io;
 
 use thiserror::Error;
 
-use crate::codec::CodecError;
-
 /// Everything that can go wrong reading or writing a file of one of our formats.
 #[derive(Debug, Error)]
 pub enum Error {
@@ -46,12 +44,6 @@ impl Error {
                 | Error::Unsupported(_)
                 | Error::NotRegularFile(_)
         )
-    }
-}
-
-impl From<CodecError> for Error {
-    fn from(e: CodecError) -> Error {
-        Error::Corrupt(e.to_string())
     }
 }
 

@@ -5,16 +5,13 @@
 //! interpreter. `bindings` (behind the `python` feature) is the only place that
 //! knows about PyO3: it converts arguments, releases the GIL and maps errors.
 
-pub mod codec;
-pub mod container;
 pub mod core_threads;
 pub mod error;
 pub mod format2;
 pub mod hash;
+pub mod lz4_frame;
 pub mod pages;
 pub mod task_pool;
-/// The former name of [`core_threads`], for the call sites not yet renamed.
-pub(crate) use core_threads as threads;
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -4,7 +4,7 @@
 //! buffer is faulted in 4 KiB at a time: 65,536 page faults, which cost more than copying the
 //! data on a virtual machine (measured here: 0.21 s to first-touch 256 MiB of `bytearray`,
 //! 0.04 s for a numpy array, which numpy advises). [`advise_huge_pages`] gives the buffers we
-//! allocate ourselves (container output) the same treatment.
+//! allocate ourselves the same treatment.
 
 /// Buffers smaller than this are left alone (a huge page is 2 MiB).
 pub const HUGE_PAGE_MIN: usize = 4 << 20;

@@ -105,8 +105,8 @@ def test_worker_processes_log_too(tmp_path):
 
 LEFTOVER = """
 import sys
-from joblite.persistence.container import _temp_name
-with open(_temp_name(sys.argv[1]), "wb") as f:  # a dump's temp file, then the writer dies
+from joblite._files import temp_name
+with open(temp_name(sys.argv[1]), "wb") as f:  # a dump's temp file, then the writer dies
     f.write(b"partial")
 """
 
@@ -123,6 +123,6 @@ def test_persistence_events_are_records(tmp_path, caplog):
     assert len(records) == 2, [r.getMessage() for r in records]
     swept, legacy = records
     assert swept.levelno == logging.INFO
-    assert "removed 1 temporary file(s) left by interrupted dumps" in swept.getMessage()
+    assert "removed 1 temporary file(s) left by interrupted writers" in swept.getMessage()
     assert legacy.levelno == logging.DEBUG and "old.pkl" in legacy.getMessage()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.pkl", "x.joblite"]

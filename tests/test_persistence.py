@@ -374,18 +374,17 @@ def test_huge_declared_index_length_is_rejected(tmp_path):
     expect_corrupt(tmp_path / "huge2", "index")
 
 
-def test_huge_declared_table_length_is_rejected_format1(tmp_path):
-    """Format 1 (joblite 0.1): a trailer claiming a 2**62-byte table is caught before any
-    allocation of that size."""
-    from joblite.persistence import codecs, container
-
-    valid = tmp_path / "v1"
-    container.write_file({"a": np.arange(100_000.0)}, str(valid), codecs.resolve(True), False)
-    data = bytearray(valid.read_bytes())
-    struct.pack_into("<Q", data, len(data) - 48, 1 << 62)
-    bad = tmp_path / "huge"
-    bad.write_bytes(bytes(data))
-    expect_corrupt(bad, "outside")
+def test_format1_files_are_refused_with_a_clear_error(tmp_path):
+    """joblite's pre-release format 1 (never written by a released version) is no longer
+    read: such a file is a CorruptFileError naming the file and the format, never a pickle."""
+    blob = b"\x93JOBLITE" + bytes(56) + b"\x80\x05N." + b"JBLTEND\x00"
+    path = tmp_path / "old.joblite"
+    path.write_bytes(blob)
+    with pytest.raises(CorruptFileError, match="format-1") as exc:
+        joblite.load(path)
+    assert exc.value.path == str(path)
+    with pytest.raises(CorruptFileError, match="format-1"):
+        joblite.loads(blob)
 
 
 def test_loads_rejects_garbage():

@@ -20,7 +20,7 @@ from joblite.persistence import codecs
 # joblib warns that mmap_mode is ignored for compressed files, and so does joblite
 pytestmark = pytest.mark.filterwarnings("ignore:mmap_mode .* is not compatible with compressed")
 
-CHUNK = joblite.persistence.container.CHUNK_SIZE
+CHUNK = 1 << 20  # a chunk of format 2's parallel codecs
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,5 @@
 """Type stub of the Rust extension module ``joblite._core``."""
 
-from os import PathLike as _PathLike
 from typing import Callable as _Callable
 from typing import Optional as _Optional
 from typing import final as _final
@@ -9,13 +8,9 @@ from typing_extensions import Buffer as _Buffer
 
 # checked against the built extension by `python -m mypy.stubtest joblite._core` (in CI)
 __all__ = [
-    "CONTAINER_MAGIC",
-    "DEFAULT_CHUNK_SIZE",
     "F2_H_OVERHEAD",
     "HASH_ENCODING_VERSION",
-    "MAX_CODEC_NAME_LEN",
     "THREAD_LIMIT_VAR",
-    "ContainerReader",
     "F2Reader",
     "Lz4FrameReader",
     "TaskPool",
@@ -27,9 +22,7 @@ __all__ = [
     "get_thread_limit",
     "hash",
     "lz4_frame_decompress",
-    "mark_mapped_writable",
     "set_thread_limit",
-    "write_container",
     "xxh3_64",
 ]
 
@@ -42,44 +35,14 @@ HASH_ENCODING_VERSION: str
 def hash(obj: object, hash_name: str = "blake3", coerce_mmap: bool = False) -> str:
     """Content hash of ``obj`` (see :func:`joblite.hash`)."""
 
-# --- persistence (rust/bindings/persistence.rs) ---
+# --- joblib's lz4 files (rust/bindings/lz4_frame.rs) ---
 
-CONTAINER_MAGIC: bytes
-DEFAULT_CHUNK_SIZE: int
-MAX_CODEC_NAME_LEN: int
-
-def write_container(
-    path: _Optional[str | _PathLike[str]],
-    segments: list[tuple[_Buffer, int, int, _Optional[list[_Buffer]]]],
-    chunk_size: int = ...,
-    fsync: bool = True,
-    lz4_chunk_size: int = ...,
-    codec_name: _Optional[str] = None,
-) -> _Optional[bytes]: ...
-def mark_mapped_writable(path: str | _PathLike[str]) -> None: ...
 def lz4_frame_decompress(data: _Buffer) -> bytes: ...
 
 @_final
 class Lz4FrameReader:
     def __new__(cls, data: _Buffer) -> Lz4FrameReader: ...
     def readinto(self, buf: _Buffer) -> int: ...
-
-@_final
-class ContainerReader:
-    @staticmethod
-    def open(path: str | _PathLike[str]) -> ContainerReader: ...
-    @staticmethod
-    def from_buffer(data: _Buffer) -> ContainerReader: ...
-    @property
-    def flags(self) -> int: ...
-    @property
-    def codec_name(self) -> _Optional[str]: ...
-    def segments(self) -> list[tuple[int, int, int, int, int]]: ...
-    def chunks(self, index: int) -> list[tuple[int, int, int]]: ...
-    def read_into(self, targets: list[tuple[int, _Buffer]], verify: bool) -> None: ...
-    def verify_stored(self, indices: list[int]) -> None: ...
-    def read_stored(self, index: int, chunk: int, verify: bool) -> bytes: ...
-    def verify(self, index: int, data: _Buffer) -> None: ...
 
 # --- task pool (rust/bindings/task_pool.rs): the workers of backend="threading" ---
 

@@ -175,7 +175,7 @@ def register_compressor(compressor_name: str, compressor: Any, force: bool = Fal
             f"compressor name {compressor_name!r} must be 1 to {codecs.MAX_NAME_LEN} bytes of "
             "printable UTF-8"
         )
-    if compressor_name.lower() in codecs.CODEC_IDS:
+    if compressor_name.lower() in codecs.BUILTIN_DEFAULT_LEVEL:
         raise ValueError(f"{compressor_name!r} is a built-in codec of joblite; pick another name")
     if compressor_name in codecs.REGISTERED and not force:
         raise ValueError(

@@ -7,7 +7,7 @@ mod core_threads;
 mod errors;
 mod format2;
 mod hash;
-mod persistence;
+mod lz4_frame;
 mod task_pool;
 
 #[pymodule]
@@ -15,7 +15,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     format2::register(m)?;
     hash::register(m)?;
-    persistence::register(m)?;
+    lz4_frame::register(m)?;
     task_pool::register(m)?;
     core_threads::register(m)?;
     Ok(())

@@ -229,7 +229,7 @@ impl Plan {
             .owned_chunks(k)
             .ok_or_else(|| Error::Invalid(format!("buffer {k} owns no chunks")))?;
         let base = chunks.first().map_or(0, |c| c.raw_off);
-        crate::threads::install(|| {
+        crate::core_threads::install(|| {
             chunks.par_iter().try_for_each(|c| {
                 let at = (c.raw_off - base) as usize;
                 let part = data
@@ -288,7 +288,7 @@ pub fn decode_chunks(
         }
         chunk::decode(codec, &mut stored, dst)
     };
-    crate::threads::install(|| tasks.into_par_iter().with_max_len(1).try_for_each(one))
+    crate::core_threads::install(|| tasks.into_par_iter().with_max_len(1).try_for_each(one))
 }
 
 fn eof_corrupt(e: std::io::Error) -> Error {

@@ -132,7 +132,7 @@ pub fn write<W: Write + Seek>(
             Ok((st, sum))
         };
         let window = 2 * std::thread::available_parallelism().map_or(1, |n| n.get()) + 2;
-        crate::threads::map_ordered(&chunks, window, map, &mut sink)?;
+        crate::core_threads::map_ordered(&chunks, window, map, &mut sink)?;
     }
     let buffers = layout
         .buffers

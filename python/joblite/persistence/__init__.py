@@ -1,8 +1,8 @@
 """dump / load: persistence of Python objects holding large numpy arrays.
 
 Files are in format 2 (``docs/format.md``): joblib files, in the standard framing of their
-codec, that carry joblite's checksummed chunk index inside. ``load`` also reads joblite 0.1's
-format 1 and every format joblib has written, without joblib installed.
+codec, that carry joblite's checksummed chunk index inside. ``load`` also reads every format
+joblib has written, without joblib installed.
 """
 
 from __future__ import annotations
@@ -19,12 +19,19 @@ import threading
 import warnings
 from typing import Any, Callable, Optional
 
+from .. import _files
 from ..exceptions import CorruptFileError, UnsafeLoadError
-from . import codecs, container, format2, joblib_compat
-from .container import MAGIC, ContainerFile
+from . import codecs, format2, joblib_compat
 from .files import open_regular
 
 _MMAP_MODES = (None, "r", "r+", "c", "w+")
+#: the opening of joblite's pre-release format 1, which no released version wrote or reads
+FORMAT1_MAGIC = b"\x93JOBLITE"
+_FORMAT1_REASON = (
+    "a joblite format-1 file (a pre-release format that no released joblite wrote); "
+    "this version reads format 2 and joblib's formats only: write it again with "
+    "the version that made it"
+)
 _log = logging.getLogger("joblite.persistence")
 
 
@@ -159,12 +166,7 @@ def dump(
 
 def write_file(value: Any, path: str, fsync: bool, name: str, level: Optional[int]) -> None:
     """Write a dump to ``path`` atomically (temp file, flush, rename); errors name ``path``."""
-    tmp = container._temp_name(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    except OSError as e:
-        raise type(e)(e.errno, e.strerror, path) from None
-    os.close(fd)
+    tmp = _files.create_temp(path)
     try:
         if name in format2.CODEC_IDS:
             format2.write_path(value, tmp, name, level or 0, fsync)
@@ -174,23 +176,16 @@ def write_file(value: Any, path: str, fsync: bool, name: str, level: Optional[in
                 f.flush()
                 if fsync:
                     os.fsync(f.fileno())
-        old = _hold_replaced(path)
-        try:
-            os.replace(tmp, path)
-        finally:
-            _release_later(old)
-    except OSError as e:
+    except BaseException as e:
         _unlink(tmp)
-        if e.errno is not None:
-            raise type(e)(e.errno, e.strerror, path) from None
+        if isinstance(e, OSError) and e.errno is not None:
+            raise _files.user_path_error(e, path) from None
         raise
-    except BaseException:
-        _unlink(tmp)
-        raise
-    directory = os.path.dirname(os.path.abspath(path))
-    if fsync:
-        container._fsync_dir(directory)
-    container.sweep_stale_temps(directory)
+    old = _hold_replaced(path)
+    try:
+        _files.publish(tmp, path, fsync)
+    finally:
+        _release_later(old)
 
 
 #: files at least this large that a dump replaces are freed by a background thread
@@ -309,7 +304,7 @@ def load(
     Parameters
     ----------
     filename : str, os.PathLike or binary file object
-        The file. joblite files (format 2, and 0.1's format 1) and every joblib format
+        The file. joblite files (format 2) and every joblib format
         (0.8 - 1.6, compressed or not) are recognised by their first bytes. From a file
         object, one dump is read from its current position, which is left after it.
     mmap_mode : {None, 'r', 'r+', 'c', 'w+'}, optional
@@ -364,8 +359,8 @@ def load(
         head = f.read(16)
     if not head:
         raise CorruptFileError(path, "file is empty")
-    if head.startswith(MAGIC):
-        return ContainerFile(path).load(mmap_mode, allow_pickle, verify, native)
+    if head.startswith(FORMAT1_MAGIC):
+        raise CorruptFileError(path, _FORMAT1_REASON)
     reader = format2.open_file(path)
     if reader is not None:
         if mmap_mode is not None and reader.codec != "none":
@@ -531,8 +526,8 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
     if view.nbytes == 0:
         raise CorruptFileError(None, "data is empty")
     head = bytes(view[:16])
-    if head.startswith(MAGIC):
-        return ContainerFile(None, view).load(None, allow_pickle, True, True)
+    if head.startswith(FORMAT1_MAGIC):
+        raise CorruptFileError(None, _FORMAT1_REASON)
     reader = format2.open_bytes(view)
     if reader is not None:
         return format2.load_reader(reader, None, None, allow_pickle, True, True)

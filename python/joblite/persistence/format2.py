@@ -236,7 +236,7 @@ def load_reader(
     host's byte order (joblib's ``ensure_native_byte_order``)."""
     import numpy as np
 
-    from .container import unpickle_stream  # one unpickler for both formats
+    from .unpickle import unpickle_stream
 
     info = reader.buffers()
     mapped_writable = bool(reader.flags & _FLAG_MAPPED_WRITABLE)

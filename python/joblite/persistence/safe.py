@@ -122,7 +122,7 @@ class SafeGlobals:
         return None
 
     def _frombuffer(self, buf: Any, dtype: Any, shape: Any, order: Any, *rest: Any) -> Any:
-        from .container import frombuffer
+        from .unpickle import frombuffer
 
         _check_dtype(dtype)
         arr = frombuffer(buf, dtype, shape, order, *rest)

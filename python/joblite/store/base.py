@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Optional
+
+from .._files import parse_age, parse_bytes
 
 __all__ = [
     "EntryInfo",
@@ -66,50 +67,6 @@ def parse_metadata(raw: bytes, path: str) -> dict:
     if not isinstance(meta, dict):
         raise CorruptFileError(path, "metadata is not a JSON object")
     return meta
-
-
-_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def parse_bytes(value: Union[int, str, None]) -> Optional[int]:
-    """``1024``, ``"10M"``, ``"1.5G"`` -> bytes (powers of 1024, like joblib); ``None`` stays."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise TypeError(f"bytes_limit must be an int or a string like '1G', got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"bytes_limit must be >= 0, got {value}")
-        return value
-    if isinstance(value, str):
-        text = value.strip().upper().removesuffix("IB").removesuffix("B")
-        unit = text[-1:] if text[-1:] in _UNITS else ""
-        number = text[: len(text) - len(unit)]
-        try:
-            amount = float(number)
-        except ValueError:
-            raise ValueError(
-                f"bytes_limit {value!r} is not a size (expected e.g. 1000000, '500M', '2G')"
-            ) from None
-        if amount < 0:
-            raise ValueError(f"bytes_limit must be >= 0, got {value!r}")
-        return int(amount * _UNITS[unit])
-    raise TypeError(f"bytes_limit must be an int or a string like '1G', got {value!r}")
-
-
-def parse_age(value: Union[datetime.timedelta, float, int, None]) -> Optional[float]:
-    """A ``timedelta`` or a number of seconds -> seconds; ``None`` stays."""
-    if value is None:
-        return None
-    if isinstance(value, datetime.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise TypeError(f"age_limit must be a datetime.timedelta or seconds, got {value!r}")
-    if seconds < 0:
-        raise ValueError(f"age_limit must not be negative, got {value!r}")
-    return seconds
 
 
 def select_for_removal(

@@ -20,17 +20,18 @@ import fcntl
 import hashlib
 import inspect
 import json
+import logging
 import os
 import pickle
 import shutil
 import socket
-import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Iterator
 from typing import Any, Optional
 
+from .. import _files
 from ..exceptions import CorruptFileError
 from ..persistence import dump, load, loads
 from .base import EntryInfo, StoreBackendBase, parse_metadata
@@ -49,7 +50,9 @@ ACCESS_COMPACT_BYTES = 64 * 1024
 SMALL_RESULT = 1 << 20
 _FIRST_READ = 1 << 16
 _HOST = socket.gethostname()
-_HOST_TAG = hashlib.sha256(_HOST.encode()).hexdigest()[:8]
+# the tag joblite < 0.2 put in entry temp folders (".tmp-<key>-<pid>-<tag>-<random>")
+_OLD_HOST_TAG = hashlib.sha256(_HOST.encode()).hexdigest()[:8]
+_log = logging.getLogger("joblite.memory")
 _LOAD_HAS_VERIFY = "verify" in inspect.signature(load).parameters
 # Small results without large buffers (numbers, short strings, small dicts: most cache hits)
 # are stored as a checksummed pickle record instead of a container: decoding it costs a
@@ -99,7 +102,6 @@ def _decode_small(path: str, data: bytes) -> Any:
 
 
 _live_stores: weakref.WeakSet = weakref.WeakSet()
-_swept: set[str] = set()  # .tmp folders already swept by this process
 
 
 def _flush_all() -> None:
@@ -108,24 +110,6 @@ def _flush_all() -> None:
 
 
 atexit.register(_flush_all)
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process of this host still runs (a zombie, killed but not reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read(512)
-    except OSError:
-        return True  # no /proc (macOS): trust kill()
-    # "pid (comm) S ...": the state follows the last ')' (comm may hold spaces or parens)
-    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
-    return state not in (b"Z", b"X")
 
 
 def _remove_tree(path: str) -> None:
@@ -139,20 +123,6 @@ def _remove_tree(path: str) -> None:
     except OSError:
         trash = path
     shutil.rmtree(trash, ignore_errors=True)
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class FileSystemStore(StoreBackendBase):
@@ -311,8 +281,9 @@ class FileSystemStore(StoreBackendBase):
         fdir = self.func_dir(func_id)
         tmp_root = os.path.join(fdir, TMP_DIR)
         os.makedirs(tmp_root, exist_ok=True)
-        self._sweep_once(tmp_root)
-        tmp = tempfile.mkdtemp(prefix=f".tmp-{key[3:]}-{os.getpid()}-{_HOST_TAG}-", dir=tmp_root)
+        _files.sweep_dead_temps(tmp_root, log=_log)
+        tmp = _files.temp_name(os.path.join(tmp_root, key[3:]))
+        os.mkdir(tmp)
         try:
             small = _encode_small(output) if not compress else None
             if small is not None:
@@ -335,23 +306,6 @@ class FileSystemStore(StoreBackendBase):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return metadata
-
-    def _sweep_once(self, tmp_root: str) -> None:
-        """Remove what killed writers left in a function's ``.tmp`` folder, once per process
-        and folder (as ``dump`` sweeps its temporary files)."""
-        if tmp_root in _swept:
-            return
-        if len(_swept) > 4096:
-            _swept.clear()
-        _swept.add(tmp_root)
-        now = time.time()
-        try:
-            children = list(os.scandir(tmp_root))
-        except OSError:
-            return
-        for child in children:
-            if self._leftover_is_dead(child.name, child, now, self.stale_lock_after):
-                shutil.rmtree(child.path, ignore_errors=True)
 
     def _publish(self, tmp: str, final: str) -> None:
         try:
@@ -422,7 +376,7 @@ class FileSystemStore(StoreBackendBase):
         """Store a function's code text atomically."""
         d = self.func_dir(func_id)
         os.makedirs(d, exist_ok=True)
-        _write_atomic(os.path.join(d, CODE_NAME), code.encode("utf-8"))
+        _files.write_atomic(os.path.join(d, CODE_NAME), code.encode("utf-8"))
 
     # -------------------------------------------------------------- access
     def record_access(self, func_id: str, key: str) -> None:
@@ -542,7 +496,7 @@ class FileSystemStore(StoreBackendBase):
                 lines.append(f"*\t{folded[0]:.6f}\t{folded[1]}\t{folded[2]}\t{folded[3]:.6f}\n")
             body = "".join(lines).encode()
             header = f"#\t{len(body) + 32}\n".encode()
-            _write_atomic(path, header + body)
+            _files.write_atomic(path, header + body)
         except OSError:
             pass
         finally:
@@ -660,7 +614,7 @@ class FileSystemStore(StoreBackendBase):
         parts = text.split()
         if len(parts) >= 2 and parts[1] == _HOST:
             try:
-                return not _pid_alive(int(parts[0]))
+                return not _files.pid_alive(int(parts[0]))
             except ValueError:
                 return age > 5.0
         return False
@@ -690,7 +644,9 @@ class FileSystemStore(StoreBackendBase):
                         _break_lock(child.path)
                         removed += 1
                     continue
-                if not name.startswith((".tmp-", ".trash-")):
+                if not name.startswith((".tmp-", ".trash-")) and not name.endswith(
+                    _files.TEMP_SUFFIX
+                ):
                     continue
                 if not self._leftover_is_dead(name, child, now, older_than):
                     continue
@@ -706,12 +662,16 @@ class FileSystemStore(StoreBackendBase):
 
     @staticmethod
     def _leftover_is_dead(name: str, entry: os.DirEntry, now: float, older_than: float) -> bool:
-        # ".tmp-<key>-<pid>-<host>-<random>": a writer of this host that died cannot finish,
-        # and one that runs is left alone however long it takes
+        # a writer of this host that died cannot finish, and one that runs is left alone
+        # however long it takes
+        owner = _files.temp_owner(name)
+        if owner is not None and owner[1] == _files.HOST_TAG:
+            return owner[0] != os.getpid() and not _files.pid_alive(owner[0])
+        # ".tmp-<key>-<pid>-<host>-<random>": the entry folders of joblite 0.1
         parts = name.split("-")
         if name.startswith(".tmp-") and len(parts) >= 4 and parts[2].isdigit():
-            if len(parts) < 5 or parts[3] == _HOST_TAG:
-                return not _pid_alive(int(parts[2]))
+            if len(parts) < 5 or parts[3] == _OLD_HOST_TAG:
+                return not _files.pid_alive(int(parts[2]))
         if name.startswith(".trash-"):
             return True
         try:

@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
+from .. import _files
 from ..exceptions import CorruptFileError
 from ..hashing import hash as hash_bytes
 from ..persistence import dumps, load, loads
@@ -133,10 +134,8 @@ class FsspecStore(StoreBackendBase):
     def _put(self, path: str, data: bytes) -> None:
         """Write one object so that readers see all of it or nothing."""
         if self._local_fs:  # a plain file: write aside, then rename
-            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
             self.fs.makedirs(self.fs._parent(path), exist_ok=True)
-            self.fs.pipe_file(tmp, data)
-            os.replace(tmp, path)
+            _files.write_atomic(path, data)
         else:  # one PUT: atomic on object stores
             self.fs.pipe_file(path, data)
 
@@ -199,10 +198,7 @@ class FsspecStore(StoreBackendBase):
             if not os.path.exists(local):
                 data = self._fetch(path, digest)
                 os.makedirs(self.local_cache, exist_ok=True)
-                tmp = f"{local}.tmp-{uuid.uuid4().hex}"
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, local)
+                _files.write_atomic(local, data)
             return load(local, mmap_mode=mmap_mode)
         return loads(self._fetch(path, digest))
 
