@@ -23,7 +23,7 @@ import joblib
 import joblite
 import numpy as np
 import pytest
-from joblite import CorruptFileError, UnsafeLoadError, _core
+from joblite import CorruptFileError, UnsafeLoadError
 
 
 def run_measured(code: str, timeout: float = 120) -> dict:
@@ -216,9 +216,6 @@ def test_fifo_is_refused_without_blocking(tmp_path):
     err = load_in_thread(fifo)
     assert isinstance(err, CorruptFileError), err
     assert "FIFO" in err.reason and err.path == str(fifo)
-    # the Rust reader refuses it too (the path could be swapped after the check)
-    with pytest.raises(CorruptFileError, match="FIFO"):
-        _core.F2Reader.open(str(fifo))
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux device files")

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 from .. import _files
 from ..exceptions import CorruptFileError, UnsafeLoadError
-from . import codecs, format2, joblib_compat
+from . import codecs, format2, joblib_compat, small
 from .files import open_regular
 
 _MMAP_MODES = (None, "r", "r+", "c", "w+")
@@ -361,6 +361,9 @@ def load(
         raise CorruptFileError(path, "file is empty")
     if head.startswith(FORMAT1_MAGIC):
         raise CorruptFileError(path, _FORMAT1_REASON)
+    if head.startswith(small.MAGIC):  # a cache entry's small result
+        with open_regular(path) as f:
+            return small.decode(f.read(small.MAX_RECORD + 1), path, allow_pickle)
     reader = format2.open_file(path)
     if reader is not None:
         if mmap_mode is not None and reader.codec != "none":
@@ -528,6 +531,8 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
     head = bytes(view[:16])
     if head.startswith(FORMAT1_MAGIC):
         raise CorruptFileError(None, _FORMAT1_REASON)
+    if head.startswith(small.MAGIC):  # a cache entry's small result
+        return small.decode(bytes(view), None, allow_pickle)
     reader = format2.open_bytes(view)
     if reader is not None:
         return format2.load_reader(reader, None, None, allow_pickle, True, True)

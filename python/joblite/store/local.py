@@ -22,7 +22,6 @@ import inspect
 import json
 import logging
 import os
-import pickle
 import shutil
 import socket
 import threading
@@ -33,7 +32,7 @@ from typing import Any, Optional
 
 from .. import _files
 from ..exceptions import CorruptFileError
-from ..persistence import dump, load, loads
+from ..persistence import dump, load, loads, small
 from .base import EntryInfo, StoreBackendBase, parse_metadata
 
 __all__ = ["FORMAT_VERSION", "FileSystemStore"]
@@ -54,53 +53,6 @@ _HOST = socket.gethostname()
 _OLD_HOST_TAG = hashlib.sha256(_HOST.encode()).hexdigest()[:8]
 _log = logging.getLogger("joblite.memory")
 _LOAD_HAS_VERIFY = "verify" in inspect.signature(load).parameters
-# Small results without large buffers (numbers, short strings, small dicts: most cache hits)
-# are stored as a checksummed pickle record instead of a container: decoding it costs a
-# fraction of a microsecond instead of several. Layout: magic, 16-byte blake2b of the pickle,
-# the pickle (protocol 5).
-_SMALL_MAGIC = b"JLTSMALL1\n"
-_SMALL_LIMIT = 64 * 1024
-
-
-class _NotSmall(Exception):
-    """Raised inside the pickler to stop as soon as a result is known not to be small."""
-
-
-class _CappedBuffer:
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def write(self, data: Any) -> int:
-        self.size += len(data)
-        if self.size > _SMALL_LIMIT:
-            raise _NotSmall
-        self.parts.append(bytes(data))
-        return len(data)
-
-
-def _refuse_buffer(buffer: Any) -> None:
-    raise _NotSmall  # arrays go to the container (aligned, mmap-able, chunked)
-
-
-def _encode_small(value: Any) -> Optional[bytes]:
-    out = _CappedBuffer()
-    try:
-        pickle.Pickler(out, protocol=5, buffer_callback=_refuse_buffer).dump(value)
-    except Exception:
-        return None  # not small, or not picklable: dump decides (and raises its clearer error)
-    data = b"".join(out.parts)
-    return _SMALL_MAGIC + hashlib.blake2b(data, digest_size=16).digest() + data
-
-
-def _decode_small(path: str, data: bytes) -> Any:
-    start = len(_SMALL_MAGIC)
-    digest, body = data[start : start + 16], data[start + 16 :]
-    if len(digest) != 16 or hashlib.blake2b(body, digest_size=16).digest() != digest:
-        raise CorruptFileError(path, "cached result is truncated or damaged (checksum mismatch)")
-    return pickle.loads(body)
-
-
 _live_stores: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -218,13 +170,13 @@ class FileSystemStore(StoreBackendBase):
                     if len(data) != size:
                         data = b""  # changed under us: let load() judge the file
                 else:
-                    data = data if data.startswith(_SMALL_MAGIC) else b""
+                    data = data if data.startswith(small.MAGIC) else b""
                     if data:
                         data += os.read(fd, max(0, size - len(data)))
         finally:
             os.close(fd)
-        if data.startswith(_SMALL_MAGIC):
-            return _decode_small(path, data)
+        if data.startswith(small.MAGIC):
+            return small.decode(data, path)
         if data and mmap_mode is None:
             return loads(data)  # one open, one read: the cheapest hit for a container
         try:
@@ -285,10 +237,10 @@ class FileSystemStore(StoreBackendBase):
         tmp = _files.temp_name(os.path.join(tmp_root, key[3:]))
         os.mkdir(tmp)
         try:
-            small = _encode_small(output) if not compress else None
-            if small is not None:
+            record = small.encode(output) if not compress else None
+            if record is not None:
                 with open(os.path.join(tmp, OUTPUT_NAME), "wb") as f:
-                    f.write(small)
+                    f.write(record)
             else:
                 # no flush to the device, as for every other file of an entry (docs/memory.md):
                 # a power cut can only leave a damaged entry, which loads as a miss
