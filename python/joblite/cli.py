@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .store import EntryInfo, FileSystemStore, parse_bytes
+from .store import EntryInfo, FileSystemStore, parse_age, parse_bytes
 
 __all__ = ["main"]
 
@@ -38,19 +38,12 @@ def _human_duration(s: float) -> str:
 
 
 def _parse_age(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    t = text.strip().lower()
-    factor = units.get(t[-1:], None)
-    number = t[:-1] if factor is not None else t
     try:
-        value = float(number) * (factor or 1)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid age {text!r}: use seconds or a number with s/m/h/d/w, e.g. 7d"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid age {text!r}: must not be negative")
-    return value
+        age = parse_age(text)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"invalid age {text!r}: {exc}") from None
+    assert age is not None
+    return age
 
 
 def _parse_size(text: str) -> int:
