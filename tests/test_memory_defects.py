@@ -194,7 +194,7 @@ def test_zombie_lock_owner_does_not_block_waiters(tmp_path):
 def test_killed_writer_leftovers_are_swept(tmp_path):
     script = (
         "import os, numpy as np, joblite\n"
-        "from joblite.store import local\n"
+        "from joblite.store.local import layout as local\n"
         "mem = joblite.Memory(os.environ['LOC'], verbose=0)\n"
         "orig = local.dump\n"
         "def dying(*a, **k):\n"
