@@ -511,7 +511,7 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
     Parameters
     ----------
     data : bytes-like
-        The container bytes (bytes, bytearray, memoryview, mmap).
+        The bytes of a dump (bytes, bytearray, memoryview, mmap).
     allow_pickle : bool, default True
         ``False`` is the safe mode of :func:`load`.
 
@@ -523,7 +523,7 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
     Raises
     ------
     joblite.CorruptFileError
-        The data is empty, truncated, damaged or not a container (``path`` is None).
+        The data is empty, truncated, damaged or not a dump (``path`` is None).
     """
     view = memoryview(data)
     if view.nbytes == 0:

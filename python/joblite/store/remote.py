@@ -4,7 +4,7 @@ Layout under the store's root (``<location>/joblite``)::
 
     <module>/<qualname>/func_code.py                 the function's code (invalidation)
     <module>/<qualname>/access/<time>-<id>.log       access records, one object per flush
-    <module>/<qualname>/<k[:3]>/<k[3:]>/output-<id>.v1   the result (a joblite container)
+    <module>/<qualname>/<k[:3]>/<k[3:]>/output-<id>.v1   the result (a joblite.dumps dump)
     <module>/<qualname>/<k[:3]>/<k[3:]>/metadata.json    the commit marker, written last
 
 Object stores have no rename, so an entry is published by writing its ``metadata.json`` last, in

@@ -47,8 +47,8 @@ class FileSystemStore(LocalCleanup, LocalAccess):
     - ``access_flush_interval`` (seconds, default 1.0): how often buffered access records are
       appended to ``access.log``.
     - ``verify`` (default True): check the checksums of large results' data on every load.
-      ``False`` loads them at ``np.load`` speed, still checking the container's pickle stream
-      and segment table (results under 1 MiB are always fully checked).
+      ``False`` loads them at ``np.load`` speed, still checking the dump's index and pickle
+      stream (results under 1 MiB are always fully checked).
     """
 
     supports_locking = True

@@ -106,7 +106,7 @@ class LocalLayout(StoreBackendBase):
         except FileNotFoundError:
             raise KeyError(key) from None
         try:
-            # one read answers most hits: a small record or container arrives whole
+            # one read answers most hits: a small record or a small dump arrives whole
             data = os.read(fd, _FIRST_READ)
             if len(data) == _FIRST_READ:
                 size = os.fstat(fd).st_size
@@ -123,7 +123,7 @@ class LocalLayout(StoreBackendBase):
         if data.startswith(small.MAGIC):
             return small.decode(data, path)
         if data and mmap_mode is None:
-            return loads(data)  # one open, one read: the cheapest hit for a container
+            return loads(data)  # one open, one read: the cheapest hit for a dump
         try:
             if self.verify or not _LOAD_HAS_VERIFY:
                 return load(path, mmap_mode=mmap_mode)
