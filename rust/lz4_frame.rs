@@ -101,6 +101,7 @@ mod tests {
             out.extend_from_slice(&buf[..n]);
         }
         assert_eq!(out, b"hello world");
-        assert!(FrameReader::new(b"junk".to_vec()).read(&mut buf).is_err());
+        let junk = b"junk that is no lz4 frame".to_vec();
+        assert!(FrameReader::new(junk).read(&mut buf).is_err());
     }
 }
