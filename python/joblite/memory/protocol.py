@@ -10,7 +10,6 @@ seconds for another caller's computation.
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import logging
 import time
 import warnings
@@ -22,7 +21,13 @@ from ..exceptions import CacheWarning, CorruptFileError
 from ..logger import emit, format_time, short_format_time
 from .arguments import CallBinder, format_signature, input_reprs
 from .chain import digests_of, has_maps, plain_arrays, register_loaded
-from .identity import FuncIdentity, JobLibCollisionWarning, func_code, note_in_process
+from .identity import (
+    FuncIdentity,
+    JobLibCollisionWarning,
+    code_digest,
+    func_code,
+    note_in_process,
+)
 from .limits import LimitKeeper
 from .result import MemorizedResult
 
@@ -87,7 +92,7 @@ class CallSteps:
         if self._code is None or replaced:
             self._code = func_code(self.func)
         self._code_obj = code_obj
-        self._code_digest = hashlib.sha256(self._code.encode("utf-8", "replace")).hexdigest()
+        self._code_digest = code_digest(self._code)
         if replaced:
             self._code_checked = False
             self._replaced = True
@@ -112,7 +117,10 @@ class CallSteps:
             stored = store.load_func_code(self.func_id)
             if stored is None:
                 store.store_func_code(self.func_id, self._code)
-            elif stored != self._code:
+            elif code_digest(stored) == code_digest(self._code):
+                if stored != self._code:  # a cosmetic edit: keep the entries, show new lines
+                    store.store_func_code(self.func_id, self._code)
+            else:
                 if replaced:
                     warnings.warn(
                         JobLibCollisionWarning(
