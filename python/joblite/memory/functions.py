@@ -256,6 +256,10 @@ class MemorizedFunc(Logger, CallSteps, Generic[_P, _R]):
             return False
         if not self.store_backend.contains_entry(self.func_id, key):
             return False
+        if self._limits.age_limit is not None and self._limits.expired(
+            self.func_id, key, touch=False
+        ):
+            return False  # the call would recompute it
         if self.cache_validation_callback is not None:
             try:
                 return bool(
