@@ -34,7 +34,9 @@ def _run(tmp_path: Path, module_src: str, expr: str, arg: str = "3", module: str
     path = mod_dir / f"{module}.py"
     path.write_text(textwrap.dedent(module_src))
     # a source rewritten within the same second must not be served from a stale .pyc
-    for pyc in (mod_dir / "__pycache__").glob("*.pyc") if (mod_dir / "__pycache__").exists() else []:
+    for pyc in (
+        (mod_dir / "__pycache__").glob("*.pyc") if (mod_dir / "__pycache__").exists() else []
+    ):
         pyc.unlink()
     env = {
         **os.environ,
@@ -205,9 +207,9 @@ def test_method(tmp_path):
     edited = METHOD.replace('"""Predict."""', '"""Predict, documented better."""\n\n')
     _run(tmp_path, edited, "mod.Model(2).predict")
     assert _calls(tmp_path) == 1
-    assert _run(tmp_path, METHOD.replace("x * self.w", "x + self.w"), "mod.Model(2).predict")[
-        0
-    ] == "5"
+    assert (
+        _run(tmp_path, METHOD.replace("x * self.w", "x + self.w"), "mod.Model(2).predict")[0] == "5"
+    )
     assert _calls(tmp_path) == 2
 
 
@@ -217,7 +219,11 @@ def _run_script(tmp_path: Path, body: str) -> tuple[str, str]:
         "import logging, os\nlogging.basicConfig()\nfrom joblite import Memory\n"
         "memory = Memory(os.environ['CACHE_DIR'], verbose=1)\n" + textwrap.dedent(body)
     )
-    env = {**os.environ, "CACHE_DIR": str(tmp_path / "cache"), "CALL_LOG": str(tmp_path / "calls.log")}
+    env = {
+        **os.environ,
+        "CACHE_DIR": str(tmp_path / "cache"),
+        "CALL_LOG": str(tmp_path / "calls.log"),
+    }
     proc = subprocess.run(
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
     )
@@ -257,7 +263,11 @@ def _run_without_source(tmp_path: Path, func_src: str) -> tuple[str, str]:
         "memory = Memory(os.environ['CACHE_DIR'], verbose=1)\n"
         "print(memory.cache(h)(4))\n"
     )
-    env = {**os.environ, "CACHE_DIR": str(tmp_path / "cache"), "CALL_LOG": str(tmp_path / "calls.log")}
+    env = {
+        **os.environ,
+        "CACHE_DIR": str(tmp_path / "cache"),
+        "CALL_LOG": str(tmp_path / "calls.log"),
+    }
     proc = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
@@ -268,7 +278,7 @@ def _run_without_source(tmp_path: Path, func_src: str) -> tuple[str, str]:
 def test_function_without_source_file(tmp_path):
     src = 'def h(x, k=3):\n    """Doc."""\n    log(x)\n    return x * k\n'
     assert _run_without_source(tmp_path, src)[0] == "12"
-    cosmetic = 'def h(x, k = 3):\n    # comment\n\n    log(x)\n    return (x *\n            k)\n'
+    cosmetic = "def h(x, k = 3):\n    # comment\n\n    log(x)\n    return (x *\n            k)\n"
     assert _run_without_source(tmp_path, cosmetic)[0] == "12"
     assert _calls(tmp_path) == 1
     out, err = _run_without_source(tmp_path, src.replace("k=3", "k=4"))

@@ -252,7 +252,7 @@ def func_code(func: Callable) -> str:
     ):
         if type(target).__module__ not in ("builtins", "numpy"):
             target = inner = type(target)  # a callable object: its class holds the code
-    codes = []
+    codes: list[tuple[Any, Any]] = []
     for obj in (target, inner):
         code = getattr(obj, "__code__", None)
         if code is not None and all(code is not c for c, _ in codes):
