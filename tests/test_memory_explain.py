@@ -353,3 +353,14 @@ def test_cli_show_explains_an_entry(tmp_path):
             check=True,
             timeout=120,
         )
+
+
+def test_nearest_frame_is_the_one_with_fewest_differing_columns(tmp_path):
+    mem = Memory(tmp_path, verbose=0)
+    f = mem.cache(lambda df: len(df))
+    base = _frame()
+    f(base)
+    f(base.assign(a=0, b=0.0, c="q"))  # the most recent entry, but every column differs
+    why = f.explain_miss(base.assign(c="w"))
+    assert why.nearest == f._get_args_id(base)
+    assert why.arguments == {"df": ("column 'c' changed",)}

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .memory.explain import compare_arguments
+from .memory.explain import compare_arguments, distance
 from .store import EntryInfo, FileSystemStore, parse_bytes
 
 __all__ = ["main"]
@@ -357,7 +357,7 @@ def _cmd_show(store: FileSystemStore, args: argparse.Namespace) -> dict[str, Any
             differences.append(
                 {"key": other.key, "created": other.created, "arguments": dict(diff)}
             )
-        differences.sort(key=lambda d: len(d["arguments"]))
+        differences.sort(key=lambda d: distance(d["arguments"]))
     code = store.load_func_code(fid) or ""
     code_lines = [line for line in code.splitlines() if not line.startswith("# joblite code ")]
     result = {

@@ -17,7 +17,13 @@ from typing import Any, Optional
 from ..hashing import hash as content_hash
 from .identity import code_source
 
-__all__ = ["MissExplanation", "argument_parts", "changed_lines", "compare_arguments"]
+__all__ = [
+    "MissExplanation",
+    "argument_parts",
+    "changed_lines",
+    "compare_arguments",
+    "distance",
+]
 
 #: parts kept per argument (a frame with more columns is compared as a whole beyond these)
 MAX_PARTS = 256
@@ -112,6 +118,11 @@ def compare_arguments(
                 details = [d for d in details if d != "columns changed"] or details
         out[name] = tuple(details)
     return out
+
+
+def distance(diff: dict[str, tuple[str, ...]]) -> tuple[int, int]:
+    """How far an entry is from a call: differing arguments, then differing parts."""
+    return len(diff), sum(len(parts) for parts in diff.values())
 
 
 def _when(stamp: Optional[float]) -> str:

@@ -22,7 +22,13 @@ from ..exceptions import CacheWarning, CorruptFileError
 from ..logger import emit, format_time, short_format_time
 from .arguments import CallBinder, format_signature, input_reprs
 from .chain import digests_of, has_maps, plain_arrays, register_loaded
-from .explain import MissExplanation, argument_parts, changed_lines, compare_arguments
+from .explain import (
+    MissExplanation,
+    argument_parts,
+    changed_lines,
+    compare_arguments,
+    distance,
+)
 from .identity import (
     FuncIdentity,
     JobLibCollisionWarning,
@@ -479,7 +485,7 @@ class FunctionCache:
                     n: p for n, v in named.items() if n in stored_parts and (p := argument_parts(v))
                 }
             diff = compare_arguments(current, current_parts, stored, stored_parts)
-            if best is None or len(diff) < len(best[0]):
+            if best is None or distance(diff) < distance(best[0]):
                 best = (diff, entry)
         if best is None:
             return MissExplanation(
