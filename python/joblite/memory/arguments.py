@@ -13,13 +13,15 @@ from typing import Any, Callable, Optional
 from .. import _core
 from ..exceptions import UnhashableError
 from ..hashing import hash as content_hash
-from .chain import ArrayDigest, key_values
+from .chain import ArrayDigest, array_digest
 from .identity import closure_state, unwrap
 
 __all__ = ["ArgumentError", "CallBinder", "ValueDigest", "format_signature", "input_reprs"]
 
 #: argument types keyed inline (hashing them on their own would cost more than it saves)
 _INLINE = frozenset({int, float, str, bytes, bool, type(None)})
+#: a tuple or list of at most this many such values is keyed inline too
+_INLINE_ITEMS = 16
 
 
 class ValueDigest:
@@ -223,20 +225,27 @@ class CallBinder:
 
     def _keyed_values(self, values: tuple, coerce_mmap: bool) -> tuple:
         out = []
+        np = sys.modules.get("numpy")
+        ndarray = np.ndarray if np is not None else ()
         for i, value in enumerate(values):
             override = self._overrides.get(i)
-            if override is None and type(value) in _INLINE:
+            if override is None and (
+                type(value) in _INLINE
+                or (
+                    type(value) in (tuple, list)
+                    and len(value) <= _INLINE_ITEMS
+                    and all(type(v) in _INLINE for v in value)
+                )
+            ):
                 out.append(value)
                 continue
             if override is not None:
                 # the user's function runs outside the try: its own errors are its own
                 value = (_hash_with_tag(self.names[i].lstrip("*")), override(value))
             try:
-                if override is None:
-                    chained = key_values((value,))[0]  # a numpy array: its (chained) digest
-                    if type(chained) is ArrayDigest:
-                        out.append(chained)
-                        continue
+                if override is None and isinstance(value, ndarray):
+                    out.append(array_digest(value))  # its chained digest, or its own
+                    continue
                 out.append(ValueDigest(content_hash(value, "blake3", coerce_mmap)))
             except TypeError as exc:  # UnhashableError is one
                 raise self._unhashable(i, value, exc) from exc
