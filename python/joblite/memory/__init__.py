@@ -18,8 +18,8 @@ from ..logger import Logger, format_time
 from ..store import StoreBackendBase, register_store_backend
 from .arguments import ArgumentError
 from .cache import Memory, expires_after
-from .functions import AsyncMemorizedFunc, AsyncNotMemorizedFunc, MemorizedFunc, NotMemorizedFunc
 from .explain import MissExplanation
+from .functions import AsyncMemorizedFunc, AsyncNotMemorizedFunc, MemorizedFunc, NotMemorizedFunc
 from .identity import JobLibCollisionWarning
 from .result import MemorizedResult, NotMemorizedResult
 from .stats import CacheStats, FunctionStats
