@@ -159,7 +159,8 @@ class MissExplanation:
         nearest stored entry; parts are ``"column 'x' changed"``, ``"index changed"``,
         ``"['key'] changed"``, ... (empty when the argument differs as a whole).
     nearest : str or None
-        Key of the entry compared with (the most recent entry that differs least).
+        Key of the entry compared with (of the most recent entries, the one that differs
+        least); for ``"code changed"``, the most recent entry.
     nearest_time : float or None
         When that entry was stored (unix time).
     entries : int
@@ -190,7 +191,8 @@ class MissExplanation:
             if len(self.changed_lines) > 20:
                 lines += ", ..."
             since = (
-                f" since its most recent entry was stored ({_when(self.nearest_time)})"
+                f" since its most recent entry ({self.nearest}) was stored "
+                f"({_when(self.nearest_time)})"
                 if self.nearest_time is not None
                 else ""
             )

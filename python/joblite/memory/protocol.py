@@ -450,6 +450,7 @@ class FunctionCache:
                 key=key,
                 changed_lines=changed_lines(stored_code, self.code),
                 source_file=where,
+                nearest=entries[0].key if entries else None,
                 nearest_time=latest,
                 entries=len(entries),
             )
