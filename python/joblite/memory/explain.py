@@ -14,8 +14,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..exceptions import CorruptFileError
 from ..hashing import hash as content_hash
-from .identity import code_source
+from .identity import code_digest, code_source
 
 __all__ = [
     "MissExplanation",
@@ -23,12 +24,15 @@ __all__ = [
     "changed_lines",
     "compare_arguments",
     "distance",
+    "explain_call",
 ]
 
 #: parts kept per argument (a frame with more columns is compared as a whole beyond these)
 MAX_PARTS = 256
 #: digests of parts are kept short: they only tell parts apart, they are not keys
 PART_DIGEST_CHARS = 32
+#: how many of a function's most recent entries an explanation compares a call with
+EXPLAIN_ENTRIES = 20
 
 
 def _digest(value: Any) -> str:
@@ -219,3 +223,77 @@ class MissExplanation:
             f"{head}: none of its {self.entries} cached call(s) records its arguments "
             "(entries written by an older joblite, or by joblib)"
         )
+
+
+def explain_call(cache: Any, key: str, keyed: tuple, named: dict[str, Any]) -> MissExplanation:
+    """What a call of ``cache`` (a :class:`~.protocol.FunctionCache`) with this key would do,
+    and why it would miss; computes, loads and removes nothing."""
+    store = cache.store_backend
+    fid = cache.func_id
+    name = cache.identity.name
+    assert cache.code is not None
+    entries = sorted(store.iter_entries(fid), key=lambda e: e.created, reverse=True)
+    latest = entries[0].created if entries else None
+    stored_code = store.load_func_code(fid)
+    if stored_code is not None and code_digest(stored_code) != code_digest(cache.code):
+        where = cache.identity.where.rsplit(":", 1)[0]
+        return MissExplanation(
+            hit=False,
+            reason="code changed",
+            function=name,
+            key=key,
+            changed_lines=changed_lines(stored_code, cache.code),
+            source_file=where,
+            nearest=entries[0].key if entries else None,
+            nearest_time=latest,
+            entries=len(entries),
+        )
+    if store.contains_entry(fid, key):
+        reason = "hit"
+        if cache.limits.age_limit is not None and cache.limits.expired(fid, key, touch=False):
+            reason = "expired"
+        elif cache.cache_validation_callback is not None:
+            try:
+                ok = bool(cache.cache_validation_callback(store.load_metadata(fid, key)))
+            except (KeyError, CorruptFileError):
+                ok = False
+            reason = "hit" if ok else "rejected"
+        return MissExplanation(
+            hit=reason == "hit", reason=reason, function=name, key=key, entries=len(entries)
+        )
+    if not entries:
+        return MissExplanation(hit=False, reason="no entries", function=name, key=key)
+    current = cache.binder.argument_digests(keyed)
+    current_parts: dict[str, dict[str, str]] = {}
+    best: Optional[tuple[dict, Any]] = None
+    for entry in entries[:EXPLAIN_ENTRIES]:
+        try:
+            meta = store.load_metadata(fid, entry.key)
+        except (KeyError, CorruptFileError, OSError):
+            continue
+        stored = meta.get("arg_digests")
+        if not isinstance(stored, dict):
+            continue
+        stored_parts = meta.get("arg_parts") or {}
+        if not current_parts and stored_parts:
+            current_parts = {
+                n: p for n, v in named.items() if n in stored_parts and (p := argument_parts(v))
+            }
+        diff = compare_arguments(current, current_parts, stored, stored_parts)
+        if best is None or distance(diff) < distance(best[0]):
+            best = (diff, entry)
+    if best is None:
+        return MissExplanation(
+            hit=False, reason="not cached", function=name, key=key, entries=len(entries)
+        )
+    diff, entry = best
+    return MissExplanation(
+        hit=False,
+        reason="arguments differ",
+        function=name,
+        key=key,
+        arguments=diff,
+        nearest=entry.key,
+        nearest_time=entry.created,
+        entries=len(entries),
+    )

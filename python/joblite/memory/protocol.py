@@ -22,13 +22,7 @@ from ..exceptions import CacheWarning, CorruptFileError
 from ..logger import emit, format_time, short_format_time
 from .arguments import CallBinder, format_signature, input_reprs
 from .chain import digests_of, has_maps, plain_arrays, register_loaded
-from .explain import (
-    MissExplanation,
-    argument_parts,
-    changed_lines,
-    compare_arguments,
-    distance,
-)
+from .explain import MissExplanation, argument_parts, explain_call
 from .identity import (
     FuncIdentity,
     JobLibCollisionWarning,
@@ -52,8 +46,6 @@ _held: contextvars.ContextVar[frozenset] = contextvars.ContextVar(
 Step = Union[float, object]
 #: the lock "entry" serialising code checks of one function (never a real key: not hex)
 _CODE_CHECK_KEY = "000code-check"
-#: how many of a function's most recent entries an explanation compares a call with
-_EXPLAIN_ENTRIES = 20
 
 
 class Claim(NamedTuple):
@@ -434,75 +426,7 @@ class FunctionCache:
     # ------------------------------------------------------------ explanations
     def explain(self, key: str, keyed: tuple, named: dict[str, Any]) -> MissExplanation:
         """What a call with this key would do, and why it would miss (computes nothing)."""
-        store = self.store_backend
-        fid = self.func_id
-        name = self.identity.name
-        assert self.code is not None
-        entries = sorted(store.iter_entries(fid), key=lambda e: e.created, reverse=True)
-        latest = entries[0].created if entries else None
-        stored_code = store.load_func_code(fid)
-        if stored_code is not None and code_digest(stored_code) != code_digest(self.code):
-            where = self.identity.where.rsplit(":", 1)[0]
-            return MissExplanation(
-                hit=False,
-                reason="code changed",
-                function=name,
-                key=key,
-                changed_lines=changed_lines(stored_code, self.code),
-                source_file=where,
-                nearest=entries[0].key if entries else None,
-                nearest_time=latest,
-                entries=len(entries),
-            )
-        if store.contains_entry(fid, key):
-            reason = "hit"
-            if self.limits.age_limit is not None and self.limits.expired(fid, key, touch=False):
-                reason = "expired"
-            elif self.cache_validation_callback is not None:
-                try:
-                    ok = bool(self.cache_validation_callback(store.load_metadata(fid, key)))
-                except (KeyError, CorruptFileError):
-                    ok = False
-                reason = "hit" if ok else "rejected"
-            return MissExplanation(
-                hit=reason == "hit", reason=reason, function=name, key=key, entries=len(entries)
-            )
-        if not entries:
-            return MissExplanation(hit=False, reason="no entries", function=name, key=key)
-        current = self.binder.argument_digests(keyed)
-        current_parts: dict[str, dict[str, str]] = {}
-        best: Optional[tuple[dict, Any]] = None
-        for entry in entries[:_EXPLAIN_ENTRIES]:
-            try:
-                meta = store.load_metadata(fid, entry.key)
-            except (KeyError, CorruptFileError, OSError):
-                continue
-            stored = meta.get("arg_digests")
-            if not isinstance(stored, dict):
-                continue
-            stored_parts = meta.get("arg_parts") or {}
-            if not current_parts and stored_parts:
-                current_parts = {
-                    n: p for n, v in named.items() if n in stored_parts and (p := argument_parts(v))
-                }
-            diff = compare_arguments(current, current_parts, stored, stored_parts)
-            if best is None or distance(diff) < distance(best[0]):
-                best = (diff, entry)
-        if best is None:
-            return MissExplanation(
-                hit=False, reason="not cached", function=name, key=key, entries=len(entries)
-            )
-        diff, entry = best
-        return MissExplanation(
-            hit=False,
-            reason="arguments differ",
-            function=name,
-            key=key,
-            arguments=diff,
-            nearest=entry.key,
-            nearest_time=entry.created,
-            entries=len(entries),
-        )
+        return explain_call(self, key, keyed, named)
 
     # ------------------------------------------------------------ the protocol
     def steps(
