@@ -364,3 +364,38 @@ def test_nearest_frame_is_the_one_with_fewest_differing_columns(tmp_path):
     why = f.explain_miss(base.assign(c="w"))
     assert why.nearest == f._get_args_id(base)
     assert why.arguments == {"df": ("column 'c' changed",)}
+
+
+def _store_frame_entry(location):
+    import pandas
+    from joblite import Memory as M
+
+    f = M(location, verbose=0).cache(len)
+    f(pandas.DataFrame({"a": [1, 2, 3], "b": [1.5, 2.5, 3.5], "c": ["x", "y", "z"]}))
+
+
+@pytest.mark.parametrize("start", ["fork", "fresh interpreter"])
+def test_argument_digests_agree_across_processes(tmp_path, start):
+    """An entry written by another process is compared column by column: the digests of the
+    unchanged columns must be equal there and here, or every column would be "changed"."""
+    location = str(tmp_path)
+    if start == "fork":
+        import multiprocessing
+
+        proc = multiprocessing.get_context("fork").Process(
+            target=_store_frame_entry, args=(location,)
+        )
+        proc.start()
+        proc.join(120)
+        assert proc.exitcode == 0
+    else:
+        code = (
+            "import sys, pandas\nfrom joblite import Memory\n"
+            "f = Memory(sys.argv[1], verbose=0).cache(len)\n"
+            "f(pandas.DataFrame({'a': [1, 2, 3], 'b': [1.5, 2.5, 3.5], 'c': ['x', 'y', 'z']}))\n"
+        )
+        subprocess.run([sys.executable, "-c", code, location], check=True, timeout=120)
+    f = Memory(location, verbose=0).cache(len)
+    assert f.explain_miss(_frame()).hit
+    why = f.explain_miss(_frame(c=["x", "y", "w"]))
+    assert why.arguments == {"obj": ("column 'c' changed",)}
