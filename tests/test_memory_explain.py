@@ -303,6 +303,7 @@ def test_unhashable_argument_is_named_with_both_ways_out(tmp_path):
         f([1, 2], {"lr": 0.1, "lock": threading.Lock()})
     message = str(info.value)
     assert "argument 'params'" in message
+    assert "at params['lock']" in message
     assert "ignore=['params']" in message
     assert "hash handler" in message
     assert "hash_with={'params'" in message
@@ -312,6 +313,18 @@ def test_unhashable_argument_is_named_with_both_ways_out(tmp_path):
     # and the way out works
     ok = mem.cache(train, hash_with={"params": lambda p: sorted(k for k in p)})
     assert ok([1, 2], {"lr": 0.1, "lock": threading.Lock()}) == 1
+
+
+class Holder:
+    def __init__(self):
+        self.name = "h"
+        self.inner = {"ok": 1, "files": [1, threading.Lock()]}
+
+
+def test_unhashable_path_inside_an_object(tmp_path):
+    f = Memory(tmp_path, verbose=0).cache(lambda model: 1)
+    with pytest.raises(UnhashableError, match=r"at model\.inner\['files'\]\[1\]"):
+        f(Holder())
 
 
 def test_unhashable_varargs_are_named(tmp_path):

@@ -254,10 +254,15 @@ class CallBinder:
     def _unhashable(self, index: int, value: Any, exc: TypeError) -> UnhashableError:
         name = self.names[index].lstrip("*")
         where = getattr(exc, "path", None)
-        inside = f" at {name}{where}" if isinstance(where, str) and where else ""
+        if not (isinstance(where, str) and where):
+            where = _locate(value)
+        inside = f" at {name}{where}" if where else ""
+        detail = _strip_prefix(str(exc))
+        if inside and detail.startswith("at obj") and ": " in detail:
+            detail = detail.split(": ", 1)[1]  # the hash's own path, said above by name
         return UnhashableError(
             f"PicklingError while hashing argument {name!r} of {self.func_name} (a "
-            f"{type(value).__name__}){inside}: {_strip_prefix(str(exc))}. Two ways out: "
+            f"{type(value).__name__}){inside}: {detail}. Two ways out: "
             "teach joblite to hash that type (register a hash handler, see docs/hash.md), or "
             f"leave the argument out of the cache key with @memory.cache(ignore=[{name!r}]) "
             f"(or key it yourself with hash_with={{{name!r}: ...}})"
@@ -316,8 +321,38 @@ def _closure_digest(func: Callable, name: str) -> Optional[str]:
     return digest
 
 
+def _locate(value: Any, depth: int = 4) -> str:
+    """Where inside ``value`` hashing fails (``"['model'].coef_"``), by hashing its parts: only
+    on the error path, a few levels into dicts, lists, tuples and attributes."""
+    if depth == 0:
+        return ""
+    items: Any
+    if isinstance(value, dict):
+        items = ((f"[{k!r}]", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(getattr(value, "__dict__", None), dict):
+        items = ((f".{k}", v) for k, v in vars(value).items())
+    else:
+        return ""
+    for n, (step, item) in enumerate(items):
+        if n >= 1000:
+            break
+        try:
+            content_hash(item)
+        except TypeError:
+            return step + _locate(item, depth - 1)
+        except Exception:  # a part whose hashing fails otherwise: not what we look for
+            continue
+    return ""
+
+
 def _strip_prefix(message: str) -> str:
-    return message.removeprefix("joblite.hash: ")
+    """The hash's own message without the prefixes the cache's message already has."""
+    message = message.removeprefix("joblite.hash: ")
+    if message.startswith("PicklingError while hashing ") and ": " in message:
+        message = message.split(": ", 1)[1]
+    return message
 
 
 def _short_repr(value: Any, limit: int) -> str:
