@@ -166,3 +166,62 @@ def test_hit_among_many_entries(benchmark, big_caches, n_entries):
     f = big_caches[n_entries]
     keys = itertools.cycle(range(1000))
     benchmark.pedantic(lambda: f(next(keys)), rounds=3000, iterations=1, warmup_rounds=100)
+
+
+def frame_rows(n_rows):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "i": np.arange(n_rows, dtype=np.int64),
+            "x": rng.random(n_rows),
+            "c": pd.Categorical(rng.integers(0, 10, n_rows).astype(str)),
+        }
+    )
+
+
+def frame_total(df):
+    return float(df["x"].sum())
+
+
+@pytest.mark.parametrize("lib", list(LIBS))
+def test_hit_frame_arg(benchmark, cache_dir, lib):
+    benchmark.group = "memory hit: DataFrame argument (100k rows: int, float, category)"
+    df = frame_rows(100_000)
+    f = LIBS[lib].Memory(cache_dir, verbose=0).cache(frame_total)
+    f(df)
+    benchmark(f, df)
+
+
+@pytest.mark.parametrize("lib", [*LIBS, "limit: bare call"])
+def test_miss_frame_arg(benchmark, cache_dir, lib):
+    """A miss stores per-column digests for explain_miss: what that adds to a miss."""
+    benchmark.group = "memory miss: DataFrame argument (100k rows), includes the write"
+    df = frame_rows(100_000)
+    counter = itertools.count()
+    f = (
+        frame_total
+        if lib.startswith("limit")
+        else LIBS[lib].Memory(cache_dir, verbose=0).cache(lambda df, i: frame_total(df))
+    )
+    if lib.startswith("limit"):
+        benchmark.pedantic(f, args=(df,), rounds=30, warmup_rounds=2)
+        return
+
+    def new_args():
+        return (df, next(counter)), {}
+
+    benchmark.pedantic(f, setup=new_args, rounds=30, warmup_rounds=2)
+
+
+@pytest.mark.parametrize("case", ["explain_miss (20 entries)", "limit: check_call_in_cache"])
+def test_explain_miss_frame(benchmark, cache_dir, case):
+    """``explain_miss`` reads the 20 most recent entries' metadata and hashes the call's
+    frame per column: the cost of asking why, next to asking whether."""
+    benchmark.group = "memory explain: DataFrame argument (100k rows), 20 entries"
+    df = frame_rows(100_000)
+    f = joblite.Memory(cache_dir, verbose=0).cache(lambda df, i: frame_total(df))
+    for i in range(20):
+        f(df, i)
+    call = f.check_call_in_cache if case.startswith("limit") else f.explain_miss
+    benchmark(call, df.assign(x=0.0), 3)

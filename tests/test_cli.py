@@ -152,7 +152,7 @@ def test_bare_command_prints_help_and_version(capsys):
     out = capsys.readouterr().out
     assert out.startswith("usage: joblite") and "cache" in out
     assert main(["cache"]) == 0
-    assert "info,list,clear,prune" in capsys.readouterr().out
+    assert "info,list,show,clear,prune" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0

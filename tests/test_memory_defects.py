@@ -373,3 +373,19 @@ def test_hit_does_not_wait_for_a_compacting_process(tmp_path):
         size_while_held = log.stat().st_size
     assert mem.stats().hits == 11  # written once the lock is free: none lost
     assert log.stat().st_size > size_while_held
+
+
+def test_check_call_in_cache_answers_what_the_call_will_do_after_age_limit(tmp_path):
+    """An entry past ``age_limit`` is recomputed by the next call: ``check_call_in_cache``
+    must say ``False`` for it (it said ``True``), and asking must not refresh its age."""
+    calls = []
+    mem = Memory(tmp_path, verbose=0, age_limit=datetime.timedelta(seconds=0.5))
+    f = mem.cache(lambda x: calls.append(x) or x)
+    f(1)
+    assert f.check_call_in_cache(1)
+    time.sleep(0.8)
+    assert not f.check_call_in_cache(1)
+    assert not f.check_call_in_cache(1)  # asking is not a use
+    f(1)
+    assert calls == [1, 1]
+    assert f.check_call_in_cache(1)

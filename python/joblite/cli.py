@@ -1,4 +1,4 @@
-"""The ``joblite`` command line: ``joblite cache {info,list,clear,prune} LOCATION``."""
+"""The ``joblite`` command line: ``joblite cache {info,list,show,clear,prune} LOCATION``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from .memory.explain import compare_arguments, distance
 from .store import EntryInfo, FileSystemStore, parse_age, parse_bytes
 
 __all__ = ["main"]
@@ -303,6 +304,107 @@ def _cmd_list(store: FileSystemStore, args: argparse.Namespace) -> dict[str, Any
     return {"location": store.location, "entries": items}
 
 
+def _find_entry(store: FileSystemStore, spec: str) -> EntryInfo:
+    """The entry ``FUNCTION_ID/KEY`` or ``KEY`` (a unique prefix of 6+ characters will do)."""
+    fid, _, key = spec.rpartition("/")
+    if len(key) < 6:
+        raise ValueError(f"entry {spec!r}: give KEY or FUNCTION/KEY, as `list` shows them")
+    candidates = [e for e in store.iter_entries(fid or None) if e.key.startswith(key)]
+    if not candidates:
+        raise FileNotFoundError(f"no entry {spec!r} in {store.location}")
+    if len(candidates) > 1:
+        shown = ", ".join(f"{e.func_id}/{e.key}" for e in candidates[:5])
+        raise ValueError(f"entry {spec!r} matches {len(candidates)} entries ({shown}): say more")
+    return candidates[0]
+
+
+def _cmd_show(store: FileSystemStore, args: argparse.Namespace) -> dict[str, Any]:
+    entry = _find_entry(store, args.entry)
+    fid = entry.func_id
+    try:
+        meta = store.load_metadata(fid, entry.key)
+    except (KeyError, OSError, ValueError):
+        meta = {}
+    raw_digests = meta.get("arg_digests")
+    digests: Optional[dict[str, str]] = raw_digests if isinstance(raw_digests, dict) else None
+    raw_parts = meta.get("arg_parts")
+    parts: dict[str, dict[str, str]] = raw_parts if isinstance(raw_parts, dict) else {}
+    # what tells this entry apart from its function's other recent entries (the same view
+    # as MemorizedFunc.explain_miss: by parameter, and by column, index or key inside)
+    differences: list[dict[str, Any]] = []
+    if digests is not None:
+        others = sorted(
+            (e for e in store.iter_entries(fid) if e.key != entry.key),
+            key=lambda e: e.created,
+            reverse=True,
+        )
+        for other in others[:20]:
+            try:
+                other_meta = store.load_metadata(fid, other.key)
+            except (KeyError, OSError, ValueError):
+                continue
+            theirs = other_meta.get("arg_digests")
+            if not isinstance(theirs, dict):
+                continue
+            diff = compare_arguments(digests, parts, theirs, other_meta.get("arg_parts") or {})
+            differences.append(
+                {"key": other.key, "created": other.created, "arguments": dict(diff)}
+            )
+        differences.sort(key=lambda d: distance(d["arguments"]))
+    code = store.load_func_code(fid) or ""
+    code_lines = [line for line in code.splitlines() if not line.startswith("# joblite code ")]
+    result = {
+        "function": fid,
+        "key": entry.key,
+        "bytes": entry.size,
+        "created": entry.created,
+        "last_access": entry.last_access,
+        "hits": entry.hits,
+        "duration_seconds": entry.duration,
+        "arguments": meta.get("input_args"),
+        "argument_digests": digests,
+        "argument_parts": parts,
+        "differences": differences,
+        "code": "\n".join(code_lines),
+    }
+    if not args.json:
+        print(f"entry {fid}/{entry.key}")
+        print(
+            f"  stored {_human_time(entry.created)}, {_human_bytes(entry.size)}, "
+            f"{entry.hits} hits, computed in "
+            f"{'-' if entry.duration is None else _human_duration(entry.duration)}"
+        )
+        recorded = meta.get("input_args")
+        if isinstance(recorded, dict):
+            print("  arguments:")
+            for name, text in recorded.items():
+                digest = (digests or {}).get(name)
+                lines = str(text).splitlines() or [""]
+                if len(lines) > 1:  # a frame's repr: its first line is enough here
+                    text = f"{lines[0].strip()} ... ({len(lines)} lines)"
+                print(f"    {name} = {text}" + (f"  [{digest[:12]}]" if digest else ""))
+                for part, part_digest in (parts.get(name) or {}).items():
+                    print(f"      {part}  [{str(part_digest)[:12]}]")
+        if digests is None:
+            print("  (no argument digests: an entry written by an older joblite)")
+        elif differences:
+            print("  compared with the other entries of the function:")
+            for d in differences[:5]:
+                what = (
+                    "; ".join(
+                        f"{n.lstrip('*')}: {', '.join(v)}" if v else f"{n.lstrip('*')} differs"
+                        for n, v in d["arguments"].items()
+                    )
+                    or "same arguments (another code version)"
+                )
+                print(f"    {d['key'][:12]} ({_human_time(d['created'])}): {what}")
+        if code_lines:
+            print("  code:")
+            for line in code_lines[:40]:
+                print(f"    {line}")
+    return result
+
+
 def _cmd_clear(store: FileSystemStore, args: argparse.Namespace) -> dict[str, Any]:
     func_ids = _match_functions(store, args.function)
     if func_ids is not None and len(func_ids) > 1:
@@ -357,7 +459,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"joblite {__version__}")
     sub = parser.add_subparsers(dest="group", metavar="{cache}")
     cache = sub.add_parser("cache", help="inspect and maintain a Memory cache (directory or URL)")
-    cmds = cache.add_subparsers(dest="command", metavar="{info,list,clear,prune}")
+    cmds = cache.add_subparsers(dest="command", metavar="{info,list,show,clear,prune}")
     parser.set_defaults(help_of=parser)
     cache.set_defaults(help_of=cache)
 
@@ -377,6 +479,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--function", help="only this function: its full name as info shows it, or a short name"
     )
+    p = add("show", "one entry: its arguments and what tells it apart from the others")
+    p.add_argument("entry", help="KEY or FUNCTION/KEY as `list` shows them (a prefix will do)")
     p = add("clear", "remove entries")
     p.add_argument(
         "--function", help="only this function: its full name as info shows it, or a short name"
@@ -388,7 +492,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"info": _cmd_info, "list": _cmd_list, "clear": _cmd_clear, "prune": _cmd_prune}
+_COMMANDS = {
+    "info": _cmd_info,
+    "list": _cmd_list,
+    "show": _cmd_show,
+    "clear": _cmd_clear,
+    "prune": _cmd_prune,
+}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -12,10 +12,33 @@ from typing import Any, Callable, Optional
 
 from .. import _core
 from ..exceptions import UnhashableError
-from .chain import key_values
+from ..hashing import hash as content_hash
+from .chain import ArrayDigest, array_digest
 from .identity import closure_state, unwrap
 
-__all__ = ["ArgumentError", "CallBinder", "format_signature", "input_reprs"]
+__all__ = ["ArgumentError", "CallBinder", "ValueDigest", "format_signature", "input_reprs"]
+
+#: argument types keyed inline (hashing them on their own would cost more than it saves)
+_INLINE = frozenset({int, float, str, bytes, bool, type(None)})
+#: a tuple or list of at most this many such values is keyed inline too
+_INLINE_ITEMS = 16
+
+
+class ValueDigest:
+    """Stands for an argument in a key: the content digest of its value, computed once per call
+    (it is also the argument's digest stored with the entry, for :meth:`explain_miss`)."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+    def __reduce__(self) -> tuple:
+        return (ValueDigest, (self.digest,))
+
+
+def _hash_with_tag(name: str) -> str:
+    return f"joblite.hash_with:{name}"
 
 
 class ArgumentError(ValueError, TypeError):
@@ -40,6 +63,7 @@ class CallBinder:
         func: Callable,
         ignore: Optional[list[str]] = None,
         closure_digest: Optional[str] = None,
+        hash_with: Optional[dict[str, Callable[[Any], Any]]] = None,
     ) -> None:
         inner, self.preset_args, self.preset_kwargs = unwrap(func)
         self.func_name = getattr(inner, "__qualname__", None) or repr(inner)
@@ -60,15 +84,29 @@ class CallBinder:
         #: callable object's ``__call__``)
         self.target: Any = target
         self.ignore = list(ignore or [])
+        if hash_with is not None and not isinstance(hash_with, dict):
+            raise TypeError(
+                "hash_with must be a dict {argument name: function of the argument}, "
+                f"got {type(hash_with).__name__}"
+            )
+        self.hash_with: dict[str, Callable[[Any], Any]] = dict(hash_with or {})
+        for name, fn in self.hash_with.items():
+            if not callable(fn):
+                raise TypeError(
+                    f"hash_with[{name!r}] must be a function of the argument, got {fn!r}"
+                )
+        #: position (among the kept names) -> the user's key function of that argument
+        self._overrides: dict[int, Callable[[Any], Any]] = {}
         try:
             self.signature: Optional[inspect.Signature] = inspect.signature(target)
         except (TypeError, ValueError):
             self.signature = None  # builtins and ufuncs without a signature
         if self.signature is None:
-            if self.ignore:
+            if self.ignore or self.hash_with:
+                what = "ignore" if self.ignore else "hash_with"
                 raise ValueError(
-                    f"ignore={self.ignore!r}: the signature of {inner!r} cannot be inspected, "
-                    "so no argument can be ignored"
+                    f"{what}: the signature of {inner!r} cannot be inspected, so no argument "
+                    "can be named"
                 )
             self.names: tuple = ("*args", "**kwargs")
             self._fast = False
@@ -84,6 +122,18 @@ class CallBinder:
                     f"{getattr(target, '__qualname__', target)!r} (its arguments: {sorted(known)})"
                 )
         ignored = set(self.ignore)
+        unknown = sorted(n for n in self.hash_with if n not in known)
+        if unknown:
+            raise ValueError(
+                f"hash_with: {', '.join(repr(n) for n in unknown)} "
+                f"{'is not an argument' if len(unknown) == 1 else 'are not arguments'} of "
+                f"{getattr(target, '__qualname__', target)!r} (its arguments: {sorted(known)})"
+            )
+        both = sorted(ignored & set(self.hash_with))
+        if both:
+            raise ValueError(
+                f"hash_with and ignore both name {both}: an ignored argument has no key"
+            )
         self._keep = [i for i, p in enumerate(params) if p.name not in ignored]
         self.names = tuple(
             ("*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else "")
@@ -92,6 +142,8 @@ class CallBinder:
             if p.name not in ignored
         )
         self._params = params
+        plain_names = [p.name for p in params if p.name not in ignored]
+        self._overrides = {plain_names.index(n): fn for n, fn in self.hash_with.items()}
         simple = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         self._n_pos = sum(1 for p in params if p.kind in simple)
         self._fast = all(p.kind in simple for p in params)
@@ -145,28 +197,86 @@ class CallBinder:
     def key(self, args: tuple, kwargs: dict, code_digest: str, coerce_mmap: bool = False) -> str:
         """The entry key of a call: a digest of the named argument values and of the code
         (so two versions of a function never share an entry, even for a moment)."""
-        values = self.normalise(args, kwargs)
-        try:
-            keyed: tuple = (self.names, key_values(values), code_digest)
-            if self.closure_digest is not None:
-                keyed = (*keyed, self.closure_digest)
-            digest = _core.hash(keyed, "blake3", coerce_mmap)
-        except TypeError as exc:
-            raise self._unhashable(values, exc) from exc
-        return digest[-32:]
+        return self.keyed(args, kwargs, code_digest, coerce_mmap)[0]
 
-    def _unhashable(self, values: tuple, exc: TypeError) -> UnhashableError:
-        for name, value in zip(self.names, values):
-            try:
-                _core.hash(value)
-            except TypeError as inner:
-                plain = name.lstrip("*")
-                return UnhashableError(
-                    f"PicklingError while hashing argument {plain!r} of {self.func_name} "
-                    f"(a {type(value).__name__}): {_strip_prefix(str(inner))}. Leave it out "
-                    f"of the cache key with @memory.cache(ignore=[{plain!r}])"
+    def keyed(
+        self, args: tuple, kwargs: dict, code_digest: str, coerce_mmap: bool = False
+    ) -> tuple[str, tuple]:
+        """``(key, keyed values)``: each argument as it enters the key, a plain value inline
+        or a :class:`ValueDigest` (see :meth:`argument_digests`).
+
+        Raises
+        ------
+        UnhashableError
+            An argument cannot be hashed: the message names it (and where inside it).
+        """
+        values = self.normalise(args, kwargs)
+        keyed_values = self._keyed_values(values, coerce_mmap)
+        keyed: tuple = (self.names, keyed_values, code_digest)
+        if self.closure_digest is not None:
+            keyed = (*keyed, self.closure_digest)
+        try:
+            digest = _core.hash(keyed, "blake3", coerce_mmap)
+        except TypeError as exc:  # only plain values are left: cannot happen, but say so
+            raise UnhashableError(
+                f"PicklingError while hashing: {_strip_prefix(str(exc))}"
+            ) from exc
+        return digest[-32:], keyed_values
+
+    def _keyed_values(self, values: tuple, coerce_mmap: bool) -> tuple:
+        out = []
+        np = sys.modules.get("numpy")
+        ndarray = np.ndarray if np is not None else ()
+        for i, value in enumerate(values):
+            override = self._overrides.get(i)
+            if override is None and (
+                type(value) in _INLINE
+                or (
+                    type(value) in (tuple, list)
+                    and len(value) <= _INLINE_ITEMS
+                    and all(type(v) in _INLINE for v in value)
                 )
-        return UnhashableError(f"PicklingError while hashing: {_strip_prefix(str(exc))}")
+            ):
+                out.append(value)
+                continue
+            if override is not None:
+                # the user's function runs outside the try: its own errors are its own
+                value = (_hash_with_tag(self.names[i].lstrip("*")), override(value))
+            try:
+                if override is None and isinstance(value, ndarray):
+                    out.append(array_digest(value))  # its chained digest, or its own
+                    continue
+                out.append(ValueDigest(content_hash(value, "blake3", coerce_mmap)))
+            except TypeError as exc:  # UnhashableError is one
+                raise self._unhashable(i, value, exc) from exc
+        return tuple(out)
+
+    def _unhashable(self, index: int, value: Any, exc: TypeError) -> UnhashableError:
+        name = self.names[index].lstrip("*")
+        where = getattr(exc, "path", None)
+        if not (isinstance(where, str) and where):
+            where = _locate(value)
+        inside = f" at {name}{where}" if where else ""
+        detail = _strip_prefix(str(exc))
+        if inside and detail.startswith("at obj") and ": " in detail:
+            detail = detail.split(": ", 1)[1]  # the hash's own path, said above by name
+        return UnhashableError(
+            f"PicklingError while hashing argument {name!r} of {self.func_name} (a "
+            f"{type(value).__name__}){inside}: {detail}. Two ways out: "
+            "teach joblite to hash that type (register a hash handler, see docs/hash.md), or "
+            f"leave the argument out of the cache key with @memory.cache(ignore=[{name!r}]) "
+            f"(or key it yourself with hash_with={{{name!r}: ...}})"
+        )
+
+    def argument_digests(self, keyed_values: tuple) -> dict[str, str]:
+        """``{parameter name: digest}`` of a call's keyed values (stored with the entry)."""
+        out = {}
+        for name, value in zip(self.names, keyed_values):
+            if isinstance(value, (ValueDigest, ArrayDigest)):
+                out[name] = value.digest
+            else:
+                out[name] = _core.hash(value, "blake3")
+        return out
 
     def named_arguments(self, args: tuple, kwargs: dict) -> dict[str, Any]:
         """``{name: value}`` of a call with ``ignore`` removed (for metadata and messages)."""
@@ -211,8 +321,38 @@ def _closure_digest(func: Callable, name: str) -> Optional[str]:
     return digest
 
 
+def _locate(value: Any, depth: int = 4) -> str:
+    """Where inside ``value`` hashing fails (``"['model'].coef_"``), by hashing its parts: only
+    on the error path, a few levels into dicts, lists, tuples and attributes."""
+    if depth == 0:
+        return ""
+    items: Any
+    if isinstance(value, dict):
+        items = ((f"[{k!r}]", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(getattr(value, "__dict__", None), dict):
+        items = ((f".{k}", v) for k, v in vars(value).items())
+    else:
+        return ""
+    for n, (step, item) in enumerate(items):
+        if n >= 1000:
+            break
+        try:
+            content_hash(item)
+        except TypeError:
+            return step + _locate(item, depth - 1)
+        except Exception:  # a part whose hashing fails otherwise: not what we look for
+            continue
+    return ""
+
+
 def _strip_prefix(message: str) -> str:
-    return message.removeprefix("joblite.hash: ")
+    """The hash's own message without the prefixes the cache's message already has."""
+    message = message.removeprefix("joblite.hash: ")
+    if message.startswith("PicklingError while hashing ") and ": " in message:
+        message = message.split(": ", 1)[1]
+    return message
 
 
 def _short_repr(value: Any, limit: int) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar, Un
 
 from ..logger import Logger
 from ..store import StoreBackendBase, parse_age, parse_bytes
+from .arguments import CallBinder
 from .functions import AsyncMemorizedFunc, AsyncNotMemorizedFunc, MemorizedFunc, NotMemorizedFunc
 from .limits import LimitKeeper
 from .stats import CacheStats, collect_stats
@@ -138,6 +139,8 @@ class Memory(Logger):
         verbose: Optional[int] = None,
         mmap_mode: Any = False,
         cache_validation_callback: Optional[Callable[[dict], bool]] = None,
+        *,
+        hash_with: Optional[dict[str, Callable[[Any], Any]]] = None,
     ) -> MemorizedFunc[_P, _R]: ...
 
     @overload
@@ -148,6 +151,8 @@ class Memory(Logger):
         verbose: Optional[int] = None,
         mmap_mode: Any = False,
         cache_validation_callback: Optional[Callable[[dict], bool]] = None,
+        *,
+        hash_with: Optional[dict[str, Callable[[Any], Any]]] = None,
     ) -> Callable[[Callable[_P, _R]], MemorizedFunc[_P, _R]]: ...
 
     def cache(
@@ -157,6 +162,8 @@ class Memory(Logger):
         verbose: Optional[int] = None,
         mmap_mode: Any = False,
         cache_validation_callback: Optional[Callable[[dict], bool]] = None,
+        *,
+        hash_with: Optional[dict[str, Callable[[Any], Any]]] = None,
     ) -> Any:
         """Wrap ``func`` so that its results are cached; usable as a decorator.
 
@@ -173,6 +180,11 @@ class Memory(Logger):
         cache_validation_callback : callable, optional
             ``callback(metadata) -> bool``; ``False`` means recompute (see
             :func:`expires_after`).
+        hash_with : dict, optional
+            ``{argument name: function}``: the argument enters the cache key as
+            ``function(value)`` instead of its whole content, for objects you know better
+            than the hash does (``{"model": lambda m: m.get_params()}``). A joblite addition;
+            a name that is not an argument of ``func`` raises ``ValueError``.
 
         Returns
         -------
@@ -192,11 +204,14 @@ class Memory(Logger):
                 verbose=verbose,
                 mmap_mode=mmap_mode,
                 cache_validation_callback=cache_validation_callback,
+                hash_with=hash_with,
             )
         if isinstance(func, (MemorizedFunc, NotMemorizedFunc)):
             func = func.func
         is_async = inspect.iscoroutinefunction(func)
         if self.store_backend is None:
+            if hash_with:  # refuse unknown names here too, as a cached function would
+                CallBinder(func, ignore, "", hash_with)
             return (AsyncNotMemorizedFunc if is_async else NotMemorizedFunc)(func)
         cls = AsyncMemorizedFunc if is_async else MemorizedFunc
         return cls(
@@ -211,6 +226,7 @@ class Memory(Logger):
             cache_validation_callback=cache_validation_callback,
             compute_once=self.compute_once,
             compute_once_timeout=self.compute_once_timeout,
+            hash_with=hash_with,
             _limits=self._limits,
         )
 

@@ -27,9 +27,9 @@ from .. import _core
 __all__ = [
     "DIGEST_MIN_BYTES",
     "ArrayDigest",
+    "array_digest",
     "digests_of",
     "has_maps",
-    "key_values",
     "plain_arrays",
     "register_loaded",
 ]
@@ -158,15 +158,6 @@ def _digest_of(value: Any) -> str:
     return _core.hash(value)
 
 
-def key_values(values: tuple) -> tuple:
-    """``values`` with each top-level numpy array replaced by its :class:`ArrayDigest`."""
-    np = sys.modules.get("numpy")
-    if np is None:
-        return values
-    ndarray = np.ndarray
-    for v in values:
-        if isinstance(v, ndarray):
-            break
-    else:
-        return values
-    return tuple(ArrayDigest(_digest_of(v)) if isinstance(v, ndarray) else v for v in values)
+def array_digest(array: Any) -> ArrayDigest:
+    """How a top-level numpy array argument enters a key (its chained or computed digest)."""
+    return ArrayDigest(_digest_of(array))

@@ -12,12 +12,12 @@ import types
 from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, TypeVar
 
-from ..exceptions import CorruptFileError
 from ..logger import Logger
 from .arguments import CallBinder
+from .explain import MissExplanation
 from .identity import FuncIdentity, func_code, identify
 from .limits import LimitKeeper
-from .protocol import COMPUTE, MISSING, CallSteps, Step
+from .protocol import COMPUTE, MISSING, FunctionCache, Step
 from .result import MemorizedResult, NotMemorizedResult
 from .stores import store_for
 
@@ -114,6 +114,11 @@ class NotMemorizedFunc(Generic[_P, _R]):
         """Always ``False``: nothing is cached."""
         return False
 
+    def explain_miss(self, *args: _P.args, **kwargs: _P.kwargs) -> MissExplanation:
+        """Always a miss: the Memory has no location (see :meth:`MemorizedFunc.explain_miss`)."""
+        name = getattr(self.func, "__name__", repr(self.func))
+        return MissExplanation(hit=False, reason="disabled", function=name, key="")
+
     def clear(self, warn: bool = True) -> None:
         """Nothing to clear."""
 
@@ -133,7 +138,16 @@ class AsyncNotMemorizedFunc(NotMemorizedFunc[_P, Any]):
         return await self.func(*args, **kwargs), {}
 
 
-class MemorizedFunc(Logger, CallSteps, Generic[_P, _R]):
+def _delegated(name: str, doc: str) -> Any:
+    """A read-write attribute of the wrapper that lives in its :class:`FunctionCache`."""
+    return property(
+        lambda self: getattr(self._cache, name),
+        lambda self, value: setattr(self._cache, name, value),
+        doc=doc,
+    )
+
+
+class MemorizedFunc(Logger, Generic[_P, _R]):
     """A function whose results are cached in a store, keyed by its arguments.
 
     Created by :meth:`Memory.cache`; calling it returns the cached value when there is one and
@@ -156,7 +170,8 @@ class MemorizedFunc(Logger, CallSteps, Generic[_P, _R]):
     compress : bool or int
         Compression of stored results (passed to :func:`joblite.dump`).
     verbose : int, default=1
-        0 silent; >0 joblib's ``[Memory] Calling ...`` lines on a miss; >10 also on a hit.
+        0 silent; >0 joblib's ``[Memory] Calling ...`` lines on a miss; >10 also a line on
+        each hit and, on each miss, why it missed (see :meth:`explain_miss`).
     timestamp : float, optional
     cache_validation_callback : callable, optional
         ``callback(metadata) -> bool``; a cached result for which it returns ``False`` is
@@ -167,6 +182,9 @@ class MemorizedFunc(Logger, CallSteps, Generic[_P, _R]):
         Seconds a caller waits for another's computation before computing itself.
     backend_options : dict, optional
         Options of the store when ``location`` is a path.
+    hash_with : dict, optional
+        ``{argument name: function}``: that argument enters the key as ``function(value)``
+        (see :meth:`Memory.cache`).
     """
 
     _wraps_for_cache = True
@@ -186,6 +204,7 @@ class MemorizedFunc(Logger, CallSteps, Generic[_P, _R]):
         compute_once: bool = True,
         compute_once_timeout: float = 600.0,
         backend_options: Optional[dict] = None,
+        hash_with: Optional[dict[str, Callable[[Any], Any]]] = None,
         _limits: Optional[LimitKeeper] = None,
         _identity: Optional[FuncIdentity] = None,
         _code: Optional[str] = None,
@@ -201,38 +220,57 @@ class MemorizedFunc(Logger, CallSteps, Generic[_P, _R]):
             )
         self.func = func
         self.ignore = list(ignore or [])
-        self.mmap_mode = mmap_mode
-        self.compress = compress
-        self._verbose = verbose
-        self.timestamp = time.time() if timestamp is None else timestamp
-        self.cache_validation_callback = cache_validation_callback
-        self.compute_once = bool(compute_once)
-        self.compute_once_timeout = float(compute_once_timeout)
-        self.store_backend = store_for(location, backend, verbose, backend_options)
-        self._limits = _limits if _limits is not None else LimitKeeper(None, None, None, None)
-        self._binder = CallBinder(func, self.ignore, _closure_digest)
-        self._identity = _identity if _identity is not None else identify(func)
-        self._code = _code
-        self._code_obj = self._current_code_obj()
-        self._code_digest: Optional[str] = None
-        self._replaced = False
-        self._code_checked = False
-        self._remote = _identity is not None  # rebuilt from a pickle: maybe a worker
-        self._coerce = mmap_mode is not None
+        self._cache = FunctionCache(
+            func,
+            store_for(location, backend, verbose, backend_options),
+            _identity if _identity is not None else identify(func),
+            CallBinder(func, self.ignore, _closure_digest, hash_with),
+            _limits if _limits is not None else LimitKeeper(None, None, None, None),
+            mmap_mode=mmap_mode,
+            compress=compress,
+            verbose=verbose,
+            timestamp=time.time() if timestamp is None else timestamp,
+            cache_validation_callback=cache_validation_callback,
+            compute_once=bool(compute_once),
+            compute_once_timeout=float(compute_once_timeout),
+            code=_code,
+            remote=_identity is not None,  # rebuilt from a pickle: maybe a worker
+        )
+
+    store_backend = _delegated("store_backend", "The store holding this function's entries.")
+    mmap_mode = _delegated("mmap_mode", "Memory-map mode of loaded results (or ``None``).")
+    compress = _delegated("compress", "Compression of stored results.")
+    timestamp = _delegated("timestamp", "When the Memory was created (unix time).")
+    cache_validation_callback = _delegated(
+        "cache_validation_callback", "``callback(metadata) -> bool`` deciding if a hit is valid."
+    )
+    compute_once = _delegated("compute_once", "Concurrent callers wait for one computation.")
+    compute_once_timeout = _delegated(
+        "compute_once_timeout", "Seconds to wait for another caller's computation."
+    )
+    _verbose = _delegated("verbose", "The verbosity level.")
+
+    @property
+    def func_id(self) -> str:
+        """``"<module>/<qualname>"``: where this function's entries live in the store."""
+        return self._cache.func_id
+
+    @property
+    def hash_with(self) -> dict[str, Callable[[Any], Any]]:
+        """``{argument name: function}`` of the arguments keyed by a function of their value."""
+        return dict(self._cache.binder.hash_with)
 
     # ------------------------------------------------------------ public
     def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         # the hit path, kept short (one hash, one open); everything else is the protocol's
-        digest = self._code_digest
-        if digest is None or getattr(self._binder.target, "__code__", None) is not self._code_obj:
-            digest = self._refresh_code()
-        key = self._binder.key(args, kwargs, digest, self._coerce)
-        if self._code_checked and self.cache_validation_callback is None and self._verbose <= 10:
-            value = self._fast_hit(key)
+        cache = self._cache
+        keyed = cache.key(args, kwargs)
+        if cache.code_checked and cache.cache_validation_callback is None and cache.verbose <= 10:
+            value = cache.find(keyed[0])[0]
             if value is not MISSING:
-                return value
-        steps = self._protocol(args, kwargs, shelving=False, key=key)
-        return _run_sync(steps, self.func, args, kwargs)[0]
+                return value  # type: ignore[no-any-return]
+        steps = cache.steps(args, kwargs, shelving=False, keyed=keyed)
+        return _run_sync(steps, self.func, args, kwargs)[0]  # type: ignore[no-any-return]
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         # decorating a method in a class body: bind the instance like a function would
@@ -242,41 +280,70 @@ class MemorizedFunc(Logger, CallSteps, Generic[_P, _R]):
 
     def call_and_shelve(self, *args: _P.args, **kwargs: _P.kwargs) -> MemorizedResult:
         """Compute (or find) the result and return a :class:`MemorizedResult` handle to it."""
-        return _run_sync(self._protocol(args, kwargs, shelving=True), self.func, args, kwargs)[0]
+        steps = self._cache.steps(args, kwargs, shelving=True)
+        return _run_sync(steps, self.func, args, kwargs)[0]  # type: ignore[no-any-return]
 
     def call(self, *args: _P.args, **kwargs: _P.kwargs) -> tuple[_R, dict[str, Any]]:
         """Compute even if cached, store the result, and return ``(output, metadata)``."""
-        steps = self._protocol(args, kwargs, shelving=False, force=True)
+        steps = self._cache.steps(args, kwargs, shelving=False, force=True)
         return _run_sync(steps, self.func, args, kwargs)
 
     def check_call_in_cache(self, *args: _P.args, **kwargs: _P.kwargs) -> bool:
         """Whether a call with these arguments would be served from the cache."""
-        key = self._get_args_id(*args, **kwargs)
-        if not self._code_ok():
-            return False
-        if not self.store_backend.contains_entry(self.func_id, key):
-            return False
-        if self.cache_validation_callback is not None:
-            try:
-                return bool(
-                    self.cache_validation_callback(
-                        self.store_backend.load_metadata(self.func_id, key)
-                    )
-                )
-            except (KeyError, CorruptFileError):
-                return False
-        return True
+        return self._cache.will_hit(self._get_args_id(*args, **kwargs))
+
+    def explain_miss(self, *args: _P.args, **kwargs: _P.kwargs) -> MissExplanation:
+        """Why a call with these arguments would not be served from the cache, without
+        calling the function or loading a result.
+
+        The answer compares the call with what the store holds: the function's code changed
+        since its entries were computed (and at which lines), or which arguments differ from
+        the nearest of its most recent entries, by parameter name (for a DataFrame, which
+        columns or the index; for a dict, which keys). A call that would hit says so.
+        ``verbose > 10`` prints the same on every real miss.
+
+        Returns
+        -------
+        MissExplanation
+            ``.hit``, ``.reason``, ``.arguments``, ``.changed_lines``...; ``str()`` of it
+            reads as a sentence.
+
+        Raises
+        ------
+        UnhashableError
+            An argument cannot be hashed (the message names it).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from joblite import Memory
+        >>> mem = Memory(tempfile.mkdtemp(), verbose=0)
+        >>> scale = mem.cache(lambda x, factor: x * factor)
+        >>> scale(2, factor=10)
+        20
+        >>> why = scale.explain_miss(2, factor=3)
+        >>> why.reason, why.arguments
+        ('arguments differ', {'factor': ()})
+        """
+        cache = self._cache
+        key, keyed = cache.key(args, kwargs)
+        return cache.explain(key, keyed, cache.binder.named_arguments(args, kwargs))
+
+    def _get_args_id(self, *args: Any, **kwargs: Any) -> str:
+        """The argument hash of a call (the entry's key)."""
+        return self._cache.key(args, kwargs)[0]
 
     def clear(self, warn: bool = True) -> None:
         """Remove every cached result of this function."""
         if warn and self._verbose > 0:
             self.warn(f"Clearing function cache identified by {self.func_id}")
         self.store_backend.clear_func(self.func_id)
-        self._code_checked = False
+        self._cache.code_checked = False
 
     def __reduce__(self) -> tuple:
-        if self._code is None:
-            self._code = func_code(self.func)
+        cache = self._cache
+        if cache.code is None:
+            cache.code = func_code(self.func)
         kwargs = {
             "ignore": self.ignore,
             "mmap_mode": self.mmap_mode,
@@ -285,9 +352,11 @@ class MemorizedFunc(Logger, CallSteps, Generic[_P, _R]):
             "cache_validation_callback": self.cache_validation_callback,
             "compute_once": self.compute_once,
             "compute_once_timeout": self.compute_once_timeout,
-            "_identity": self._identity,
-            "_code": self._code,
-            "_closure_digest": self._binder.closure_digest,
+            "hash_with": {k: _func_for_pickle(v) for k, v in cache.binder.hash_with.items()}
+            or None,
+            "_identity": cache.identity,
+            "_code": cache.code,
+            "_closure_digest": cache.binder.closure_digest,
         }
         func = _func_for_pickle(self.func)
         return (_rebuild, (type(self), func, self.store_backend, kwargs))
@@ -351,15 +420,15 @@ class AsyncMemorizedFunc(MemorizedFunc[_P, Any]):
     """:class:`MemorizedFunc` for ``async def`` functions: calls return awaitables."""
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        steps = self._protocol(args, kwargs, shelving=False)
+        steps = self._cache.steps(args, kwargs, shelving=False)
         return (await _run_async(steps, self.func, args, kwargs))[0]
 
     async def call_and_shelve(self, *args: Any, **kwargs: Any) -> MemorizedResult:  # type: ignore[override]
         """Await the result (cached or computed); return a :class:`MemorizedResult`."""
-        steps = self._protocol(args, kwargs, shelving=True)
+        steps = self._cache.steps(args, kwargs, shelving=True)
         return (await _run_async(steps, self.func, args, kwargs))[0]  # type: ignore[no-any-return]
 
     async def call(self, *args: Any, **kwargs: Any) -> tuple[Any, dict]:  # type: ignore[override]
         """Await a forced computation; store it; return ``(output, metadata)``."""
-        steps = self._protocol(args, kwargs, shelving=False, force=True)
+        steps = self._cache.steps(args, kwargs, shelving=False, force=True)
         return await _run_async(steps, self.func, args, kwargs)

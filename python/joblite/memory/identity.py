@@ -8,6 +8,8 @@ though it received the function by value and would see a different ``__main__`` 
 
 from __future__ import annotations
 
+import ast
+import dis
 import functools
 import hashlib
 import inspect
@@ -20,7 +22,15 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-__all__ = ["FuncIdentity", "JobLibCollisionWarning", "func_code", "identify", "unwrap"]
+__all__ = [
+    "FuncIdentity",
+    "JobLibCollisionWarning",
+    "code_digest",
+    "code_source",
+    "func_code",
+    "identify",
+    "unwrap",
+]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 _MAIN_NAMES = ("__main__", "__mp_main__")
@@ -115,27 +125,193 @@ def _code_fingerprint(code: Any) -> str:
     return h.hexdigest()
 
 
+#: instructions that only carry positions, tracing hooks or padding: not behaviour
+_NOT_BEHAVIOUR = frozenset({"NOP", "RESUME", "CACHE", "EXTENDED_ARG", "RESUME_CHECK"})
+_JUMPS = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
+
+
+def _bytecode_digest(code: Any) -> str:
+    """Digest of what a code object does: its instructions with their argument values, jumps
+    as instruction indices, nested code objects by their own digest.
+
+    Positions (line and column tables, ``co_firstlineno``), unused constants (the docstring)
+    and the index of a name or constant in its table are left out, so blank lines, comments,
+    formatting and docstrings never change it.
+    """
+    h = hashlib.sha256(b"joblite-bytecode-1")
+    try:
+        instructions = list(dis.get_instructions(code))
+    except Exception:  # an interpreter whose dis cannot read its own code: the raw form
+        return _code_fingerprint(code)
+    kept: list = []
+    index: dict = {}
+    for ins in instructions:
+        index[ins.offset] = len(kept)
+        if ins.opname not in _NOT_BEHAVIOUR:
+            kept.append(ins)
+    for ins in kept:
+        h.update(ins.opname.encode())
+        value = ins.argval
+        if ins.opcode in _JUMPS and isinstance(value, int):
+            text = f"->{index.get(value, '?')}"
+        elif hasattr(value, "co_code"):
+            text = _bytecode_digest(value)
+        elif ins.arg is None:
+            text = ""
+        else:
+            text = _const_text(value)
+        h.update(b"\1")
+        h.update(text.encode("utf-8", "replace"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+#: AST fields that hold no behaviour: comments (``# type:``) and how a string was spelled
+_COSMETIC_FIELDS = frozenset({"type_comment", "kind"})
+_DOC_OWNERS = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _feed_ast(node: Any, out: list) -> None:
+    """A serialisation of a syntax tree without positions, docstrings, comments or empty
+    fields, the same on every supported Python (``ast.dump`` changed its output in 3.13)."""
+    if isinstance(node, ast.AST):
+        out.append(type(node).__name__ + "(")
+        for field in node._fields:
+            if field in _COSMETIC_FIELDS:
+                continue
+            value = getattr(node, field, None)
+            if field == "body" and isinstance(node, _DOC_OWNERS) and value:
+                first = value[0]
+                if (
+                    isinstance(first, ast.Expr)
+                    and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)
+                ):
+                    value = value[1:]  # the docstring
+            if value is None or (isinstance(value, list) and not value):
+                continue
+            out.append(field + "=")
+            _feed_ast(value, out)
+            out.append(",")
+        out.append(")")
+    elif isinstance(node, list):
+        out.append("[")
+        for item in node:
+            _feed_ast(item, out)
+            out.append(",")
+        out.append("]")
+    else:
+        out.append(f"{type(node).__name__}:{node!r}")
+
+
+def _syntax_digest(source: str) -> Optional[str]:
+    """Digest of a definition's syntax tree (``None`` when it does not parse on its own)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    out: list = []
+    _feed_ast(tree, out)
+    return hashlib.sha256("".join(out).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+_CODE_HEADER = "# joblite code "
+_PLAIN = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _plain_text(value: Any) -> str:
+    """Text of a default value that is the same in every run: plain values by ``repr``,
+    others by their type only (a ``repr`` may hold a memory address)."""
+    if isinstance(value, _PLAIN):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "(" + ",".join(_plain_text(v) for v in value) + ")"
+    if isinstance(value, dict):
+        items = sorted((str(k), _plain_text(v)) for k, v in value.items())
+        return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
 def func_code(func: Callable) -> str:
-    """Text that changes when the function's code changes (its source when available)."""
+    """The function's code as stored beside its entries: a first line with the digest of
+    what it does (see :func:`code_digest`), then its source (for messages and diffs).
+
+    The digest covers the definition's syntax tree without docstrings, comments, blank lines
+    or formatting (so the decorators and default values are in it), and its bytecode without
+    positions (so a ``__code__`` replaced in memory, or a function without a source file, is
+    covered too). A cosmetic edit keeps it; any edit that changes what runs changes it.
+    """
     target = _target(func)
-    if not (inspect.isfunction(target) or inspect.isbuiltin(target) or inspect.isclass(target)):
+    try:
+        # a decorator below the cache (functools.wraps, lru_cache): the code is the inner one's
+        inner = inspect.unwrap(target)
+    except ValueError:  # a cycle of __wrapped__
+        inner = target
+    if not any(
+        inspect.isfunction(t) or inspect.isbuiltin(t) or inspect.isclass(t) for t in (target, inner)
+    ):
         if type(target).__module__ not in ("builtins", "numpy"):
-            target = type(target)  # a callable object: its class holds the code
-    code = getattr(target, "__code__", None)
+            target = inner = type(target)  # a callable object: its class holds the code
+    codes: list[tuple[Any, Any]] = []
+    for obj in (target, inner):
+        code = getattr(obj, "__code__", None)
+        if code is not None and all(code is not c for c, _ in codes):
+            codes.append((code, obj))
+    code = codes[-1][0] if codes else None
+    parts = []
+    source = None
+    first_line = getattr(code, "co_firstlineno", None)
     if code is None or _has_source_file(code):
         try:
-            source = textwrap.dedent(inspect.getsource(target))
-            if code is not None:
-                # the source file is read at the code's line: the bytecode digest makes an
-                # in-memory replacement of __code__ visible too
-                source += f"\n# code {_code_fingerprint(code)[:16]}\n"
-            return source
+            lines, first_line = inspect.getsourcelines(target)
+            source = textwrap.dedent("".join(lines))
         except Exception:  # no source file, a builtin, or a source inspect cannot parse
-            pass
-    if code is not None:
-        return f"# code fingerprint\n{_code_fingerprint(code)}\n"
-    # builtins and ufuncs: no source, and their behaviour is tied to their name
-    return f"# no source\n{getattr(target, '__module__', '')}.{getattr(target, '__name__', '')}\n"
+            source = None
+    is_lambda = code is not None and code.co_name == "<lambda>"
+    if source is not None and not is_lambda:
+        # a lambda's source is the whole statement around it: only its bytecode is its own
+        parts.append(f"ast:{_syntax_digest(source)}")
+    for code_obj, owner in codes:
+        parts.append(f"bytecode:{_bytecode_digest(code_obj)}")
+        # defaults live outside the code object (in the source's tree when there is one)
+        defaults = (getattr(owner, "__defaults__", None), getattr(owner, "__kwdefaults__", None))
+        parts.append(f"defaults:{_plain_text(defaults)}")
+    if not parts:
+        # builtins and ufuncs: no source, and their behaviour is tied to their name
+        parts.append(f"name:{getattr(target, '__module__', '')}.{getattr(target, '__name__', '')}")
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()
+    text = f"{_CODE_HEADER}{digest}\n"
+    if source is not None:
+        text += f"# first line: {first_line}\n{source}"
+        if not text.endswith("\n"):
+            text += "\n"
+    else:
+        text += f"# no source: {getattr(target, '__qualname__', repr(target))}\n"
+    return text
+
+
+def code_digest(code_text: str) -> str:
+    """The behaviour digest of a stored code text (a whole-text digest for texts written by
+    older versions, which then differ once)."""
+    first, _, _ = code_text.partition("\n")
+    if first.startswith(_CODE_HEADER):
+        return first[len(_CODE_HEADER) :].strip()
+    return hashlib.sha256(code_text.encode("utf-8", "replace")).hexdigest()
+
+
+def code_source(code_text: str) -> tuple[int, list[str]]:
+    """``(first line number, source lines)`` of a stored code text (``(0, [])`` if none)."""
+    lines = code_text.splitlines()
+    if lines and lines[0].startswith(_CODE_HEADER):
+        lines = lines[1:]
+    first = 0
+    if lines and lines[0].startswith("# first line: "):
+        try:
+            first = int(lines[0][len("# first line: ") :])
+        except ValueError:
+            first = 0
+        return first, lines[1:]
+    return 0, []
 
 
 @dataclass(frozen=True)

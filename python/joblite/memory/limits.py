@@ -38,10 +38,11 @@ class LimitKeeper:
         self.scan_cost = 0.0
         self.scans = 0
 
-    def expired(self, func_id: str, key: str) -> bool:
+    def expired(self, func_id: str, key: str, touch: bool = True) -> bool:
         """Whether an entry read now is past the age limit (and must be recomputed).
 
-        A fresh entry is marked as used, so its age counts from this read.
+        A fresh entry is marked as used (unless ``touch`` is false: a question about the
+        entry is not a use), so its age counts from this read.
         """
         if self.age_limit is None or self.store is None:
             return False
@@ -53,9 +54,9 @@ class LimitKeeper:
             return False
         if time.time() - when > self.age_limit:
             return True
-        touch = getattr(self.store, "touch_entry", None)
-        if touch is not None:
-            touch(func_id, key)
+        touch_entry = getattr(self.store, "touch_entry", None) if touch else None
+        if touch_entry is not None:
+            touch_entry(func_id, key)
         return False
 
     def after_write(self, nbytes: int) -> None:

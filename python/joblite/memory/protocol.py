@@ -1,6 +1,7 @@
-"""The one call protocol of a cached function: key, code check, lookup, compute-once wait,
-compute, store. Written once as a generator; :mod:`.functions` runs it with a thin sync driver
-and a thin async driver, so both always behave the same.
+"""One cached function's entries and the one call protocol over them: key, code check,
+lookup, compute-once wait, compute, store. :class:`FunctionCache` holds the state; the
+cached-function wrappers of :mod:`.functions` hold one and run its :meth:`~FunctionCache.steps`
+generator with a thin sync driver and a thin async driver, so both always behave the same.
 
 The generator yields :data:`COMPUTE` when the function must be called (the driver sends the
 output back, or throws the function's exception in) and a float when it must wait that many
@@ -10,23 +11,29 @@ seconds for another caller's computation.
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import logging
 import time
 import warnings
 from collections.abc import Generator
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 from .. import __version__
 from ..exceptions import CacheWarning, CorruptFileError
 from ..logger import emit, format_time, short_format_time
 from .arguments import CallBinder, format_signature, input_reprs
 from .chain import digests_of, has_maps, plain_arrays, register_loaded
-from .identity import FuncIdentity, JobLibCollisionWarning, func_code, note_in_process
+from .explain import MissExplanation, argument_parts, explain_call
+from .identity import (
+    FuncIdentity,
+    JobLibCollisionWarning,
+    code_digest,
+    func_code,
+    note_in_process,
+)
 from .limits import LimitKeeper
 from .result import MemorizedResult
 
-__all__ = ["COMPUTE", "MISSING", "CallSteps"]
+__all__ = ["COMPUTE", "MISSING", "Claim", "FunctionCache"]
 
 _log = logging.getLogger("joblite")
 MISSING: Any = object()
@@ -41,69 +48,120 @@ Step = Union[float, object]
 _CODE_CHECK_KEY = "000code-check"
 
 
-class CallSteps:
-    """State and steps shared by the sync and async cached functions."""
+class Claim(NamedTuple):
+    """One attempt at the compute lock of a missing entry.
 
-    func: Callable
-    store_backend: Any
-    mmap_mode: Optional[str]
-    compress: Any
-    cache_validation_callback: Optional[Callable[[dict], bool]]
-    compute_once: bool
-    compute_once_timeout: float
-    timestamp: float
-    _verbose: int
-    _binder: CallBinder
-    _identity: FuncIdentity
-    _limits: LimitKeeper
-    _code: Optional[str]
-    _code_obj: Any
-    _code_digest: Optional[str]
-    _replaced: bool
-    _code_checked: bool
-    _remote: bool
-    _coerce: bool
+    ``state`` is ``"locked"`` (``token`` is ours: compute), ``"found"`` (another caller
+    stored the entry meanwhile: ``value``) or ``"wait"`` (another caller is computing it).
+    """
+
+    state: str
+    token: Any = None
+    value: Any = MISSING
+
+
+_WAIT = Claim("wait")
+
+
+class FunctionCache:
+    """Everything one cached function needs to serve a call: where its entries live, how a
+    call is keyed, its code state, its options, and the steps of a call.
+
+    Parameters
+    ----------
+    func : callable
+        The cached function.
+    store : StoreBackendBase
+        The configured store.
+    identity : FuncIdentity
+        Where its entries live.
+    binder : CallBinder
+        How a call's arguments become its key.
+    limits : LimitKeeper
+        The Memory's size, count and age limits.
+    code : str, optional
+        The code text, when it came with a pickled cached function.
+    remote : bool
+        Rebuilt from a pickle (maybe in a worker): access records are written at once.
+    """
+
+    def __init__(
+        self,
+        func: Callable,
+        store: Any,
+        identity: FuncIdentity,
+        binder: CallBinder,
+        limits: LimitKeeper,
+        *,
+        mmap_mode: Optional[str],
+        compress: Any,
+        verbose: int,
+        timestamp: float,
+        cache_validation_callback: Optional[Callable[[dict], bool]],
+        compute_once: bool,
+        compute_once_timeout: float,
+        code: Optional[str] = None,
+        remote: bool = False,
+    ) -> None:
+        self.func = func
+        self.store_backend = store
+        self.identity = identity
+        self.binder = binder
+        self.limits = limits
+        self.mmap_mode = mmap_mode
+        self.compress = compress
+        self.verbose = verbose
+        self.timestamp = timestamp
+        self.cache_validation_callback = cache_validation_callback
+        self.compute_once = compute_once
+        self.compute_once_timeout = compute_once_timeout
+        self.code = code
+        self.code_obj = self._current_code_obj()
+        self.code_digest: Optional[str] = None
+        self.replaced = False
+        self.code_checked = False
+        self.remote = remote
 
     @property
     def func_id(self) -> str:
         """``"<module>/<qualname>"``: where this function's entries live in the store."""
-        return self._identity.func_id
+        return self.identity.func_id
 
     # ------------------------------------------------------------ key and code
-    def _get_args_id(self, *args: Any, **kwargs: Any) -> str:
-        """The argument hash of a call (the entry's key)."""
-        digest = self._code_digest
-        if digest is None or self._current_code_obj() is not self._code_obj:
-            digest = self._refresh_code()
-        return self._binder.key(args, kwargs, digest, self._coerce)
+    def key(self, args: tuple, kwargs: dict) -> tuple[str, tuple]:
+        """``(entry key, keyed argument values)`` of a call."""
+        digest = self.code_digest
+        if digest is None or self._current_code_obj() is not self.code_obj:
+            digest = self.refresh_code()
+        return self.binder.keyed(args, kwargs, digest, self.mmap_mode is not None)
 
     def _current_code_obj(self) -> Any:
-        return getattr(self._binder.target, "__code__", None)
+        return getattr(self.binder.target, "__code__", None)
 
-    def _refresh_code(self) -> str:
+    def refresh_code(self) -> str:
         """The code text and its digest, again if ``__code__`` was replaced in memory."""
         code_obj = self._current_code_obj()
-        replaced = self._code_digest is not None and code_obj is not self._code_obj
-        if self._code is None or replaced:
-            self._code = func_code(self.func)
-        self._code_obj = code_obj
-        self._code_digest = hashlib.sha256(self._code.encode("utf-8", "replace")).hexdigest()
+        replaced = self.code_digest is not None and code_obj is not self.code_obj
+        if self.code is None or replaced:
+            self.code = func_code(self.func)
+        self.code_obj = code_obj
+        self.code_digest = code_digest(self.code)
         if replaced:
-            self._code_checked = False
-            self._replaced = True
-        return self._code_digest
+            self.code_checked = False
+            self.replaced = True
+        return self.code_digest
 
-    def _check_code(self) -> bool:
+    def check_code(self) -> bool:
         """Store the function's code, or clear the entries if the stored code differs.
 
         Returns ``False`` when the code cannot be recorded (then the call is not cached).
         """
-        if self._code is None:
-            self._refresh_code()
-        assert self._code is not None
-        replaced, self._replaced = self._replaced, False
+        if self.code is None:
+            self.refresh_code()
+        assert self.code is not None
+        replaced, self.replaced = self.replaced, False
         if not replaced:
-            note_in_process(self._identity)
+            note_in_process(self.identity)
         store = self.store_backend
         # one checker at a time per function, so a code change clears its entries once, even
         # when several workers see it first at the same moment
@@ -111,30 +169,33 @@ class CallSteps:
         try:
             stored = store.load_func_code(self.func_id)
             if stored is None:
-                store.store_func_code(self.func_id, self._code)
-            elif stored != self._code:
+                store.store_func_code(self.func_id, self.code)
+            elif code_digest(stored) == code_digest(self.code):
+                if stored != self.code:  # a cosmetic edit: keep the entries, show new lines
+                    store.store_func_code(self.func_id, self.code)
+            else:
                 if replaced:
                     warnings.warn(
                         JobLibCollisionWarning(
-                            f"The code of function {self._identity.name!r} "
-                            f"({self._identity.where}) was replaced in memory: clearing its "
+                            f"The code of function {self.identity.name!r} "
+                            f"({self.identity.where}) was replaced in memory: clearing its "
                             "cached results"
                         ),
                         stacklevel=6,
                     )
-                elif self._verbose > 0:
+                elif self.verbose > 0:
                     _log.warning(
                         "[Memory] Function %s (identified by %s) has changed: "
                         "clearing its cached results",
-                        self._identity.name,
+                        self.identity.name,
                         self.func_id,
                     )
                 store.clear_func(self.func_id)
-                store.store_func_code(self.func_id, self._code)
+                store.store_func_code(self.func_id, self.code)
         except OSError as exc:
             warnings.warn(
                 CacheWarning(
-                    f"[Memory] cannot record the code of {self._identity.name} in "
+                    f"[Memory] cannot record the code of {self.identity.name} in "
                     f"{store.location!r} ({exc}); calling it without caching"
                 ),
                 stacklevel=6,
@@ -143,7 +204,7 @@ class CallSteps:
         finally:
             if token is not None:
                 store.release_lock(token)
-        self._code_checked = True
+        self.code_checked = True
         return True
 
     def _lock_code_check(self) -> Any:
@@ -160,18 +221,68 @@ class CallSteps:
             time.sleep(delay)
             delay = min(delay * 2, 0.02)
 
-    def _code_ok(self) -> bool:
-        if self._code_checked:
+    def code_ok(self) -> bool:
+        """Whether the stored code is this function's (checked once per process)."""
+        if self.code_checked:
             return True
-        return self._check_code()
+        return self.check_code()
 
-    # ------------------------------------------------------------ lookup
-    def _load(self, key: str) -> Any:
-        """The stored value (``KeyError`` if absent); read-only maps are remembered for chaining."""
-        value = self.store_backend.load_output(self.func_id, key, self.mmap_mode)
+    # ------------------------------------------------------------ the one load path
+    def find(self, key: str, quiet: bool = True, record: bool = True) -> tuple[Any, Optional[str]]:
+        """``(stored value or MISSING, problem)`` of an entry, after the age limit and the
+        validation callback have had their say.
+
+        ``quiet``: never warns, prints or removes anything (a fast hit, a re-check under the
+        compute lock). Otherwise an expired or rejected entry is removed, a hit is printed at
+        ``verbose > 10``, and ``problem`` says why an entry that is there could not be used.
+        """
+        store = self.store_backend
+        fid = self.func_id
+        if self.limits.age_limit is not None and self.limits.expired(fid, key):
+            if not quiet:
+                store.clear_entry(fid, key)
+            return MISSING, None
+        if self.cache_validation_callback is not None:
+            try:
+                meta = store.load_metadata(fid, key)
+            except KeyError:
+                return MISSING, None if quiet else store.describe_missing(fid, key)
+            except CorruptFileError as exc:
+                return MISSING, None if quiet else f"unreadable metadata: {exc}"
+            except Exception:
+                if not quiet:
+                    raise
+                return MISSING, None
+            if quiet:
+                try:
+                    valid = self.cache_validation_callback(meta)
+                except Exception:
+                    return MISSING, None
+            else:
+                valid = self.cache_validation_callback(meta)
+            if not valid:
+                if not quiet:
+                    store.clear_entry(fid, key)
+                return MISSING, None
+        start = time.perf_counter()
+        try:
+            value = store.load_output(fid, key, self.mmap_mode)
+        except KeyError:
+            return MISSING, None if quiet else store.describe_missing(fid, key)
+        except Exception as exc:
+            if quiet:
+                return MISSING, None
+            return MISSING, f"cannot load the cached result ({type(exc).__name__}: {exc})"
         if self.mmap_mode == "r" and has_maps(value):
-            self._register_maps(key, value)
-        return value
+            self._register_maps(key, value)  # read-only maps are remembered for chaining
+        if record:
+            store.record_access(fid, key)
+            if self.remote:
+                self._flush_records()
+        if not quiet and self.verbose > 10:
+            t = time.perf_counter() - start
+            emit(f"[Memory]{short_format_time(t)}: Loading {self.identity.name} from {fid}/{key}")
+        return value, None
 
     def _register_maps(self, key: str, value: Any) -> None:
         try:
@@ -181,24 +292,6 @@ class CallSteps:
         if isinstance(digests, dict):
             register_loaded(value, digests)
 
-    def _fast_hit(self, key: str) -> Any:
-        """The cached value when it can be served at once, else :data:`MISSING` (never warns)."""
-        if self._limits.age_limit is not None and self._limits.expired(self.func_id, key):
-            return MISSING
-        try:
-            value = self._load(key)
-        except Exception:
-            return MISSING
-        self.store_backend.record_access(self.func_id, key)
-        if self._remote:
-            self._flush_records()
-        return value
-
-    def _record_hit(self, key: str) -> None:
-        self.store_backend.record_access(self.func_id, key)
-        if self._remote:
-            self._flush_records()
-
     def _flush_records(self) -> None:
         """Write the records now: a worker process may exit without running atexit hooks."""
         try:
@@ -206,100 +299,68 @@ class CallSteps:
         except TypeError:  # a store whose flush() takes no argument
             self.store_backend.flush()
 
-    def _lookup(self, key: str) -> tuple[Any, Optional[str]]:
-        """``(value or MISSING, problem)``; problem says why an entry present was unusable."""
+    def will_hit(self, key: str) -> bool:
+        """Whether a call with this key would be served from the cache (loads nothing)."""
+        if not self.code_ok():
+            return False
         store = self.store_backend
-        fid = self.func_id
-        if self._limits.age_limit is not None and self._limits.expired(fid, key):
-            store.clear_entry(fid, key)
-            return MISSING, None
+        if not store.contains_entry(self.func_id, key):
+            return False
+        if self.limits.age_limit is not None and self.limits.expired(
+            self.func_id, key, touch=False
+        ):
+            return False  # the call would recompute it
         if self.cache_validation_callback is not None:
             try:
-                meta = store.load_metadata(fid, key)
-            except KeyError:
-                return MISSING, store.describe_missing(fid, key)
-            except CorruptFileError as exc:
-                return MISSING, f"unreadable metadata: {exc}"
-            if not self.cache_validation_callback(meta):
-                store.clear_entry(fid, key)
-                return MISSING, None
-        try:
-            start = time.perf_counter()
-            value = self._load(key)
-        except KeyError:
-            return MISSING, store.describe_missing(fid, key)
-        except Exception as exc:
-            return MISSING, f"cannot load the cached result ({type(exc).__name__}: {exc})"
-        self._record_hit(key)
-        if self._verbose > 10:
-            t = time.perf_counter() - start
-            emit(f"[Memory]{short_format_time(t)}: Loading {self._identity.name} from {fid}/{key}")
-        return value, None
-
-    def _quiet_load(self, key: str, record: bool = True) -> Any:
-        """The cached value if present and valid, else :data:`MISSING`; never warns."""
-        if self.cache_validation_callback is not None:
-            try:
-                meta = self.store_backend.load_metadata(self.func_id, key)
-                if not self.cache_validation_callback(meta):
-                    return MISSING
-            except Exception:
-                return MISSING
-        try:
-            value = self._load(key)
-        except Exception:
-            return MISSING
-        if record:
-            self._record_hit(key)
-        return value
-
-    def _warn_problem(self, problem: Optional[str]) -> None:
-        if problem:
-            warnings.warn(
-                CacheWarning(f"[Memory] {problem}; recomputing {self._identity.name}"),
-                stacklevel=5,
-            )
+                return bool(self.cache_validation_callback(store.load_metadata(self.func_id, key)))
+            except (KeyError, CorruptFileError):
+                return False
+        return True
 
     # ------------------------------------------------------------ compute once
-    def _try_acquire(self, key: str) -> tuple[Any, Any]:
-        """One attempt at the compute lock: ``(token, value)``; both falsy means wait."""
+    def claim(self, key: str) -> Claim:
+        """One attempt at the compute lock of a missing entry."""
         try:
             token = self.store_backend.try_lock(self.func_id, key)
         except OSError:
-            return True, MISSING  # cannot lock (read-only, full disk): compute unlocked
-        value = self._quiet_load(key)
-        if token is not None and value is not MISSING:
-            self.store_backend.release_lock(token)
-            return None, value
-        return token, value
+            return Claim("locked", True)  # cannot lock (read-only, full disk): compute unlocked
+        value = self.find(key)[0]
+        if value is not MISSING:
+            if token is not None:
+                self.store_backend.release_lock(token)
+            return Claim("found", value=value)
+        return _WAIT if token is None else Claim("locked", token)
 
     # ------------------------------------------------------------ compute and store
-    def _before_call(self, args: tuple, kwargs: dict) -> float:
-        if self._verbose > 0:
+    def _before_call(self, args: tuple, kwargs: dict, why: str = "") -> float:
+        if self.verbose > 0:
             emit(
-                f"{'_' * 80}\n[Memory] Calling {self._identity.call_path}...\n"
-                + format_signature(self._identity.name, args, kwargs)
+                f"{'_' * 80}\n[Memory] Calling {self.identity.call_path}...\n"
+                + format_signature(self.identity.name, args, kwargs)
+                + (f"\n[Memory] {why}" if why else "")
             )
         return time.time()
 
     def _after_call(
-        self, key: str, args: tuple, kwargs: dict, output: Any, start: float
+        self, key: str, keyed: tuple, args: tuple, kwargs: dict, output: Any, start: float
     ) -> tuple[Any, dict]:
         duration = time.time() - start
-        name = self._identity.name
-        if self._verbose > 0:
+        name = self.identity.name
+        if self.verbose > 0:
             msg = f"{name} - {format_time(duration)}"
             emit("_" * max(0, 80 - len(msg)) + msg)
+        named = self.binder.named_arguments(args, kwargs)
         metadata: dict = {
             "duration": duration,
-            "input_args": input_reprs(self._binder.named_arguments(args, kwargs)),
+            "input_args": input_reprs(named),
             "time": time.time(),
             "func_id": self.func_id,
             "key": key,
             "joblite_version": __version__,
         }
-        if not self._code_checked and not self._check_code():
+        if not self.code_checked and not self.check_code():
             return output, metadata
+        metadata.update(self._argument_metadata(keyed, named))
         stored = plain_arrays(output)
         if self.mmap_mode is not None:
             try:
@@ -323,65 +384,97 @@ class CallSteps:
         record_miss = getattr(store, "record_miss", None)
         if record_miss is not None:
             record_miss(self.func_id, key, duration)
-            if self._remote:
+            if self.remote:
                 self._flush_records()
         if self.mmap_mode is not None:
             # return a memory map on the first call too, like every later call
-            reloaded = self._quiet_load(key, record=False)
+            reloaded = self.find(key, record=False)[0]
             if reloaded is not MISSING:
                 output = reloaded
         try:
-            self._limits.after_write(int(metadata.get("output_bytes", 0)))
+            self.limits.after_write(int(metadata.get("output_bytes", 0)))
         except OSError as exc:
             warnings.warn(CacheWarning(f"[Memory] cache size limits: {exc}"), stacklevel=5)
         return output, metadata
 
-    def _shelved(self, key: str, metadata: Optional[dict] = None) -> MemorizedResult:
+    def _argument_metadata(self, keyed: tuple, named: dict[str, Any]) -> dict:
+        """Per-argument digests (and per-part digests of frames and dicts) for explanations."""
+        try:
+            digests = self.binder.argument_digests(keyed)
+        except Exception:  # never fail a call for its explanation
+            return {}
+        parts = {}
+        for name, value in named.items():
+            if name in self.binder.hash_with:
+                continue  # keyed by the user's function: its parts are not the key's
+            found = argument_parts(value)
+            if found:
+                parts[name] = found
+        return {"arg_digests": digests, "arg_parts": parts}
+
+    def shelved(self, key: str, metadata: Optional[dict] = None) -> MemorizedResult:
+        """A :class:`MemorizedResult` handle on an entry."""
         return MemorizedResult(
             self.store_backend,
             (self.func_id, key),
             mmap_mode=self.mmap_mode,
-            verbose=self._verbose - 1,
+            verbose=self.verbose - 1,
             timestamp=self.timestamp,
             metadata=metadata,
         )
 
+    # ------------------------------------------------------------ explanations
+    def explain(self, key: str, keyed: tuple, named: dict[str, Any]) -> MissExplanation:
+        """What a call with this key would do, and why it would miss (computes nothing)."""
+        return explain_call(self, key, keyed, named)
+
     # ------------------------------------------------------------ the protocol
-    def _protocol(
+    def steps(
         self,
         args: tuple,
         kwargs: dict,
         shelving: bool,
         force: bool = False,
-        key: Optional[str] = None,
+        keyed: Optional[tuple[str, tuple]] = None,
     ) -> Generator[Step, Any, tuple[Any, dict]]:
         """The whole cached call; see the module docstring for what it yields."""
-        if key is None:
-            key = self._get_args_id(*args, **kwargs)
-        if not self._code_ok():
+        key, keyed_values = self.key(args, kwargs) if keyed is None else keyed
+        why = ""
+        if self.verbose > 10 and not force and not self.code_checked:
+            # before the code check clears the entries of a changed function
+            why = self._explanation(key, keyed_values, args, kwargs)
+        if not self.code_ok():
             return (yield COMPUTE), {}
         entry = (self.func_id, key)
         held = _held.get()
         nested = entry in held
         token: Any = True
         if not force:
-            value, problem = self._lookup(key)
+            value, problem = self.find(key, quiet=False)
             if value is not MISSING:
-                return (self._shelved(key) if shelving else value), {}
-            self._warn_problem(problem)
-            store = self.store_backend
-            if self.compute_once and store.supports_locking and not nested:
+                return (self.shelved(key) if shelving else value), {}
+            if problem:
+                warnings.warn(
+                    CacheWarning(f"[Memory] {problem}; recomputing {self.identity.name}"),
+                    stacklevel=4,
+                )
+            if self.verbose > 10 and not why:
+                why = self._explanation(key, keyed_values, args, kwargs)
+            if self.compute_once and self.store_backend.supports_locking and not nested:
                 deadline = time.monotonic() + self.compute_once_timeout
                 delay = 0.001
                 while True:
-                    token, value = self._try_acquire(key)
-                    if token is not None or value is not MISSING:
+                    claim = self.claim(key)
+                    if claim.state == "found":
+                        return (self.shelved(key) if shelving else claim.value), {}
+                    if claim.state == "locked":
+                        token = claim.token
                         break
                     if time.monotonic() > deadline:
                         warnings.warn(
                             CacheWarning(
                                 f"[Memory] waited {self.compute_once_timeout:.0f}s for another "
-                                f"caller to compute {self._identity.name}; computing it here too"
+                                f"caller to compute {self.identity.name}; computing it here too"
                             ),
                             stacklevel=4,
                         )
@@ -389,17 +482,22 @@ class CallSteps:
                         break
                     yield delay
                     delay = min(delay * 2, 0.05)
-                if value is not MISSING:
-                    return (self._shelved(key) if shelving else value), {}
         reset = _held.set(held | {entry})
         try:
-            start = self._before_call(args, kwargs)
+            start = self._before_call(args, kwargs, why)
             output = yield COMPUTE
-            output, metadata = self._after_call(key, args, kwargs, output, start)
+            output, metadata = self._after_call(key, keyed_values, args, kwargs, output, start)
         finally:
             try:
                 _held.reset(reset)
             except ValueError:  # closed from another context (garbage collection)
                 pass
             self.store_backend.release_lock(token)
-        return (self._shelved(key, metadata) if shelving else output), metadata
+        return (self.shelved(key, metadata) if shelving else output), metadata
+
+    def _explanation(self, key: str, keyed: tuple, args: tuple, kwargs: dict) -> str:
+        """Why this call misses, for the ``Calling`` line at ``verbose > 10``."""
+        try:
+            return str(self.explain(key, keyed, self.binder.named_arguments(args, kwargs)))
+        except Exception as exc:  # an explanation never fails the call
+            return f"{self.identity.name}: cannot explain the miss ({type(exc).__name__}: {exc})"
