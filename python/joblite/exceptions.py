@@ -89,6 +89,8 @@ class UnhashableError(JobliteError, pickle.PicklingError, TypeError):
         self.path = path
         # joblib's words first ("PicklingError while hashing"), for code that matches them
         where = f"PicklingError while hashing obj{path}: "
+        if reason.startswith("PicklingError"):
+            where = ""
         hint = (
             ""
             if "register_hash_handler" in reason or "ignore=" in reason

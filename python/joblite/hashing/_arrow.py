@@ -174,11 +174,7 @@ def capsule_content(obj: Any) -> tuple:
     except ImportError as exc:  # handler_for only picks this handler when pyarrow is there
         raise UnhashableError(f"hashing a {type(obj).__name__} by content needs pyarrow") from exc
     if hasattr(obj, "__arrow_c_stream__"):
-        schema_capsule = getattr(obj, "__arrow_c_schema__", None)
-        tabular = _is_struct_stream(obj) if schema_capsule is None else None
-        if tabular is None:
-            tabular = pa.types.is_struct(pa.DataType._import_from_c_capsule(schema_capsule()))
-        if tabular:
+        if _is_struct_stream(obj):
             reader = pa.RecordBatchReader.from_stream(obj)
             return _table(reader.schema, reader)
         return _array(pa.chunked_array(obj))
