@@ -360,6 +360,26 @@ def _polars_chunks() -> tuple:
     return a, b
 
 
+@case("polars: categorical and string columns, rechunked", True, ("polars",))
+def _polars_categorical() -> tuple:
+    import polars as pl
+
+    a = pl.DataFrame(
+        {"c": pl.Series(["x", "y", None, "x"], dtype=pl.Categorical), "s": ["a", None, "c", "d"]}
+    )
+    return a, pl.concat([a[:1], a[1:3], a[3:]], rechunk=False)
+
+
+@case("polars: a categorical value changed", False, ("polars",))
+def _polars_categorical_value() -> tuple:
+    import polars as pl
+
+    def make(values: list) -> Any:
+        return pl.DataFrame({"c": pl.Series(values, dtype=pl.Categorical)})
+
+    return make(["x", "y", None]), make(["x", "x", None])
+
+
 @case("polars: a value changed", False, ("polars",))
 def _polars_value() -> tuple:
     import polars as pl

@@ -52,7 +52,13 @@ class _ColumnStreams:
         else:
             nulls = None
         if pa.types.is_dictionary(t):
-            self.feed(arr.dictionary_decode(), key + ".d")
+            dictionary = arr.dictionary
+            value_type = dictionary.type
+            if pa.types.is_string_view(value_type) or pa.types.is_binary_view(value_type):
+                # no take kernel for view types (polars' categoricals)
+                wide = pa.large_string() if pa.types.is_string_view(value_type) else None
+                dictionary = dictionary.cast(wide or pa.large_binary())
+            self.feed(dictionary.take(arr.indices), key + ".d")
         elif pa.types.is_boolean(t):
             values = arr.fill_null(False).to_numpy(zero_copy_only=False)
             self.stream(key).update(np.ascontiguousarray(values).view(np.uint8))
