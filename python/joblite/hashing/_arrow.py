@@ -34,7 +34,6 @@ class _ColumnStreams:
     def feed(self, arr: Any, key: str = "") -> None:
         import numpy as np
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         t = arr.type
         n = len(arr)
@@ -80,16 +79,18 @@ class _ColumnStreams:
             or pa.types.is_large_binary(t)
         ):
             self.feed_binary(arr, key)
-        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
-            lengths = pc.list_value_length(arr).fill_null(0).cast(pa.int64())
-            self.stream(key + "l").update(lengths.to_numpy(zero_copy_only=False))
+        elif (pa.types.is_list(t) or pa.types.is_large_list(t)) and not pa.types.is_map(t):
+            lengths = np.diff(arr.offsets.to_numpy()).astype(np.int64)
+            if nulls is not None:
+                lengths[nulls] = 0  # a null list's extent is not content
+            self.stream(key + "l").update(lengths)
             self.feed(arr.flatten(), key + ".c")
         elif pa.types.is_fixed_size_list(t):
             self.feed(arr.flatten(), key + ".c")
         elif pa.types.is_struct(t):
             for i, child in enumerate(arr.flatten()):
                 self.feed(child, f"{key}.{i}")
-        else:  # unions, run-end encoded, ...: value by value, slow but exact
+        else:  # maps, unions, run-end encoded, ...: value by value, slow but exact
             stream = self.stream(key + "p")
             for value in arr.to_pylist():
                 stream.update(bytes.fromhex(_core.hash(value)))
