@@ -125,6 +125,15 @@ def test_arrow_table_and_record_batch_and_chunks_agree_on_columns():
     assert joblite.hash(t) == joblite.hash(pa.Table.from_batches(t.to_batches(max_chunksize=7)))
 
 
+def test_a_one_shot_arrow_reader_is_not_consumed_by_hashing():
+    pa = pytest.importorskip("pyarrow")
+    t = pa.table({"a": [1, 2, 3]})
+    reader = pa.RecordBatchReader.from_batches(t.schema, t.to_batches())
+    with pytest.raises(UnhashableError):  # as before: it cannot be pickled
+        joblite.hash(reader)
+    assert reader.read_all().equals(t)
+
+
 def test_large_frame_hash_does_not_copy_the_frame():
     pd = pytest.importorskip("pandas")
     tracemalloc = pytest.importorskip("tracemalloc")
