@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 /// Version tag of the encoding. It is the first thing every digest covers, so changing the walk
 /// (and this tag with it) can never produce a stale cache hit. Documented in `docs/hash.md`.
-pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v2\0";
+pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v3\0";
 
 /// Buffers at least this large are hashed with blake3's multi-threaded mode.
 pub const PARALLEL_THRESHOLD: usize = 1 << 20;
@@ -110,6 +110,10 @@ pub mod tag {
     pub const ITEMS_ORDERED: u8 = b'o';
     pub const ITEMS_UNORDERED: u8 = b'u';
     pub const ABSENT: u8 = b'_';
+    /// A module, by its name (closures that capture a module key by it).
+    pub const MODULE: u8 = b'm';
+    /// An object hashed through a registered handler: its type, then the handler's content.
+    pub const HANDLED: u8 = b'h';
 }
 
 /// Turns a stream of tags, integers and buffers into a digest.

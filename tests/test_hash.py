@@ -254,14 +254,14 @@ def test_encoding_matches_the_documented_byte_stream():
     def u64(n):
         return struct.pack("<Q", n)
 
-    stream = b"joblite-hash-v2\x00" + b"l" + u64(2) + b"i" + u64(1) + b"s" + u64(1) + b"a"
+    stream = b"joblite-hash-v3\x00" + b"l" + u64(2) + b"i" + u64(1) + b"s" + u64(1) + b"a"
     assert jhash([1, "a"], hash_name="md5") == hashlib.md5(stream).hexdigest()
-    stream = b"joblite-hash-v2\x00" + b"t" + u64(2) + b"f" + struct.pack("<d", -0.0) + b"N"
+    stream = b"joblite-hash-v3\x00" + b"t" + u64(2) + b"f" + struct.pack("<d", -0.0) + b"N"
     assert jhash((-0.0, None), hash_name="sha1") == hashlib.sha1(stream).hexdigest()
     arr = np.arange(6, dtype="<i4").reshape(2, 3)
     descr = repr(arr.dtype.descr).encode()
     stream = (
-        b"joblite-hash-v2\x00A"
+        b"joblite-hash-v3\x00A"
         + u64(len(descr))
         + descr
         + u64(4)
@@ -276,7 +276,7 @@ def test_encoding_matches_the_documented_byte_stream():
 
 def test_golden_digests_pin_the_encoding():
     """A change here means the walk changed: bump HASH_ENCODING_VERSION and update."""
-    assert joblite.hashing.HASH_ENCODING_VERSION == "joblite-hash-v2"
+    assert joblite.hashing.HASH_ENCODING_VERSION == "joblite-hash-v3"
     got = {
         "none": jhash(None),
         "int": jhash(1),
@@ -287,13 +287,13 @@ def test_golden_digests_pin_the_encoding():
         "big_array": jhash(np.arange(2**18, dtype="<i8")),
     }
     assert got == {
-        "none": "b1d8038c6b628c0992654bd1e0c3b75fd3d29a4a2bf07401e5df7642da863b7f",
-        "int": "35fd2d140c033cbffca979274013dd2885bbb74c9bf18e49eec05e2204cdacdb",
-        "nested": "acf74a1889e88c76182d88296979884b3618a160bf7dd9617fd4df515aca2202",
-        "set": "d362af96bc69ea413f8e964641e540a65737a2ce419edca515d86c039fbbb78d",
-        "array": "4825dd1624af9b2442bd2bf8be7486405045f7b98b54a2fb12dea6949a9ab287",
-        "md5": "f0accf9b29adcba60376902c8c492269",
-        "big_array": "eb1cdc6207b5bf0b882ea4567d5e42501b51f6f18cc8fb962db3db61a2c6381d",
+        "none": "0915e8947271b958943d44eb57ba02df08c2a1b4344c29238a2b887d24077724",
+        "int": "8f4c2cd8709023f24b8e056d29b9d6cff3032bdfae3e1f478f91b37ff4c2be15",
+        "nested": "fb31ed26b48ae52ae293c5cef0cb55a25ea45b41370277ddf6aabc1ca938dd33",
+        "set": "d31603aadc0813e2478a4285e8610b57890aa1505239c808a88d0784d043144c",
+        "array": "b93fb3cae56b73e46802a9f7b55860768d82f68abf7dd897ae96bc78271b2672",
+        "md5": "c0fc44959f43366de27b73856e150a9c",
+        "big_array": "e1760576f9abe698ffcb260197278b389242623e289eeaa7130a78a0cdaa69c9",
     }
 
 

@@ -32,9 +32,13 @@ if TYPE_CHECKING:  # what type checkers see; at run time the names load on first
     from .exceptions import CacheWarning as CacheWarning
     from .exceptions import CorruptFileError as CorruptFileError
     from .exceptions import JobliteError as JobliteError
+    from .exceptions import UnhashableError as UnhashableError
     from .exceptions import UnsafeLoadError as UnsafeLoadError
     from .exceptions import WorkerCrashedError as WorkerCrashedError
     from .hashing import hash as hash
+    from .hashing import register_hash_handler as register_hash_handler
+    from .hashing import register_hash_handler_lazy as register_hash_handler_lazy
+    from .hashing import unregister_hash_handler as unregister_hash_handler
     from .logger import Logger as Logger
     from .logger import PrintTime as PrintTime
     from .logger import logging_enabled as logging_enabled
@@ -61,6 +65,9 @@ if TYPE_CHECKING:  # what type checkers see; at run time the names load on first
 _EXPORTS: dict[str, str] = {
     # hashing
     "hash": ".hashing",
+    "register_hash_handler": ".hashing",
+    "register_hash_handler_lazy": ".hashing",
+    "unregister_hash_handler": ".hashing",
     # persistence
     "dump": ".persistence",
     "load": ".persistence",
@@ -97,6 +104,7 @@ _EXPORTS: dict[str, str] = {
     "UnsafeLoadError": ".exceptions",
     "WorkerCrashedError": ".exceptions",
     "CacheWarning": ".exceptions",
+    "UnhashableError": ".exceptions",
 }
 
 # submodules reachable as attributes without importing them first (``joblite.logger.use_logging``)

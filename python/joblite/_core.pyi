@@ -13,6 +13,7 @@ __all__ = [
     "THREAD_LIMIT_VAR",
     "F2Reader",
     "Lz4FrameReader",
+    "StreamHasher",
     "TaskPool",
     "__version__",
     "default_thread_limit",
@@ -34,6 +35,16 @@ HASH_ENCODING_VERSION: str
 
 def hash(obj: object, hash_name: str = "blake3", coerce_mmap: bool = False) -> str:
     """Content hash of ``obj`` (see :func:`joblite.hash`)."""
+
+@_final
+class StreamHasher:
+    """blake3 of a stream of contiguous buffers (the content handlers' column digests)."""
+
+    def __new__(cls) -> StreamHasher: ...
+    def update(self, data: _Buffer) -> None: ...
+    @property
+    def length(self) -> int: ...
+    def digest(self) -> bytes: ...
 
 # --- joblib's lz4 files (rust/bindings/lz4_frame.rs) ---
 

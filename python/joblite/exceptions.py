@@ -69,4 +69,41 @@ class UnhashableError(JobliteError, pickle.PicklingError, TypeError):
     """:func:`joblite.hash` (or a cached call's key) met an object it cannot hash.
 
     A ``TypeError`` and, as joblib raises, a ``pickle.PicklingError``.
+
+    Parameters
+    ----------
+    reason : str
+        Why the object cannot be hashed.
+    path : str, default ""
+        Where the object sits inside the hashed value, in Python syntax relative to it
+        (``"['col']"``, ``"[0].weights"``); empty when it is the value itself.
+
+    Attributes
+    ----------
+    reason : str
+    path : str
     """
+
+    def __init__(self, reason: str = "", path: str = "") -> None:
+        self.reason = reason
+        self.path = path
+        # joblib's words first ("PicklingError while hashing"), for code that matches them
+        where = f"PicklingError while hashing obj{path}: "
+        if reason.startswith("PicklingError"):
+            where = ""
+        hint = (
+            ""
+            if "register_hash_handler" in reason or "ignore=" in reason
+            else ". Teach joblite this type with joblite.register_hash_handler, or leave the "
+            "argument out of the cache key with @memory.cache(ignore=[...])"
+        )
+        super().__init__(f"{where}{reason}{hint}")
+
+    def _under(self, prefix: str) -> UnhashableError:
+        """The same error, seen from a container: ``prefix`` goes in front of the path."""
+        moved = type(self)(self.reason, prefix + self.path)
+        moved.__cause__ = self.__cause__
+        return moved
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # keep them when pickled
+        return (type(self), (self.reason, self.path))

@@ -14,6 +14,7 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyModule as PyModuleType;
 use pyo3::types::{
     PyByteArray, PyBytes, PyComplex, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
     PyTuple, PyType,
@@ -49,6 +50,36 @@ struct NumpyTypes {
 static NUMPY: PyOnceLock<NumpyTypes> = PyOnceLock::new();
 static COPYREG_DISPATCH: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static ORDERED_DICT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+/// `joblite.exceptions.UnhashableError`, the one error meaning "cannot hash this".
+static UNHASHABLE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+/// `pickle.PicklingError`: a reduction that raises it (or TypeError) cannot be hashed.
+static PICKLING_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+/// `joblite.hashing._registry.handler_for`: the registered content handler of a type, or None.
+static HANDLER_FOR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `UnhashableError(reason, path="")`, with `cause` as its `__cause__`.
+fn unhashable(py: Python<'_>, reason: String, cause: Option<PyErr>) -> PyErr {
+    let make = || -> PyResult<PyErr> {
+        let cls = UNHASHABLE.import(py, "joblite.exceptions", "UnhashableError")?;
+        let err = PyErr::from_value(cls.call1((reason,))?);
+        err.set_cause(py, cause);
+        Ok(err)
+    };
+    make().unwrap_or_else(|e| e)
+}
+
+/// Whether `err` says "this object cannot be pickled" (TypeError or pickle.PicklingError) as
+/// opposed to anything else that went wrong inside a reduction (KeyboardInterrupt, a bug in a
+/// user's `__reduce__`), which must reach the caller unchanged.
+fn is_cannot_pickle(py: Python<'_>, err: &PyErr) -> bool {
+    if err.is_instance_of::<PyTypeError>(py) {
+        return true;
+    }
+    match PICKLING_ERROR.import(py, "pickle", "PicklingError") {
+        Ok(cls) => err.is_instance(py, cls),
+        Err(_) => false,
+    }
+}
 
 /// numpy's types when numpy is imported; `None` otherwise (then no array can exist, and
 /// joblite never imports numpy itself).
@@ -98,6 +129,9 @@ struct Walker<'py> {
     path: Vec<String>,
     /// Spare sub-encoders for dict items and set members, reused to avoid allocations.
     spare: Vec<Encoder>,
+    /// type address -> its registered content handler (None: walked by its reduction); the
+    /// type objects are kept alive alongside so an address cannot be reused during the walk.
+    handlers: HashMap<usize, (Py<PyAny>, Option<Py<PyAny>>)>,
 }
 
 impl<'py> Walker<'py> {
@@ -249,7 +283,62 @@ impl<'py> Walker<'py> {
             enc.bytes(raw.cast::<PyBytes>()?.as_bytes());
             return Ok(());
         }
+        let module_type = &raw mut ffi::PyModule_Type;
+        if obj.get_type().as_ptr() == module_type.cast() {
+            // Not picklable, but a module is named by its name (a closure that captured
+            // `np` keys by "numpy").
+            enc.tag(tag::MODULE);
+            let name = obj.cast::<PyModuleType>()?.name()?;
+            enc.bytes(name.to_str()?.as_bytes());
+            return Ok(());
+        }
+        if let Some(handler) = self.handler(obj)? {
+            return self.tracked(obj, enc, |w, enc| w.handled(obj, &handler, enc));
+        }
         self.tracked(obj, enc, |w, enc| w.reduction(obj, enc))
+    }
+
+    /// The content handler registered for the type of `obj` (`joblite.register_hash_handler`,
+    /// or a built-in one), looked up once per type and walk.
+    fn handler(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = self.py;
+        let ty = obj.get_type();
+        let key = ty.as_ptr() as usize;
+        if let Some((_, found)) = self.handlers.get(&key) {
+            return Ok(found.as_ref().map(|h| h.bind(py).clone()));
+        }
+        let lookup = HANDLER_FOR.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py
+                .import("joblite.hashing._registry")?
+                .getattr("handler_for")?
+                .unbind())
+        })?;
+        let found = lookup.bind(py).call1((&ty,))?;
+        let found = if found.is_none() { None } else { Some(found) };
+        self.handlers.insert(
+            key,
+            (
+                ty.into_any().unbind(),
+                found.as_ref().map(|h| h.clone().unbind()),
+            ),
+        );
+        Ok(found)
+    }
+
+    /// An object with a content handler: its type by name, then whatever the handler returns
+    /// (walked like any value). Errors of the handler reach the caller unchanged.
+    fn handled(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        handler: &Bound<'py, PyAny>,
+        enc: &mut Encoder,
+    ) -> PyResult<()> {
+        let ty = obj.get_type();
+        enc.tag(tag::HANDLED);
+        enc.bytes(ty.module()?.to_str()?.as_bytes());
+        enc.bytes(ty.qualname()?.to_str()?.as_bytes());
+        let content = handler.call1((obj,))?;
+        self.walk(&content, enc)
     }
 
     /// Walks a mutable container or reduced object, writing a back-reference instead when it
@@ -583,16 +672,19 @@ impl<'py> Walker<'py> {
             None => obj.call_method1(intern!(py, "__reduce_ex__"), (5,)),
         };
         let reduced = reduced.map_err(|err| {
+            if !is_cannot_pickle(py, &err) {
+                return err; // KeyboardInterrupt, a bug in __reduce__: the caller's to see
+            }
             let ty = obj
                 .get_type()
                 .fully_qualified_name()
                 .map(|n| n.to_string())
                 .unwrap_or_else(|_| "?".into());
-            let wrapped = PyTypeError::new_err(format!(
-                "objects of type '{ty}' cannot be hashed: they cannot be pickled ({err})"
-            ));
-            wrapped.set_cause(py, Some(err));
-            wrapped
+            let reason = format!(
+                "objects of type '{ty}' cannot be hashed: they cannot be pickled ({})",
+                err.value(py)
+            );
+            unhashable(py, reason, Some(err))
         })?;
         if let Ok(name) = reduced.cast::<PyString>() {
             // A global reference, e.g. a builtin function or a module-level singleton.
@@ -606,13 +698,14 @@ impl<'py> Walker<'py> {
             return Ok(());
         }
         let parts = reduced.cast::<PyTuple>().map_err(|_| {
-            PyTypeError::new_err(format!(
+            let reason = format!(
                 "__reduce_ex__ of '{}' returned neither a string nor a tuple",
                 obj.get_type()
                     .name()
                     .map(|n| n.to_string())
                     .unwrap_or_default()
-            ))
+            );
+            unhashable(py, reason, None)
         })?;
         enc.tag(tag::REDUCE);
         enc.len(parts.len());
@@ -717,6 +810,7 @@ fn hash(
         depth: 0,
         path: Vec::new(),
         spare: Vec::new(),
+        handlers: HashMap::new(),
     };
     let mut enc = Encoder::new(algorithm);
     match walker.walk(obj, &mut enc) {
@@ -726,22 +820,122 @@ fn hash(
                 return Err(err);
             }
             let path: String = walker.path.iter().rev().map(String::as_str).collect();
-            let message = format!("joblite.hash: at obj{path}: {}", err.value(py));
-            let wrapped = if err.is_instance_of::<PyRecursionError>(py) {
-                PyRecursionError::new_err(message)
-            } else if err.is_instance_of::<PyValueError>(py) {
-                PyValueError::new_err(message)
-            } else {
-                PyTypeError::new_err(message)
-            };
-            wrapped.set_cause(py, err.cause(py));
-            Err(wrapped)
+            // "Cannot hash this" gets the path inside `obj` (in front of any path a nested
+            // hash of a handler put there); every other exception passes through unchanged.
+            let cls = UNHASHABLE.import(py, "joblite.exceptions", "UnhashableError")?;
+            if err.is_instance(py, cls) {
+                let moved = err.value(py).call_method1("_under", (path,))?;
+                let moved = PyErr::from_value(moved);
+                moved.set_cause(py, err.cause(py));
+                return Err(moved);
+            }
+            if err.is_instance_of::<PyRecursionError>(py) {
+                let message = format!("at obj{path}: {}", err.value(py));
+                return Err(PyRecursionError::new_err(message));
+            }
+            Err(err)
         }
+    }
+}
+
+/// A contiguous buffer export (`PyObject_GetBuffer` with `PyBUF_SIMPLE`), released on drop.
+struct ByteView {
+    view: Box<ffi::Py_buffer>,
+}
+
+impl ByteView {
+    fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        // SAFETY: an all-zero Py_buffer is a valid "empty" value to pass to PyObject_GetBuffer,
+        // which fills it on success. It is boxed so its address stays put while exported.
+        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: `obj` is a live object (we hold the GIL and a reference); PyBUF_SIMPLE asks
+        // for one C-contiguous block of bytes, and the exporter refuses a non-contiguous one.
+        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_SIMPLE) };
+        if rc != 0 {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        Ok(Self { view })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        let len = usize::try_from(self.view.len).unwrap_or(0);
+        if len == 0 || self.view.buf.is_null() {
+            return &[];
+        }
+        // SAFETY: a successful PyBUF_SIMPLE export is `len` contiguous readable bytes at `buf`,
+        // valid until PyBuffer_Release (in Drop), and `self` outlives the returned slice.
+        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, len) }
+    }
+}
+
+impl Drop for ByteView {
+    fn drop(&mut self) {
+        // PyBuffer_Release needs the GIL; a ByteView only lives inside a call that holds it.
+        Python::attach(|_| {
+            // SAFETY: `view` was filled by a successful PyObject_GetBuffer and is released once.
+            unsafe { ffi::PyBuffer_Release(&mut *self.view) }
+        });
+    }
+}
+
+/// A blake3 digest of a stream of buffers, for the content handlers of `joblite.hashing`: the
+/// digest depends only on the concatenated bytes, never on how they were split between
+/// calls (so a column hashes the same whatever its chunking).
+#[pyclass(module = "joblite._core")]
+struct StreamHasher {
+    enc: Option<Encoder>,
+    length: u64,
+}
+
+#[pymethods]
+impl StreamHasher {
+    #[new]
+    fn new() -> Self {
+        Self {
+            enc: Some(Encoder::bare(Algorithm::Blake3)),
+            length: 0,
+        }
+    }
+
+    /// Appends the bytes of a C-contiguous buffer (bytes, memoryview, numpy array, Arrow
+    /// buffer); large ones are hashed on several threads with the GIL released.
+    fn update(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let view = ByteView::get(data)?;
+        let bytes = view.bytes();
+        let enc = self
+            .enc
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("digest() was already taken"))?;
+        if bytes.len() >= PARALLEL_THRESHOLD {
+            // The export keeps the memory alive and in place until `view` is dropped.
+            py.detach(|| enc.raw(bytes));
+        } else {
+            enc.raw(bytes);
+        }
+        self.length += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The number of bytes appended so far.
+    #[getter]
+    fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// The 32-byte digest of everything appended (prefixed by its length); ends the stream.
+    fn digest<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut enc = self
+            .enc
+            .take()
+            .ok_or_else(|| PyValueError::new_err("digest() was already taken"))?;
+        enc.u64(self.length);
+        Ok(PyBytes::new(py, &enc.finish()))
     }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash, m)?)?;
+    m.add_class::<StreamHasher>()?;
     m.add(
         "HASH_ENCODING_VERSION",
         String::from_utf8_lossy(crate::hash::ENCODING_VERSION).trim_end_matches('\0'),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import pprint
 import sys
+import warnings
 import weakref
 from typing import Any, Callable, Optional
 
@@ -305,14 +306,19 @@ def _closure_digest(func: Callable, name: str) -> Optional[str]:
     for var, value in state:
         try:
             _core.hash(value)
-        except TypeError as exc:
-            raise UnhashableError(
-                f"PicklingError while hashing the value {name} captured in {var!r} (a "
-                f"{type(value).__name__}): {_strip_prefix(str(exc))}. Captured values are "
-                "part of a closure's cache key (two closures of one factory must not share "
-                f"results); pass {var!r} as an argument instead (ignore=[{var!r}] if it "
-                "does not change the result)"
-            ) from exc
+        except UnhashableError as exc:
+            # Never refuse what joblib caches: key this closure as joblib does (by its code
+            # alone), and say so once, when it is decorated.
+            warnings.warn(
+                f"{name} captured {var!r} (a {type(value).__name__}), which cannot be hashed "
+                f"({exc.reason}); its cache is keyed by its code alone, as joblib does, so "
+                "closures of one factory share results. Pass it as an argument (ignore=["
+                f"{var!r}] if it does not change the result) or teach joblite the type with "
+                "joblite.register_hash_handler",
+                UserWarning,
+                stacklevel=5,  # the user's @memory.cache line
+            )
+            return None
     digest = str(_core.hash(state))
     try:
         _closure_digests[target] = digest

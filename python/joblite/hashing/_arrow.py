@@ -1,0 +1,200 @@
+"""Arrow data by content: pyarrow objects and any producer of the Arrow PyCapsule interface.
+
+Content is the schema (names, types, nullability, metadata) and the logical values; chunk
+boundaries, slice offsets and the bytes under null slots are not. Each column is hashed as a
+few byte streams (null positions, values, string lengths and bytes, child columns) that are
+appended chunk by chunk, so a column hashes the same however it is chunked. Memory stays
+within one chunk. The stream is read with pyarrow (imported only when such an object is
+hashed); see docs/hash.md for why pyarrow rather than a reader in the Rust core.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _core
+from ..exceptions import UnhashableError
+
+__all__ = ["arrow_content", "capsule_content", "chunked_digest"]
+
+
+class _ColumnStreams:
+    """The byte streams of one column, each fed chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, Any] = {}
+        self.rows: dict[str, int] = {}
+
+    def stream(self, key: str) -> Any:
+        found = self.streams.get(key)
+        if found is None:
+            found = self.streams[key] = _core.StreamHasher()
+        return found
+
+    def feed(self, arr: Any, key: str = "") -> None:
+        import numpy as np
+        import pyarrow as pa
+
+        t = arr.type
+        n = len(arr)
+        start = self.rows.get(key, 0)
+        self.rows[key] = start + n
+        if pa.types.is_null(t) or n == 0:
+            return
+        if isinstance(arr, pa.ExtensionArray):
+            self.feed(arr.storage, key + ".s")
+            return
+        if arr.null_count:
+            nulls = arr.is_null().to_numpy(zero_copy_only=False)
+            positions = np.flatnonzero(nulls).astype(np.int64) + start
+            self.stream(key + "n").update(positions)
+        else:
+            nulls = None
+        if pa.types.is_dictionary(t):
+            dictionary = arr.dictionary
+            value_type = dictionary.type
+            if pa.types.is_string_view(value_type) or pa.types.is_binary_view(value_type):
+                # no take kernel for view types (polars' categoricals)
+                wide = pa.large_string() if pa.types.is_string_view(value_type) else None
+                dictionary = dictionary.cast(wide or pa.large_binary())
+            self.feed(dictionary.take(arr.indices), key + ".d")
+        elif pa.types.is_boolean(t):
+            values = arr.fill_null(False).to_numpy(zero_copy_only=False)
+            self.stream(key).update(np.ascontiguousarray(values).view(np.uint8))
+        elif _fixed_width(t):
+            width = t.bit_width // 8
+            raw = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
+            raw = raw[arr.offset * width : (arr.offset + n) * width]
+            if nulls is not None:
+                raw = raw.reshape(n, width).copy()
+                raw[nulls] = 0  # the bytes under a null slot are not content
+            self.stream(key).update(raw)
+        elif pa.types.is_string_view(t) or pa.types.is_binary_view(t):
+            target = pa.large_string() if pa.types.is_string_view(t) else pa.large_binary()
+            self.feed_binary(arr.cast(target), key)
+        elif (
+            pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t)
+        ):
+            self.feed_binary(arr, key)
+        elif (pa.types.is_list(t) or pa.types.is_large_list(t)) and not pa.types.is_map(t):
+            lengths = np.diff(arr.offsets.to_numpy()).astype(np.int64)
+            if nulls is not None:
+                lengths[nulls] = 0  # a null list's extent is not content
+            self.stream(key + "l").update(lengths)
+            self.feed(arr.flatten(), key + ".c")
+        elif pa.types.is_fixed_size_list(t):
+            self.feed(arr.flatten(), key + ".c")
+        elif pa.types.is_struct(t):
+            for i, child in enumerate(arr.flatten()):
+                self.feed(child, f"{key}.{i}")
+        else:  # maps, unions, run-end encoded, ...: value by value, slow but exact
+            stream = self.stream(key + "p")
+            for value in arr.to_pylist():
+                stream.update(bytes.fromhex(_core.hash(value)))
+
+    def feed_binary(self, arr: Any, key: str) -> None:
+        import numpy as np
+        import pyarrow as pa
+
+        if arr.null_count:
+            arr = arr.filter(arr.is_valid())
+        n = len(arr)
+        if n == 0:
+            return
+        wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32)
+        offsets = offsets[arr.offset : arr.offset + n + 1]
+        self.stream(key + "l").update(np.diff(offsets).astype(np.int64, copy=False))
+        data = arr.buffers()[2]
+        if data is not None:
+            first, last = int(offsets[0]), int(offsets[-1])
+            self.stream(key + "d").update(memoryview(data)[first:last])
+
+    def digest(self) -> tuple:
+        return (
+            self.rows.get("", 0),
+            sorted((key, s.digest()) for key, s in self.streams.items()),
+        )
+
+
+def _fixed_width(t: Any) -> bool:
+    try:
+        width = t.bit_width
+    except ValueError:  # not a fixed-width type
+        return False
+    return bool(width) and width % 8 == 0
+
+
+def chunked_digest(chunks: Any) -> tuple:
+    """The content of one column given as an iterable of ``pyarrow.Array`` chunks."""
+    streams = _ColumnStreams()
+    for chunk in chunks:
+        streams.feed(chunk)
+    return streams.digest()
+
+
+def _field(field: Any) -> tuple:
+    metadata = dict(field.metadata) if field.metadata else None
+    return (field.name, str(field.type), field.nullable, metadata)
+
+
+def _table(schema: Any, batches: Any) -> tuple:
+    columns = [_ColumnStreams() for _ in schema]
+    for batch in batches:
+        for column, array in zip(columns, batch.columns):
+            column.feed(array)
+    metadata = dict(schema.metadata) if schema.metadata else None
+    return (
+        "table",
+        [_field(f) for f in schema],
+        metadata,
+        [c.digest() for c in columns],
+    )
+
+
+def _array(chunked: Any) -> tuple:
+    return ("array", str(chunked.type), chunked_digest(chunked.chunks))
+
+
+def arrow_content(obj: Any) -> tuple:
+    """Content of a pyarrow Table, RecordBatch, ChunkedArray or Array."""
+    import pyarrow as pa
+
+    if isinstance(obj, pa.Table):
+        return _table(obj.schema, obj.to_batches())
+    if isinstance(obj, pa.RecordBatch):
+        return _table(obj.schema, [obj])
+    if isinstance(obj, pa.ChunkedArray):
+        return _array(obj)
+    if isinstance(obj, pa.Array):
+        return _array(pa.chunked_array([obj], type=obj.type))
+    return capsule_content(obj)
+
+
+def capsule_content(obj: Any) -> tuple:
+    """Content of any producer of the Arrow PyCapsule interface (polars, duckdb, ...)."""
+    try:
+        import pyarrow as pa
+    except ImportError as exc:  # handler_for only picks this handler when pyarrow is there
+        raise UnhashableError(f"hashing a {type(obj).__name__} by content needs pyarrow") from exc
+    if hasattr(obj, "__arrow_c_stream__"):
+        if _is_struct_stream(obj):
+            reader = pa.RecordBatchReader.from_stream(obj)
+            return _table(reader.schema, reader)
+        return _array(pa.chunked_array(obj))
+    return _array(pa.chunked_array([pa.array(obj)]))
+
+
+def _is_struct_stream(obj: Any) -> bool:
+    """Whether a stream without a schema capsule carries a table (a struct of columns)."""
+    import pyarrow as pa
+
+    try:
+        reader = pa.RecordBatchReader.from_stream(obj)
+    except (TypeError, ValueError, pa.ArrowInvalid):
+        return False
+    reader.close()
+    return True

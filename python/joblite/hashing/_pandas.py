@@ -1,0 +1,114 @@
+"""pandas objects by content: labels, dtypes, values, attrs; never their block layout.
+
+A DataFrame is its column labels (in order), its index, each column's dtype and values, its
+``attrs`` and the ``_metadata`` attributes its class declares. Columns are hashed one at a
+time from views of their blocks (no copy of the frame); masked and pyarrow-backed columns are
+hashed from their own buffers, the bytes under missing values left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _core
+from ..exceptions import UnhashableError
+
+__all__ = ["dataframe_content", "index_content", "register", "series_content"]
+
+
+def _values(array: Any) -> tuple:
+    """Content of the values of a Series or an Index (a pandas ExtensionArray or ndarray)."""
+    import numpy as np
+    import pandas as pd
+
+    dtype = array.dtype
+    if isinstance(dtype, np.dtype) or isinstance(array, pd.arrays.NumpyExtensionArray):
+        return ("numpy", np.asarray(array))  # a view of the block, never a copy
+    if isinstance(dtype, pd.CategoricalDtype):
+        return (
+            "category",
+            bool(dtype.ordered),
+            index_content(dtype.categories),
+            np.asarray(array.codes),
+        )
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return ("datetimetz", str(dtype), np.asarray(array.asi8))
+    storage = getattr(dtype, "storage", None)
+    if isinstance(dtype, getattr(pd, "ArrowDtype", ())) or storage in ("pyarrow", "pyarrow_numpy"):
+        from ._arrow import chunked_digest
+
+        chunked = array.__arrow_array__()
+        chunks = getattr(chunked, "chunks", [chunked])
+        return ("arrow", repr(dtype), chunked_digest(chunks))
+    mask = getattr(array, "_mask", None)
+    data = getattr(array, "_data", None)
+    if isinstance(mask, np.ndarray) and isinstance(data, np.ndarray):
+        # nullable Int64 / Float64 / boolean: the value under a missing slot is not content
+        if mask.any():
+            data = np.where(mask, np.zeros((), dtype=data.dtype), data)
+        return ("masked", repr(dtype), mask, data)
+    if storage == "python":
+        return ("extension", repr(dtype), np.asarray(array, dtype=object))
+    return ("extension", repr(dtype), array)  # any other extension array: its reduction
+
+
+def index_content(index: Any) -> tuple:
+    """Content of an Index: names, dtype and values (a RangeIndex as the int64 values it
+    holds, so it equals the same values in an int64 Index)."""
+    import numpy as np
+    import pandas as pd
+
+    names = list(index.names)
+    if isinstance(index, pd.MultiIndex):
+        levels = [_values(index.get_level_values(i).array) for i in range(index.nlevels)]
+        return ("MultiIndex", names, len(index), levels)
+    if isinstance(index, pd.RangeIndex):
+        values: Any = ("numpy", np.arange(index.start, index.stop, index.step, dtype=np.int64))
+    else:
+        values = _values(index.array)
+    return ("Index", names, values)
+
+
+def _metadata(obj: Any) -> dict:
+    # a subclass (geopandas, ...) declares the attributes that are part of its value
+    return {name: getattr(obj, name, None) for name in getattr(type(obj), "_metadata", ())}
+
+
+def series_content(series: Any) -> tuple:
+    """Content of a Series: name, index, dtype, values, attrs."""
+    return (
+        series.name,
+        index_content(series.index),
+        _values(series.array),
+        dict(series.attrs),
+        _metadata(series),
+    )
+
+
+def dataframe_content(frame: Any) -> tuple:
+    """Content of a DataFrame: columns (labels in order), index, each column, attrs."""
+    columns = []
+    for position, (label, column) in enumerate(frame.items()):
+        try:
+            columns.append(_core.hash(_values(column.array)))
+        except UnhashableError as exc:
+            where = repr(label) if frame.columns.is_unique else f"{label!r}, at {position}"
+            raise exc._under(f"[{where}]") from exc.__cause__
+    return (
+        index_content(frame.columns),
+        index_content(frame.index),
+        columns,
+        dict(frame.attrs),
+        _metadata(frame),
+    )
+
+
+def register() -> None:
+    """Register the handlers (called when pandas' first object is hashed)."""
+    import pandas as pd
+
+    from ._registry import register_hash_handler
+
+    register_hash_handler(pd.DataFrame, dataframe_content)
+    register_hash_handler(pd.Series, series_content)
+    register_hash_handler(pd.Index, index_content)

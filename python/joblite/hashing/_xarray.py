@@ -1,0 +1,36 @@
+"""xarray objects by content: names, dimensions, data, coordinates and attrs (not encoding)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["dataarray_content", "dataset_content", "register", "variable_content"]
+
+
+def variable_content(variable: Any) -> tuple:
+    """Content of a Variable: dimensions, values (a dask array is computed), attrs."""
+    import numpy as np
+
+    return ("Variable", tuple(variable.dims), np.asarray(variable.values), dict(variable.attrs))
+
+
+def dataarray_content(array: Any) -> tuple:
+    """Content of a DataArray: name, its variable and each coordinate's variable."""
+    coords = {name: variable_content(c.variable) for name, c in array.coords.items()}
+    return (array.name, variable_content(array.variable), coords)
+
+
+def dataset_content(dataset: Any) -> tuple:
+    """Content of a Dataset: every variable, which of them are coordinates, attrs."""
+    variables = {name: variable_content(v) for name, v in dataset.variables.items()}
+    return (variables, sorted(map(str, dataset.coords)), dict(dataset.attrs))
+
+
+def register() -> None:
+    import xarray
+
+    from ._registry import register_hash_handler
+
+    register_hash_handler(xarray.Variable, variable_content)
+    register_hash_handler(xarray.DataArray, dataarray_content)
+    register_hash_handler(xarray.Dataset, dataset_content)
