@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import pprint
+import re
 import sys
 import warnings
 import weakref
@@ -255,10 +256,15 @@ class CallBinder:
     def _unhashable(self, index: int, value: Any, exc: TypeError) -> UnhashableError:
         name = self.names[index].lstrip("*")
         where = getattr(exc, "path", None)
-        if not (isinstance(where, str) and where):
+        if isinstance(where, str) and where:
+            # an instance's state dict reads as its attributes: model.inner, not
+            # model.<state>['inner']
+            where = _STATE_KEY.sub(r".\1", where)
+        else:
             where = _locate(value)
         inside = f" at {name}{where}" if where else ""
-        detail = _strip_prefix(str(exc))
+        reason = getattr(exc, "reason", None)
+        detail = reason if isinstance(reason, str) and reason else _strip_prefix(str(exc))
         if inside and detail.startswith("at obj") and ": " in detail:
             detail = detail.split(": ", 1)[1]  # the hash's own path, said above by name
         return UnhashableError(
@@ -351,6 +357,9 @@ def _locate(value: Any, depth: int = 4) -> str:
         except Exception:  # a part whose hashing fails otherwise: not what we look for
             continue
     return ""
+
+
+_STATE_KEY = re.compile(r"\.<state>\['([A-Za-z_][A-Za-z0-9_]*)'\]")
 
 
 def _strip_prefix(message: str) -> str:
