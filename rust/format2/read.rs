@@ -117,19 +117,37 @@ impl Plan {
     /// (`PROTO 5`, NEXT_BUFFER where each buffer's record and bytes are) and the bytes of
     /// the buffers that own no chunks.
     pub fn stream(&self, src: &dyn Source, verify: bool) -> Result<Decoded, Error> {
-        let mut area = vec![0u8; self.stream_len as usize];
-        {
-            let mut tasks = Vec::with_capacity(self.stream_chunks.len());
-            let mut rest: &mut [u8] = &mut area;
-            for &(i, _) in &self.stream_chunks {
+        // Decoded in waves, memory growing only with what the chunks really decode to: a
+        // hostile index may declare gigabytes that its few stored bytes cannot hold, and
+        // its first wave then fails before the rest is allocated. Every allocation is
+        // fallible (an abort is never an answer to a file).
+        let mut area: Vec<u8> = Vec::new();
+        let mut k = 0usize;
+        while k < self.stream_chunks.len() {
+            let mut end = k;
+            let mut wave = 0u64;
+            while end < self.stream_chunks.len()
+                && (end == k || wave + self.index.chunks[self.stream_chunks[end].0].raw_len <= WAVE)
+            {
+                wave += self.index.chunks[self.stream_chunks[end].0].raw_len;
+                end += 1;
+            }
+            let at = area.len();
+            grow(&mut area, wave as usize)?;
+            let mut tasks = Vec::with_capacity(end - k);
+            let mut rest: &mut [u8] = &mut area[at..];
+            for &(i, _) in &self.stream_chunks[k..end] {
                 let (dst, tail) = rest.split_at_mut(self.index.chunks[i].raw_len as usize);
                 rest = tail;
                 tasks.push((self.index.chunks[i], dst));
             }
             decode_chunks(src, self.data_start, self.index.codec, tasks, verify)?;
+            k = end;
         }
         let h_len = self.index.chunks.first().map_or(0, |c| c.raw_off);
-        let mut out = Vec::with_capacity(area.len() + 2);
+        let mut out = Vec::new();
+        out.try_reserve_exact(area.len() + 2)
+            .map_err(|_| no_memory(area.len() + 2))?;
         out.extend_from_slice(&[0x80, 5]);
         let mut small = Vec::with_capacity(self.index.buffers.len());
         let mut from = h_len;
@@ -146,7 +164,11 @@ impl Plan {
                 let d = area
                     .get(d0..d1)
                     .ok_or_else(|| corrupt("buffer outside the stream"))?;
-                small.push(Some(d.to_vec()));
+                let mut v = Vec::new();
+                v.try_reserve_exact(d.len())
+                    .map_err(|_| no_memory(d.len()))?;
+                v.extend_from_slice(d);
+                small.push(Some(v));
             } else if owned.is_none() {
                 small.push(Some(Vec::new()));
             } else {
@@ -244,6 +266,23 @@ impl Plan {
     }
 }
 
+/// Raw bytes of stream chunks decoded per wave (at least one chunk).
+const WAVE: u64 = 64 << 20;
+
+/// Appends `n` zero bytes to `v`, failing (never aborting) when memory is short.
+fn grow(v: &mut Vec<u8>, n: usize) -> Result<(), Error> {
+    v.try_reserve(n).map_err(|_| no_memory(v.len() + n))?;
+    v.resize(v.len() + n, 0);
+    Ok(())
+}
+
+fn no_memory(n: usize) -> Error {
+    corrupt(format!(
+        "cannot allocate the {n} bytes the file declares (it is damaged or hostile, or \
+         larger than this machine's memory)"
+    ))
+}
+
 fn mismatch(c: &Chunk, codec: Codec) -> Error {
     let hint = if codec == Codec::None {
         " (or its arrays were changed in place through a writable memory map by another \
@@ -275,7 +314,10 @@ pub fn decode_chunks(
             return Ok(());
         }
         let n = c.stored_len as usize;
-        let mut stored = Vec::with_capacity(n + 2);
+        let mut stored = Vec::new();
+        stored
+            .try_reserve_exact(n + 2)
+            .map_err(|_| no_memory(n + 2))?;
         match src.slice(at, n) {
             Some(s) => stored.extend_from_slice(s),
             None => {

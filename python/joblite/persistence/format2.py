@@ -44,6 +44,8 @@ MIN_OWN = 64 << 10
 #: alignment of buffer bytes in uncompressed files (in the file: memory maps are aligned)
 ALIGN = 64
 _FLAG_MAPPED_WRITABLE = 1
+#: bytes of arrays allocated and decoded together when loading (see load_reader)
+_WAVE = 256 << 20
 
 
 def _short_str(s: str) -> bytes:
@@ -268,12 +270,29 @@ def load_reader(
                 reader.verify_buffer(k, view)
             buffers.append(view)
             continue
-        dst = np.empty(n, dtype=np.uint8)
-        jobs.append((k, dst))
-        buffers.append(memoryview(dst).toreadonly() if mmap_mode == "r" else dst)
-    if jobs:
-        stale = mapped_writable and reader.codec == "none"
-        reader.read_buffers(jobs, verify is not False and not stale)
+        jobs.append((k, n))
+        buffers.append(None)
+    # Arrays are allocated a wave at a time, each wave decoded before the next is allocated:
+    # an index declaring more than its chunks hold fails on its first wave, never asking
+    # for the whole declared size at once (and a size no allocator grants is a damaged file).
+    stale = mapped_writable and reader.codec == "none"
+    wave: list[tuple[int, Any]] = []
+    size = 0
+    for i, (k, n) in enumerate(jobs):
+        try:
+            dst = np.empty(n, dtype=np.uint8)
+        except MemoryError as e:
+            raise CorruptFileError(
+                path,
+                f"cannot allocate the {n} bytes the file declares for an array (it is "
+                "damaged or hostile, or larger than this machine's memory)",
+            ) from e
+        wave.append((k, dst))
+        buffers[k] = memoryview(dst).toreadonly() if mmap_mode == "r" else dst
+        size += n
+        if size >= _WAVE or i == len(jobs) - 1:
+            reader.read_buffers(wave, verify is not False and not stale)
+            wave, size = [], 0
     return unpickle_stream(stream, buffers, path, allow_pickle, mmap_mode, native)
 
 
