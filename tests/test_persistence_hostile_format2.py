@@ -262,3 +262,123 @@ def test_bomb_in_memory_also_refused():
     data = bomb("bz2", 200, 1024, False)
     with pytest.raises(CorruptFileError):
         joblite.loads(data)
+
+
+# --- 2. flipped bits: the exact value or CorruptFileError, never an unchecked load -----------
+
+
+def sample_value():
+    rng = np.random.default_rng(5)
+    return {
+        "small": np.arange(40, dtype=np.int16),
+        "big": rng.integers(0, 50, 30_000).astype(np.int32),
+        "text": "héllo" * 50,
+        "nested": [1.5, None, (2, b"bytes" * 40)],
+    }
+
+
+def same(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        return (
+            isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
+        )
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+    return type(a) is type(b) and a == b
+
+
+def check_flips(data: bytes, value, positions) -> list:
+    """Loads of ``data`` with each bit of ``positions`` flipped; returns the bad outcomes."""
+    bad = []
+    buf = bytearray(data)
+    for pos in positions:
+        for bit in range(8):
+            buf[pos] ^= 1 << bit
+            try:
+                got = joblite.loads(bytes(buf))
+            except CorruptFileError:
+                got = CorruptFileError
+            except Exception as e:  # noqa: BLE001 - any other outcome is a finding
+                bad.append((pos, bit, f"{type(e).__name__}: {e}"[:200]))
+            else:
+                if not same(value, got):
+                    bad.append((pos, bit, "loaded a different value"))
+            buf[pos] ^= 1 << bit
+    return bad
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_every_bit_of_the_first_4_kib_flipped(codec):
+    value = sample_value()
+    data = joblite.dumps(value, compress=COMPRESS_ARG[codec])
+    assert same(joblite.loads(data), value)
+    bad = check_flips(data, value, range(min(4096, len(data))))
+    assert not bad, bad[:20]
+
+
+def opening_len(codec: str, data: bytes) -> int:
+    """Bytes before the index magic (bz2 / xz: the stream magic, the rest is compressed)."""
+    if codec == "bz2":
+        return 4
+    if codec == "xz":
+        return 6
+    return data.index(b"JOBLITE\x02")
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_a_damaged_opening_never_turns_the_checksums_off(tmp_path, codec):
+    # issue 18: a flipped bit of the PROTO byte made the file no longer look like format 2,
+    # so it went to the joblib reader, which has no checksums: a second flipped bit in array
+    # data then loaded silently. Every bit of every opening byte, with a data flip.
+    value = {"x": np.arange(300_000, dtype=np.float64)}
+    data = joblite.dumps(value, compress=COMPRESS_ARG[codec])
+    if codec == "none":
+        at = data.index(np.arange(300_000, dtype=np.float64)[1000:1004].tobytes())
+    else:
+        at = len(data) * 3 // 4
+    path = tmp_path / f"damaged.{codec}"
+    for pos in range(opening_len(codec, data)):
+        for bit in range(8):
+            buf = bytearray(data)
+            buf[pos] ^= 1 << bit
+            buf[at] ^= 0x10
+            path.write_bytes(bytes(buf))
+            try:
+                got = joblite.load(path)
+            except CorruptFileError as e:
+                assert e.path == str(path)
+            except Exception as e:  # noqa: BLE001
+                pytest.fail(f"byte {pos} bit {bit}: {type(e).__name__}: {e}")
+            else:
+                pytest.fail(f"byte {pos} bit {bit}: loaded {'damaged' if not same(got, value) else 'the'} data")
+
+
+# --- 3. truncation at every record boundary -------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_truncated_at_every_boundary(tmp_path, codec):
+    value = {"a": np.arange(100_000, dtype=np.int64), "b": np.ones((300, 7)), "s": "x" * 999}
+    data = joblite.dumps(value, compress=COMPRESS_ARG[codec])
+    reader = _core.F2Reader.from_buffer(data)
+    cuts = {1, 2, 3, 11, 12, len(data) - 1}
+    base = len(data) - reader.dump_len  # 0: the dump is the whole data
+    for nbytes, own, offset in reader.buffers():
+        if offset is not None:
+            cuts.update({offset - 1, offset, offset + 1, offset + nbytes - 1})
+    # header unit, index end, and every chunk boundary the index gives
+    n_index = data.find(b"JOBLITE\x02")
+    if n_index >= 0:
+        cuts.update({n_index, n_index + 8, n_index + 64})
+    cuts.update(range(0, len(data), max(1, len(data) // 200)))
+    path = tmp_path / f"cut.{codec}"
+    for cut in sorted(c for c in cuts if 0 < c < len(data)):
+        path.write_bytes(data[:cut])
+        with pytest.raises(CorruptFileError) as info:
+            joblite.load(path)
+        assert info.value.path == str(path), cut
+        with pytest.raises(CorruptFileError):
+            joblite.loads(data[:cut])
+    assert base == 0
