@@ -98,10 +98,32 @@ def _array_reducer() -> dict:
     except ImportError:  # pragma: no cover - numpy is a dependency
         return {}
 
+    try:
+        from numpy._core.numeric import _frombuffer
+    except ImportError:  # numpy 1.x
+        from numpy.core.numeric import _frombuffer  # type: ignore[no-redef]
+
+    def ndarray(arr: Any) -> Any:
+        # numpy gives no out-of-band buffer for datetime64 / timedelta64 (the buffer
+        # protocol has no such type), so they would be pickled in band and never mapped;
+        # their bytes go out of band as uint8, rebuilt by numpy's own `_frombuffer` (which
+        # joblib's reader calls too) with their dtype
+        if arr.dtype.kind in "mM" and arr.size:
+            if arr.flags.c_contiguous:
+                order, flat = "C", arr.reshape(-1)
+            elif arr.flags.f_contiguous:
+                order, flat = "F", arr.T.reshape(-1)
+            else:
+                order, flat = "C", np.ascontiguousarray(arr).reshape(-1)
+            raw = flat.view(np.uint8)
+            return _frombuffer, (pickle.PickleBuffer(raw), arr.dtype, arr.shape, order)
+        return arr.__reduce_ex__(5)
+
     def memmap(arr: Any) -> Any:
-        return np.asarray(arr).__reduce_ex__(5)
+        return ndarray(np.asarray(arr))
 
     table = dict(copyreg.dispatch_table)
+    table[np.ndarray] = ndarray
     table[np.memmap] = memmap
     return table
 
