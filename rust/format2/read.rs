@@ -43,7 +43,57 @@ impl Source for &[u8] {
 
 /// The pickle stream joblite's unpickler reads, and per buffer its bytes when it owns no
 /// chunks (None when it does).
-pub type Decoded = (Vec<u8>, Vec<Option<Vec<u8>>>);
+pub type Decoded = (Stream, Vec<Option<Vec<u8>>>);
+
+/// The pickle stream joblite's unpickler reads, kept as the decoded chunks and the pieces
+/// of them it is made of, so that it is copied once, straight into its final home:
+/// `PROTO 5`, then the pieces with a NEXT_BUFFER between each two.
+pub struct Stream {
+    area: Vec<u8>,
+    parts: Vec<(usize, usize)>,
+}
+
+impl Stream {
+    /// Bytes of the stream.
+    pub fn len(&self) -> usize {
+        2 + self.parts.iter().map(|(a, b)| b - a).sum::<usize>() + self.parts.len() - 1
+    }
+
+    /// Whether the stream is empty (never: it holds PROTO at least).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes the stream to `dst`.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of [`Stream::len`] bytes (it may be uninitialised:
+    /// only raw-pointer copies write to it) and overlap nothing this stream holds.
+    pub unsafe fn copy_to(&self, dst: *mut u8) {
+        let mut at = 0usize;
+        let mut put = |src: &[u8]| {
+            // SAFETY: `at + src.len() <= self.len()` (the pieces below add up to it), and
+            // the caller vouches for `dst`.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.add(at), src.len()) };
+            at += src.len();
+        };
+        put(&[0x80, 5]);
+        for (k, &(a, b)) in self.parts.iter().enumerate() {
+            if k > 0 {
+                put(&[0x97]); // NEXT_BUFFER
+            }
+            put(&self.area[a..b]);
+        }
+    }
+
+    /// The stream as one vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.len()];
+        // SAFETY: `v` holds exactly `self.len()` bytes of its own.
+        unsafe { self.copy_to(v.as_mut_ptr()) };
+        v
+    }
+}
 
 /// How to read one dump back.
 pub struct Plan {
@@ -145,10 +195,7 @@ impl Plan {
             k = end;
         }
         let h_len = self.index.chunks.first().map_or(0, |c| c.raw_off);
-        let mut out = Vec::new();
-        out.try_reserve_exact(area.len() + 2)
-            .map_err(|_| no_memory(area.len() + 2))?;
-        out.extend_from_slice(&[0x80, 5]);
+        let mut parts = Vec::with_capacity(self.index.buffers.len() + 1);
         let mut small = Vec::with_capacity(self.index.buffers.len());
         let mut from = h_len;
         for (b, owned) in self.index.buffers.iter().zip(&self.owned) {
@@ -156,8 +203,7 @@ impl Plan {
             if p1 < p0 || (b.record_off - from) as usize != p1 - p0 {
                 return Err(corrupt("stream pieces are not contiguous"));
             }
-            out.extend_from_slice(&area[p0..p1]);
-            out.push(0x97); // NEXT_BUFFER
+            parts.push((p0, p1));
             if owned.is_none() && b.data_len > 0 {
                 let d0 = self.stream_pos(b.data_off)?;
                 let d1 = d0 + b.data_len as usize;
@@ -181,8 +227,8 @@ impl Plan {
         if tail.len() as u64 != self.index.raw_len - from || tail.last() != Some(&b'.') {
             return Err(corrupt("pickle stream does not end with STOP"));
         }
-        out.extend_from_slice(tail);
-        Ok((out, small))
+        parts.push((p0, area.len()));
+        Ok((Stream { area, parts }, small))
     }
 
     /// Checks the bytes after the last chunk (zlib / gzip trailer) against the index.
@@ -272,6 +318,9 @@ const WAVE: u64 = 64 << 20;
 /// Appends `n` zero bytes to `v`, failing (never aborting) when memory is short.
 fn grow(v: &mut Vec<u8>, n: usize) -> Result<(), Error> {
     v.try_reserve(n).map_err(|_| no_memory(v.len() + n))?;
+    // fresh pages are faulted in as huge pages: on a virtual machine 4 KiB faults cost
+    // more than the copy that follows (rust/pages.rs)
+    crate::pages::advise_huge_pages(v.as_mut_ptr(), v.capacity());
     v.resize(v.len() + n, 0);
     Ok(())
 }
