@@ -279,9 +279,7 @@ def sample_value():
 
 def same(a, b) -> bool:
     if isinstance(a, np.ndarray):
-        return (
-            isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
-        )
+        return isinstance(b, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b)
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
@@ -300,7 +298,7 @@ def check_flips(data: bytes, value, positions) -> list:
                 got = joblite.loads(bytes(buf))
             except CorruptFileError:
                 got = CorruptFileError
-            except Exception as e:  # noqa: BLE001 - any other outcome is a finding
+            except Exception as e:  # any other outcome is a finding
                 bad.append((pos, bit, f"{type(e).__name__}: {e}"[:200]))
             else:
                 if not same(value, got):
@@ -349,10 +347,11 @@ def test_a_damaged_opening_never_turns_the_checksums_off(tmp_path, codec):
                 got = joblite.load(path)
             except CorruptFileError as e:
                 assert e.path == str(path)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 pytest.fail(f"byte {pos} bit {bit}: {type(e).__name__}: {e}")
             else:
-                pytest.fail(f"byte {pos} bit {bit}: loaded {'damaged' if not same(got, value) else 'the'} data")
+                what = "the" if same(got, value) else "damaged"
+                pytest.fail(f"byte {pos} bit {bit}: loaded {what} data unchecked")
 
 
 # --- 3. truncation at every record boundary -------------------------------------------------
@@ -365,7 +364,7 @@ def test_truncated_at_every_boundary(tmp_path, codec):
     reader = _core.F2Reader.from_buffer(data)
     cuts = {1, 2, 3, 11, 12, len(data) - 1}
     base = len(data) - reader.dump_len  # 0: the dump is the whole data
-    for nbytes, own, offset in reader.buffers():
+    for nbytes, _own, offset in reader.buffers():
         if offset is not None:
             cuts.update({offset - 1, offset, offset + 1, offset + nbytes - 1})
     # header unit, index end, and every chunk boundary the index gives
