@@ -381,3 +381,25 @@ def test_truncated_at_every_boundary(tmp_path, codec):
         with pytest.raises(CorruptFileError):
             joblite.loads(data[:cut])
     assert base == 0
+
+
+def test_file_changed_under_an_open_reader_never_sizes_an_allocation(tmp_path):
+    # mark_mapped_writable (mmap_mode="r+") re-reads the index length from the file: a file
+    # rewritten since it was opened must not make it allocate what the new length claims
+    path = tmp_path / "changed.jl"
+    joblite.dump({"x": np.arange(1000.0)}, path)
+    code = f"""
+import struct, joblite
+from joblite import _core, CorruptFileError
+r = _core.F2Reader.open({str(path)!r})
+with open({str(path)!r}, "r+b") as f:
+    f.seek(3)
+    f.write(struct.pack("<Q", 1 << 60))
+try:
+    r.mark_mapped_writable()
+except CorruptFileError:
+    print("refused")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "refused"

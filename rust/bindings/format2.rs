@@ -381,7 +381,13 @@ impl F2Reader {
                 .open(path)?;
             let mut n = [0u8; 8];
             file.read_exact_at(&mut n, at - 8)?;
-            let n = u64::from_le_bytes(n) as usize;
+            let n = u64::from_le_bytes(n);
+            // the file may have changed since it was opened: its length field is believed
+            // only within the file (a huge one must not size an allocation)
+            if n > file.metadata()?.len() {
+                return Err(crate::format2::corrupt("index length exceeds the file"));
+            }
+            let n = n as usize;
             if n < len {
                 return Err(crate::format2::corrupt("index too short"));
             }
