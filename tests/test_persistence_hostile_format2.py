@@ -403,3 +403,17 @@ except CorruptFileError:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "refused"
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_joblib_file_holding_a_dumps_bytes_is_no_damaged_dump(tmp_path, codec):
+    # joblib pickles a large bytes object as PROTO, BINBYTES8 and the payload at offset 11:
+    # an uncompressed joblite dump stored that way puts the index magic at offset 22, where
+    # an lz4 dump has it; that is a sound joblib file, not a damaged dump
+    import joblib
+
+    payload = joblite.dumps(np.arange(100_000), compress=COMPRESS_ARG[codec])
+    for value in (payload, {"blob": payload}, [b"x" * 7, payload]):
+        path = tmp_path / f"wrapped.{codec}"
+        joblib.dump(value, path)
+        assert joblite.load(path) == value

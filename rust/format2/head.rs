@@ -186,29 +186,64 @@ pub fn find(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error> {
     Ok(found)
 }
 
-/// Where the index magic lies when `H` is stored as is: none, zlib, gzip, lz4, zstd.
-const MAGIC_AT: [usize; 5] = [
-    H_PREFIX_LEN,
-    2 + 5 + H_PREFIX_LEN,
-    10 + 5 + H_PREFIX_LEN,
-    7 + 4 + H_PREFIX_LEN,
-    ZSTD_NOTE_LEN + 13 + 3 + H_PREFIX_LEN,
-];
+/// Where the index magic lies when `H` is stored as is (none, zlib, gzip, lz4, zstd), and
+/// the fixed bytes of that codec's opening before it (offset, bytes; length fields left out).
+fn stored_openings() -> [(usize, Vec<(usize, Vec<u8>)>); 5] {
+    let proto = vec![0x80, 5, 0x8e];
+    let note = zstd_note();
+    [
+        (H_PREFIX_LEN, vec![(0, proto.clone())]),
+        (
+            2 + 5 + H_PREFIX_LEN,
+            vec![(0, vec![0x78]), (2, vec![0]), (7, proto.clone())],
+        ),
+        (
+            10 + 5 + H_PREFIX_LEN,
+            vec![
+                (0, vec![0x1f, 0x8b, 8, 0]),
+                (10, vec![0]),
+                (15, proto.clone()),
+            ],
+        ),
+        (
+            7 + 4 + H_PREFIX_LEN,
+            vec![(0, lz4_header().to_vec()), (11, proto.clone())],
+        ),
+        (
+            ZSTD_NOTE_LEN + 13 + 3 + H_PREFIX_LEN,
+            vec![
+                (0, note[..8].to_vec()),
+                (ZSTD_NOTE_LEN, [&ZSTD_MAGIC[..], &[0xe0]].concat()),
+                (ZSTD_NOTE_LEN + 16, proto),
+            ],
+        ),
+    ]
+}
 
 /// Whether a dump that is not format 2 as framed still carries a format-2 index: the
-/// magic where a stored header unit puts it, or (bz2, xz) a first stream that decodes to
-/// `H` once its magic, one or two bits off, is restored.
+/// magic where a stored header unit puts it behind an opening at most two bits off that
+/// codec's (a joblib pickle of a dump's bytes can hold the magic at such an offset, behind
+/// a different opening), or (bz2, xz) a first stream that decodes to `H` once its magic,
+/// one or two bits off, is restored.
 fn damaged_opening(src: &mut dyn Prefix) -> Result<bool, Error> {
-    let head = src.prefix(MAGIC_AT[4] + 8)?.to_vec();
+    let head = src
+        .prefix(ZSTD_NOTE_LEN + 13 + 3 + H_PREFIX_LEN + 8)?
+        .to_vec();
     let magic = &super::index::MAGIC;
-    if MAGIC_AT
-        .iter()
-        .any(|&at| head.get(at..at + 8) == Some(magic.as_slice()))
-    {
-        return Ok(true);
-    }
     let bits =
         |a: &[u8], b: &[u8]| -> u32 { a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum() };
+    for (at, fixed) in stored_openings() {
+        if head.get(at..at + 8) != Some(magic.as_slice()) {
+            continue;
+        }
+        let off: u32 = fixed
+            .iter()
+            .map(|(o, want)| bits(&head[*o..*o + want.len()], want))
+            .sum();
+        if off <= 2 {
+            return Ok(true);
+        }
+    }
     for (codec, opening) in [(Codec::Bz2, &b"BZh"[..]), (Codec::Xz, &b"\xfd7zXZ\x00"[..])] {
         // an exact opening was read as framed: a stream that is not a dump's header unit
         // (joblib's own bz2 / xz files, a whole dump compressed at once) is no damage
