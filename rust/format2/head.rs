@@ -186,9 +186,12 @@ pub fn find(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error> {
     Ok(found)
 }
 
+/// Bytes an opening must hold at an offset.
+type FixedBytes = (usize, Vec<u8>);
+
 /// Where the index magic lies when `H` is stored as is (none, zlib, gzip, lz4, zstd), and
 /// the fixed bytes of that codec's opening before it (offset, bytes; length fields left out).
-fn stored_openings() -> [(usize, Vec<(usize, Vec<u8>)>); 5] {
+fn stored_openings() -> [(usize, Vec<FixedBytes>); 5] {
     let proto = vec![0x80, 5, 0x8e];
     let note = zstd_note();
     [
