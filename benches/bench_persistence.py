@@ -213,3 +213,65 @@ def test_mixed_object(benchmark, folder, lib, op):
         dump()
         got = benchmark.pedantic(load, rounds=ROUNDS, iterations=1)
         assert len(got["records"]) == 100_000
+
+
+# --- large objects pickled in band (issue 18) -------------------------------------------------
+
+IN_BAND_MIB = int(os.environ.get("JOBLITE_BENCH_IN_BAND_MIB", "64"))
+
+
+def _in_band(kind: str):
+    n = IN_BAND_MIB << 20
+    block = np.random.default_rng(3).integers(0, 256, 1024, dtype=np.uint8).tobytes()
+    if kind == "bytes":
+        return block * (n // 1024)
+    if kind == "bytearray":
+        return bytearray(block * (n // 1024))
+    if kind == "str":
+        return "abcdefgh" * (n // 8)
+    pl = pytest.importorskip("polars")  # pickles as one Arrow IPC bytes object
+    rows = 2_000_000
+    return pl.DataFrame(
+        {
+            "a": np.arange(rows),
+            "b": np.random.default_rng(0).standard_normal(rows),
+            "c": np.arange(rows) % 7,
+        }
+    )
+
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "str", "polars"])
+@pytest.mark.parametrize("lib", ["joblite", "joblib", "pickle"])
+@pytest.mark.parametrize("op", ["dump", "load"])
+def test_in_band_object(benchmark, lib, op, kind):
+    """Objects that pickle in band (no out-of-band buffer), uncompressed, in /dev/shm."""
+    import pickle
+
+    value = _in_band(kind)
+    folder = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    path = os.path.join(folder, "o.bin")
+
+    def dump():
+        if lib == "pickle":
+            with open(path, "wb") as f:
+                pickle.dump(value, f, protocol=5)
+        else:
+            (joblite if lib == "joblite" else joblib).dump(value, path)
+
+    def load():
+        if lib == "pickle":
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        return (joblite if lib == "joblite" else joblib).load(path)
+
+    size = f"{IN_BAND_MIB}MB" if kind != "polars" else "2M x 3"
+    benchmark.group = f"in-band {kind} {size} {op}"
+    try:
+        if op == "dump":
+            benchmark.pedantic(dump, rounds=PLAIN_ROUNDS, iterations=1)
+        else:
+            dump()
+            got = benchmark.pedantic(load, rounds=PLAIN_ROUNDS, iterations=1)
+            assert type(got) is type(value)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -407,3 +407,38 @@ def test_persistence_demo_runs_small():
     assert "joblite.load mmap_mode=r" in out.stdout
     assert "joblite.dump compress='lz4'" in out.stdout
     assert "joblite.dump compress=3" in out.stdout
+
+
+def test_datetime_arrays_are_mapped_records_joblib_reads(tmp_path):
+    # issue 18: numpy gives no out-of-band buffer for datetime64 / timedelta64, so they
+    # were pickled in band: mmap_mode="r" read them through the stream (about twice the
+    # array in memory) where joblib maps them
+    import joblib
+
+    stamps = np.arange(200_000, dtype=np.int64).astype("M8[ns]").reshape(400, 500)
+    value = {
+        "c": stamps,
+        "f": np.asfortranarray(stamps),
+        "strided": stamps[:, ::3],
+        "delta": (stamps - stamps[0, 0]).astype("m8[us]"),
+        "big_endian": np.arange(50, dtype=">i8").astype(">M8[s]"),
+        "empty": np.array([], dtype="M8[D]"),
+    }
+    path = tmp_path / "dates.jl"
+    joblite.dump(value, path)
+    reader = joblite._core.F2Reader.open(str(path))
+    assert sum(n for n, own, _ in reader.buffers() if own) >= 3 * stamps.nbytes
+    mapped = joblite.load(path, mmap_mode="r")
+    for key in ("c", "f", "delta"):
+        assert isinstance(mapped[key], np.memmap), key
+    for load in (joblite.load, joblib.load):
+        for mode in (None, "r"):
+            got = load(path, mmap_mode=mode)
+            for key, arr in value.items():
+                np.testing.assert_array_equal(got[key], arr)
+                assert got[key].shape == arr.shape, key
+                if mode is None and key != "big_endian":
+                    assert got[key].dtype == arr.dtype, key
+    assert joblite.load(path)["f"].flags.f_contiguous
+    safe = joblite.load(path, allow_pickle=False)
+    np.testing.assert_array_equal(safe["delta"], value["delta"])

@@ -198,6 +198,29 @@ def test_bad_names_are_refused(name, match):
     assert codecs.REGISTERED == {}
 
 
+@pytest.mark.parametrize("name", ["zstd", "ZSTD", "none", "xz", "lzma", "gzip", "bz2"])
+@pytest.mark.parametrize("force", [False, True])
+def test_every_name_dump_keeps_for_itself_is_refused(name, force):
+    # issue 18: register_compressor("zstd", ...) was accepted and then silently never used
+    # (the check read format 1's codec table, the writer format 2's)
+    compressor = CountingZlib()
+    with pytest.raises(ValueError, match="built-in"):
+        joblite.register_compressor(name, compressor, force=force)
+    assert codecs.REGISTERED == {}
+    joblite.dumps(b"x" * 1000, compress=name.lower() if name != "none" else 0)
+    assert compressor.levels == []
+
+
+def test_a_registered_compressor_is_used_by_dump(tmp_path):
+    compressor = CountingZlib()
+    joblite.register_compressor("my-zstd", compressor)
+    value = np.arange(100_000)
+    path = tmp_path / "data.pkl"
+    joblite.dump(value, path, compress="my-zstd")
+    assert compressor.levels  # really called
+    np.testing.assert_array_equal(joblite.load(path), value)
+
+
 def test_registering_twice_needs_force(tmp_path):
     first, second = CountingZlib(), CountingZlib()
     joblite.register_compressor("czlib", first)

@@ -216,3 +216,39 @@ def test_ensure_native_byte_order_like_joblib(tmp_path, writer):
     assert joblite.load(path, mmap_mode="r")["be"].dtype == np.dtype(">i8")
     with pytest.raises(ValueError, match="Native byte ordering can only be enforced"):
         joblite.load(path, mmap_mode="r", ensure_native_byte_order=True)
+
+
+STRUCTURED = {
+    "all_big": np.dtype([("a", ">i4"), ("b", ">f8")]),
+    "mixed": np.dtype([("a", ">i4"), ("b", "<f8")]),
+    "nested": np.dtype([("a", ">i4"), ("n", [("c", ">f8")])]),
+    "all_little": np.dtype([("a", "<i4"), ("b", "<f8")]),
+}
+
+
+@pytest.mark.parametrize("writer", ["joblib", "joblite"])
+@pytest.mark.parametrize("compress", [0, 3])
+def test_structured_byte_order_follows_joblibs_rule(tmp_path, writer, compress):
+    # issue 18: a structured array whose fields all are big-endian came back big-endian
+    # from joblite.load and native from joblib.load (joblib swaps a structured dtype when
+    # every field has the other byte order)
+    value = {}
+    for name, dt in STRUCTURED.items():
+        arr = np.zeros(7, dt)
+        arr["a"] = np.arange(7) * 1000 + 1
+        value[name] = arr
+    path = tmp_path / "structured.pkl"
+    (joblib if writer == "joblib" else joblite).dump(value, path, compress=compress)
+    reference = path
+    if writer == "joblite":  # what joblib returns for the same data in its own file
+        reference = tmp_path / "reference.pkl"
+        joblib.dump(value, reference, compress=compress)
+    theirs = joblib.load(reference)
+    for flag in ("auto", True, False):
+        ours = joblite.load(path, ensure_native_byte_order=flag)
+        expected = joblib.load(reference, ensure_native_byte_order=flag)
+        for name in STRUCTURED:
+            assert ours[name].dtype == expected[name].dtype, (name, flag)
+            assert ours[name].tobytes() == expected[name].tobytes(), (name, flag)
+    assert theirs["all_big"].dtype.isnative  # joblib's rule, as the test relies on it
+    assert not theirs["mixed"].dtype.isnative

@@ -136,6 +136,13 @@ def _from_wrapper(wrapper: Any) -> codecs.ChunkCodec:
     )
 
 
+def _builtin_names() -> set[str]:
+    """Every name ``compress=`` gives to one of joblite's own codecs (``"none"`` included)."""
+    from .persistence import format2
+
+    return set(format2.CODEC_IDS) | set(codecs.BUILTIN_DEFAULT_LEVEL)
+
+
 def register_compressor(compressor_name: str, compressor: Any, force: bool = False) -> None:
     """Make a custom compressor available to ``dump(..., compress=name)`` and ``load``.
 
@@ -144,7 +151,8 @@ def register_compressor(compressor_name: str, compressor: Any, force: bool = Fal
     compressor_name : str
         The name ``compress=`` uses, 1 to 47 bytes of UTF-8, stored in the header of every
         file compressed with it. The built-in names (``"lz4"``, ``"zlib"``, ``"gzip"``,
-        ``"bz2"``, ``"lzma"``, ``"xz"``) cannot be replaced.
+        ``"bz2"``, ``"lzma"``, ``"xz"``, ``"zstd"``, ``"none"``) cannot be replaced, not even
+        with ``force``: ``dump`` would keep using its own codec for them.
     compressor : CompressorWrapper or ChunkCompressor
         joblib's file-object interface (``compressor_file`` / ``decompressor_file``; joblib's
         own ``CompressorWrapper`` objects work) or joblite's chunk interface
@@ -175,7 +183,9 @@ def register_compressor(compressor_name: str, compressor: Any, force: bool = Fal
             f"compressor name {compressor_name!r} must be 1 to {codecs.MAX_NAME_LEN} bytes of "
             "printable UTF-8"
         )
-    if compressor_name.lower() in codecs.BUILTIN_DEFAULT_LEVEL:
+    if compressor_name.lower() in _builtin_names():
+        # dump would still use its own codec for such a name: the compressor would be
+        # accepted and then silently never used
         raise ValueError(f"{compressor_name!r} is a built-in codec of joblite; pick another name")
     if compressor_name in codecs.REGISTERED and not force:
         raise ValueError(

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
@@ -321,7 +322,23 @@ impl F2Reader {
             .into_iter()
             .map(|s| s.map(|v| PyByteArray::new(py, &v)))
             .collect();
-        Ok((PyBytes::new(py, &stream), small))
+        let n = stream.len();
+        // the stream's one copy, straight into a bytes object that is not zero-filled first
+        // (a 64 MB in-band object cost three more passes over memory before)
+        // SAFETY: a null source asks CPython for `n` bytes of uninitialised storage; the
+        // result is a new reference, or null with an exception set (turned into the error).
+        let bytes = unsafe {
+            let obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t);
+            Bound::from_owned_ptr_or_err(py, obj)?
+        };
+        // SAFETY: the bytes object is fresh and unseen by other code; `PyBytes_AsString`
+        // gives its `n`-byte storage, which `copy_to` fills completely (raw-pointer writes
+        // only) before the object is returned. The address travels as an integer because
+        // raw pointers are not `Send`; the object is kept alive by `bytes` meanwhile.
+        let dst = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) } as usize;
+        crate::pages::advise_huge_pages(dst as *mut u8, n);
+        py.detach(|| unsafe { stream.copy_to(dst as *mut u8) });
+        Ok((bytes.cast_into::<PyBytes>()?, small))
     }
 
     /// Decodes buffers `(k, dst)` that own chunks into their (exactly sized) destinations.
@@ -364,7 +381,13 @@ impl F2Reader {
                 .open(path)?;
             let mut n = [0u8; 8];
             file.read_exact_at(&mut n, at - 8)?;
-            let n = u64::from_le_bytes(n) as usize;
+            let n = u64::from_le_bytes(n);
+            // the file may have changed since it was opened: its length field is believed
+            // only within the file (a huge one must not size an allocation)
+            if n > file.metadata()?.len() {
+                return Err(crate::format2::corrupt("index length exceeds the file"));
+            }
+            let n = n as usize;
             if n < len {
                 return Err(crate::format2::corrupt("index too short"));
             }

@@ -175,6 +175,104 @@ pub struct Found {
 /// Finds and unframes the header unit of a dump; Ok(None) when the dump is not format 2
 /// (a joblib file, say). `limit` bounds the index length believed (the data's size).
 pub fn find(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error> {
+    let found = find_framed(src, limit)?;
+    if found.is_none() && damaged_opening(src)? {
+        // Not refused, a flipped bit in the opening would send the file to the joblib
+        // reader, which has no checksums: damaged data would then load silently.
+        return Err(corrupt(
+            "it holds a joblite format-2 index but its opening bytes are damaged",
+        ));
+    }
+    Ok(found)
+}
+
+/// Bytes an opening must hold at an offset.
+type FixedBytes = (usize, Vec<u8>);
+
+/// Where the index magic lies when `H` is stored as is (none, zlib, gzip, lz4, zstd), and
+/// the fixed bytes of that codec's opening before it (offset, bytes; length fields left out).
+fn stored_openings() -> [(usize, Vec<FixedBytes>); 5] {
+    let proto = vec![0x80, 5, 0x8e];
+    let note = zstd_note();
+    [
+        (H_PREFIX_LEN, vec![(0, proto.clone())]),
+        (
+            2 + 5 + H_PREFIX_LEN,
+            vec![(0, vec![0x78]), (2, vec![0]), (7, proto.clone())],
+        ),
+        (
+            10 + 5 + H_PREFIX_LEN,
+            vec![
+                (0, vec![0x1f, 0x8b, 8, 0]),
+                (10, vec![0]),
+                (15, proto.clone()),
+            ],
+        ),
+        (
+            7 + 4 + H_PREFIX_LEN,
+            vec![(0, lz4_header().to_vec()), (11, proto.clone())],
+        ),
+        (
+            ZSTD_NOTE_LEN + 13 + 3 + H_PREFIX_LEN,
+            vec![
+                (0, note[..8].to_vec()),
+                (ZSTD_NOTE_LEN, [&ZSTD_MAGIC[..], &[0xe0]].concat()),
+                (ZSTD_NOTE_LEN + 16, proto),
+            ],
+        ),
+    ]
+}
+
+/// Whether a dump that is not format 2 as framed still carries a format-2 index: the
+/// magic where a stored header unit puts it behind an opening at most two bits off that
+/// codec's (a joblib pickle of a dump's bytes can hold the magic at such an offset, behind
+/// a different opening), or (bz2, xz) a first stream that decodes to `H` once its magic,
+/// one or two bits off, is restored.
+fn damaged_opening(src: &mut dyn Prefix) -> Result<bool, Error> {
+    let head = src
+        .prefix(ZSTD_NOTE_LEN + 13 + 3 + H_PREFIX_LEN + 8)?
+        .to_vec();
+    let magic = &super::index::MAGIC;
+    let bits =
+        |a: &[u8], b: &[u8]| -> u32 { a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum() };
+    for (at, fixed) in stored_openings() {
+        if head.get(at..at + 8) != Some(magic.as_slice()) {
+            continue;
+        }
+        let off: u32 = fixed
+            .iter()
+            .map(|(o, want)| bits(&head[*o..*o + want.len()], want))
+            .sum();
+        if off <= 2 {
+            return Ok(true);
+        }
+    }
+    for (codec, opening) in [(Codec::Bz2, &b"BZh"[..]), (Codec::Xz, &b"\xfd7zXZ\x00"[..])] {
+        // an exact opening was read as framed: a stream that is not a dump's header unit
+        // (joblib's own bz2 / xz files, a whole dump compressed at once) is no damage
+        let off = head
+            .get(..opening.len())
+            .map_or(u32::MAX, |h| bits(h, opening));
+        if head.len() < 64 || off == 0 || off > 2 {
+            continue;
+        }
+        let mut data = src.prefix(4096)?.to_vec();
+        data[..opening.len()].copy_from_slice(opening);
+        if codec == Codec::Bz2 && !(b'1'..=b'9').contains(&data[3]) {
+            data[3] = b'9';
+        }
+        let mut out = Vec::new();
+        if decode_stream(codec, &data, &mut out, H_PREFIX_LEN + 8).is_ok()
+            && out.len() >= H_PREFIX_LEN + 8
+            && out[H_PREFIX_LEN..H_PREFIX_LEN + 8] == *magic
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn find_framed(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error> {
     let head = src.prefix(64)?.to_vec();
     if head.len() < 3 && [0x80, 5, 0x8e].starts_with(&head) && !head.is_empty() {
         return Err(corrupt("truncated: data ends inside the header"));
@@ -206,7 +304,12 @@ pub fn find(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error> {
                     }
                     10
                 }
-                Codec::Lz4 => 7,
+                Codec::Lz4 => {
+                    if head.len() < 7 || head[..7] != lz4_header() {
+                        return Ok(None); // frame options joblite never writes
+                    }
+                    7
+                }
                 _ => {
                     // zstd: the note frame, then a frame header with an 8-byte size
                     let note = src.prefix(ZSTD_NOTE_LEN)?;

@@ -43,7 +43,57 @@ impl Source for &[u8] {
 
 /// The pickle stream joblite's unpickler reads, and per buffer its bytes when it owns no
 /// chunks (None when it does).
-pub type Decoded = (Vec<u8>, Vec<Option<Vec<u8>>>);
+pub type Decoded = (Stream, Vec<Option<Vec<u8>>>);
+
+/// The pickle stream joblite's unpickler reads, kept as the decoded chunks and the pieces
+/// of them it is made of, so that it is copied once, straight into its final home:
+/// `PROTO 5`, then the pieces with a NEXT_BUFFER between each two.
+pub struct Stream {
+    area: Vec<u8>,
+    parts: Vec<(usize, usize)>,
+}
+
+impl Stream {
+    /// Bytes of the stream.
+    pub fn len(&self) -> usize {
+        2 + self.parts.iter().map(|(a, b)| b - a).sum::<usize>() + self.parts.len() - 1
+    }
+
+    /// Whether the stream is empty (never: it holds PROTO at least).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes the stream to `dst`.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of [`Stream::len`] bytes (it may be uninitialised:
+    /// only raw-pointer copies write to it) and overlap nothing this stream holds.
+    pub unsafe fn copy_to(&self, dst: *mut u8) {
+        let mut at = 0usize;
+        let mut put = |src: &[u8]| {
+            // SAFETY: `at + src.len() <= self.len()` (the pieces below add up to it), and
+            // the caller vouches for `dst`.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.add(at), src.len()) };
+            at += src.len();
+        };
+        put(&[0x80, 5]);
+        for (k, &(a, b)) in self.parts.iter().enumerate() {
+            if k > 0 {
+                put(&[0x97]); // NEXT_BUFFER
+            }
+            put(&self.area[a..b]);
+        }
+    }
+
+    /// The stream as one vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.len()];
+        // SAFETY: `v` holds exactly `self.len()` bytes of its own.
+        unsafe { self.copy_to(v.as_mut_ptr()) };
+        v
+    }
+}
 
 /// How to read one dump back.
 pub struct Plan {
@@ -117,20 +167,35 @@ impl Plan {
     /// (`PROTO 5`, NEXT_BUFFER where each buffer's record and bytes are) and the bytes of
     /// the buffers that own no chunks.
     pub fn stream(&self, src: &dyn Source, verify: bool) -> Result<Decoded, Error> {
-        let mut area = vec![0u8; self.stream_len as usize];
-        {
-            let mut tasks = Vec::with_capacity(self.stream_chunks.len());
-            let mut rest: &mut [u8] = &mut area;
-            for &(i, _) in &self.stream_chunks {
+        // Decoded in waves, memory growing only with what the chunks really decode to: a
+        // hostile index may declare gigabytes that its few stored bytes cannot hold, and
+        // its first wave then fails before the rest is allocated. Every allocation is
+        // fallible (an abort is never an answer to a file).
+        let mut area: Vec<u8> = Vec::new();
+        let mut k = 0usize;
+        while k < self.stream_chunks.len() {
+            let mut end = k;
+            let mut wave = 0u64;
+            while end < self.stream_chunks.len()
+                && (end == k || wave + self.index.chunks[self.stream_chunks[end].0].raw_len <= WAVE)
+            {
+                wave += self.index.chunks[self.stream_chunks[end].0].raw_len;
+                end += 1;
+            }
+            let at = area.len();
+            grow(&mut area, wave as usize)?;
+            let mut tasks = Vec::with_capacity(end - k);
+            let mut rest: &mut [u8] = &mut area[at..];
+            for &(i, _) in &self.stream_chunks[k..end] {
                 let (dst, tail) = rest.split_at_mut(self.index.chunks[i].raw_len as usize);
                 rest = tail;
                 tasks.push((self.index.chunks[i], dst));
             }
             decode_chunks(src, self.data_start, self.index.codec, tasks, verify)?;
+            k = end;
         }
         let h_len = self.index.chunks.first().map_or(0, |c| c.raw_off);
-        let mut out = Vec::with_capacity(area.len() + 2);
-        out.extend_from_slice(&[0x80, 5]);
+        let mut parts = Vec::with_capacity(self.index.buffers.len() + 1);
         let mut small = Vec::with_capacity(self.index.buffers.len());
         let mut from = h_len;
         for (b, owned) in self.index.buffers.iter().zip(&self.owned) {
@@ -138,15 +203,18 @@ impl Plan {
             if p1 < p0 || (b.record_off - from) as usize != p1 - p0 {
                 return Err(corrupt("stream pieces are not contiguous"));
             }
-            out.extend_from_slice(&area[p0..p1]);
-            out.push(0x97); // NEXT_BUFFER
+            parts.push((p0, p1));
             if owned.is_none() && b.data_len > 0 {
                 let d0 = self.stream_pos(b.data_off)?;
                 let d1 = d0 + b.data_len as usize;
                 let d = area
                     .get(d0..d1)
                     .ok_or_else(|| corrupt("buffer outside the stream"))?;
-                small.push(Some(d.to_vec()));
+                let mut v = Vec::new();
+                v.try_reserve_exact(d.len())
+                    .map_err(|_| no_memory(d.len()))?;
+                v.extend_from_slice(d);
+                small.push(Some(v));
             } else if owned.is_none() {
                 small.push(Some(Vec::new()));
             } else {
@@ -159,8 +227,8 @@ impl Plan {
         if tail.len() as u64 != self.index.raw_len - from || tail.last() != Some(&b'.') {
             return Err(corrupt("pickle stream does not end with STOP"));
         }
-        out.extend_from_slice(tail);
-        Ok((out, small))
+        parts.push((p0, area.len()));
+        Ok((Stream { area, parts }, small))
     }
 
     /// Checks the bytes after the last chunk (zlib / gzip trailer) against the index.
@@ -244,6 +312,26 @@ impl Plan {
     }
 }
 
+/// Raw bytes of stream chunks decoded per wave (at least one chunk).
+const WAVE: u64 = 64 << 20;
+
+/// Appends `n` zero bytes to `v`, failing (never aborting) when memory is short.
+fn grow(v: &mut Vec<u8>, n: usize) -> Result<(), Error> {
+    v.try_reserve(n).map_err(|_| no_memory(v.len() + n))?;
+    // fresh pages are faulted in as huge pages: on a virtual machine 4 KiB faults cost
+    // more than the copy that follows (rust/pages.rs)
+    crate::pages::advise_huge_pages(v.as_mut_ptr(), v.capacity());
+    v.resize(v.len() + n, 0);
+    Ok(())
+}
+
+fn no_memory(n: usize) -> Error {
+    corrupt(format!(
+        "cannot allocate the {n} bytes the file declares (it is damaged or hostile, or \
+         larger than this machine's memory)"
+    ))
+}
+
 fn mismatch(c: &Chunk, codec: Codec) -> Error {
     let hint = if codec == Codec::None {
         " (or its arrays were changed in place through a writable memory map by another \
@@ -275,7 +363,10 @@ pub fn decode_chunks(
             return Ok(());
         }
         let n = c.stored_len as usize;
-        let mut stored = Vec::with_capacity(n + 2);
+        let mut stored = Vec::new();
+        stored
+            .try_reserve_exact(n + 2)
+            .map_err(|_| no_memory(n + 2))?;
         match src.slice(at, n) {
             Some(s) => stored.extend_from_slice(s),
             None => {

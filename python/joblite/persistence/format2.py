@@ -44,6 +44,8 @@ MIN_OWN = 64 << 10
 #: alignment of buffer bytes in uncompressed files (in the file: memory maps are aligned)
 ALIGN = 64
 _FLAG_MAPPED_WRITABLE = 1
+#: bytes of arrays allocated and decoded together when loading (see load_reader)
+_WAVE = 256 << 20
 
 
 def _short_str(s: str) -> bytes:
@@ -96,10 +98,32 @@ def _array_reducer() -> dict:
     except ImportError:  # pragma: no cover - numpy is a dependency
         return {}
 
+    try:
+        from numpy._core.numeric import _frombuffer
+    except ImportError:  # numpy 1.x
+        from numpy.core.numeric import _frombuffer  # type: ignore[no-redef]
+
+    def ndarray(arr: Any) -> Any:
+        # numpy gives no out-of-band buffer for datetime64 / timedelta64 (the buffer
+        # protocol has no such type), so they would be pickled in band and never mapped;
+        # their bytes go out of band as uint8, rebuilt by numpy's own `_frombuffer` (which
+        # joblib's reader calls too) with their dtype
+        if arr.dtype.kind in "mM" and arr.size:
+            if arr.flags.c_contiguous:
+                order, flat = "C", arr.reshape(-1)
+            elif arr.flags.f_contiguous:
+                order, flat = "F", arr.T.reshape(-1)
+            else:
+                order, flat = "C", np.ascontiguousarray(arr).reshape(-1)
+            raw = flat.view(np.uint8)
+            return _frombuffer, (pickle.PickleBuffer(raw), arr.dtype, arr.shape, order)
+        return arr.__reduce_ex__(5)
+
     def memmap(arr: Any) -> Any:
-        return np.asarray(arr).__reduce_ex__(5)
+        return ndarray(np.asarray(arr))
 
     table = dict(copyreg.dispatch_table)
+    table[np.ndarray] = ndarray
     table[np.memmap] = memmap
     return table
 
@@ -268,12 +292,29 @@ def load_reader(
                 reader.verify_buffer(k, view)
             buffers.append(view)
             continue
-        dst = np.empty(n, dtype=np.uint8)
-        jobs.append((k, dst))
-        buffers.append(memoryview(dst).toreadonly() if mmap_mode == "r" else dst)
-    if jobs:
-        stale = mapped_writable and reader.codec == "none"
-        reader.read_buffers(jobs, verify is not False and not stale)
+        jobs.append((k, n))
+        buffers.append(None)
+    # Arrays are allocated a wave at a time, each wave decoded before the next is allocated:
+    # an index declaring more than its chunks hold fails on its first wave, never asking
+    # for the whole declared size at once (and a size no allocator grants is a damaged file).
+    stale = mapped_writable and reader.codec == "none"
+    wave: list[tuple[int, Any]] = []
+    size = 0
+    for i, (k, n) in enumerate(jobs):
+        try:
+            dst = np.empty(n, dtype=np.uint8)
+        except MemoryError as e:
+            raise CorruptFileError(
+                path,
+                f"cannot allocate the {n} bytes the file declares for an array (it is "
+                "damaged or hostile, or larger than this machine's memory)",
+            ) from e
+        wave.append((k, dst))
+        buffers[k] = memoryview(dst).toreadonly() if mmap_mode == "r" else dst
+        size += n
+        if size >= _WAVE or i == len(jobs) - 1:
+            reader.read_buffers(wave, verify is not False and not stale)
+            wave, size = [], 0
     return unpickle_stream(stream, buffers, path, allow_pickle, mmap_mode, native)
 
 

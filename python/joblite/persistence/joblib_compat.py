@@ -241,12 +241,28 @@ def _is_wrapper_module(module: str) -> bool:
     return module in _WRAPPER_MODULES
 
 
-def _native(arr: Any) -> Any:
-    """The array in the host's byte order (what joblib's default load returns)."""
-    dt = arr.dtype
-    if dt.fields is None and dt.byteorder not in ("=", "|") and not dt.isnative:
+def _foreign_order(dt: Any) -> bool:
+    """joblib's rule: a dtype in the other byte order, or a structured dtype whose fields
+    all are (a structured dtype mixing orders, or with a nested one, is kept as it is)."""
+    other = ">" if sys.byteorder == "little" else "<"
+    if dt.byteorder == other:
+        return True
+    fields = dt.fields
+    return bool(
+        dt.byteorder == "|" and fields and all(f[0].byteorder == other for f in fields.values())
+    )
+
+
+def ensure_native(arr: Any) -> Any:
+    """The array in the host's byte order (a swapped copy when joblib's rule says so):
+    what joblib's ``load`` returns with ``ensure_native_byte_order``."""
+    dt = getattr(arr, "dtype", None)
+    if dt is not None and _foreign_order(dt):
         return arr.byteswap().view(dt.newbyteorder("="))
     return arr
+
+
+_native = ensure_native
 
 
 class _MemmapClass:

@@ -37,10 +37,9 @@ def frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = N
 def native_order(arr: Any) -> Any:
     """``arr`` in the host's byte order (a swapped copy when it is not): joblib's
     ``ensure_native_byte_order``."""
-    dt = getattr(arr, "dtype", None)
-    if dt is not None and dt.fields is None and dt.byteorder not in ("=", "|") and not dt.isnative:
-        return arr.byteswap().view(dt.newbyteorder("="))
-    return arr
+    from .joblib_compat import ensure_native  # joblib's rule, structured dtypes included
+
+    return ensure_native(arr)
 
 
 def _frombuffer_native(*args: Any) -> Any:
