@@ -337,7 +337,11 @@ impl F2Reader {
         // raw pointers are not `Send`; the object is kept alive by `bytes` meanwhile.
         let dst = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) } as usize;
         crate::pages::advise_huge_pages(dst as *mut u8, n);
-        py.detach(|| unsafe { stream.copy_to(dst as *mut u8) });
+        py.detach(|| {
+            // SAFETY: `dst` is the fresh bytes object's storage of exactly `stream.len()`
+            // bytes (see above), written by nobody else while the GIL is released.
+            unsafe { stream.copy_to(dst as *mut u8) }
+        });
         Ok((bytes.cast_into::<PyBytes>()?, small))
     }
 
