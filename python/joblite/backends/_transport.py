@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from typing import Any, Optional
 
 import cloudpickle
@@ -92,10 +93,15 @@ class SharedFolder:
     """The folder of one Parallel call holding its large arrays, removed by :meth:`cleanup`.
 
     The same array object passed to many tasks (or, in a ``with Parallel(...)`` block, to
-    many calls) is written once, as long as its content is provably the one in the file:
-    each time it is sent again it is compared byte for byte with the file (or, where
+    consecutive calls) is written once, as long as its content is provably the one in the
+    file: each time it is sent again it is compared byte for byte with the file (or, where
     workers may write into the file, with the content hash taken when it was written).
     Anything else, even one changed element, writes a new file: never stale data.
+
+    In a ``with Parallel(...)`` block the folder outlives each call: :meth:`end_call`
+    then deletes the files of the arrays the call did not send, and of those that no
+    longer exist, so that a loop of calls over new arrays holds one call's arrays at most
+    (joblib #1351: the folder grew by each call's arrays until the block ended).
     """
 
     def __init__(self, temp_folder: Optional[str] = None) -> None:
@@ -107,9 +113,12 @@ class SharedFolder:
         self.path = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}_", dir=base)
         with _live_lock:
             _live_folders.add(self.path)
-        # id(array) -> (array, its file's content: a read-only map or a hash, path, the
-        # tick() when the file was last known equal to the array)
+        # id(array) -> (a weak reference to the array, its file's content: a read-only
+        # map or a hash, path, the tick() when the file was last known equal to the
+        # array). Weak: the folder must not keep the caller's arrays alive between calls.
         self._stored: dict[int, tuple[Any, Any, str, int]] = {}
+        # ids of the arrays sent since the last end_call()
+        self._used: set[int] = set()
         # Seconds spent comparing and writing arrays so far: the cost of sending a batch
         # that does not grow with its number of tasks (auto-batching amortizes it).
         self.seconds = 0.0
@@ -125,8 +134,9 @@ class SharedFolder:
         task may see, as when joblib pickles a batch after dispatching it): no compare.
         """
         self.sent += 1
+        self._used.add(id(array))
         known = self._stored.get(id(array))
-        if known is not None and known[0] is array and known[1] is not None:
+        if known is not None and known[0]() is array and known[1] is not None:
             if created is not None and created < known[3]:
                 return known[2]  # the common case, first and cheap
         start = time.perf_counter()
@@ -143,11 +153,11 @@ class SharedFolder:
         # it was written. Otherwise the file never changes: compare with the file itself
         # (memory speed, and exact).
         by_hash = mmap_mode in ("r+", "w+")
-        if known is not None and known[0] is array and known[1] is not None:
-            _, content, path, _ = known
+        if known is not None and known[0]() is array and known[1] is not None:
+            ref, content, path, _ = known
             now = tick()
             if content_hash(array) == content if by_hash else _same_bytes(array, content):
-                self._stored[id(array)] = (array, content, path, now)
+                self._stored[id(array)] = (ref, content, path, now)
                 return path
         now = tick()
         path = os.path.join(self.path, f"{uuid.uuid4().hex}.arg")
@@ -156,8 +166,36 @@ class SharedFolder:
         content = None
         if array.flags.c_contiguous or array.flags.f_contiguous:
             content = content_hash(array) if by_hash else load(path, mmap_mode="r")
-        self._stored[id(array)] = (array, content, path, now)
+        # A file replaced by a newer one of the same array stays until end_call(): batches
+        # already sent may still name it.
+        self._stored[id(array)] = (weakref.ref(array), content, path, now)
         return path
+
+    def end_call(self) -> None:
+        """One call ended: delete the files no longer worth keeping for the next call.
+
+        Every batch of the call is done, so no worker will map these files again. A
+        file stays when its array still exists and the call sent it (the next call of a
+        ``with Parallel(...)`` block that sends the same array again reuses it).
+        """
+        used, self._used = self._used, set()
+        kept = {}
+        for key, entry in self._stored.items():
+            if key in used and entry[0]() is not None:
+                kept[key] = entry
+        keep_paths = {entry[2] for entry in kept.values()}
+        self._stored = kept
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(self.path, name)
+            if name.endswith(".arg") and path not in keep_paths:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     def cleanup(self) -> None:
         self._stored.clear()
