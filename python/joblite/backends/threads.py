@@ -45,7 +45,7 @@ def get_thread_pool(n_threads: int, nesting_level: int = 0) -> Any:
                 threading.Thread(
                     target=_work,
                     args=(pool.next_job,),
-                    name=f"joblite-thread-{nesting_level}-{i}",
+                    name=f"joblite-thread-{i}" + (f"-{nesting_level}" if nesting_level else ""),
                     daemon=True,
                 )
                 for i in range(n_threads)
@@ -56,8 +56,21 @@ def get_thread_pool(n_threads: int, nesting_level: int = 0) -> Any:
         return entry[0]
 
 
+def _name_native_thread(name: str) -> None:
+    # The OS sees the name too (top, py-spy, /proc/<pid>/task/*/comm), as it did the
+    # Rust pool's threads; Python before 3.14 only names its own thread object.
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        except (OSError, AttributeError):
+            pass
+
+
 def _work(next_job: Any) -> None:
     """A worker: run queued jobs until the pool is shut down."""
+    _name_native_thread(threading.current_thread().name)
     job = next_job()
     while job is not None:
         try:

@@ -6,11 +6,11 @@ The dispatch loop itself (batching, back-pressure, ordering, errors, timeouts) i
 
 from __future__ import annotations
 
-import functools
 import numbers
 from collections.abc import Iterable
 from typing import Any, Callable, Optional, Union
 
+from .. import _core
 from ..backends import default_backend, nesting
 from ..backends.foreign import JoblibInterfaceBackend, as_driver
 from ._config import (
@@ -28,40 +28,10 @@ from ._config import (
 _VALID_RETURN_AS = ("list", "generator", "generator_unordered")
 
 
-# The last function given to delayed() and its wrapper: ``delayed(f)(x) for x in xs``
-# calls delayed(f) once per item, so this spares building a wrapper every time.
-_last_delayed: tuple[Any, Any] = (None, None)
-
-
-def delayed(function: Callable[..., Any]) -> Callable[..., tuple]:
-    """Capture a call for Parallel: ``delayed(f)(*args, **kwargs)`` is ``(f, args, kwargs)``.
-
-    Examples
-    --------
-    >>> from joblite import delayed
-    >>> delayed(pow)(2, 10)
-    (<built-in function pow>, (2, 10), {})
-    """
-    last = _last_delayed
-    if last[0] is function:
-        return last[1]
-    return _make_delayed(function)
-
-
-def _make_delayed(function: Callable[..., Any]) -> Callable[..., tuple]:
-    # Apart from delayed(), so that its fast path above creates no closure cell: it
-    # runs once per task in the caller, where every task is produced.
-    global _last_delayed
-
-    def delayed_function(*args: Any, **kwargs: Any) -> tuple:
-        return function, args, kwargs
-
-    try:
-        delayed_function = functools.wraps(function)(delayed_function)
-    except AttributeError:  # some callables have no __name__ & co
-        pass
-    _last_delayed = (function, delayed_function)
-    return delayed_function
+# delayed() is native (rust/bindings/delayed.rs): building the calls is most of the cost
+# of a call of many tiny tasks, and is done in the caller, one call per task. Its
+# documentation is in _core.pyi.
+delayed = _core.delayed
 
 
 def wrap_non_picklable_objects(obj: Any, keep_wrapper: bool = True) -> Any:
