@@ -10,8 +10,9 @@
 use std::sync::Mutex;
 
 use pyo3::exceptions::PyAttributeError;
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 /// What `delayed(function)` returns: calling it captures a call of `function` as
 /// `(function, args, kwargs)`.
@@ -38,6 +39,7 @@ impl DelayedFunction {
             Some(kwargs) => kwargs,
             None => PyDict::new(py),
         };
+        untrack_if_atomic(&args);
         PyTuple::new(
             py,
             [
@@ -85,6 +87,27 @@ impl DelayedFunction {
     }
 }
 
+/// Stops the garbage collector from tracking `args` when none of its items can be part
+/// of a reference cycle (numbers, strings, None, untracked containers), as CPython does
+/// itself for such tuples, but at once instead of at the tuple's first collection: the
+/// tuples of the tasks a Parallel call reads ahead then never make the collector run.
+fn untrack_if_atomic(args: &Bound<'_, PyTuple>) {
+    for item in args.iter_borrowed() {
+        // SAFETY: `item` is a valid object borrowed from `args`, which we hold.
+        let tracked = unsafe {
+            ffi::PyObject_IS_GC(item.as_ptr()) != 0
+                && ffi::PyObject_GC_IsTracked(item.as_ptr()) != 0
+        };
+        if tracked {
+            return;
+        }
+    }
+    // SAFETY: `args` is a valid tuple we hold a reference to; untracking a GC object
+    // only removes it from the collector's lists (a no-op if it is not tracked), and a
+    // tuple whose items are all untracked can be part of no cycle.
+    unsafe { ffi::PyObject_GC_UnTrack(args.as_ptr().cast()) };
+}
+
 /// The function of the last `delayed` call and what it returned.
 static LAST: Mutex<Option<(Py<PyAny>, Py<DelayedFunction>)>> = Mutex::new(None);
 
@@ -117,8 +140,66 @@ fn delayed(py: Python<'_>, function: Bound<'_, PyAny>) -> PyResult<Py<DelayedFun
     Ok(wrapper)
 }
 
+/// `(function, arguments, single)` when every call of `calls` is `(function, args, {})`
+/// for one `function`: `arguments` lists each call's `args`, or its one argument when
+/// every call has exactly one (`single`). `None` for any other batch.
+///
+/// This is how a batch of calls of one function travels to a process worker (the
+/// function once, then the arguments, as `multiprocessing.Pool.map` sends them) and
+/// runs (`map(function, arguments)`): one pass here instead of unpacking every call in
+/// Python.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn split_calls<'py>(
+    py: Python<'py>,
+    calls: &Bound<'py, PyList>,
+) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyList>, bool)>> {
+    let mut first: Option<Bound<'py, PyAny>> = None;
+    let mut all_args: Vec<Bound<'py, PyTuple>> = Vec::with_capacity(calls.len());
+    let mut single = true;
+    for item in calls.iter() {
+        let Ok(call) = item.cast::<PyTuple>() else {
+            return Ok(None);
+        };
+        if call.len() != 3 {
+            return Ok(None);
+        }
+        let function = call.get_item(0)?;
+        match &first {
+            Some(known) if !known.is(&function) => return Ok(None),
+            Some(_) => {}
+            None => first = Some(function),
+        }
+        let Ok(kwargs) = call.get_item(2)?.cast_into::<PyDict>() else {
+            return Ok(None);
+        };
+        if !kwargs.is_empty() {
+            return Ok(None);
+        }
+        let Ok(args) = call.get_item(1)?.cast_into::<PyTuple>() else {
+            return Ok(None);
+        };
+        single &= args.len() == 1;
+        all_args.push(args);
+    }
+    let Some(function) = first else {
+        return Ok(None);
+    };
+    let arguments = if single {
+        let items = all_args
+            .iter()
+            .map(|args| args.get_item(0))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)?
+    } else {
+        PyList::new(py, all_args)?
+    };
+    Ok(Some((function, arguments, single)))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DelayedFunction>()?;
     m.add_function(wrap_pyfunction!(delayed, m)?)?;
+    m.add_function(wrap_pyfunction!(split_calls, m)?)?;
     Ok(())
 }

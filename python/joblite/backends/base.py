@@ -12,6 +12,8 @@ import traceback
 from concurrent.futures import Future
 from typing import Any, Callable, Optional
 
+from .._core import split_calls
+
 # Per-thread view of the nesting of Parallel calls: inside a worker, the backend name,
 # n_jobs and nesting level that an inner Parallel call should use by default.
 _nesting = threading.local()
@@ -125,19 +127,12 @@ class BatchedCalls:
             # The common batch calls one function without keyword arguments: send the
             # function once and the positional arguments alone (pickles ~4x smaller),
             # and a bare list of arguments when every call has exactly one (no tuple
-            # per call to pickle, memoize and rebuild: ~6x cheaper again). One pass
-            # each: this runs in the caller, which also has to produce every task.
-            first = items[0][0]
-            try:
-                args = [a for f, a, kw in items if f is first and not kw]
-            except (TypeError, ValueError):  # not (f, args, kwargs): the worker says so
-                args = []
-            if len(args) == len(items):
-                try:
-                    singles = [arg for (arg,) in args]
-                except (TypeError, ValueError):  # some call has 0 or 2+ arguments
-                    return (None, first, args, False, *self._tail())
-                return (None, first, singles, True, *self._tail())
+            # per call to pickle, memoize and rebuild: ~6x cheaper again). One native
+            # pass: this runs in the caller, which also has to produce every task.
+            common = split_calls(items) if type(items) is list else None
+            if common is not None:
+                function, args, single = common
+                return (None, function, args, single, *self._tail())
         return (items, self.function, self.args, self.single, *self._tail())
 
     def _tail(self) -> tuple:
@@ -169,11 +164,19 @@ class BatchedCalls:
             if order is not None:
                 return self._run_in(order, wrap_errors)
             if not self.return_exceptions:
-                if self.items is None:
+                items = self.items
+                if items is None:
                     if self.single:
                         return list(map(self.function, self.args or ()))
                     return list(itertools.starmap(self.function, self.args or ()))
-                return [f(*args, **kwargs) for f, args, kwargs in self.items]
+                # run in this process (threads): calls of one function run as one map
+                common = split_calls(items) if type(items) is list else None
+                if common is not None:
+                    function, args, single = common
+                    if single:
+                        return list(map(function, args))
+                    return list(itertools.starmap(function, args))
+                return [f(*args, **kwargs) for f, args, kwargs in items]
             out = []
             for f, args, kwargs in self._calls():
                 try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import collections
 import functools
+import gc
 import itertools
 import multiprocessing
 import operator
@@ -368,7 +369,14 @@ class Dispatcher:
         return items
 
     def _read(self, iterator: Iterator[Any], count: int) -> list:
-        items = list(itertools.islice(iterator, count))
+        collect = gc.isenabled()
+        if collect:
+            gc.disable()
+        try:
+            items = list(itertools.islice(iterator, count))
+        finally:
+            if collect:
+                gc.enable()
         if items:
             self._n_read += len(items)
             self._reads.append((self._n_read, self._input_tick or tick()))
