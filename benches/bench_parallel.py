@@ -1,9 +1,11 @@
 """Parallel: joblite next to joblib 1.6 in the same run, n_jobs=2.
 
 Run with ``make benchmark ARGS="-k parallel -s"``; the ratios are printed at the end.
-(a) 100k tiny tasks (loky, threading); (b) 1000 x ~1 ms pure-Python tasks on processes,
-parallel efficiency; (c) 200 tasks summing 1 or 8 reused 10 MiB arrays; (d) 64 tasks returning
-16 MiB arrays; (e) first and second call in a fresh process; (f) threading on np.dot.
+(a) 100k tiny tasks (loky, threading; every return_as), next to multiprocessing.Pool.map at
+its best chunksize and the sequential loop, and (a0) the cost of building a delayed call;
+(b) 1000 x ~1 ms pure-Python tasks on processes, parallel efficiency; (c) 200 tasks summing
+1 or 8 reused 10 MiB arrays; (d) 64 tasks returning 16 MiB arrays; (e) first and second call
+in a fresh process; (f) threading on np.dot.
 """
 
 from __future__ import annotations
@@ -49,12 +51,39 @@ def print_ratios():
             lines.append(f"  {name:<38} {times}  x{_best[b] / _best[a]:.2f}")
 
     for backend in ("loky", "threading"):
-        ratio(f"(a) 100k sqrt, {backend}", f"tiny-{backend}-joblite", f"tiny-{backend}-joblib")
-    if "tiny-threading-executor" in _best and "tiny-threading-joblite" in _best:
+        for return_as in ("list", "generator"):
+            ratio(
+                f"(a) 100k tiny, {backend}, {return_as}",
+                f"tiny-{backend}-joblite-{return_as}",
+                f"tiny-{backend}-joblib-{return_as}",
+            )
+    # the machine's references: Pool.map at its best chunksize (processes), the plain
+    # loop (threads: pure-Python tasks hold the GIL, so one core's work is the limit)
+    for backend, ref, name in (
+        ("loky", "tiny-pool-map", "Pool.map(chunksize=best)"),
+        ("threading", "tiny-sequential", "the sequential loop"),
+    ):
+        for return_as in RETURN_AS:
+            key = f"tiny-{backend}-joblite-{return_as}"
+            if key in _best and ref in _best:
+                lines.append(
+                    f"  (a) 100k tiny, {backend}, {return_as}: joblite {_best[key]:.4f}s ="
+                    f" x{_best[key] / _best[ref]:.2f} {name} ({_best[ref]:.4f}s)"
+                )
+    if "tiny-pool-map-chunksize" in _best:
+        lines.append(f"  (a) Pool.map best chunksize: {_best['tiny-pool-map-chunksize']:.0f}")
+    for lib in ("joblite", "joblib", "tuple"):
+        if f"delayed-{lib}" in _best:
+            what = "bare (f, (i,), {}) tuples" if lib == "tuple" else f"{lib}.delayed(f)(i)"
+            lines.append(
+                f"  (a0) building 100k calls, {what}: {_best[f'delayed-{lib}'] / N_TINY * 1e6:.3f}"
+                " us a call"
+            )
+    if "tiny-threading-executor" in _best and "tiny-threading-joblite-list" in _best:
+        executor, ours = _best["tiny-threading-executor"], _best["tiny-threading-joblite-list"]
         lines.append(
-            "  (a) 100k sqrt: ThreadPoolExecutor.map "
-            f"{_best['tiny-threading-executor']:.4f}s, joblite threading "
-            f"x{_best['tiny-threading-executor'] / _best['tiny-threading-joblite']:.2f} faster"
+            f"  (a) 100k tiny: ThreadPoolExecutor.map {executor:.4f}s, joblite threading"
+            f" x{executor / ours:.2f} faster"
         )
     for n_arrays in (1, 8):
         name = f"(c) 200 x sum, {n_arrays} x 10 MiB, loky"
@@ -96,33 +125,104 @@ def print_ratios():
 # -- (a) tiny tasks --------------------------------------------------------------------
 
 
+def sqrt_task(x: float) -> float:
+    """The tiny task of (a): a one-line Python function (as user code is), ~0.1 us."""
+    return math.sqrt(x)
+
+
+N_TINY = 100_000
+RETURN_AS = ("list", "generator", "generator_unordered")
+
+
+def _consume(out):
+    return out if isinstance(out, list) else list(out)
+
+
 @pytest.mark.parametrize("backend", ["loky", "threading"])
-@pytest.mark.parametrize("lib", list(LIBS))
-def test_tiny_tasks(benchmark, lib, backend):
+@pytest.mark.parametrize(
+    "lib, return_as",
+    [("joblite", r) for r in RETURN_AS] + [("joblib", "list"), ("joblib", "generator")],
+)
+def test_tiny_tasks(benchmark, lib, return_as, backend):
+    """100k calls of ``sqrt_task`` through the joblib API, the calls built by the input
+    generator as users write it: ``Parallel(...)(delayed(f)(i) for i in range(n))``."""
     mod = LIBS[lib]
-    benchmark.group = f"parallel (a) 100k sqrt {backend}"
-    parallel = mod.Parallel(n_jobs=N_JOBS, backend=backend)
-    parallel(mod.delayed(math.sqrt)(i) for i in range(100))  # workers started
+    benchmark.group = f"parallel (a) 100k tiny tasks {backend}"
+    parallel = mod.Parallel(n_jobs=N_JOBS, backend=backend, return_as=return_as)
+    _consume(parallel(mod.delayed(sqrt_task)(i) for i in range(100)))  # workers started
 
     def run():
-        return parallel(mod.delayed(math.sqrt)(i) for i in range(100_000))
+        return _consume(parallel(mod.delayed(sqrt_task)(i) for i in range(N_TINY)))
 
-    rounds = 1 if (lib, backend) == ("joblib", "threading") else 5  # joblib: ~8 s a call
+    rounds = 1 if (lib, backend) == ("joblib", "threading") else 7  # joblib: ~5 s a call
     out = benchmark.pedantic(run, rounds=rounds, iterations=1)
-    assert out[-1] == math.sqrt(99_999)
-    _record(benchmark, f"tiny-{backend}-{lib}")
+    assert sorted(out)[-1] == math.sqrt(N_TINY - 1)
+    _record(benchmark, f"tiny-{backend}-{lib}-{return_as}")
+
+
+def test_tiny_tasks_pool_map(benchmark):
+    """The standard library's best: ``multiprocessing.Pool.map`` at its best chunksize."""
+    import multiprocessing
+
+    benchmark.group = "parallel (a) 100k tiny tasks loky"
+    with multiprocessing.get_context("fork").Pool(N_JOBS) as pool:
+        times = {}
+        for chunksize in (1_000, 5_000, 12_500, 50_000):
+            rounds = []
+            for _ in range(3):
+                start = time.perf_counter()
+                pool.map(sqrt_task, range(N_TINY), chunksize=chunksize)
+                rounds.append(time.perf_counter() - start)
+            times[chunksize] = min(rounds)
+        best = min(times, key=times.__getitem__)
+        out = benchmark.pedantic(
+            lambda: pool.map(sqrt_task, range(N_TINY), chunksize=best), rounds=7, iterations=1
+        )
+    assert out[-1] == math.sqrt(N_TINY - 1)
+    _record(benchmark, "tiny-pool-map")
+    _best["tiny-pool-map-chunksize"] = best
+
+
+def test_tiny_tasks_sequential(benchmark):
+    """The machine's floor for (a) on one core: the plain loop, no parallelism."""
+    benchmark.group = "parallel (a) 100k tiny tasks threading"
+    out = benchmark.pedantic(lambda: [sqrt_task(i) for i in range(N_TINY)], rounds=7, iterations=1)
+    assert out[-1] == math.sqrt(N_TINY - 1)
+    _record(benchmark, "tiny-sequential")
+
+
+@pytest.mark.parametrize("lib", ["joblite", "joblib", "tuple"])
+def test_delayed_call_cost(benchmark, lib):
+    """Building 100k calls ``delayed(f)(i)`` into a list (what the input generator of (a)
+    does), next to building the bare tuples ``(f, (i,), {})`` joblib's API asks for."""
+    benchmark.group = "parallel (a0) building 100k delayed calls"
+    if lib == "tuple":
+        f = sqrt_task
+
+        def run():
+            return [(f, (i,), {}) for i in range(N_TINY)]
+
+    else:
+        delayed = LIBS[lib].delayed
+
+        def run():
+            return [delayed(sqrt_task)(i) for i in range(N_TINY)]
+
+    out = benchmark.pedantic(run, rounds=15, iterations=1)
+    assert out[-1] == (sqrt_task, (N_TINY - 1,), {})
+    _record(benchmark, f"delayed-{lib}")
 
 
 def test_tiny_tasks_thread_pool_executor(benchmark):
     """Per-task overhead of the standard library's thread pool, for comparison with (a)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    benchmark.group = "parallel (a) 100k sqrt threading"
+    benchmark.group = "parallel (a) 100k tiny tasks threading"
     with ThreadPoolExecutor(N_JOBS) as executor:
         out = benchmark.pedantic(
-            lambda: list(executor.map(math.sqrt, range(100_000))), rounds=3, iterations=1
+            lambda: list(executor.map(sqrt_task, range(N_TINY))), rounds=3, iterations=1
         )
-    assert out[-1] == math.sqrt(99_999)
+    assert out[-1] == math.sqrt(N_TINY - 1)
     _record(benchmark, "tiny-threading-executor")
 
 
