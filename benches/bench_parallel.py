@@ -98,6 +98,13 @@ def print_ratios():
                 f" over {len(pairs)} back-to-back pairs (min x"
                 f"{min(b / a for a, b in pairs):.2f}, max x{max(b / a for a, b in pairs):.2f})"
             )
+    for kind in ("numeric", "str"):
+        ratio(f"(c2) 200 x reused frame, {kind}", f"frame-{kind}-joblite", f"frame-{kind}-joblib")
+        if f"frame-{kind}-sequential" in _best:
+            lines.append(
+                f"  (c2) 200 x reused frame, {kind}: sequential loop"
+                f" {_best[f'frame-{kind}-sequential']:.4f}s"
+            )
     ratio("(d) 64 x 16 MiB results, loky", "res16-joblite", "res16-joblib")
     for lib in LIBS:
         if lib in _paired:
@@ -360,6 +367,53 @@ def test_large_argument(benchmark, lib, n_arrays):
     _record(benchmark, f"sum10x{n_arrays}-{lib}")
     timed = benchmark.stats.stats.data
     _pairs_c[(n_arrays, lib)] = list(zip(timed, other_times[-len(timed) :]))
+
+
+# -- (c2) a reused DataFrame, numeric or with a str column ------------------------------
+
+
+def frame_task(frame, i: int) -> float:
+    """A light task over a large frame: one value of the numeric column."""
+    return float(frame["x"].iat[i])
+
+
+_frames: dict[str, object] = {}
+
+
+def _frame(kind: str):
+    pd = pytest.importorskip("pandas", reason="pandas is needed for (c2)")
+    if kind not in _frames:
+        n = 1_000_000
+        frame = pd.DataFrame({"x": np.arange(n, dtype=np.float64), "y": np.arange(n) % 7})
+        if kind == "str":  # pyarrow-backed (pandas 3's default str dtype)
+            pytest.importorskip("pyarrow", reason="pyarrow backs pandas' str columns")
+            frame["s"] = pd.array([f"key{i % 1000}" for i in range(n)], dtype="string[pyarrow]")
+        _frames[kind] = frame
+    return _frames[kind]
+
+
+@pytest.mark.parametrize("kind", ["numeric", "str"])
+@pytest.mark.parametrize("lib", [*LIBS, "sequential"])
+def test_reused_dataframe(benchmark, lib, kind):
+    """200 tasks over one reused 1M-row pandas DataFrame, in a ``with Parallel`` block:
+    with a str column (Arrow buffers) it should cost what a numeric frame does."""
+    frame = _frame(kind)
+    benchmark.group = f"parallel (c2) 200 tasks over a reused 1M-row DataFrame, {kind}"
+    if lib == "sequential":
+        out = benchmark.pedantic(
+            lambda: [frame_task(frame, i) for i in range(200)], rounds=10, iterations=1
+        )
+    else:
+        mod = LIBS[lib]
+        with mod.Parallel(n_jobs=N_JOBS, backend="loky") as parallel:
+            parallel(mod.delayed(frame_task)(frame, i) for i in range(4))
+
+            def run():
+                return parallel(mod.delayed(frame_task)(frame, i) for i in range(200))
+
+            out = benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
+    assert out[199] == 199.0
+    _record(benchmark, f"frame-{kind}-{lib}")
 
 
 # -- (d) large results ----------------------------------------------------------------

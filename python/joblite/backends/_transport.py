@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import io
 import os
 import pickle
@@ -125,27 +126,50 @@ class SharedFolder:
         # Arrays sent so far, counted once per batch that refers to them (pickle memo).
         self.sent = 0
 
-    def store(self, array: Any, mmap_mode: Any = "r", created: Optional[int] = None) -> str:
+    def store(
+        self, array: Any, mmap_mode: Any = "r", created: Optional[int] = None, owner: Any = None
+    ) -> str:
         """The path of a file holding ``array``'s content (written when needed).
 
         ``created``: a :func:`~joblite.backends.base.tick` taken once every task sending
         the array existed. When the file was last found equal to the array after that,
         it holds the array as it was at a moment after those tasks were created (what a
         task may see, as when joblib pickles a batch after dispatching it): no compare.
+
+        ``owner``: for a byte view of an Arrow buffer, the buffer. pyarrow makes a new
+        Python object for the same memory each time a frame is pickled, so such views
+        are known by the address and size of their memory, and the folder holds the
+        buffer (that memory cannot be given to other data while it is known here).
         """
         self.sent += 1
-        self._used.add(id(array))
-        known = self._stored.get(id(array))
-        if known is not None and known[0]() is array and known[1] is not None:
+        if owner is None:
+            key: Any = id(array)
+            same = self._same_object
+        else:
+            key = ("buffer", owner.address, owner.size)
+            same = self._alive
+        self._used.add(key)
+        known = self._stored.get(key)
+        if known is not None and same(known[0], array) and known[1] is not None:
             if created is not None and created < known[3]:
                 return known[2]  # the common case, first and cheap
         start = time.perf_counter()
         try:
-            return self._store(array, mmap_mode, known)
+            return self._store(array, mmap_mode, key, known, same, owner)
         finally:
             self.seconds += time.perf_counter() - start
 
-    def _store(self, array: Any, mmap_mode: Any, known: Any) -> str:
+    @staticmethod
+    def _same_object(ref: Any, array: Any) -> bool:
+        return ref() is array
+
+    @staticmethod
+    def _alive(ref: Any, array: Any) -> bool:
+        return ref() is not None
+
+    def _store(
+        self, array: Any, mmap_mode: Any, key: Any, known: Any, same: Any, owner: Any
+    ) -> str:
         from ..hashing import hash as content_hash
         from ..persistence import dump, load
 
@@ -153,11 +177,11 @@ class SharedFolder:
         # it was written. Otherwise the file never changes: compare with the file itself
         # (memory speed, and exact).
         by_hash = mmap_mode in ("r+", "w+")
-        if known is not None and known[0]() is array and known[1] is not None:
+        if known is not None and same(known[0], array) and known[1] is not None:
             ref, content, path, _ = known
             now = tick()
             if content_hash(array) == content if by_hash else _same_bytes(array, content):
-                self._stored[id(array)] = (ref, content, path, now)
+                self._stored[key] = (ref, content, path, now)
                 return path
         now = tick()
         path = os.path.join(self.path, f"{uuid.uuid4().hex}.arg")
@@ -168,7 +192,8 @@ class SharedFolder:
             content = content_hash(array) if by_hash else load(path, mmap_mode="r")
         # A file replaced by a newer one of the same array stays until end_call(): batches
         # already sent may still name it.
-        self._stored[id(array)] = (weakref.ref(array), content, path, now)
+        ref = weakref.ref(array) if owner is None else functools.partial(_identity, owner)
+        self._stored[key] = (ref, content, path, now)
         return path
 
     def end_call(self) -> None:
@@ -211,6 +236,10 @@ def _cleanup_all() -> None:
         _live_folders.clear()
     for path in folders:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _identity(obj: Any) -> Any:
+    return obj
 
 
 def _memcmp() -> Any:
@@ -298,7 +327,98 @@ class _ArgumentPickler(cloudpickle.Pickler):
         if _is_large_array(obj, self._max_nbytes):
             path = self._folder.store(obj, self._mmap_mode, self._created)
             return load_argument, (path, self._mmap_mode)
+        if _is_large_arrow_buffer(obj, self._max_nbytes):
+            # The buffers of Arrow-backed data (pandas' str columns, pyarrow tables,
+            # polars frames sent as Arrow) take the arrays' path: a read-only map
+            # in the worker, wrapped again as a buffer without a copy.
+            import numpy as np
+
+            view = np.frombuffer(obj, dtype=np.uint8)
+            path = self._folder.store(view, "r", self._created, owner=obj)
+            return load_arrow_buffer, (path,)
+        pandas_arrays = sys.modules.get("pandas.arrays")
+        if pandas_arrays is not None and isinstance(
+            obj, getattr(pandas_arrays, "ArrowExtensionArray", ())
+        ):
+            state = _pandas_arrow_state(obj, self._max_nbytes)
+            if state is not None:
+                return restore_state, (type(obj), state)
+        polars = sys.modules.get("polars")
+        if polars is not None and type(obj) in (polars.DataFrame, polars.Series):
+            arrow = _polars_as_arrow(polars, obj)
+            if arrow is not None:
+                return polars_from_arrow, arrow
         return super().reducer_override(obj)
+
+
+def _is_large_arrow_buffer(obj: Any, max_nbytes: int) -> bool:
+    pa = sys.modules.get("pyarrow")
+    if pa is None or not isinstance(obj, pa.Buffer) or obj.size <= max_nbytes:
+        return False
+    return "numpy" in sys.modules  # the file is written as a byte array (pyarrow >= 16 has no numpy)
+
+
+def _polars_as_arrow(polars: Any, frame: Any) -> Optional[tuple]:
+    """Arguments of :func:`polars_from_arrow` giving ``frame`` back, or None.
+
+    polars pickles a frame as one IPC byte string, copied into every batch; as Arrow
+    data (no copy), its large buffers go through shared memory like numpy arrays. Only
+    when the frame comes back from Arrow with the same schema (else: polars' pickle).
+    """
+    if frame.estimated_size() < 1 << 20:
+        return None  # small: polars' own pickle is as good
+    try:
+        try:  # polars' own layout (string views): no conversion, no copy
+            arrow = frame.to_arrow(compat_level=polars.CompatLevel.newest())
+        except (AttributeError, TypeError):  # polars < 1.1
+            arrow = frame.to_arrow()
+        is_series = isinstance(frame, polars.Series)
+        name = frame.name if is_series else None
+        back = polars_from_arrow(arrow, name)
+        if is_series:
+            same = back.dtype == frame.dtype and back.name == frame.name
+        else:
+            same = back.schema == frame.schema
+    except Exception:  # e.g. object columns: polars' pickle
+        return None
+    return (arrow, name) if same else None
+
+
+def polars_from_arrow(arrow: Any, name: Optional[str]) -> Any:
+    """A polars frame (``name`` None) or series from Arrow data, without a copy."""
+    import polars
+
+    if name is None:
+        return polars.from_arrow(arrow)
+    return polars.from_arrow(arrow).alias(name)
+
+
+def _pandas_arrow_state(array: Any, max_nbytes: int) -> Optional[dict]:
+    """The pickled state of a large Arrow-backed pandas array, its chunks as they are.
+
+    pandas' own pickle combines the chunks into a new Arrow array, a copy of the column
+    at a new address each time: its buffers could never be recognised as already shared.
+    """
+    state = getattr(array, "__dict__", None)
+    if not isinstance(state, dict) or "_pa_array" not in state or array.nbytes <= max_nbytes:
+        return None
+    state = dict(state)
+    state["_cache"] = {}  # as pandas: cached properties are recomputed
+    return state
+
+
+def restore_state(cls: type, state: dict) -> Any:
+    """Worker side: an object of ``cls`` given ``state`` by its ``__setstate__``."""
+    obj = cls.__new__(cls)
+    obj.__setstate__(state)
+    return obj
+
+
+def load_arrow_buffer(path: str) -> Any:
+    """Worker side: an Arrow buffer over the read-only map of a shared file."""
+    import pyarrow as pa
+
+    return pa.py_buffer(load_argument(path, "r"))
 
 
 class _ResultPickler(cloudpickle.Pickler):
