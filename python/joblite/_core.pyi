@@ -32,6 +32,7 @@ __all__ = [
     "lz4_frame_decompress",
     "mark_mapped_writable",
     "set_thread_limit",
+    "split_calls",
     "write_container",
     "xxh3_64",
 ]
@@ -153,6 +154,13 @@ def delayed(function: _Callable[..., object]) -> DelayedFunction:
     >>> delayed(pow)(2, 10)
     (<built-in function pow>, (2, 10), {})
     """
+
+def split_calls(
+    calls: list[_Any],
+) -> _Optional[tuple[_Callable[..., _Any], list[_Any], bool]]:
+    """``(function, arguments, single)`` when every call of ``calls`` is
+    ``(function, args, {})`` for one ``function`` (``arguments``: each call's ``args``, or
+    its one argument when all have exactly one: ``single``); ``None`` otherwise."""
 
 # --- core threads (rust/bindings/core_threads.rs): hashing, compression, checksums ---
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import functools
+import importlib
 import io
 import os
 import pickle
@@ -355,7 +356,9 @@ def _is_large_arrow_buffer(obj: Any, max_nbytes: int) -> bool:
     pa = sys.modules.get("pyarrow")
     if pa is None or not isinstance(obj, pa.Buffer) or obj.size <= max_nbytes:
         return False
-    return "numpy" in sys.modules  # the file is written as a byte array (pyarrow >= 16 has no numpy)
+    return (
+        "numpy" in sys.modules
+    )  # the file is written as a byte array (pyarrow >= 16 has no numpy)
 
 
 def _polars_as_arrow(polars: Any, frame: Any) -> Optional[tuple]:
@@ -388,9 +391,8 @@ def polars_from_arrow(arrow: Any, name: Optional[str]) -> Any:
     """A polars frame (``name`` None) or series from Arrow data, without a copy."""
     import polars
 
-    if name is None:
-        return polars.from_arrow(arrow)
-    return polars.from_arrow(arrow).alias(name)
+    frame: Any = polars.from_arrow(arrow)
+    return frame if name is None else frame.alias(name)
 
 
 def _pandas_arrow_state(array: Any, max_nbytes: int) -> Optional[dict]:
@@ -407,7 +409,7 @@ def _pandas_arrow_state(array: Any, max_nbytes: int) -> Optional[dict]:
     return state
 
 
-def restore_state(cls: type, state: dict) -> Any:
+def restore_state(cls: Any, state: dict) -> Any:
     """Worker side: an object of ``cls`` given ``state`` by its ``__setstate__``."""
     obj = cls.__new__(cls)
     obj.__setstate__(state)
@@ -416,8 +418,7 @@ def restore_state(cls: type, state: dict) -> Any:
 
 def load_arrow_buffer(path: str) -> Any:
     """Worker side: an Arrow buffer over the read-only map of a shared file."""
-    import pyarrow as pa
-
+    pa: Any = importlib.import_module("pyarrow")  # typed Any: pyarrow ships no stubs
     return pa.py_buffer(load_argument(path, "r"))
 
 

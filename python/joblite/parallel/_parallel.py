@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterable
+from types import MappingProxyType
 from typing import Any, Callable, Optional, Union
 
 from .. import _core
@@ -24,6 +25,7 @@ from ._config import (
     given,
     plain,
 )
+from ._dispatch import AutoBatching, CallListener, CallPlan, Dispatcher
 
 _VALID_RETURN_AS = ("list", "generator", "generator_unordered")
 
@@ -183,9 +185,8 @@ class Parallel:
         self._backend, self.n_jobs = self._choose_backend(backend, config, backend_kwargs, n_jobs)
         self._managed = False
         self._running = False
-        self._auto_state: dict[str, Any] = {}
-        self._reporter: Any = None
-        self._call: Any = None  # the Dispatcher of the current (or last) call
+        self._auto = AutoBatching()  # what batch_size="auto" learnt, kept across calls
+        self._call: Any = None  # the Dispatcher of the current call
 
     def _choose_backend(
         self, backend: Any, config: dict[str, Any], backend_kwargs: dict, n_jobs: Any
@@ -263,32 +264,53 @@ class Parallel:
         Override it to report progress another way: ``self.n_completed_tasks`` and
         ``self.n_dispatched_tasks`` are current when it is called (as in joblib).
         """
-        reporter, call = self._reporter, self._call
-        if reporter is not None and call is not None:
-            reporter.print_progress(self.n_completed_tasks, call.shown_total)
+        call = self._call
+        if call is not None:
+            call.reporter.print_progress(self.n_completed_tasks, call.shown_total)
+
+    def _driver_options(self) -> dict[str, Any]:
+        return {
+            "temp_folder": self.temp_folder,
+            "max_nbytes": self.max_nbytes,
+            "mmap_mode": self.mmap_mode,
+            "timeout": self.timeout,
+        }
 
     def _configure(self) -> int:
         if self.n_jobs == 1:
             return 1
-        return self._driver.configure(
+        return self._driver.configure(n_jobs=self.n_jobs, **self._driver_options())
+
+    def _plan(self) -> CallPlan:
+        """This call's plan: the options as they are now, fixed for the whole call."""
+        overridden = type(self).print_progress is not Parallel.print_progress
+        return CallPlan(
             n_jobs=self.n_jobs,
-            temp_folder=self.temp_folder,
-            max_nbytes=self.max_nbytes,
-            mmap_mode=self.mmap_mode,
+            batch_size=self.batch_size,
+            pre_dispatch=self.pre_dispatch,
             timeout=self.timeout,
+            return_as=self.return_as,
+            return_exceptions=self.return_exceptions,
+            verbose=self.verbose,
+            progress=self.progress,
+            callback=self.callback,
+            total=self.total,
+            desc=self.desc,
+            label=repr(self),
+            backend_name=type(self._backend).__name__,
+            managed=self._managed,
+            driver_options=MappingProxyType(self._driver_options()),
+            print_hook=bool(self.verbose) or overridden,
         )
 
     def __call__(self, iterable: Iterable[tuple]) -> Any:
         """Run the ``delayed`` calls of ``iterable``; see ``return_as`` for the result."""
-        from ._dispatch import Dispatcher
-
         if self._running:
             raise RuntimeError(
                 "This Parallel instance is already running: consume or close the generator"
                 " of the previous call first."
             )
-        overridden = type(self).print_progress is not Parallel.print_progress
-        dispatcher = Dispatcher(self, iterable, overridden)
+        dispatcher = Dispatcher(self._plan(), self._driver, iterable, _Listener(self), self._auto)
         self._running = True
         try:
             if self.return_as == "list":
@@ -299,3 +321,36 @@ class Parallel:
         except BaseException:
             self._running = False
             raise
+
+
+class _Listener(CallListener):
+    """How a call of a :class:`Parallel` reports back to it: joblib's counters on the
+    instance, its ``print_progress`` hook, and the end of the call."""
+
+    __slots__ = ("parallel",)
+
+    def __init__(self, parallel: Parallel) -> None:
+        self.parallel = parallel
+
+    def started(self, call: Dispatcher) -> None:
+        self.parallel._call = call
+
+    def counted(
+        self,
+        dispatched_tasks: int,
+        dispatched_batches: int,
+        completed_tasks: int,
+        completed_batches: int,
+    ) -> None:
+        parallel = self.parallel
+        parallel.n_dispatched_tasks = dispatched_tasks
+        parallel.n_dispatched_batches = dispatched_batches
+        parallel.n_completed_tasks = completed_tasks
+        parallel.n_completed_batches = completed_batches
+
+    def print_progress(self) -> None:
+        self.parallel.print_progress()
+
+    def ended(self) -> None:
+        self.parallel._running = False
+        self.parallel._call = None  # do not keep the input alive after the call
