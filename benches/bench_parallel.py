@@ -63,7 +63,7 @@ def print_ratios():
         ("loky", "tiny-pool-map", "Pool.map(chunksize=best)"),
         ("threading", "tiny-sequential", "the sequential loop"),
     ):
-        for return_as in RETURN_AS:
+        for return_as in SUMMARY_AS:
             key = f"tiny-{backend}-joblite-{return_as}"
             if key in _best and ref in _best:
                 lines.append(
@@ -145,6 +145,8 @@ def sqrt_task(x: float) -> float:
 
 N_TINY = 100_000
 RETURN_AS = ("list", "generator", "generator_unordered")
+# in the summary, next to the machine's references: every return_as, and Parallel.map
+SUMMARY_AS = (*RETURN_AS, "map")
 
 
 def _consume(out):
@@ -171,6 +173,18 @@ def test_tiny_tasks(benchmark, lib, return_as, backend):
     out = benchmark.pedantic(run, rounds=rounds, iterations=1)
     assert sorted(out)[-1] == math.sqrt(N_TINY - 1)
     _record(benchmark, f"tiny-{backend}-{lib}-{return_as}")
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+def test_tiny_tasks_parallel_map(benchmark, backend):
+    """joblite's addition ``Parallel(...).map(f, xs)``: Parallel's semantics, no delayed
+    call built per item (the items travel as Pool.map sends them)."""
+    benchmark.group = f"parallel (a) 100k tiny tasks {backend}"
+    parallel = joblite.Parallel(n_jobs=N_JOBS, backend=backend)
+    parallel.map(sqrt_task, range(100))  # workers started
+    out = benchmark.pedantic(lambda: parallel.map(sqrt_task, range(N_TINY)), rounds=7, iterations=1)
+    assert out[-1] == math.sqrt(N_TINY - 1)
+    _record(benchmark, f"tiny-{backend}-joblite-map")
 
 
 def test_tiny_tasks_pool_map(benchmark):

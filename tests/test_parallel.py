@@ -684,3 +684,38 @@ def test_delayed_is_joblib_compatible():
     assert delayed(square)(x=3) == (square, (), {"x": 3})
     assert delayed(square).__name__ == "square"
     assert delayed(slow_square)(1, delay=0) == (slow_square, (1,), {"delay": 0})
+
+
+def halve_or_fail(x):
+    if x == 7:
+        raise ValueError("seven")
+    return x / 2
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("return_as", ["list", "generator", "generator_unordered"])
+def test_map_is_the_delayed_call_without_building_calls(backend, return_as):
+    parallel = Parallel(n_jobs=2, backend=backend, return_as=return_as)
+    out = list(parallel.map(square, range(1000)))
+    expected = [square(x) for x in range(1000)]
+    assert (sorted(out) if return_as == "generator_unordered" else out) == expected
+    two = list(parallel.map(pow, iter(range(50)), [3] * 60))  # zip stops at the shortest
+    assert sorted(two) == [x**3 for x in range(50)]
+    with pytest.raises(ValueError, match="seven") as caught:
+        list(parallel.map(halve_or_fail, range(20)))
+    assert "halve_or_fail" in full_traceback(caught.value)
+    errors = Parallel(n_jobs=2, backend=backend, return_exceptions=True).map(
+        halve_or_fail, range(10)
+    )
+    assert isinstance(errors[7], ValueError) and errors[6] == 3.0
+    with pytest.raises(TypeError, match="callable"):
+        parallel.map(42, range(3))
+
+
+def test_map_keeps_timeout_and_progress():
+    events = []
+    parallel = Parallel(n_jobs=2, backend="threading", callback=events.append)
+    assert parallel.map(square, range(100)) == [x * x for x in range(100)]
+    assert events and events[-1].n_completed == 100
+    with pytest.raises(TimeoutError):
+        Parallel(n_jobs=2, backend="threading", timeout=0.2).map(time.sleep, [1.0] * 4)

@@ -127,6 +127,22 @@ class BatchedCalls:
         # tick() once every task of the batch existed; None: unknown (not sent along)
         self.created: Optional[int] = None
 
+    @classmethod
+    def of_function(
+        cls,
+        function: Callable[..., Any],
+        single: bool,
+        args: list,
+        nested: Optional[Nesting] = None,
+        return_exceptions: bool = False,
+    ) -> BatchedCalls:
+        """The batch calling ``function`` on each item of ``args`` (``single``: the
+        argument itself, else a tuple of arguments), without building the calls."""
+        batch = cls([], nested, return_exceptions)
+        batch.items = None
+        batch.function, batch.args, batch.single = function, args, single
+        return batch
+
     def __len__(self) -> int:
         return len(self.items if self.items is not None else self.args or ())
 

@@ -159,12 +159,16 @@ class Dispatcher:
         iterable: Iterable[tuple],
         listener: Optional[CallListener] = None,
         auto: Optional[AutoBatching] = None,
+        mapped: Optional[tuple[Callable[..., Any], bool]] = None,
     ) -> None:
         self.plan = plan
         self.backend = driver
         self.listener = listener if listener is not None else CallListener()
         self.auto = auto if auto is not None else AutoBatching()
         self.iterable = iterable
+        # Parallel.map: (function, single): the input holds the calls' arguments (the
+        # argument itself when single, else a tuple of them), not delayed calls.
+        self.mapped = mapped
         try:
             self.n_total: Optional[int] = len(iterable)  # type: ignore[arg-type]
         except TypeError:
@@ -269,9 +273,14 @@ class Dispatcher:
                             exhausted = True
                             self.n_total = self.n_dispatched
                             break
-                        _check_task(items[0], self.n_dispatched)
                         size = len(items)
-                        batch = BatchedCalls(items, nested, plan.return_exceptions)
+                        if self.mapped is None:
+                            _check_task(items[0], self.n_dispatched)
+                            batch = BatchedCalls(items, nested, plan.return_exceptions)
+                        else:
+                            batch = BatchedCalls.of_function(
+                                *self.mapped, items, nested, plan.return_exceptions
+                            )
                         del items  # the tasks now live in the batch alone
                         batch.created = self._created(self.n_dispatched + size)
                         future = backend.submit(batch)
