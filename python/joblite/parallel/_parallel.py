@@ -34,6 +34,30 @@ _VALID_RETURN_AS = ("list", "generator", "generator_unordered")
 # of a call of many tiny tasks, and is done in the caller, one call per task. Its
 # documentation is in _core.pyi.
 delayed = _core.delayed
+"""Capture a call for Parallel: ``delayed(f)(*args, **kwargs)`` is ``(f, args, kwargs)``.
+
+The call is a plain tuple, so joblib code that unpacks it (``f, args, kwargs =
+delayed(g)(x)``) keeps working; each call gets its own ``kwargs`` dict. ``delayed(f)`` is a
+native callable with ``f``'s ``__name__``, ``__qualname__``, ``__wrapped__`` and signature
+(its ``__doc__`` and ``__module__`` are its own), the same object for a run of calls of one
+function, so building a task costs about what building the tuple by hand does.
+
+Parameters
+----------
+function : callable
+    The function whose calls are captured.
+
+Returns
+-------
+DelayedFunction
+    A callable returning ``(function, args, kwargs)``.
+
+Examples
+--------
+>>> from joblite import delayed
+>>> delayed(pow)(2, 10)
+(<built-in function pow>, (2, 10), {})
+"""
 
 
 def wrap_non_picklable_objects(obj: Any, keep_wrapper: bool = True) -> Any:
