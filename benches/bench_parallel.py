@@ -1,9 +1,11 @@
 """Parallel: joblite next to joblib 1.6 in the same run, n_jobs=2.
 
 Run with ``make benchmark ARGS="-k parallel -s"``; the ratios are printed at the end.
-(a) 100k tiny tasks (loky, threading); (b) 1000 x ~1 ms pure-Python tasks on processes,
-parallel efficiency; (c) 200 tasks summing 1 or 8 reused 10 MiB arrays; (d) 64 tasks returning
-16 MiB arrays; (e) first and second call in a fresh process; (f) threading on np.dot.
+(a) 100k tiny tasks (loky, threading; every return_as), next to multiprocessing.Pool.map at
+its best chunksize and the sequential loop, and (a0) the cost of building a delayed call;
+(b) 1000 x ~1 ms pure-Python tasks on processes, parallel efficiency; (c) 200 tasks summing
+1 or 8 reused 10 MiB arrays; (d) 64 tasks returning 16 MiB arrays; (e) first and second call
+in a fresh process; (f) threading on np.dot.
 """
 
 from __future__ import annotations
@@ -49,12 +51,39 @@ def print_ratios():
             lines.append(f"  {name:<38} {times}  x{_best[b] / _best[a]:.2f}")
 
     for backend in ("loky", "threading"):
-        ratio(f"(a) 100k sqrt, {backend}", f"tiny-{backend}-joblite", f"tiny-{backend}-joblib")
-    if "tiny-threading-executor" in _best and "tiny-threading-joblite" in _best:
+        for return_as in ("list", "generator"):
+            ratio(
+                f"(a) 100k tiny, {backend}, {return_as}",
+                f"tiny-{backend}-joblite-{return_as}",
+                f"tiny-{backend}-joblib-{return_as}",
+            )
+    # the machine's references: Pool.map at its best chunksize (processes), the plain
+    # loop (threads: pure-Python tasks hold the GIL, so one core's work is the limit)
+    for backend, ref, name in (
+        ("loky", "tiny-pool-map", "Pool.map(chunksize=best)"),
+        ("threading", "tiny-sequential", "the sequential loop"),
+    ):
+        for return_as in SUMMARY_AS:
+            key = f"tiny-{backend}-joblite-{return_as}"
+            if key in _best and ref in _best:
+                lines.append(
+                    f"  (a) 100k tiny, {backend}, {return_as}: joblite {_best[key]:.4f}s ="
+                    f" x{_best[key] / _best[ref]:.2f} {name} ({_best[ref]:.4f}s)"
+                )
+    if "tiny-pool-map-chunksize" in _best:
+        lines.append(f"  (a) Pool.map best chunksize: {_best['tiny-pool-map-chunksize']:.0f}")
+    for lib in ("joblite", "joblib", "tuple"):
+        if f"delayed-{lib}" in _best:
+            what = "bare (f, (i,), {}) tuples" if lib == "tuple" else f"{lib}.delayed(f)(i)"
+            lines.append(
+                f"  (a0) building 100k calls, {what}: {_best[f'delayed-{lib}'] / N_TINY * 1e6:.3f}"
+                " us a call"
+            )
+    if "tiny-threading-executor" in _best and "tiny-threading-joblite-list" in _best:
+        executor, ours = _best["tiny-threading-executor"], _best["tiny-threading-joblite-list"]
         lines.append(
-            "  (a) 100k sqrt: ThreadPoolExecutor.map "
-            f"{_best['tiny-threading-executor']:.4f}s, joblite threading "
-            f"x{_best['tiny-threading-executor'] / _best['tiny-threading-joblite']:.2f} faster"
+            f"  (a) 100k tiny: ThreadPoolExecutor.map {executor:.4f}s, joblite threading"
+            f" x{executor / ours:.2f} faster"
         )
     for n_arrays in (1, 8):
         name = f"(c) 200 x sum, {n_arrays} x 10 MiB, loky"
@@ -68,6 +97,19 @@ def print_ratios():
                 f"  {name + ', paired rounds':<38} median joblib/joblite x{paired:.2f}"
                 f" over {len(pairs)} back-to-back pairs (min x"
                 f"{min(b / a for a, b in pairs):.2f}, max x{max(b / a for a, b in pairs):.2f})"
+            )
+    for kind in ("numeric", "str"):
+        ratio(f"(c2) 200 x reused frame, {kind}", f"frame-{kind}-joblite", f"frame-{kind}-joblib")
+        if f"frame-{kind}-sequential" in _best:
+            lines.append(
+                f"  (c2) 200 x reused frame, {kind}: sequential loop"
+                f" {_best[f'frame-{kind}-sequential']:.4f}s"
+            )
+    for lib in LIBS:
+        if f"cpu5-{lib}" in _best:
+            lines.append(
+                f"  (b2) 400 x 5 ms CPU, {lib}: {_best[f'cpu5-{lib}']:.3f}s (limit 1.000s,"
+                f" x{_best[f'cpu5-{lib}']:.3f} of it)"
             )
     ratio("(d) 64 x 16 MiB results, loky", "res16-joblite", "res16-joblib")
     for lib in LIBS:
@@ -96,33 +138,118 @@ def print_ratios():
 # -- (a) tiny tasks --------------------------------------------------------------------
 
 
+def sqrt_task(x: float) -> float:
+    """The tiny task of (a): a one-line Python function (as user code is), ~0.1 us."""
+    return math.sqrt(x)
+
+
+N_TINY = 100_000
+RETURN_AS = ("list", "generator", "generator_unordered")
+# in the summary, next to the machine's references: every return_as, and Parallel.map
+SUMMARY_AS = (*RETURN_AS, "map")
+
+
+def _consume(out):
+    return out if isinstance(out, list) else list(out)
+
+
 @pytest.mark.parametrize("backend", ["loky", "threading"])
-@pytest.mark.parametrize("lib", list(LIBS))
-def test_tiny_tasks(benchmark, lib, backend):
+@pytest.mark.parametrize(
+    "lib, return_as",
+    [("joblite", r) for r in RETURN_AS] + [("joblib", "list"), ("joblib", "generator")],
+)
+def test_tiny_tasks(benchmark, lib, return_as, backend):
+    """100k calls of ``sqrt_task`` through the joblib API, the calls built by the input
+    generator as users write it: ``Parallel(...)(delayed(f)(i) for i in range(n))``."""
     mod = LIBS[lib]
-    benchmark.group = f"parallel (a) 100k sqrt {backend}"
-    parallel = mod.Parallel(n_jobs=N_JOBS, backend=backend)
-    parallel(mod.delayed(math.sqrt)(i) for i in range(100))  # workers started
+    benchmark.group = f"parallel (a) 100k tiny tasks {backend}"
+    parallel = mod.Parallel(n_jobs=N_JOBS, backend=backend, return_as=return_as)
+    _consume(parallel(mod.delayed(sqrt_task)(i) for i in range(100)))  # workers started
 
     def run():
-        return parallel(mod.delayed(math.sqrt)(i) for i in range(100_000))
+        return _consume(parallel(mod.delayed(sqrt_task)(i) for i in range(N_TINY)))
 
-    rounds = 1 if (lib, backend) == ("joblib", "threading") else 5  # joblib: ~8 s a call
+    rounds = 1 if (lib, backend) == ("joblib", "threading") else 7  # joblib: ~5 s a call
     out = benchmark.pedantic(run, rounds=rounds, iterations=1)
-    assert out[-1] == math.sqrt(99_999)
-    _record(benchmark, f"tiny-{backend}-{lib}")
+    assert sorted(out)[-1] == math.sqrt(N_TINY - 1)
+    _record(benchmark, f"tiny-{backend}-{lib}-{return_as}")
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+def test_tiny_tasks_parallel_map(benchmark, backend):
+    """joblite's addition ``Parallel(...).map(f, xs)``: Parallel's semantics, no delayed
+    call built per item (the items travel as Pool.map sends them)."""
+    benchmark.group = f"parallel (a) 100k tiny tasks {backend}"
+    parallel = joblite.Parallel(n_jobs=N_JOBS, backend=backend)
+    parallel.map(sqrt_task, range(100))  # workers started
+    out = benchmark.pedantic(lambda: parallel.map(sqrt_task, range(N_TINY)), rounds=7, iterations=1)
+    assert out[-1] == math.sqrt(N_TINY - 1)
+    _record(benchmark, f"tiny-{backend}-joblite-map")
+
+
+def test_tiny_tasks_pool_map(benchmark):
+    """The standard library's best: ``multiprocessing.Pool.map`` at its best chunksize."""
+    import multiprocessing
+
+    benchmark.group = "parallel (a) 100k tiny tasks loky"
+    with multiprocessing.get_context("fork").Pool(N_JOBS) as pool:
+        times = {}
+        for chunksize in (1_000, 5_000, 12_500, 50_000):
+            rounds = []
+            for _ in range(3):
+                start = time.perf_counter()
+                pool.map(sqrt_task, range(N_TINY), chunksize=chunksize)
+                rounds.append(time.perf_counter() - start)
+            times[chunksize] = min(rounds)
+        best = min(times, key=times.__getitem__)
+        out = benchmark.pedantic(
+            lambda: pool.map(sqrt_task, range(N_TINY), chunksize=best), rounds=7, iterations=1
+        )
+    assert out[-1] == math.sqrt(N_TINY - 1)
+    _record(benchmark, "tiny-pool-map")
+    _best["tiny-pool-map-chunksize"] = best
+
+
+def test_tiny_tasks_sequential(benchmark):
+    """The machine's floor for (a) on one core: the plain loop, no parallelism."""
+    benchmark.group = "parallel (a) 100k tiny tasks threading"
+    out = benchmark.pedantic(lambda: [sqrt_task(i) for i in range(N_TINY)], rounds=7, iterations=1)
+    assert out[-1] == math.sqrt(N_TINY - 1)
+    _record(benchmark, "tiny-sequential")
+
+
+@pytest.mark.parametrize("lib", ["joblite", "joblib", "tuple"])
+def test_delayed_call_cost(benchmark, lib):
+    """Building 100k calls ``delayed(f)(i)`` into a list (what the input generator of (a)
+    does), next to building the bare tuples ``(f, (i,), {})`` joblib's API asks for."""
+    benchmark.group = "parallel (a0) building 100k delayed calls"
+    if lib == "tuple":
+        f = sqrt_task
+
+        def run():
+            return [(f, (i,), {}) for i in range(N_TINY)]
+
+    else:
+        delayed = LIBS[lib].delayed
+
+        def run():
+            return [delayed(sqrt_task)(i) for i in range(N_TINY)]
+
+    out = benchmark.pedantic(run, rounds=15, iterations=1)
+    assert out[-1] == (sqrt_task, (N_TINY - 1,), {})
+    _record(benchmark, f"delayed-{lib}")
 
 
 def test_tiny_tasks_thread_pool_executor(benchmark):
     """Per-task overhead of the standard library's thread pool, for comparison with (a)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    benchmark.group = "parallel (a) 100k sqrt threading"
+    benchmark.group = "parallel (a) 100k tiny tasks threading"
     with ThreadPoolExecutor(N_JOBS) as executor:
         out = benchmark.pedantic(
-            lambda: list(executor.map(math.sqrt, range(100_000))), rounds=3, iterations=1
+            lambda: list(executor.map(sqrt_task, range(N_TINY))), rounds=3, iterations=1
         )
-    assert out[-1] == math.sqrt(99_999)
+    assert out[-1] == math.sqrt(N_TINY - 1)
     _record(benchmark, "tiny-threading-executor")
 
 
@@ -208,6 +335,32 @@ def test_cpu_bound_efficiency(benchmark, lib):
     )
 
 
+# -- (b2) 400 x 5 ms of CPU: the machine's limit is 1.0 s on 2 cores -------------------
+
+
+def cpu_5ms(i: int) -> int:
+    """Exactly 5 ms of this thread's CPU time, whatever the machine's speed."""
+    end = time.thread_time() + 0.005
+    while time.thread_time() < end:
+        pass
+    return i
+
+
+@pytest.mark.parametrize("lib", list(LIBS))
+def test_cpu_5ms_tasks(benchmark, lib):
+    """400 tasks of 5 ms CPU each on 2 process workers: 1.0 s is the limit (target:
+    within 3% of it). On a shared machine the workers may get less than 2 cores."""
+    mod = LIBS[lib]
+    benchmark.group = "parallel (b2) 400 x 5 ms CPU, loky"
+    with mod.Parallel(n_jobs=N_JOBS, backend="loky") as parallel:
+        parallel(mod.delayed(cpu_5ms)(i) for i in range(4))
+        out = benchmark.pedantic(
+            lambda: parallel(mod.delayed(cpu_5ms)(i) for i in range(400)), rounds=3, iterations=1
+        )
+    assert out == list(range(400))
+    _record(benchmark, f"cpu5-{lib}")
+
+
 # -- (c) large arguments reused by many tasks --------------------------------------
 
 
@@ -260,6 +413,53 @@ def test_large_argument(benchmark, lib, n_arrays):
     _record(benchmark, f"sum10x{n_arrays}-{lib}")
     timed = benchmark.stats.stats.data
     _pairs_c[(n_arrays, lib)] = list(zip(timed, other_times[-len(timed) :]))
+
+
+# -- (c2) a reused DataFrame, numeric or with a str column ------------------------------
+
+
+def frame_task(frame, i: int) -> float:
+    """A light task over a large frame: one value of the numeric column."""
+    return float(frame["x"].iat[i])
+
+
+_frames: dict[str, object] = {}
+
+
+def _frame(kind: str):
+    pd = pytest.importorskip("pandas", reason="pandas is needed for (c2)")
+    if kind not in _frames:
+        n = 1_000_000
+        frame = pd.DataFrame({"x": np.arange(n, dtype=np.float64), "y": np.arange(n) % 7})
+        if kind == "str":  # pyarrow-backed (pandas 3's default str dtype)
+            pytest.importorskip("pyarrow", reason="pyarrow backs pandas' str columns")
+            frame["s"] = pd.array([f"key{i % 1000}" for i in range(n)], dtype="string[pyarrow]")
+        _frames[kind] = frame
+    return _frames[kind]
+
+
+@pytest.mark.parametrize("kind", ["numeric", "str"])
+@pytest.mark.parametrize("lib", [*LIBS, "sequential"])
+def test_reused_dataframe(benchmark, lib, kind):
+    """200 tasks over one reused 1M-row pandas DataFrame, in a ``with Parallel`` block:
+    with a str column (Arrow buffers) it should cost what a numeric frame does."""
+    frame = _frame(kind)
+    benchmark.group = f"parallel (c2) 200 tasks over a reused 1M-row DataFrame, {kind}"
+    if lib == "sequential":
+        out = benchmark.pedantic(
+            lambda: [frame_task(frame, i) for i in range(200)], rounds=10, iterations=1
+        )
+    else:
+        mod = LIBS[lib]
+        with mod.Parallel(n_jobs=N_JOBS, backend="loky") as parallel:
+            parallel(mod.delayed(frame_task)(frame, i) for i in range(4))
+
+            def run():
+                return parallel(mod.delayed(frame_task)(frame, i) for i in range(200))
+
+            out = benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
+    assert out[199] == 199.0
+    _record(benchmark, f"frame-{kind}-{lib}")
 
 
 # -- (d) large results ----------------------------------------------------------------

@@ -26,6 +26,17 @@ struct QueueState<T> {
     closed: bool,
 }
 
+/// What [`JobQueue::try_pop`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TryPop<T> {
+    /// A job and its group.
+    Job(u64, T),
+    /// No job queued, the queue still open.
+    Empty,
+    /// The queue was closed.
+    Closed,
+}
+
 /// Returned when a job is pushed to a pool that was shut down.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("the thread pool has been shut down")]
@@ -93,6 +104,18 @@ impl<T> JobQueue<T> {
                 return Some(job);
             }
             state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Takes a queued job without waiting: [`TryPop::Empty`] when none is queued.
+    pub fn try_pop(&self) -> TryPop<T> {
+        let mut state = self.lock();
+        if state.closed {
+            return TryPop::Closed;
+        }
+        match state.jobs.pop_front() {
+            Some((group, job)) => TryPop::Job(group, job),
+            None => TryPop::Empty,
         }
     }
 
@@ -186,6 +209,24 @@ impl<T: Send + 'static> TaskPool<T> {
         Ok(TaskPool {
             queue,
             handles: Mutex::new(handles),
+            n_threads,
+        })
+    }
+
+    /// A pool whose `n_threads` workers are started by its owner, not here: each one
+    /// loops on [`JobQueue::pop`] (or [`JobQueue::try_pop`]) of [`TaskPool::queue`].
+    /// The Python binding does this so that its workers are Python daemon threads,
+    /// which the interpreter may abandon at exit while they run a task.
+    pub fn without_threads(n_threads: usize) -> io::Result<Self> {
+        if n_threads == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a thread pool needs at least one thread",
+            ));
+        }
+        Ok(TaskPool {
+            queue: Arc::new(JobQueue::new()),
+            handles: Mutex::new(Vec::new()),
             n_threads,
         })
     }
@@ -290,6 +331,21 @@ mod tests {
     #[test]
     fn zero_threads_is_an_error() {
         assert!(TaskPool::<Job>::new(0).is_err());
+        assert!(TaskPool::<Job>::without_threads(0).is_err());
+    }
+
+    #[test]
+    fn try_pop_reports_job_empty_and_closed() {
+        let pool = TaskPool::<u32>::without_threads(2).expect("pool");
+        assert_eq!(pool.n_threads(), 2);
+        assert_eq!(pool.queue().try_pop(), TryPop::Empty);
+        pool.submit(7, 1).expect("submit");
+        pool.submit(8, 2).expect("submit");
+        assert_eq!(pool.queue().try_pop(), TryPop::Job(7, 1));
+        assert_eq!(pool.close(), vec![2]);
+        assert_eq!(pool.queue().try_pop(), TryPop::Closed);
+        assert_eq!(pool.queue().pop(), None);
+        pool.join(); // no thread to wait for
     }
 
     #[test]

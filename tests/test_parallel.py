@@ -270,6 +270,37 @@ def element(a, index):
     return float(a[index])
 
 
+def _shared_files(folder) -> dict[str, int]:
+    return {
+        name: os.path.getsize(os.path.join(root, name))
+        for root, _, names in os.walk(folder)
+        for name in names
+    }
+
+
+@pytest.mark.parametrize("backend", PROCESS_BACKENDS)
+def test_shared_memory_of_a_block_does_not_grow_with_each_call(backend, tmp_path):
+    # joblib #1351: in a `with Parallel(...)` block, each call's large arguments stayed
+    # in shared memory until the block ended (38 MB a call in the report).
+    with Parallel(n_jobs=2, backend=backend, max_nbytes="1M", temp_folder=tmp_path) as p:
+        for i in range(5):
+            a = np.full(500_000, float(i))  # 4 MB, a new array each call
+            assert p(delayed(element)(a, 7) for _ in range(4)) == [float(i)] * 4
+            files = _shared_files(tmp_path)
+            # at most this call's array (kept: the next call may send it again)
+            assert len(files) <= 1 and sum(files.values()) < 5_000_000, files
+        del a
+        b = np.ones(500_000)
+        assert p(delayed(element)(b, 0) for _ in range(2)) == [1.0, 1.0]
+        (kept,) = _shared_files(tmp_path)  # the last `a` is gone: only b's file
+        assert p(delayed(element)(b, 1) for _ in range(2)) == [1.0, 1.0]
+        assert list(_shared_files(tmp_path)) == [kept]  # reused, not written again
+        del b
+        assert p(delayed(element)(np.zeros(10), 0) for _ in range(2)) == [0.0, 0.0]
+        assert _shared_files(tmp_path) == {}  # b no longer exists: its file went with it
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("backend", PROCESS_BACKENDS)
 def test_a_shared_array_changed_between_tasks_is_never_stale(backend, tmp_path):
     # The same array object, changed in one element between dispatches: every task must
@@ -292,9 +323,12 @@ def test_a_shared_array_changed_between_tasks_is_never_stale(backend, tmp_path):
         a[12_345] = np.nan  # same value for ==, different bytes: compared bitwise
         out = parallel(delayed(element)(a, 12_345) for _ in range(2))
         assert all(math.isnan(x) for x in out)
+        files_before = set(os.listdir(os.path.join(tmp_path, os.listdir(tmp_path)[0])))
         assert parallel(delayed(element)(a, 0) for _ in range(2)) == [0.0, 0.0]
         files_after = set(os.listdir(os.path.join(tmp_path, os.listdir(tmp_path)[0])))
-        assert len(files_after) == 3  # unchanged content was not written again
+        # unchanged content was not written again, and the files of the older contents
+        # were deleted when their call ended
+        assert files_after == files_before and len(files_after) == 1
     assert os.listdir(tmp_path) == []  # the block's files are gone
 
 
@@ -650,3 +684,38 @@ def test_delayed_is_joblib_compatible():
     assert delayed(square)(x=3) == (square, (), {"x": 3})
     assert delayed(square).__name__ == "square"
     assert delayed(slow_square)(1, delay=0) == (slow_square, (1,), {"delay": 0})
+
+
+def halve_or_fail(x):
+    if x == 7:
+        raise ValueError("seven")
+    return x / 2
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("return_as", ["list", "generator", "generator_unordered"])
+def test_map_is_the_delayed_call_without_building_calls(backend, return_as):
+    parallel = Parallel(n_jobs=2, backend=backend, return_as=return_as)
+    out = list(parallel.map(square, range(1000)))
+    expected = [square(x) for x in range(1000)]
+    assert (sorted(out) if return_as == "generator_unordered" else out) == expected
+    two = list(parallel.map(pow, iter(range(50)), [3] * 60))  # zip stops at the shortest
+    assert sorted(two) == [x**3 for x in range(50)]
+    with pytest.raises(ValueError, match="seven") as caught:
+        list(parallel.map(halve_or_fail, range(20)))
+    assert "halve_or_fail" in full_traceback(caught.value)
+    errors = Parallel(n_jobs=2, backend=backend, return_exceptions=True).map(
+        halve_or_fail, range(10)
+    )
+    assert isinstance(errors[7], ValueError) and errors[6] == 3.0
+    with pytest.raises(TypeError, match="callable"):
+        parallel.map(42, range(3))
+
+
+def test_map_keeps_timeout_and_progress():
+    events = []
+    parallel = Parallel(n_jobs=2, backend="threading", callback=events.append)
+    assert parallel.map(square, range(100)) == [x * x for x in range(100)]
+    assert events and events[-1].n_completed == 100
+    with pytest.raises(TimeoutError):
+        Parallel(n_jobs=2, backend="threading", timeout=0.2).map(time.sleep, [1.0] * 4)

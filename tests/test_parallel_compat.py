@@ -401,3 +401,32 @@ def test_timeout_that_cannot_apply_is_warned_about():
     with pytest.warns(UserWarning, match="'SequentialBackend' does not support timeout") as info:
         assert Parallel(n_jobs=1, timeout=1)(delayed(square)(i) for i in range(5))[-1] == 16
     assert len(info) == 1
+
+
+def test_delayed_builds_the_tuple_joblib_code_unpacks():
+    import inspect
+    import pickle
+
+    import cloudpickle
+
+    def scaled(x, factor=1):
+        return x * factor
+
+    call = delayed(scaled)(3, factor=2)
+    assert type(call) is tuple
+    function, args, kwargs = call
+    assert (function, args, kwargs) == (scaled, (3,), {"factor": 2})
+    assert function(*args, **kwargs) == 6
+    # every call gets its own kwargs dict: changing one never changes another
+    first, second = delayed(scaled)(1), delayed(scaled)(2)
+    first[2]["factor"] = 10
+    assert second[2] == {} and delayed(scaled)(3)[2] == {}
+    wrapper = delayed(scaled)
+    assert wrapper is delayed(scaled)  # one wrapper for a run of calls of one function
+    assert wrapper.__wrapped__ is scaled and wrapper.__name__ == "scaled"
+    assert str(inspect.signature(wrapper)) == "(x, factor=1)"
+    assert delayed(abs)(-1) == (abs, (-1,), {})  # another function: another wrapper
+    assert pickle.loads(pickle.dumps(delayed(abs)))(-2) == (abs, (-2,), {})
+    assert cloudpickle.loads(cloudpickle.dumps(wrapper))(4)[1:] == ((4,), {})
+    with pytest.raises(AttributeError, match="no_such_attribute"):
+        wrapper.no_such_attribute  # noqa: B018

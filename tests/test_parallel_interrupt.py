@@ -73,3 +73,49 @@ def test_ctrl_c_leaves_no_workers_and_no_files(backend, tmp_path):
     _, alive = psutil.wait_procs(workers, timeout=15)
     assert alive == []
     assert os.listdir(shared) == []
+
+
+LONG_TASKS = textwrap.dedent(
+    """
+    import time
+    from joblite import Parallel, delayed
+
+    def task(i):
+        end = time.monotonic() + 60
+        while time.monotonic() < end:  # Python code, holding the GIL between sleeps
+            sum(range(1000))
+            time.sleep(0.001)
+        return i
+
+    print("ready", flush=True)
+    Parallel(n_jobs=2, backend="threading")(delayed(task)(i) for i in range(4))
+    print("not interrupted", flush=True)
+    """
+)
+
+
+def test_ctrl_c_on_threads_exits_without_waiting_for_running_tasks(tmp_path):
+    # joblib's worker threads are daemons: the process ends at once. Ours used to be
+    # joined at exit, so Ctrl-C printed KeyboardInterrupt and then hung until every
+    # running task (here 60 s) was done.
+    script = tmp_path / "long_tasks.py"
+    script.write_text(LONG_TASKS)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # both workers are inside a task
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - interrupted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "KeyboardInterrupt" in err
+    assert "not interrupted" not in out
+    assert "Fatal Python error" not in err and "panicked" not in err
+    assert proc.returncode in (-signal.SIGINT, 1, 130), (proc.returncode, err)
+    assert took < 10, f"exit took {took:.1f} s after Ctrl-C"

@@ -1,5 +1,6 @@
 """Type stub of the Rust extension module ``joblite._core``."""
 
+from typing import Any as _Any
 from typing import Callable as _Callable
 from typing import Optional as _Optional
 from typing import final as _final
@@ -11,12 +12,14 @@ __all__ = [
     "F2_H_OVERHEAD",
     "HASH_ENCODING_VERSION",
     "THREAD_LIMIT_VAR",
+    "DelayedFunction",
     "F2Reader",
     "Lz4FrameReader",
     "StreamHasher",
     "TaskPool",
     "__version__",
     "default_thread_limit",
+    "delayed",
     "f2_index_len",
     "f2_scan",
     "f2_write",
@@ -24,6 +27,7 @@ __all__ = [
     "hash",
     "lz4_frame_decompress",
     "set_thread_limit",
+    "split_calls",
     "xxh3_64",
 ]
 
@@ -66,7 +70,10 @@ class TaskPool:
     threads, for hashing and compression, are another pool: see ``set_thread_limit``.)
     """
 
-    def __new__(cls, n_threads: int, name: str = "joblite-worker") -> TaskPool: ...
+    def __new__(
+        cls, n_threads: int, name: str = "joblite-worker", threads: bool = True
+    ) -> TaskPool: ...
+    def next_job(self) -> _Optional[_Callable[[], object]]: ...
     def submit(self, func: _Callable[[], object], group: int = 0) -> None: ...
     def submit_many(self, funcs: list[_Callable[[], object]], group: int = 0) -> int: ...
     def cancel(self, group: int) -> int: ...
@@ -77,6 +84,57 @@ class TaskPool:
     def pending(self) -> int: ...
     @property
     def closed(self) -> bool: ...
+
+# --- delayed (rust/bindings/delayed.rs): the calls Parallel runs ---
+
+@_final
+class DelayedFunction:
+    """What ``delayed(f)`` returns: calling it captures a call of ``f``.
+
+    It has ``f``'s ``__name__``, ``__qualname__`` and other attributes, and ``__wrapped__``
+    (so :func:`inspect.signature` gives ``f``'s), as a :func:`functools.wraps` wrapper
+    would; ``__doc__`` and ``__module__`` are its own.
+    """
+
+    def __new__(cls, function: _Callable[..., object]) -> DelayedFunction: ...
+    def __call__(
+        self, *args: object, **kwargs: object
+    ) -> tuple[_Callable[..., _Any], tuple[_Any, ...], dict[str, _Any]]: ...
+    @property
+    def __wrapped__(self) -> _Callable[..., _Any]: ...
+    def __reduce__(self) -> tuple[type[DelayedFunction], tuple[_Callable[..., object]]]: ...
+
+def delayed(function: _Callable[..., object]) -> DelayedFunction:
+    """Capture a call for Parallel: ``delayed(f)(*args, **kwargs)`` is ``(f, args, kwargs)``.
+
+    The call is a plain tuple, so joblib code that unpacks it
+    (``f, args, kwargs = delayed(g)(x)``) keeps working. ``delayed(f)`` for the same ``f``
+    as the previous call returns the same object: ``delayed(f)(x) for x in xs`` costs one
+    tuple a task.
+
+    Parameters
+    ----------
+    function : callable
+        The function whose calls are captured.
+
+    Returns
+    -------
+    DelayedFunction
+        A callable returning ``(function, args, kwargs)``.
+
+    Examples
+    --------
+    >>> from joblite import delayed
+    >>> delayed(pow)(2, 10)
+    (<built-in function pow>, (2, 10), {})
+    """
+
+def split_calls(
+    calls: list[_Any],
+) -> _Optional[tuple[_Callable[..., _Any], list[_Any], bool]]:
+    """``(function, arguments, single)`` when every call of ``calls`` is
+    ``(function, args, {})`` for one ``function`` (``arguments``: each call's ``args``, or
+    its one argument when all have exactly one: ``single``); ``None`` otherwise."""
 
 # --- core threads (rust/bindings/core_threads.rs): hashing, compression, checksums ---
 

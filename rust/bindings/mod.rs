@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod core_threads;
+mod delayed;
 mod errors;
 mod format2;
 mod hash;
@@ -18,5 +19,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     lz4_frame::register(m)?;
     task_pool::register(m)?;
     core_threads::register(m)?;
+    delayed::register(m)?;
     Ok(())
 }

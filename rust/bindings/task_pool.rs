@@ -4,10 +4,17 @@
 //! Each worker attaches to the interpreter once, for its whole life, and releases
 //! the GIL whenever it is not running Python code (while it waits for a job). So a
 //! job costs one queue pop and one GIL hand-over, not a thread-state creation.
+//!
+//! With `threads=False` the pool starts no thread: its owner runs Python threads that
+//! loop on `next_job()`. The threading backend does so, because at interpreter exit a
+//! daemon Python thread still running a task is abandoned cleanly, while a native
+//! thread caught there inside the interpreter aborts the process (CPython ends such
+//! threads with `pthread_exit`, which must not unwind through Rust frames): Ctrl-C
+//! during a long call could otherwise only end once the running tasks finished.
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::task_pool::{JobQueue, TaskPool};
+use crate::task_pool::{JobQueue, TaskPool, TryPop};
 
 /// The task pool of the threading backend: native threads running Python callables.
 #[pyclass(name = "TaskPool", module = "joblite._core", frozen)]
@@ -31,16 +38,34 @@ fn python_worker(queue: &JobQueue<Py<PyAny>>) {
 #[pymethods]
 impl PyTaskPool {
     #[new]
-    #[pyo3(signature = (n_threads, name = "joblite-worker"))]
-    fn new(n_threads: usize, name: &str) -> PyResult<Self> {
+    #[pyo3(signature = (n_threads, name = "joblite-worker", threads = true))]
+    fn new(n_threads: usize, name: &str, threads: bool) -> PyResult<Self> {
         if n_threads == 0 {
             return Err(PyValueError::new_err(
                 "TaskPool needs n_threads >= 1, got 0",
             ));
         }
-        let pool = TaskPool::with_worker(n_threads, name, python_worker)
-            .map_err(|e| PyRuntimeError::new_err(format!("could not start worker threads: {e}")))?;
+        let pool = if threads {
+            TaskPool::with_worker(n_threads, name, python_worker)
+        } else {
+            TaskPool::without_threads(n_threads)
+        }
+        .map_err(|e| PyRuntimeError::new_err(format!("could not start worker threads: {e}")))?;
         Ok(PyTaskPool { pool })
+    }
+
+    /// The next queued job, waiting for one with the GIL released; `None` once the
+    /// pool is shut down (for workers the caller runs itself, see `threads=False`).
+    fn next_job(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        // A job already queued, or a closed pool, is answered without releasing the
+        // GIL: at interpreter exit an idle worker must not be caught waiting to take
+        // it back.
+        match self.pool.queue().try_pop() {
+            TryPop::Job(_, job) => return Some(job),
+            TryPop::Closed => return None,
+            TryPop::Empty => {}
+        }
+        py.detach(|| self.pool.queue().pop()).map(|(_, job)| job)
     }
 
     /// Queue `func` (called with no argument) under `group`.

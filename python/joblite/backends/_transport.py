@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
+import importlib
 import io
 import os
 import pickle
@@ -19,6 +21,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from typing import Any, Optional
 
 import cloudpickle
@@ -92,10 +95,15 @@ class SharedFolder:
     """The folder of one Parallel call holding its large arrays, removed by :meth:`cleanup`.
 
     The same array object passed to many tasks (or, in a ``with Parallel(...)`` block, to
-    many calls) is written once, as long as its content is provably the one in the file:
-    each time it is sent again it is compared byte for byte with the file (or, where
+    consecutive calls) is written once, as long as its content is provably the one in the
+    file: each time it is sent again it is compared byte for byte with the file (or, where
     workers may write into the file, with the content hash taken when it was written).
     Anything else, even one changed element, writes a new file: never stale data.
+
+    In a ``with Parallel(...)`` block the folder outlives each call: :meth:`end_call`
+    then deletes the files of the arrays the call did not send, and of those that no
+    longer exist, so that a loop of calls over new arrays holds one call's arrays at most
+    (joblib #1351: the folder grew by each call's arrays until the block ended).
     """
 
     def __init__(self, temp_folder: Optional[str] = None) -> None:
@@ -107,35 +115,62 @@ class SharedFolder:
         self.path = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}_", dir=base)
         with _live_lock:
             _live_folders.add(self.path)
-        # id(array) -> (array, its file's content: a read-only map or a hash, path, the
-        # tick() when the file was last known equal to the array)
+        # id(array) -> (a weak reference to the array, its file's content: a read-only
+        # map or a hash, path, the tick() when the file was last known equal to the
+        # array). Weak: the folder must not keep the caller's arrays alive between calls.
         self._stored: dict[int, tuple[Any, Any, str, int]] = {}
+        # ids of the arrays sent since the last end_call()
+        self._used: set[int] = set()
         # Seconds spent comparing and writing arrays so far: the cost of sending a batch
         # that does not grow with its number of tasks (auto-batching amortizes it).
         self.seconds = 0.0
         # Arrays sent so far, counted once per batch that refers to them (pickle memo).
         self.sent = 0
 
-    def store(self, array: Any, mmap_mode: Any = "r", created: Optional[int] = None) -> str:
+    def store(
+        self, array: Any, mmap_mode: Any = "r", created: Optional[int] = None, owner: Any = None
+    ) -> str:
         """The path of a file holding ``array``'s content (written when needed).
 
         ``created``: a :func:`~joblite.backends.base.tick` taken once every task sending
         the array existed. When the file was last found equal to the array after that,
         it holds the array as it was at a moment after those tasks were created (what a
         task may see, as when joblib pickles a batch after dispatching it): no compare.
+
+        ``owner``: for a byte view of an Arrow buffer, the buffer. pyarrow makes a new
+        Python object for the same memory each time a frame is pickled, so such views
+        are known by the address and size of their memory, and the folder holds the
+        buffer (that memory cannot be given to other data while it is known here).
         """
         self.sent += 1
-        known = self._stored.get(id(array))
-        if known is not None and known[0] is array and known[1] is not None:
+        if owner is None:
+            key: Any = id(array)
+            same = self._same_object
+        else:
+            key = ("buffer", owner.address, owner.size)
+            same = self._alive
+        self._used.add(key)
+        known = self._stored.get(key)
+        if known is not None and same(known[0], array) and known[1] is not None:
             if created is not None and created < known[3]:
                 return known[2]  # the common case, first and cheap
         start = time.perf_counter()
         try:
-            return self._store(array, mmap_mode, known)
+            return self._store(array, mmap_mode, key, known, same, owner)
         finally:
             self.seconds += time.perf_counter() - start
 
-    def _store(self, array: Any, mmap_mode: Any, known: Any) -> str:
+    @staticmethod
+    def _same_object(ref: Any, array: Any) -> bool:
+        return ref() is array
+
+    @staticmethod
+    def _alive(ref: Any, array: Any) -> bool:
+        return ref() is not None
+
+    def _store(
+        self, array: Any, mmap_mode: Any, key: Any, known: Any, same: Any, owner: Any
+    ) -> str:
         from ..hashing import hash as content_hash
         from ..persistence import dump, load
 
@@ -143,11 +178,11 @@ class SharedFolder:
         # it was written. Otherwise the file never changes: compare with the file itself
         # (memory speed, and exact).
         by_hash = mmap_mode in ("r+", "w+")
-        if known is not None and known[0] is array and known[1] is not None:
-            _, content, path, _ = known
+        if known is not None and same(known[0], array) and known[1] is not None:
+            ref, content, path, _ = known
             now = tick()
             if content_hash(array) == content if by_hash else _same_bytes(array, content):
-                self._stored[id(array)] = (array, content, path, now)
+                self._stored[key] = (ref, content, path, now)
                 return path
         now = tick()
         path = os.path.join(self.path, f"{uuid.uuid4().hex}.arg")
@@ -156,8 +191,37 @@ class SharedFolder:
         content = None
         if array.flags.c_contiguous or array.flags.f_contiguous:
             content = content_hash(array) if by_hash else load(path, mmap_mode="r")
-        self._stored[id(array)] = (array, content, path, now)
+        # A file replaced by a newer one of the same array stays until end_call(): batches
+        # already sent may still name it.
+        ref = weakref.ref(array) if owner is None else functools.partial(_identity, owner)
+        self._stored[key] = (ref, content, path, now)
         return path
+
+    def end_call(self) -> None:
+        """One call ended: delete the files no longer worth keeping for the next call.
+
+        Every batch of the call is done, so no worker will map these files again. A
+        file stays when its array still exists and the call sent it (the next call of a
+        ``with Parallel(...)`` block that sends the same array again reuses it).
+        """
+        used, self._used = self._used, set()
+        kept = {}
+        for key, entry in self._stored.items():
+            if key in used and entry[0]() is not None:
+                kept[key] = entry
+        keep_paths = {entry[2] for entry in kept.values()}
+        self._stored = kept
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(self.path, name)
+            if name.endswith(".arg") and path not in keep_paths:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     def cleanup(self) -> None:
         self._stored.clear()
@@ -173,6 +237,10 @@ def _cleanup_all() -> None:
         _live_folders.clear()
     for path in folders:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _identity(obj: Any) -> Any:
+    return obj
 
 
 def _memcmp() -> Any:
@@ -260,7 +328,98 @@ class _ArgumentPickler(cloudpickle.Pickler):
         if _is_large_array(obj, self._max_nbytes):
             path = self._folder.store(obj, self._mmap_mode, self._created)
             return load_argument, (path, self._mmap_mode)
+        if _is_large_arrow_buffer(obj, self._max_nbytes):
+            # The buffers of Arrow-backed data (pandas' str columns, pyarrow tables,
+            # polars frames sent as Arrow) take the arrays' path: a read-only map
+            # in the worker, wrapped again as a buffer without a copy.
+            import numpy as np
+
+            view = np.frombuffer(obj, dtype=np.uint8)
+            path = self._folder.store(view, "r", self._created, owner=obj)
+            return load_arrow_buffer, (path,)
+        pandas_arrays = sys.modules.get("pandas.arrays")
+        if pandas_arrays is not None and isinstance(
+            obj, getattr(pandas_arrays, "ArrowExtensionArray", ())
+        ):
+            state = _pandas_arrow_state(obj, self._max_nbytes)
+            if state is not None:
+                return restore_state, (type(obj), state)
+        polars = sys.modules.get("polars")
+        if polars is not None and type(obj) in (polars.DataFrame, polars.Series):
+            arrow = _polars_as_arrow(polars, obj)
+            if arrow is not None:
+                return polars_from_arrow, arrow
         return super().reducer_override(obj)
+
+
+def _is_large_arrow_buffer(obj: Any, max_nbytes: int) -> bool:
+    pa = sys.modules.get("pyarrow")
+    if pa is None or not isinstance(obj, pa.Buffer) or obj.size <= max_nbytes:
+        return False
+    return (
+        "numpy" in sys.modules
+    )  # the file is written as a byte array (pyarrow >= 16 has no numpy)
+
+
+def _polars_as_arrow(polars: Any, frame: Any) -> Optional[tuple]:
+    """Arguments of :func:`polars_from_arrow` giving ``frame`` back, or None.
+
+    polars pickles a frame as one IPC byte string, copied into every batch; as Arrow
+    data (no copy), its large buffers go through shared memory like numpy arrays. Only
+    when the frame comes back from Arrow with the same schema (else: polars' pickle).
+    """
+    if frame.estimated_size() < 1 << 20:
+        return None  # small: polars' own pickle is as good
+    try:
+        try:  # polars' own layout (string views): no conversion, no copy
+            arrow = frame.to_arrow(compat_level=polars.CompatLevel.newest())
+        except (AttributeError, TypeError):  # polars < 1.1
+            arrow = frame.to_arrow()
+        is_series = isinstance(frame, polars.Series)
+        name = frame.name if is_series else None
+        back = polars_from_arrow(arrow, name)
+        if is_series:
+            same = back.dtype == frame.dtype and back.name == frame.name
+        else:
+            same = back.schema == frame.schema
+    except Exception:  # e.g. object columns: polars' pickle
+        return None
+    return (arrow, name) if same else None
+
+
+def polars_from_arrow(arrow: Any, name: Optional[str]) -> Any:
+    """A polars frame (``name`` None) or series from Arrow data, without a copy."""
+    import polars
+
+    frame: Any = polars.from_arrow(arrow)
+    return frame if name is None else frame.alias(name)
+
+
+def _pandas_arrow_state(array: Any, max_nbytes: int) -> Optional[dict]:
+    """The pickled state of a large Arrow-backed pandas array, its chunks as they are.
+
+    pandas' own pickle combines the chunks into a new Arrow array, a copy of the column
+    at a new address each time: its buffers could never be recognised as already shared.
+    """
+    state = getattr(array, "__dict__", None)
+    if not isinstance(state, dict) or "_pa_array" not in state or array.nbytes <= max_nbytes:
+        return None
+    state = dict(state)
+    state["_cache"] = {}  # as pandas: cached properties are recomputed
+    return state
+
+
+def restore_state(cls: Any, state: dict) -> Any:
+    """Worker side: an object of ``cls`` given ``state`` by its ``__setstate__``."""
+    obj = cls.__new__(cls)
+    obj.__setstate__(state)
+    return obj
+
+
+def load_arrow_buffer(path: str) -> Any:
+    """Worker side: an Arrow buffer over the read-only map of a shared file."""
+    pa: Any = importlib.import_module("pyarrow")  # typed Any: pyarrow ships no stubs
+    return pa.py_buffer(load_argument(path, "r"))
 
 
 class _ResultPickler(cloudpickle.Pickler):

@@ -12,6 +12,8 @@ import traceback
 from concurrent.futures import Future
 from typing import Any, Callable, Optional
 
+from .._core import split_calls
+
 # Per-thread view of the nesting of Parallel calls: inside a worker, the backend name,
 # n_jobs and nesting level that an inner Parallel call should use by default.
 _nesting = threading.local()
@@ -111,33 +113,46 @@ class BatchedCalls:
         self.function: Any = None
         self.args: Optional[list] = None
         self.single = False
+        # The common batch calls one function without keyword arguments: keep the
+        # function once and the positional arguments alone, as Pool.map sends them (its
+        # pickle is ~4x smaller, ~6x again with one argument a call: no tuple a call),
+        # and run it as one map. Done at once (one native pass), so that the task
+        # tuples die here instead of waiting in the queue for the cyclic collector.
+        common = split_calls(items) if type(items) is list else None
+        if common is not None:
+            self.items = None
+            self.function, self.args, self.single = common
         self.nested = nested
         self.return_exceptions = return_exceptions
         # tick() once every task of the batch existed; None: unknown (not sent along)
         self.created: Optional[int] = None
+
+    @classmethod
+    def of_function(
+        cls,
+        function: Callable[..., Any],
+        single: bool,
+        args: list,
+        nested: Optional[Nesting] = None,
+        return_exceptions: bool = False,
+    ) -> BatchedCalls:
+        """The batch calling ``function`` on each item of ``args`` (``single``: the
+        argument itself, else a tuple of arguments), without building the calls."""
+        batch = cls([], nested, return_exceptions)
+        batch.items = None
+        batch.function, batch.args, batch.single = function, args, single
+        return batch
 
     def __len__(self) -> int:
         return len(self.items if self.items is not None else self.args or ())
 
     def __getstate__(self) -> tuple:
         items = self.items
-        if items:
-            # The common batch calls one function without keyword arguments: send the
-            # function once and the positional arguments alone (pickles ~4x smaller),
-            # and a bare list of arguments when every call has exactly one (no tuple
-            # per call to pickle, memoize and rebuild: ~6x cheaper again). One pass
-            # each: this runs in the caller, which also has to produce every task.
-            first = items[0][0]
-            try:
-                args = [a for f, a, kw in items if f is first and not kw]
-            except (TypeError, ValueError):  # not (f, args, kwargs): the worker says so
-                args = []
-            if len(args) == len(items):
-                try:
-                    singles = [arg for (arg,) in args]
-                except (TypeError, ValueError):  # some call has 0 or 2+ arguments
-                    return (None, first, args, False, *self._tail())
-                return (None, first, singles, True, *self._tail())
+        if items:  # set again after __init__ (e.g. arguments replaced by the dask backend)
+            common = split_calls(items) if type(items) is list else None
+            if common is not None:
+                function, args, single = common
+                return (None, function, args, single, *self._tail())
         return (items, self.function, self.args, self.single, *self._tail())
 
     def _tail(self) -> tuple:
@@ -169,11 +184,12 @@ class BatchedCalls:
             if order is not None:
                 return self._run_in(order, wrap_errors)
             if not self.return_exceptions:
-                if self.items is None:
+                items = self.items
+                if items is None:
                     if self.single:
                         return list(map(self.function, self.args or ()))
                     return list(itertools.starmap(self.function, self.args or ()))
-                return [f(*args, **kwargs) for f, args, kwargs in self.items]
+                return [f(*args, **kwargs) for f, args, kwargs in items]
             out = []
             for f, args, kwargs in self._calls():
                 try:

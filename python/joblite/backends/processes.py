@@ -182,6 +182,12 @@ class _ProcessBackend(ParallelBackendBase):
         results, future.duration = _transport.loads_outcome(data)  # type: ignore[attr-defined]
         return results
 
+    def stop_call(self) -> None:
+        # In a `with Parallel(...)` block the folder lives on: keep only what the next
+        # call may reuse (joblib #1351).
+        if self._folder is not None:
+            self._folder.end_call()
+
     def terminate(self) -> None:
         if self._folder is not None:
             self._folder.cleanup()

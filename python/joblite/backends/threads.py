@@ -1,7 +1,10 @@
-"""The threading backend: batches run on the Rust thread pool of ``joblite._core``.
+"""The threading backend: batches run on daemon threads fed by the Rust task queue of
+``joblite._core``.
 
 Workers hold the GIL only while they run Python code, so tasks that release it (numpy,
 I/O, compiled code) run truly in parallel, and queueing a batch costs one lock round-trip.
+The workers are Python daemon threads (as joblib's): a Ctrl-C, or the end of the program,
+does not wait for the tasks they are running.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import sys
 import threading
 from concurrent.futures import Future
 from time import perf_counter
@@ -16,9 +20,9 @@ from typing import Any, Optional
 
 from .base import BatchedCalls, ParallelBackendBase
 
-# (n_threads, nesting level) -> pool: an inner call never queues behind the outer
-# batches that wait for it.
-_pools: dict[tuple[int, int], Any] = {}
+# (n_threads, nesting level) -> (pool, its worker threads): an inner call never queues
+# behind the outer batches that wait for it.
+_pools: dict[tuple[int, int], tuple[Any, list[threading.Thread]]] = {}
 _pools_pid = os.getpid()
 _pools_lock = threading.Lock()
 _groups = itertools.count(1)
@@ -32,23 +36,69 @@ def get_thread_pool(n_threads: int, nesting_level: int = 0) -> Any:
             _pools.clear()
             _pools_pid = os.getpid()
         key = (n_threads, nesting_level)
-        pool = _pools.get(key)
-        if pool is None or pool.closed:
+        entry = _pools.get(key)
+        if entry is None or entry[0].closed:
             from .._core import TaskPool
 
-            pool = _pools[key] = TaskPool(n_threads, name="joblite-thread")
-        return pool
+            pool = TaskPool(n_threads, name="joblite-thread", threads=False)
+            threads = [
+                threading.Thread(
+                    target=_work,
+                    args=(pool.next_job,),
+                    name=f"joblite-thread-{i}" + (f"-{nesting_level}" if nesting_level else ""),
+                    daemon=True,
+                )
+                for i in range(n_threads)
+            ]
+            for thread in threads:
+                thread.start()
+            entry = _pools[key] = (pool, threads)
+        return entry[0]
+
+
+def _name_native_thread(name: str) -> None:
+    # The OS sees the name too (top, py-spy, /proc/<pid>/task/*/comm), as it did the
+    # Rust pool's threads; Python before 3.14 only names its own thread object.
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        except (OSError, AttributeError):
+            pass
+
+
+def _work(next_job: Any) -> None:
+    """A worker: run queued jobs until the pool is shut down."""
+    _name_native_thread(threading.current_thread().name)
+    job = next_job()
+    while job is not None:
+        try:
+            job()  # reports its own outcome through its future
+        except BaseException:  # a bug of the job wrapper: say so, keep the worker
+            sys.excepthook(*sys.exc_info())
+        job = None  # do not keep the finished batch alive while waiting
+        job = next_job()
+
+
+# How long the end of the program waits for idle workers to leave (busy ones are not
+# waited for: daemon threads, abandoned by the interpreter as it exits).
+_EXIT_GRACE_SECONDS = 0.1
 
 
 @atexit.register
 def _shutdown_pools() -> None:
-    # Join the workers before the interpreter starts tearing itself down, so no
-    # worker ever tries to take the GIL of a finalizing interpreter.
+    # Close the queues so that idle workers return before the interpreter finalizes;
+    # a worker still running a task is left to the interpreter, as any daemon thread.
     with _pools_lock:
-        pools = list(_pools.values()) if _pools_pid == os.getpid() else []
+        entries = list(_pools.values()) if _pools_pid == os.getpid() else []
         _pools.clear()
-    for pool in pools:
-        pool.shutdown(wait=True)
+    deadline = perf_counter() + _EXIT_GRACE_SECONDS
+    for pool, _ in entries:
+        pool.shutdown(wait=False)
+    for _, threads in entries:
+        for thread in threads:
+            thread.join(max(deadline - perf_counter(), 0.0))
 
 
 class ThreadingBackend(ParallelBackendBase):

@@ -10,20 +10,19 @@ from __future__ import annotations
 import ast
 import collections
 import functools
+import gc
 import itertools
 import multiprocessing
 import operator
 import queue
 import time
 import warnings
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
 
 from ..backends.base import BatchedCalls, tick
 from ._progress import Reporter
-
-if TYPE_CHECKING:
-    from ._parallel import Parallel
 
 # "auto" batches aim at this much work each: long enough that the per-batch cost
 # (pickling, a pipe round-trip, waking the caller, which on a machine with as many
@@ -90,32 +89,100 @@ def _notify(done: queue.SimpleQueue, batch_id: int, _future: Any) -> None:
     done.put(batch_id)
 
 
+@dataclass(frozen=True)
+class CallPlan:
+    """What one Parallel call does, fixed when it starts (built by ``Parallel``)."""
+
+    n_jobs: int
+    batch_size: Union[int, str]
+    pre_dispatch: Union[int, str]
+    timeout: Optional[float]
+    return_as: str
+    return_exceptions: bool
+    verbose: int
+    progress: bool
+    callback: Optional[Callable[[Any], Any]]
+    total: Optional[int]  # the caller's total=, shown while the input's length is unknown
+    desc: Optional[str]
+    label: str  # how messages name the Parallel object
+    backend_name: str  # the backend's class name, for progress lines and warnings
+    # Inside a `with Parallel(...)` block: the driver is configured already and stays so.
+    managed: bool
+    # Arguments of the driver's configure() besides n_jobs (temp_folder, max_nbytes, ...).
+    driver_options: Mapping[str, Any]
+    # After each batch, call the listener's print_progress (verbose, or joblib's hook
+    # overridden by a subclass of Parallel).
+    print_hook: bool
+
+
+class AutoBatching:
+    """What ``batch_size="auto"`` has learnt so far; kept by Parallel across its calls."""
+
+    __slots__ = ("per_task", "send", "shared")
+
+    def __init__(self) -> None:
+        self.per_task: Optional[float] = None  # seconds of work a task
+        self.send: Optional[float] = None  # seconds of sending a batch (shared arrays)
+        self.shared = 0  # shared arrays the last batch referred to
+
+
+class CallListener:
+    """The one way a call reports back to the object that started it (joblib's counters,
+    its ``print_progress`` hook, the call's start and end). This base does nothing."""
+
+    def started(self, call: Dispatcher) -> None:
+        """The call starts: ``call.reporter`` and ``call.shown_total`` are readable."""
+
+    def counted(
+        self,
+        dispatched_tasks: int,
+        dispatched_batches: int,
+        completed_tasks: int,
+        completed_batches: int,
+    ) -> None:
+        """joblib's counters changed (after dispatching or completing batches)."""
+
+    def print_progress(self) -> None:
+        """A batch completed (called when ``CallPlan.print_hook`` is set)."""
+
+    def ended(self) -> None:
+        """The call is over (results all returned, or it failed or was closed)."""
+
+
 class Dispatcher:
     """Runs one call of a :class:`joblite.Parallel` over an iterable of delayed calls."""
 
     def __init__(
-        self, parallel: Parallel, iterable: Iterable[tuple], print_hook: bool = False
+        self,
+        plan: CallPlan,
+        driver: Any,
+        iterable: Iterable[tuple],
+        listener: Optional[CallListener] = None,
+        auto: Optional[AutoBatching] = None,
+        mapped: Optional[tuple[Callable[..., Any], bool]] = None,
     ) -> None:
-        self.parallel = parallel
-        self.backend = parallel._driver
+        self.plan = plan
+        self.backend = driver
+        self.listener = listener if listener is not None else CallListener()
+        self.auto = auto if auto is not None else AutoBatching()
         self.iterable = iterable
+        # Parallel.map: (function, single): the input holds the calls' arguments (the
+        # argument itself when single, else a tuple of them), not delayed calls.
+        self.mapped = mapped
         try:
             self.n_total: Optional[int] = len(iterable)  # type: ignore[arg-type]
         except TypeError:
             self.n_total = None
         # the caller's total=, shown while the length of the input is unknown
-        self._given_total: Optional[int] = parallel.total
-        self.reporter = Reporter(
-            parallel.verbose, repr(parallel), parallel.progress, parallel.callback, parallel.desc
-        )
-        # print_progress runs after every batch when verbose or overridden (joblib's hook)
-        self.hook = bool(parallel.verbose) or print_hook
-        parallel._reporter = self.reporter
-        parallel._call = self
-        parallel.n_dispatched_tasks = parallel.n_completed_tasks = 0
-        parallel.n_dispatched_batches = parallel.n_completed_batches = 0
+        self._given_total: Optional[int] = plan.total
+        self.reporter = Reporter(plan.verbose, plan.label, plan.progress, plan.callback, plan.desc)
+        self.hook = plan.print_hook
         self.n_dispatched = 0
         self.n_completed = 0
+        self.n_dispatched_batches = 0
+        self.n_completed_batches = 0
+        self.listener.started(self)
+        self._count()
         # the batch the timeout watches (the oldest outstanding) and since when
         self._head = -1
         self._head_since = 0.0
@@ -133,6 +200,11 @@ class Dispatcher:
         """What progress reports show as the total: the length once known, else total=."""
         return self.n_total if self.n_total is not None else self._given_total
 
+    def _count(self) -> None:
+        self.listener.counted(
+            self.n_dispatched, self.n_dispatched_batches, self.n_completed, self.n_completed_batches
+        )
+
     # -- public entry points -------------------------------------------------------
 
     def run_to_list(self) -> list:
@@ -143,34 +215,32 @@ class Dispatcher:
                     out.extend(results)
             return out
         finally:
-            self.parallel._running = False
-            self.parallel._call = None  # do not keep the input alive after the call
+            self.listener.ended()
 
     def run_generator(self) -> Iterator[Any]:
         try:
-            ordered = self.parallel.return_as == "generator"
+            ordered = self.plan.return_as == "generator"
             for results in self._batches(ordered=ordered, bounded=True):
                 if results is None:
                     yield None  # the priming step of Parallel.__call__: batches are out
                 else:
                     yield from results
         finally:
-            self.parallel._running = False
-            self.parallel._call = None  # do not keep the input alive after the call
+            self.listener.ended()
 
     # -- the loop --------------------------------------------------------------------
 
     def _batches(self, ordered: bool, bounded: bool) -> Iterator[Optional[list]]:
         """Lists of results, batch by batch; first a ``None`` once work is dispatched."""
-        parallel = self.parallel
-        if parallel.n_jobs == 1:
+        plan = self.plan
+        if plan.n_jobs == 1:
             yield from self._sequential()
             return
         backend = self.backend
-        if not parallel._managed:
-            n_jobs = parallel._configure()
+        if not plan.managed:
+            n_jobs = backend.configure(n_jobs=plan.n_jobs, **plan.driver_options)
         else:
-            n_jobs = parallel.n_jobs
+            n_jobs = plan.n_jobs
         limit = self._limit(n_jobs)
         nested = backend.get_nested_backend()
         done: queue.SimpleQueue = queue.SimpleQueue()
@@ -185,26 +255,45 @@ class Dispatcher:
             iterator = iter(self.iterable)
             backend.start_call()
             started = True
-            if parallel.timeout is not None and not backend.supports_timeout:
-                _warn_no_timeout(type(parallel._backend).__name__, parallel.timeout)
-            self.reporter.start(type(parallel._backend).__name__, n_jobs, self.shown_total)
+            if plan.timeout is not None and not backend.supports_timeout:
+                _warn_no_timeout(plan.backend_name, plan.timeout)
+            self.reporter.start(plan.backend_name, n_jobs, self.shown_total)
             while True:
-                while not exhausted and len(inflight) + (len(ready) if bounded else 0) < limit:
-                    items = self._take(iterator, n_jobs)
-                    if not items:
-                        exhausted = True
-                        self.n_total = self.n_dispatched
-                        break
-                    _check_task(items[0], self.n_dispatched)
-                    batch = BatchedCalls(items, nested, parallel.return_exceptions)
-                    batch.created = self._created(self.n_dispatched + len(items))
-                    future = backend.submit(batch)
-                    inflight[next_id] = (self.n_dispatched, len(items), future, time.monotonic())
-                    future.add_done_callback(functools.partial(_notify, done, next_id))
-                    next_id += 1
-                    self.n_dispatched += len(items)
-                    parallel.n_dispatched_tasks = self.n_dispatched
-                    parallel.n_dispatched_batches = next_id
+                # The cyclic collector is paused while tasks are read and dispatched: the
+                # tuples of 100k tiny tasks alive at once made it run full collections
+                # (~40% of such a call); split into batches (BatchedCalls), they are gone
+                # before it runs again. Never paused across a yield (the caller's code).
+                collect = gc.isenabled()
+                if collect:
+                    gc.disable()
+                try:
+                    while not exhausted and len(inflight) + (len(ready) if bounded else 0) < limit:
+                        items = self._take(iterator, n_jobs)
+                        if not items:
+                            exhausted = True
+                            self.n_total = self.n_dispatched
+                            break
+                        size = len(items)
+                        if self.mapped is None:
+                            _check_task(items[0], self.n_dispatched)
+                            batch = BatchedCalls(items, nested, plan.return_exceptions)
+                        else:
+                            batch = BatchedCalls.of_function(
+                                *self.mapped, items, nested, plan.return_exceptions
+                            )
+                        del items  # the tasks now live in the batch alone
+                        batch.created = self._created(self.n_dispatched + size)
+                        future = backend.submit(batch)
+                        del batch
+                        inflight[next_id] = (self.n_dispatched, size, future, time.monotonic())
+                        future.add_done_callback(functools.partial(_notify, done, next_id))
+                        next_id += 1
+                        self.n_dispatched += size
+                        self.n_dispatched_batches = next_id
+                        self._count()
+                finally:
+                    if collect:
+                        gc.enable()
                 if primed:
                     primed = False
                     yield None
@@ -223,15 +312,15 @@ class Dispatcher:
                     getattr(future, "shared_arrays", None),
                 )
                 self.n_completed += size
-                parallel.n_completed_tasks = self.n_completed
-                parallel.n_completed_batches += 1
+                self.n_completed_batches += 1
+                self._count()
                 if self.reporter.active:
                     indices = range(start, start + size)
                     self.reporter.completed(
                         indices, self.n_completed, self.n_dispatched, self.shown_total
                     )
                 if self.hook:
-                    parallel.print_progress()
+                    self.listener.print_progress()
                 if not ordered:
                     yield results
                     continue
@@ -247,19 +336,19 @@ class Dispatcher:
             self.reporter.close()
             if started:
                 backend.stop_call()
-            if not parallel._managed:
+            if not plan.managed:
                 backend.terminate()
 
     def _sequential(self) -> Iterator[Optional[list]]:
-        parallel = self.parallel
+        plan = self.plan
         report = self.reporter.active
         hook = self.hook
-        if parallel.timeout is not None:
-            _warn_no_timeout("SequentialBackend", parallel.timeout)
+        if plan.timeout is not None:
+            _warn_no_timeout("SequentialBackend", plan.timeout)
         self.reporter.start("SequentialBackend", 1, self.shown_total)
         yield None
         # An int batch_size reads that many tasks before running them, as joblib does.
-        size = parallel.batch_size if isinstance(parallel.batch_size, int) else 1
+        size = plan.batch_size if isinstance(plan.batch_size, int) else 1
         try:
             if size == 1 and not (report or hook):
                 yield from self._sequential_plain()
@@ -273,11 +362,11 @@ class Dispatcher:
                 for offset, task in enumerate(tasks):
                     _check_task(task, start + offset)
                 self.n_dispatched += len(tasks)
-                parallel.n_dispatched_tasks = self.n_dispatched
-                parallel.n_dispatched_batches += 1
+                self.n_dispatched_batches += 1
+                self._count()
                 results = []
                 for function, args, kwargs in tasks:
-                    if parallel.return_exceptions:
+                    if plan.return_exceptions:
                         try:
                             results.append(function(*args, **kwargs))
                         except Exception as error:
@@ -285,8 +374,8 @@ class Dispatcher:
                     else:
                         results.append(function(*args, **kwargs))
                 self.n_completed += len(tasks)
-                parallel.n_completed_tasks = self.n_completed
-                parallel.n_completed_batches += 1
+                self.n_completed_batches += 1
+                self._count()
                 if report:
                     self.reporter.completed(
                         range(start, self.n_completed),
@@ -295,7 +384,7 @@ class Dispatcher:
                         self.shown_total,
                     )
                 if hook:
-                    parallel.print_progress()
+                    self.listener.print_progress()
                 yield results
             self.n_total = self.n_completed
             self.reporter.finished(self.n_completed)
@@ -304,8 +393,7 @@ class Dispatcher:
 
     def _sequential_plain(self) -> Iterator[Optional[list]]:
         """One task at a time, nothing to report: the cheapest loop (n_jobs=1, tiny tasks)."""
-        parallel = self.parallel
-        return_exceptions = parallel.return_exceptions
+        return_exceptions = self.plan.return_exceptions
         index = -1
         try:
             for index, task in enumerate(self.iterable):
@@ -322,16 +410,16 @@ class Dispatcher:
         finally:
             # joblib's counters, set once: nobody reads them during a plain call
             done = index + 1
-            parallel.n_dispatched_tasks = parallel.n_completed_tasks = done
-            parallel.n_dispatched_batches = parallel.n_completed_batches = done
-        self.n_dispatched = self.n_completed = done
+            self.n_dispatched = self.n_completed = done
+            self.n_dispatched_batches = self.n_completed_batches = done
+            self._count()
         self.n_total = done
         self.reporter.finished(done)
 
     # -- helpers ---------------------------------------------------------------------
 
     def _limit(self, n_jobs: int) -> int:
-        pre_dispatch = self.parallel.pre_dispatch
+        pre_dispatch = self.plan.pre_dispatch
         if pre_dispatch == "all":
             return 1 << 62
         if isinstance(pre_dispatch, str):
@@ -351,7 +439,7 @@ class Dispatcher:
         of the tail instead of one worker running the last big batch alone.
         """
         size = self._batch_size(n_jobs)
-        if self.n_total is not None or self.parallel.batch_size != "auto":
+        if self.n_total is not None or self.plan.batch_size != "auto":
             if self._ahead:
                 items, self._ahead = self._ahead[:size], self._ahead[size:]
                 return items
@@ -382,15 +470,15 @@ class Dispatcher:
         return reads[0][1]
 
     def _batch_size(self, n_jobs: int) -> int:
-        size = self.parallel.batch_size
+        size = self.plan.batch_size
         if size != "auto":
             return int(size)
-        per_task = self.parallel._auto_state.get("per_task")
+        per_task = self.auto.per_task
         if per_task is None:
             return 1
         per_task = max(per_task, 1e-9)
         size = int(TARGET_BATCH_SECONDS / per_task)
-        send = self.parallel._auto_state.get("send")
+        send = self.auto.send
         if send:  # e.g. large shared arrays compared with their files for each batch
             size = max(size, int(send / (SEND_COST_SHARE * per_task)))
         if self.n_total is not None:  # guided self-scheduling, see TARGET_BATCH_SECONDS
@@ -400,7 +488,7 @@ class Dispatcher:
             # (cache locality): each extra batch reads every array from memory again, so
             # their tail stops shrinking at a full batch
             tail = MIN_TAIL_BATCH_SECONDS
-            if self.parallel._auto_state.get("shared", 0) >= 2:
+            if self.auto.shared >= 2:
                 tail = TARGET_BATCH_SECONDS
             size = min(size, max(share, int(tail / per_task)))
         return max(1, min(size, MAX_AUTO_BATCH))
@@ -413,21 +501,21 @@ class Dispatcher:
         send_seconds: Optional[float] = None,
         shared_arrays: Optional[int] = None,
     ) -> None:
-        if self.parallel.batch_size != "auto":
+        if self.plan.batch_size != "auto":
             return
         seconds = worker_seconds if worker_seconds is not None else wall_seconds
         measured = seconds / size
-        state = self.parallel._auto_state
-        old = state.get("per_task")
-        state["per_task"] = measured if old is None else 0.5 * old + 0.5 * measured
+        auto = self.auto
+        old = auto.per_task
+        auto.per_task = measured if old is None else 0.5 * old + 0.5 * measured
         if shared_arrays is not None:
-            state["shared"] = shared_arrays
+            auto.shared = shared_arrays
         if send_seconds is not None:
-            old = state.get("send")
-            state["send"] = send_seconds if old is None else 0.5 * old + 0.5 * send_seconds
+            old = auto.send
+            auto.send = send_seconds if old is None else 0.5 * old + 0.5 * send_seconds
 
     def _wait(self, done: queue.SimpleQueue, inflight: dict, last_progress: float) -> int:
-        timeout = self.parallel.timeout
+        timeout = self.plan.timeout
         if timeout is None or not self.backend.supports_timeout:
             return done.get()
         # As joblib: the oldest outstanding batch gets `timeout` seconds from when it
@@ -447,7 +535,7 @@ class Dispatcher:
             except queue.Empty:
                 if time.monotonic() >= deadline and not inflight[head][2].done():
                     raise ParallelTimeoutError(
-                        f"a batch of tasks of {self.parallel!r} ran for more than"
+                        f"a batch of tasks of {self.plan.label} ran for more than"
                         f" timeout={timeout} s"
                     ) from None
 
@@ -460,4 +548,4 @@ class Dispatcher:
         still_running = any(not future.done() for future in futures)
         if interrupted or (still_running and not isinstance(error, GeneratorExit)):
             # in a `with Parallel(...)` block the next call reuses this backend
-            backend.abort_everything(ensure_ready=self.parallel._managed)
+            backend.abort_everything(ensure_ready=self.plan.managed)

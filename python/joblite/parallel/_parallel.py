@@ -6,11 +6,12 @@ The dispatch loop itself (batching, back-pressure, ordering, errors, timeouts) i
 
 from __future__ import annotations
 
-import functools
 import numbers
 from collections.abc import Iterable
+from types import MappingProxyType
 from typing import Any, Callable, Optional, Union
 
+from .. import _core
 from ..backends import default_backend, nesting
 from ..backends.foreign import JoblibInterfaceBackend, as_driver
 from ._config import (
@@ -24,44 +25,39 @@ from ._config import (
     given,
     plain,
 )
+from ._dispatch import AutoBatching, CallListener, CallPlan, Dispatcher
 
 _VALID_RETURN_AS = ("list", "generator", "generator_unordered")
 
 
-# The last function given to delayed() and its wrapper: ``delayed(f)(x) for x in xs``
-# calls delayed(f) once per item, so this spares building a wrapper every time.
-_last_delayed: tuple[Any, Any] = (None, None)
+# delayed() is native (rust/bindings/delayed.rs): building the calls is most of the cost
+# of a call of many tiny tasks, and is done in the caller, one call per task. Its
+# documentation is in _core.pyi.
+delayed = _core.delayed
+"""Capture a call for Parallel: ``delayed(f)(*args, **kwargs)`` is ``(f, args, kwargs)``.
 
+The call is a plain tuple, so joblib code that unpacks it (``f, args, kwargs =
+delayed(g)(x)``) keeps working; each call gets its own ``kwargs`` dict. ``delayed(f)`` is a
+native callable with ``f``'s ``__name__``, ``__qualname__``, ``__wrapped__`` and signature
+(its ``__doc__`` and ``__module__`` are its own), the same object for a run of calls of one
+function, so building a task costs about what building the tuple by hand does.
 
-def delayed(function: Callable[..., Any]) -> Callable[..., tuple]:
-    """Capture a call for Parallel: ``delayed(f)(*args, **kwargs)`` is ``(f, args, kwargs)``.
+Parameters
+----------
+function : callable
+    The function whose calls are captured.
 
-    Examples
-    --------
-    >>> from joblite import delayed
-    >>> delayed(pow)(2, 10)
-    (<built-in function pow>, (2, 10), {})
-    """
-    last = _last_delayed
-    if last[0] is function:
-        return last[1]
-    return _make_delayed(function)
+Returns
+-------
+DelayedFunction
+    A callable returning ``(function, args, kwargs)``.
 
-
-def _make_delayed(function: Callable[..., Any]) -> Callable[..., tuple]:
-    # Apart from delayed(), so that its fast path above creates no closure cell: it
-    # runs once per task in the caller, where every task is produced.
-    global _last_delayed
-
-    def delayed_function(*args: Any, **kwargs: Any) -> tuple:
-        return function, args, kwargs
-
-    try:
-        delayed_function = functools.wraps(function)(delayed_function)
-    except AttributeError:  # some callables have no __name__ & co
-        pass
-    _last_delayed = (function, delayed_function)
-    return delayed_function
+Examples
+--------
+>>> from joblite import delayed
+>>> delayed(pow)(2, 10)
+(<built-in function pow>, (2, 10), {})
+"""
 
 
 def wrap_non_picklable_objects(obj: Any, keep_wrapper: bool = True) -> Any:
@@ -213,9 +209,8 @@ class Parallel:
         self._backend, self.n_jobs = self._choose_backend(backend, config, backend_kwargs, n_jobs)
         self._managed = False
         self._running = False
-        self._auto_state: dict[str, Any] = {}
-        self._reporter: Any = None
-        self._call: Any = None  # the Dispatcher of the current (or last) call
+        self._auto = AutoBatching()  # what batch_size="auto" learnt, kept across calls
+        self._call: Any = None  # the Dispatcher of the current call
 
     def _choose_backend(
         self, backend: Any, config: dict[str, Any], backend_kwargs: dict, n_jobs: Any
@@ -293,32 +288,83 @@ class Parallel:
         Override it to report progress another way: ``self.n_completed_tasks`` and
         ``self.n_dispatched_tasks`` are current when it is called (as in joblib).
         """
-        reporter, call = self._reporter, self._call
-        if reporter is not None and call is not None:
-            reporter.print_progress(self.n_completed_tasks, call.shown_total)
+        call = self._call
+        if call is not None:
+            call.reporter.print_progress(self.n_completed_tasks, call.shown_total)
+
+    def _driver_options(self) -> dict[str, Any]:
+        return {
+            "temp_folder": self.temp_folder,
+            "max_nbytes": self.max_nbytes,
+            "mmap_mode": self.mmap_mode,
+            "timeout": self.timeout,
+        }
 
     def _configure(self) -> int:
         if self.n_jobs == 1:
             return 1
-        return self._driver.configure(
+        return self._driver.configure(n_jobs=self.n_jobs, **self._driver_options())
+
+    def _plan(self) -> CallPlan:
+        """This call's plan: the options as they are now, fixed for the whole call."""
+        overridden = type(self).print_progress is not Parallel.print_progress
+        return CallPlan(
             n_jobs=self.n_jobs,
-            temp_folder=self.temp_folder,
-            max_nbytes=self.max_nbytes,
-            mmap_mode=self.mmap_mode,
+            batch_size=self.batch_size,
+            pre_dispatch=self.pre_dispatch,
             timeout=self.timeout,
+            return_as=self.return_as,
+            return_exceptions=self.return_exceptions,
+            verbose=self.verbose,
+            progress=self.progress,
+            callback=self.callback,
+            total=self.total,
+            desc=self.desc,
+            label=repr(self),
+            backend_name=type(self._backend).__name__,
+            managed=self._managed,
+            driver_options=MappingProxyType(self._driver_options()),
+            print_hook=bool(self.verbose) or overridden,
         )
 
     def __call__(self, iterable: Iterable[tuple]) -> Any:
         """Run the ``delayed`` calls of ``iterable``; see ``return_as`` for the result."""
-        from ._dispatch import Dispatcher
+        return self._run(iterable, None)
 
+    def map(self, function: Callable[..., Any], *iterables: Iterable[Any]) -> Any:
+        """``function`` applied to every item of ``iterables``, as the builtin :func:`map`.
+
+        The same call as ``self(delayed(function)(*args) for args in zip(*iterables))``,
+        with the same ``return_as``, errors, ``timeout``, progress, batching and
+        back-pressure, but no ``delayed`` call is built per item: the items travel to the
+        workers as :meth:`multiprocessing.pool.Pool.map` sends them. (A joblite addition.)
+
+        Examples
+        --------
+        >>> from joblite import Parallel
+        >>> Parallel(n_jobs=2, backend="threading").map(pow, [1, 2, 3], [2, 2, 2])
+        [1, 4, 9]
+        """
+        if not callable(function):
+            raise TypeError(f"Parallel.map needs a callable, got {function!r}")
+        if not iterables:
+            raise TypeError("Parallel.map needs at least one iterable")
+        if self.n_jobs == 1:  # the sequential path runs delayed calls one by one anyway
+            calls = (delayed(function)(*args) for args in zip(*iterables))
+            return self(calls)
+        single = len(iterables) == 1
+        items: Iterable[Any] = iterables[0] if single else zip(*iterables)
+        return self._run(items, (function, single))
+
+    def _run(self, iterable: Iterable[Any], mapped: Optional[tuple]) -> Any:
         if self._running:
             raise RuntimeError(
                 "This Parallel instance is already running: consume or close the generator"
                 " of the previous call first."
             )
-        overridden = type(self).print_progress is not Parallel.print_progress
-        dispatcher = Dispatcher(self, iterable, overridden)
+        dispatcher = Dispatcher(
+            self._plan(), self._driver, iterable, _Listener(self), self._auto, mapped
+        )
         self._running = True
         try:
             if self.return_as == "list":
@@ -329,3 +375,36 @@ class Parallel:
         except BaseException:
             self._running = False
             raise
+
+
+class _Listener(CallListener):
+    """How a call of a :class:`Parallel` reports back to it: joblib's counters on the
+    instance, its ``print_progress`` hook, and the end of the call."""
+
+    __slots__ = ("parallel",)
+
+    def __init__(self, parallel: Parallel) -> None:
+        self.parallel = parallel
+
+    def started(self, call: Dispatcher) -> None:
+        self.parallel._call = call
+
+    def counted(
+        self,
+        dispatched_tasks: int,
+        dispatched_batches: int,
+        completed_tasks: int,
+        completed_batches: int,
+    ) -> None:
+        parallel = self.parallel
+        parallel.n_dispatched_tasks = dispatched_tasks
+        parallel.n_dispatched_batches = dispatched_batches
+        parallel.n_completed_tasks = completed_tasks
+        parallel.n_completed_batches = completed_batches
+
+    def print_progress(self) -> None:
+        self.parallel.print_progress()
+
+    def ended(self) -> None:
+        self.parallel._running = False
+        self.parallel._call = None  # do not keep the input alive after the call
