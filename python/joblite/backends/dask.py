@@ -195,7 +195,10 @@ class DaskDistributedBackend(ParallelBackendBase):
             (f, self._lift(a, futures), self._lift(kw, futures)) for f, a, kw in batch._calls()
         ]
         task = BatchedCalls(items, batch.nested, batch.return_exceptions)
-        name = getattr(batch.items[0][0], "__name__", "call") if batch.items else "call"
+        # the dashboard names a task after its function (a batch of one function keeps
+        # it apart from its arguments)
+        first = batch.items[0][0] if batch.items else batch.function
+        name = getattr(first, "__name__", "call")
         key = f"joblite-{name}-{uuid.uuid4().hex}-{next(_tokens)}"
         result: Future = Future()
         dask_future = self.client.submit(_run_batch, task, *futures, key=key, pure=False)
