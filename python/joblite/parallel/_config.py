@@ -12,6 +12,7 @@ from ..backends import (
     is_mp_context,
     joblib_bridge,
     make_backend,
+    nesting,
 )
 
 _VALID_MMAP_MODES = (None, "r+", "r", "w+", "c")
@@ -123,8 +124,43 @@ def _check_backend(backend: Any, inner_max_num_threads: Any, backend_params: dic
 
 
 def backend_from_config(spec: Any, level: int, config: dict[str, Any]) -> ParallelBackendBase:
-    """A backend for ``spec`` built with the backend parameters of ``config``."""
+    """A backend for ``spec`` built with the backend parameters of ``config``.
+
+    The instance a ``parallel_config(backend=name)`` built is the one that runs the work
+    (as in joblib: what ``parallel_backend`` yields counts the calls), unless the call
+    adds backend parameters of its own (``Parallel(**backend_kwargs)``): then a new one.
+    """
+    if (
+        spec is not None
+        and spec is config.get("backend")
+        and config.get("backend_built_with", config["backend_params"])
+        is not config["backend_params"]
+    ):
+        spec = config["backend_spec"]
     return make_backend(spec, level, config["inner_max_num_threads"], config["backend_params"])
+
+
+def get_active_backend(
+    prefer: Optional[str] = None, require: Optional[str] = None, verbose: int = 0
+) -> tuple[ParallelBackendBase, Any]:
+    """The backend a ``Parallel()`` without ``backend=`` would use here, and the n_jobs
+    :func:`parallel_config` sets (joblib's ``joblib.parallel.get_active_backend``)."""
+    config = get_config()
+    prefer = prefer if prefer is not None else plain(config["prefer"])
+    require = require if require is not None else plain(config["require"])
+    check_options(prefer, require, "r")
+    inner = nesting()
+    level = inner[2] if inner else 0
+    spec = config["backend"]
+    explicit = spec is not None
+    if spec is None:
+        spec = inner[0] if inner is not None else default_backend()
+    backend = backend_from_config(spec, level, config)
+    if (require == "sharedmem" and not getattr(backend, "supports_sharedmem", False)) or (
+        not explicit and prefer == "threads" and not getattr(backend, "uses_threads", False)
+    ):
+        backend = backend_from_config("threading", level, config)
+    return backend, plain(config["n_jobs"])
 
 
 class parallel_config:
@@ -187,12 +223,26 @@ class parallel_config:
             new["inner_max_num_threads"] = inner_max_num_threads
         if backend_params:
             new["backend_params"] = {**self.old_config["backend_params"], **backend_params}
+        if given(backend):
+            new.pop("backend_spec", None)
+            new.pop("backend_built_with", None)
+        if given(backend) and (isinstance(backend, str) or is_mp_context(backend)):
+            # built once, here: the instance the context yields is the one that runs
+            # every call inside it (joblib's behaviour), state kept (a client, a counter)
+            inner = nesting()
+            new["backend"] = backend_from_config(backend, inner[2] if inner else 0, new)
+            new["backend_spec"] = backend
+            new["backend_built_with"] = new["backend_params"]
         _config.value = new
         # libraries calling joblib (scikit-learn, ...) follow this configuration too
         given_values = {key: value for key, value in values.items() if given(value)}
-        self._joblib = joblib_bridge.mirror_config(
-            given_values, inner_max_num_threads, backend_params
-        )
+        try:
+            self._joblib = joblib_bridge.mirror_config(
+                given_values, inner_max_num_threads, backend_params
+            )
+        except BaseException:
+            _config.value = self.old_config  # never leave a half-entered configuration
+            raise
 
     def __enter__(self) -> parallel_config:
         return self
