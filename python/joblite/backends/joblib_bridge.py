@@ -124,14 +124,18 @@ def mirror_config(
     values: dict[str, Any],
     inner_max_num_threads: Optional[int] = None,
     backend_params: Optional[dict[str, Any]] = None,
+    instance: Any = None,
 ) -> ConfigMirror:
     """Enter a joblite configuration in joblib too; give what undoes it.
 
     Called by :class:`joblite.parallel_config` after it took effect, with the arguments
-    its caller gave (defaults left out). When joblib is not imported yet, the mirror
-    waits for joblib's import in this thread.
+    its caller gave (defaults left out) and the backend instance it built for a backend
+    name. When joblib is not imported yet, the mirror waits for joblib's import in this
+    thread.
     """
     values = dict(values)
+    if instance is not None:
+        values["instance"] = instance
     if inner_max_num_threads is not None:
         values["inner_max_num_threads"] = inner_max_num_threads
     if backend_params:
@@ -177,8 +181,20 @@ def _joblib_kwargs(values: dict[str, Any]) -> dict[str, Any]:
         if inner is not None and getattr(factory, "supports_inner_max_num_threads", True):
             kwargs["inner_max_num_threads"] = inner
         return kwargs
+    instance = values.get("instance")
+    if instance is not None and _speaks_joblib_natively(instance):
+        # a backend from joblib's registry (ray, spark, ...): joblib runs the very
+        # instance joblite's parallel_config built, so its state is one
+        kwargs["backend"] = instance
+        return kwargs
     kwargs["backend"] = _translate(spec, inner, params)
     return kwargs
+
+
+def _speaks_joblib_natively(backend: Any) -> bool:
+    from joblib.parallel import ParallelBackendBase as JoblibBackend
+
+    return isinstance(backend, JoblibBackend)
 
 
 def _is_builtin(name: str) -> bool:

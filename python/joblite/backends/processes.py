@@ -332,9 +332,24 @@ class MultiprocessingBackend(_ProcessBackend):
     # as joblib: BLAS threads are capped at cores // n_jobs, but not settable
     supports_inner_max_num_threads = False
 
-    def __init__(self, *args: Any, context: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, context: Any = None, maxtasksperchild: Optional[int] = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.context = context  # a multiprocessing context (default: the default one)
+        # joblib's worker recycling (multiprocessing.Pool's maxtasksperchild): a worker
+        # exits after that many batches and a fresh one takes its place
+        if maxtasksperchild is not None:
+            if isinstance(maxtasksperchild, bool) or not isinstance(maxtasksperchild, int):
+                raise TypeError(f"maxtasksperchild must be an int, got {maxtasksperchild!r}")
+            if maxtasksperchild < 1:
+                raise ValueError(f"maxtasksperchild must be >= 1, got {maxtasksperchild}")
+            if sys.version_info < (3, 11):
+                raise ValueError(
+                    "maxtasksperchild needs Python 3.11 or later with joblite's"
+                    " multiprocessing backend (concurrent.futures' max_tasks_per_child)"
+                )
+        self.maxtasksperchild = maxtasksperchild
 
     def _nesting_refusal(self) -> Optional[str]:
         parent = nesting()
@@ -351,6 +366,14 @@ class MultiprocessingBackend(_ProcessBackend):
         import multiprocessing
 
         context = self.context if self.context is not None else multiprocessing.get_context()
+        recycle = {}
+        if self.maxtasksperchild is not None:
+            recycle["max_tasks_per_child"] = self.maxtasksperchild
+            if context.get_start_method() == "fork":  # refused by concurrent.futures
+                methods = multiprocessing.get_all_start_methods()
+                context = multiprocessing.get_context(
+                    "forkserver" if "forkserver" in methods else "spawn"
+                )
 
         def create() -> Any:
             from concurrent.futures import ProcessPoolExecutor
@@ -360,9 +383,11 @@ class MultiprocessingBackend(_ProcessBackend):
                 mp_context=context,
                 initializer=_init_worker,
                 initargs=(env, self.initializer, self.initargs),
+                **recycle,
             )
 
-        key = (n_jobs, tuple(sorted(env.items())), context, *self._initializer_key())
+        key = (n_jobs, tuple(sorted(env.items())), context, self.maxtasksperchild)
+        key += self._initializer_key()
         return _cached_executor("multiprocessing", key, create)
 
     def _kill_executor(self) -> None:

@@ -223,6 +223,7 @@ class parallel_config:
             new["inner_max_num_threads"] = inner_max_num_threads
         if backend_params:
             new["backend_params"] = {**self.old_config["backend_params"], **backend_params}
+        built: Any = None
         if given(backend):
             new.pop("backend_spec", None)
             new.pop("backend_built_with", None)
@@ -233,12 +234,13 @@ class parallel_config:
             new["backend"] = backend_from_config(backend, inner[2] if inner else 0, new)
             new["backend_spec"] = backend
             new["backend_built_with"] = new["backend_params"]
+            built = new["backend"]
         _config.value = new
         # libraries calling joblib (scikit-learn, ...) follow this configuration too
         given_values = {key: value for key, value in values.items() if given(value)}
         try:
             self._joblib = joblib_bridge.mirror_config(
-                given_values, inner_max_num_threads, backend_params
+                given_values, inner_max_num_threads, backend_params, built
             )
         except BaseException:
             _config.value = self.old_config  # never leave a half-entered configuration
