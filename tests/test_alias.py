@@ -435,3 +435,47 @@ def test_store_moving_single_files_caches(tmp_path):
     assert len(moves) == 2
     assert all(os.path.dirname(src) == os.path.dirname(dst) for src, dst in moves)
     assert f.check_call_in_cache(4)
+
+
+def test_backends_written_against_joblibs_classes_run_under_the_alias():
+    """joblibspark's and Ray's shapes, registered through the alias's joblib."""
+    out = run(
+        """
+        import joblite
+        joblite.install_as_joblib()
+        import threading
+        from multiprocessing.pool import ThreadPool
+        import joblib
+        from joblib._parallel_backends import (
+            AutoBatchingMixin, MultiprocessingBackend, ParallelBackendBase)
+        from joblib.parallel import register_parallel_backend
+
+        class SparkShaped(ParallelBackendBase, AutoBatchingMixin):
+            def effective_n_jobs(self, n_jobs):
+                return 2
+            def configure(self, n_jobs=1, parallel=None, **kwargs):
+                self._pool = ThreadPool(2)
+                return 2
+            def apply_async(self, func, callback=None):
+                return self._pool.apply_async(func, callback=callback)
+            def terminate(self):
+                self._pool.terminate()
+
+        class RayShaped(MultiprocessingBackend):
+            def configure(self, n_jobs=1, parallel=None, prefer=None, require=None, **kw):
+                self._pool = ThreadPool(n_jobs)
+                return n_jobs
+
+        def where(i):
+            return threading.current_thread().name
+
+        register_parallel_backend("spark-shaped", SparkShaped)
+        register_parallel_backend("ray-shaped", RayShaped)
+        for name in ("spark-shaped", "ray-shaped"):
+            with joblib.parallel_backend(name, n_jobs=2):
+                names = joblib.Parallel()(joblib.delayed(where)(i) for i in range(8))
+            assert all(n.startswith("Thread-") for n in names), names
+        print("ok")
+        """
+    )
+    assert out.strip() == "ok"

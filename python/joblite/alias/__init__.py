@@ -119,12 +119,13 @@ def install_as_joblib() -> None:
 
     Examples
     --------
+    At the top of the program, before anything imports joblib:
+
     >>> import joblite
-    >>> joblite.install_as_joblib()
-    >>> import joblib
-    >>> joblib.Parallel is joblite.Parallel
+    >>> joblite.install_as_joblib()  # doctest: +SKIP
+    >>> import joblib  # doctest: +SKIP
+    >>> joblib.Parallel is joblite.Parallel  # doctest: +SKIP
     True
-    >>> joblite.alias.uninstall()  # only for this example: the switch is for a whole process
     """
     with _lock:
         existing = sys.modules.get("joblib")

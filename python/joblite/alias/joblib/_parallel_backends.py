@@ -7,10 +7,12 @@ subclass joblite's :class:`~joblite.ParallelBackendBase` and implement joblib's
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 from ...backends import ParallelBackendBase
-from ...backends.processes import LokyBackend, MultiprocessingBackend
+from ...backends.processes import LokyBackend
+from ...backends.processes import MultiprocessingBackend as _JobliteMultiprocessing
 from ...backends.sequential import SequentialBackend
 from ...backends.threads import ThreadingBackend
 
@@ -20,6 +22,7 @@ __all__ = [
     "LokyBackend",
     "MultiprocessingBackend",
     "ParallelBackendBase",
+    "PoolManagerMixin",
     "SequentialBackend",
     "ThreadingBackend",
 ]
@@ -58,3 +61,48 @@ class FallbackToBackend(Exception):
     def __init__(self, backend: Any) -> None:
         super().__init__(backend)
         self.backend = backend
+
+
+class PoolManagerMixin:
+    """joblib's mixin for backends that run batches on a ``multiprocessing.Pool``-like
+    object a subclass's ``configure`` puts in ``self._pool`` (Ray's ``RayBackend``)."""
+
+    _pool: Any = None
+
+    def _get_pool(self) -> Any:
+        return self._pool
+
+    def apply_async(self, func: Any, callback: Any = None) -> Any:
+        """Schedule ``func`` on the pool (joblib's older backend interface)."""
+        return self._get_pool().apply_async(func, callback=callback)
+
+    def terminate(self) -> None:
+        """Close the pool."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            pool.terminate()
+
+
+class MultiprocessingBackend(PoolManagerMixin, _JobliteMultiprocessing):
+    """joblite's multiprocessing backend; a subclass that builds its own pool in
+    ``configure`` (as Ray's does) has its batches run on that pool instead."""
+
+    def submit(self, batch: Any, **kwargs: Any) -> Future:
+        pool = self._pool
+        if pool is None:
+            return super().submit(batch, **kwargs)
+        future: Future = Future()
+        future.set_running_or_notify_cancel()
+        pool.apply_async(batch, callback=future.set_result, error_callback=future.set_exception)
+        future.from_pool = True  # type: ignore[attr-defined]
+        return future
+
+    def retrieve(self, future: Future) -> list:
+        if getattr(future, "from_pool", False):
+            return future.result()  # type: ignore[no-any-return]
+        return super().retrieve(future)
+
+    def terminate(self) -> None:
+        PoolManagerMixin.terminate(self)
+        _JobliteMultiprocessing.terminate(self)
