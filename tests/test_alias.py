@@ -90,9 +90,7 @@ def test_alias_gives_joblite_under_joblibs_names():
 
 
 def test_environment_variable_installs_it_at_joblite_import():
-    out = run(
-        "import joblite, joblib; print(joblib.__name__)", env={"JOBLITE_AS_JOBLIB": "1"}
-    )
+    out = run("import joblite, joblib; print(joblib.__name__)", env={"JOBLITE_AS_JOBLIB": "1"})
     assert out.strip() == "joblite.alias.joblib"
 
 

@@ -366,7 +366,7 @@ class MultiprocessingBackend(_ProcessBackend):
         import multiprocessing
 
         context = self.context if self.context is not None else multiprocessing.get_context()
-        recycle = {}
+        recycle: dict[str, int] = {}
         if self.maxtasksperchild is not None:
             recycle["max_tasks_per_child"] = self.maxtasksperchild
             if context.get_start_method() == "fork":  # refused by concurrent.futures
@@ -386,8 +386,13 @@ class MultiprocessingBackend(_ProcessBackend):
                 **recycle,
             )
 
-        key = (n_jobs, tuple(sorted(env.items())), context, self.maxtasksperchild)
-        key += self._initializer_key()
+        key = (
+            n_jobs,
+            tuple(sorted(env.items())),
+            context,
+            self.maxtasksperchild,
+            *self._initializer_key(),
+        )
         return _cached_executor("multiprocessing", key, create)
 
     def _kill_executor(self) -> None:
