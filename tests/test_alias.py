@@ -377,6 +377,14 @@ def test_unknown_backend_keyword_is_refused(backend):
         parallel_config(backend=backend, no_such_option=1)
 
 
+def test_joblibs_backend_options_are_accepted():
+    backend = Parallel(n_jobs=2, backend="loky", idle_worker_timeout=7)._backend
+    assert backend.idle_worker_timeout == 7
+    assert Parallel(n_jobs=2, backend="loky", idle_worker_timeout=7)(
+        delayed(abs)(-i) for i in range(3)
+    ) == [0, 1, 2]
+
+
 def test_maxtasksperchild_is_checked():
     with pytest.raises(ValueError, match="maxtasksperchild"):
         Parallel(n_jobs=2, backend="multiprocessing", maxtasksperchild=0)
@@ -477,3 +485,28 @@ def test_backends_written_against_joblibs_classes_run_under_the_alias():
         """
     )
     assert out.strip() == "ok"
+
+
+@pytest.mark.slow
+def test_dask_workers_get_the_alias():
+    pytest.importorskip("distributed")
+    out = run(
+        """
+        import joblite
+        joblite.install_as_joblib()
+        from distributed import Client, LocalCluster
+
+        def joblib_seen(i):
+            import joblib, os
+            return os.getpid(), joblib.__name__
+
+        if __name__ == "__main__":
+            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                              dashboard_address=None) as cluster, Client(cluster):
+                with joblite.parallel_config(backend="dask"):
+                    seen = joblite.Parallel()(joblite.delayed(joblib_seen)(i) for i in range(6))
+            print(sorted({n for _, n in seen}))
+        """,
+        timeout=300,
+    )
+    assert out.strip().splitlines()[-1] == "['joblite.alias.joblib']"

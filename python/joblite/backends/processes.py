@@ -272,6 +272,11 @@ class LokyBackend(_ProcessBackend):
 
     name = "loky"
 
+    def __init__(self, *args: Any, idle_worker_timeout: float = IDLE_WORKER_TIMEOUT, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # joblib's option of the same name: idle workers exit after this many seconds
+        self.idle_worker_timeout = idle_worker_timeout
+
     def _nesting_refusal(self) -> Optional[str]:
         parent = nesting()
         if parent is None or parent[2] == 0:
@@ -292,14 +297,14 @@ class LokyBackend(_ProcessBackend):
 
             return ProcessPoolExecutor(
                 max_workers=n_jobs,
-                timeout=IDLE_WORKER_TIMEOUT,
+                timeout=self.idle_worker_timeout,
                 env=env,
                 initializer=self.initializer,
                 initargs=self.initargs,
             )
 
-        key = (n_jobs, tuple(sorted(env.items())), *self._initializer_key())
-        return _cached_executor("loky", key, create)
+        key = (n_jobs, tuple(sorted(env.items())), self.idle_worker_timeout)
+        return _cached_executor("loky", key + self._initializer_key(), create)
 
     def _kill_executor(self) -> None:
         executor = self._executor
