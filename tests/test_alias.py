@@ -263,6 +263,16 @@ def test_parallel_backend_yields_the_instance_that_runs_the_work():
     assert Parallel()._backend is not backend
 
 
+@pytest.mark.parametrize("backend", ["threading", "loky", "sequential"])
+def test_two_generator_calls_running_at_once_in_one_block(backend):
+    """joblite's own backends: each call its own instance, so neither ends the other's pool."""
+    with parallel_config(backend=backend, n_jobs=2):
+        first = Parallel(return_as="generator")(delayed(abs)(-i) for i in range(30))
+        second = Parallel(return_as="generator")(delayed(abs)(-i) for i in range(30))
+        assert list(first) == list(range(30))
+        assert list(second) == list(range(30))
+
+
 def test_backend_instance_given_is_the_one_used():
     backend = CountingThreads()
     with parallel_backend(backend, n_jobs=2) as (yielded, _):
@@ -374,7 +384,9 @@ def test_unknown_backend_keyword_is_refused(backend):
     with pytest.raises(TypeError, match="'no_such_option'"):
         Parallel(n_jobs=2, backend=backend, no_such_option=1)
     with pytest.raises(TypeError, match="'no_such_option'"):
-        parallel_config(backend=backend, no_such_option=1)
+        with parallel_config(backend=backend, no_such_option=1):
+            pass
+    assert Parallel().n_jobs == 1  # nothing left behind
 
 
 def test_joblibs_backend_options_are_accepted():

@@ -6,6 +6,7 @@ import threading
 from typing import Any, Optional
 
 from ..backends import (
+    BACKENDS,
     ParallelBackendBase,
     default_backend,
     get_backend_factory,
@@ -140,6 +141,23 @@ def backend_from_config(spec: Any, level: int, config: dict[str, Any]) -> Parall
     return make_backend(spec, level, config["inner_max_num_threads"], config["backend_params"])
 
 
+def _shared(spec: Any) -> bool:
+    """Whether ``parallel_config(backend=spec)`` builds one instance for all its calls.
+
+    So it does for a name registered by a user or a library (in joblite's registry or in
+    joblib's), as joblib does. joblite's own backends keep no state between calls, and each
+    call gets its own instance of the same settings: two calls running at once in one
+    block (two ``return_as="generator"`` calls) then do not share one pool.
+    """
+    if not isinstance(spec, str):
+        return False
+    factory = BACKENDS.get(spec)
+    own = isinstance(factory, str) or getattr(factory, "__module__", "").startswith(
+        "joblite.backends."
+    )
+    return not own
+
+
 def get_active_backend(
     prefer: Optional[str] = None, require: Optional[str] = None, verbose: int = 0
 ) -> tuple[ParallelBackendBase, Any]:
@@ -227,14 +245,19 @@ class parallel_config:
         if given(backend):
             new.pop("backend_spec", None)
             new.pop("backend_built_with", None)
-        if given(backend) and (isinstance(backend, str) or is_mp_context(backend)):
-            # built once, here: the instance the context yields is the one that runs
-            # every call inside it (joblib's behaviour), state kept (a client, a counter)
+        if (given(backend) and is_mp_context(backend)) or (
+            isinstance(backend, str) and (_shared(backend) or backend != "dask")
+        ):
+            # built here, so that wrong backend options fail now, as in joblib (not a
+            # throwaway "dask" one: it would connect a client of its own)
             inner = nesting()
-            new["backend"] = backend_from_config(backend, inner[2] if inner else 0, new)
-            new["backend_spec"] = backend
-            new["backend_built_with"] = new["backend_params"]
-            built = new["backend"]
+            built = backend_from_config(backend, inner[2] if inner else 0, new)
+            if _shared(backend):
+                # the instance the context yields runs every call inside it (joblib's
+                # behaviour), state kept (a client, a counter)
+                new["backend"] = built
+                new["backend_spec"] = backend
+                new["backend_built_with"] = new["backend_params"]
         _config.value = new
         # libraries calling joblib (scikit-learn, ...) follow this configuration too
         given_values = {key: value for key, value in values.items() if given(value)}
