@@ -522,3 +522,37 @@ def test_dask_workers_get_the_alias():
         timeout=300,
     )
     assert out.strip().splitlines()[-1] == "['joblite.alias.joblib']"
+
+
+def test_alias_parallel_module_reads_joblites_configuration():
+    out = run(
+        """
+        import sys, joblite
+        joblite.install_as_joblib()
+        import joblib.parallel as jp
+        backend, n_jobs = jp.get_active_backend()
+        assert type(backend).__name__ == "LokyBackend" and n_jobs is None
+        with joblite.parallel_config(backend="threading", n_jobs=3):
+            backend, n_jobs = jp.get_active_backend()
+            assert type(backend).__name__ == "ThreadingBackend" and n_jobs == 3
+        assert type(jp.get_active_backend(prefer="threads")[0]).__name__ == "ThreadingBackend"
+        assert type(jp.get_active_backend(require="sharedmem")[0]).__name__ == "ThreadingBackend"
+        assert "loky" in jp.BACKENDS and jp.BACKENDS["threading"] is jp.ThreadingBackend
+        jp.BACKENDS["mine"] = jp.ThreadingBackend  # assigning registers, as in joblib
+        assert "mine" in joblite.backends.BACKENDS
+        print("ok")
+        """
+    )
+    assert out.strip() == "ok"
+
+
+def test_environment_variable_costs_nothing_until_joblib_is_imported():
+    out = run(
+        """
+        import sys, joblite
+        assert joblite.alias.is_installed()
+        print(sorted(m for m in sys.modules if m.startswith(("joblib", "joblite.alias.joblib"))))
+        """,
+        env={"JOBLITE_AS_JOBLIB": "1"},
+    )
+    assert out.strip() == "[]"
