@@ -12,6 +12,7 @@ numpy, loky or dask until they are needed.
 from __future__ import annotations
 
 import importlib
+import os as _os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -24,6 +25,7 @@ from . import _core as _core
 
 if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use
     from . import logger as logger
+    from .alias import install_as_joblib as install_as_joblib
     from .backends import ParallelBackendBase as ParallelBackendBase
     from .backends import cpu_count as cpu_count
     from .backends import register_parallel_backend as register_parallel_backend
@@ -105,12 +107,14 @@ _EXPORTS: dict[str, str] = {
     "WorkerCrashedError": ".exceptions",
     "CacheWarning": ".exceptions",
     "UnhashableError": ".exceptions",
+    # joblite as ``joblib`` for the whole process (see docs/alias.md)
+    "install_as_joblib": ".alias",
 }
 
 # submodules reachable as attributes without importing them first (``joblite.logger.use_logging``)
 _SUBMODULES = frozenset(
-    {"backends", "cli", "compressor", "core_threads", "exceptions", "hashing", "logger", "memory",
-     "parallel", "persistence", "store"}
+    {"alias", "backends", "cli", "compressor", "core_threads", "exceptions", "hashing", "logger",
+     "memory", "parallel", "persistence", "store"}
 )  # fmt: skip
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -131,3 +135,9 @@ if not TYPE_CHECKING:  # hidden from checkers, which would otherwise type unknow
 
 def __dir__() -> list[str]:
     return __all__
+
+
+# JOBLITE_AS_JOBLIB=1: joblite stands in for joblib here too (set by install_as_joblib() for
+# the worker processes it starts; they import joblite before the task's libraries).
+if _os.environ.get("JOBLITE_AS_JOBLIB"):
+    importlib.import_module(".alias", __name__).install_from_environment()

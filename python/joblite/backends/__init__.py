@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
+import sys
 import threading
 from typing import Any, Callable, Optional
 
@@ -60,12 +62,20 @@ def _processes_available() -> bool:
 
 
 def get_backend_factory(name: str) -> Callable[..., ParallelBackendBase]:
-    """The factory registered under ``name``; ValueError naming the known ones if none."""
+    """The factory registered under ``name``; ValueError naming the known ones if none.
+
+    A name registered only in joblib's registry (``ray.util.joblib.register_ray()``,
+    ``joblibspark.register_spark()``, any ``joblib.register_parallel_backend``) is found
+    there: such backends speak joblib's interface, which joblite drives.
+    """
     try:
         factory = BACKENDS[name]
     except (KeyError, TypeError):
-        known = ", ".join(repr(n) for n in sorted(BACKENDS))
-        raise ValueError(f"Invalid backend: {name!r}, expected one of {known}") from None
+        factory = _joblib_registered(name)
+        if factory is None:
+            known = ", ".join(repr(n) for n in sorted({*BACKENDS, *_joblib_registry()}))
+            raise ValueError(f"Invalid backend: {name!r}, expected one of {known}") from None
+        return factory  # type: ignore[no-any-return]
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         loaded = getattr(importlib.import_module(module, __name__), attr)
@@ -73,6 +83,28 @@ def get_backend_factory(name: str) -> Callable[..., ParallelBackendBase]:
             if BACKENDS.get(name) == factory:  # not re-registered meanwhile
                 BACKENDS[name] = loaded
         factory = loaded
+    return factory
+
+
+def _joblib_registry() -> dict[str, Any]:
+    """joblib's own registry of backends when the real joblib is imported (never imports it)."""
+    module = sys.modules.get("joblib.parallel")
+    if getattr(module, "__name__", None) != "joblib.parallel":  # absent, or joblite's alias
+        return {}
+    registry = getattr(module, "BACKENDS", None)
+    return registry if isinstance(registry, dict) else {}
+
+
+def _joblib_registered(name: Any) -> Any:
+    """The factory a third party registered in joblib only under ``name``, or None.
+
+    joblib's own backends are not borrowed: joblite has its own under the same names.
+    """
+    if not isinstance(name, str):
+        return None
+    factory = _joblib_registry().get(name)
+    if factory is None or getattr(factory, "__module__", "").startswith("joblib."):
+        return None
     return factory
 
 
@@ -87,17 +119,56 @@ def make_backend(
         return spec  # an instance: used as it is (one written for joblib included)
     if is_mp_context(spec):  # backend=multiprocessing.get_context("spawn"), as joblib
         factory = get_backend_factory("multiprocessing")
-        return factory(
+        backend = factory(
             nesting_level=nesting_level,
             inner_max_num_threads=inner_max_num_threads,
             context=spec,
             **(backend_params or {}),
         )
+        _refuse_unknown_options(backend, "multiprocessing")
+        return backend
     factory = get_backend_factory(spec)
-    return factory(
+    backend = factory(
         nesting_level=nesting_level,
         inner_max_num_threads=inner_max_num_threads,
         **(backend_params or {}),
+    )
+    _refuse_unknown_options(backend, spec)
+    return backend
+
+
+# joblite's own backends consume the options they know in their constructor; whatever
+# reaches ParallelBackendBase.backend_kwargs was not understood (joblib's loky and
+# multiprocessing backends refuse unknown options too; silently ignoring a misspelt
+# ``maxtasksperchild`` hides the bug)
+_OWN_BACKEND_MODULES = frozenset(
+    __name__ + "." + name for name in ("threads", "sequential", "processes", "dask")
+)
+
+
+def _refuse_unknown_options(backend: Any, name: Any) -> None:
+    unknown = getattr(backend, "backend_kwargs", None)
+    if not unknown or not isinstance(backend, ParallelBackendBase):
+        return
+    classes = type(backend).__mro__
+    if not any(cls.__module__ in _OWN_BACKEND_MODULES for cls in classes):
+        return  # a user's backend: its options are its own business
+    accepted = sorted(
+        {
+            parameter.name
+            for cls in classes
+            if "__init__" in vars(cls)
+            for parameter in inspect.signature(vars(cls)["__init__"]).parameters.values()
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        }
+        - {"self", "nesting_level", "inner_max_num_threads"}
+    )
+    names = ", ".join(repr(key) for key in unknown)
+    plural = "s" if len(unknown) > 1 else ""
+    raise TypeError(
+        f"unexpected backend keyword argument{plural} {names} for the {name!r} backend"
+        f" ({type(backend).__name__}); it accepts "
+        + (", ".join(accepted) if accepted else "no backend keyword arguments")
     )
 
 

@@ -51,12 +51,24 @@ _watcher: Optional[_JoblibImportWatcher] = None
 _adapter: Any = None  # the adapter class, built once joblib is imported
 
 
+def _is_real_joblib(module: Any) -> bool:
+    """Whether ``module`` is joblib itself, not joblite standing in for it (the alias of
+    ``joblite.install_as_joblib``, or ``sys.modules["joblib"] = joblite`` done by hand):
+    mirroring a configuration into joblite itself would recurse without end."""
+    return getattr(module, "__name__", None) == "joblib"
+
+
 def _joblib_ready() -> bool:
     module = sys.modules.get("joblib")
-    if module is None:
+    if module is None or not _is_real_joblib(module):
         return False
     spec = getattr(module, "__spec__", None)
-    return not getattr(spec, "_initializing", False) and "joblib.parallel" in sys.modules
+    parallel = sys.modules.get("joblib.parallel")
+    return (
+        not getattr(spec, "_initializing", False)
+        and parallel is not None
+        and getattr(parallel, "__name__", None) == "joblib.parallel"
+    )
 
 
 class ConfigMirror:
@@ -80,6 +92,7 @@ class ConfigMirror:
         """Enter the configuration in joblib (joblib must be imported)."""
         from joblib.parallel import parallel_config as joblib_parallel_config
 
+        _pending.applying = True
         try:
             kwargs = _joblib_kwargs(self.values)
             self._config = joblib_parallel_config(**kwargs)
@@ -90,6 +103,8 @@ class ConfigMirror:
                 RuntimeWarning,
                 stacklevel=4,
             )
+        finally:
+            _pending.applying = False
 
     def unregister(self) -> None:
         """Restore joblib's configuration of before (idempotent)."""
@@ -109,28 +124,44 @@ def mirror_config(
     values: dict[str, Any],
     inner_max_num_threads: Optional[int] = None,
     backend_params: Optional[dict[str, Any]] = None,
+    instance: Any = None,
 ) -> ConfigMirror:
     """Enter a joblite configuration in joblib too; give what undoes it.
 
     Called by :class:`joblite.parallel_config` after it took effect, with the arguments
-    its caller gave (defaults left out). When joblib is not imported yet, the mirror
-    waits for joblib's import in this thread.
+    its caller gave (defaults left out) and the backend instance it built for a backend
+    name. When joblib is not imported yet, the mirror waits for joblib's import in this
+    thread.
     """
     values = dict(values)
+    if instance is not None:
+        values["instance"] = instance
     if inner_max_num_threads is not None:
         values["inner_max_num_threads"] = inner_max_num_threads
     if backend_params:
         values["backend_params"] = dict(backend_params)
     mirror = ConfigMirror(values)
+    if getattr(_pending, "applying", False):
+        # joblib's parallel_config called back into joblite's (a joblib whose names lead
+        # back here): this configuration is joblite's own already, nothing to mirror
+        mirror._done = True
+        return mirror
     if _joblib_ready():
         mirror.apply()
         return mirror
+    if _joblib_present_but_not_real():
+        return mirror  # joblite stands in for joblib: one configuration, nothing to mirror
     install()
     waiting = getattr(_pending, "mirrors", None)
     if waiting is None:
         waiting = _pending.mirrors = []
     waiting.append(mirror)
     return mirror
+
+
+def _joblib_present_but_not_real() -> bool:
+    module = sys.modules.get("joblib")
+    return module is not None and not _is_real_joblib(module)
 
 
 def _joblib_kwargs(values: dict[str, Any]) -> dict[str, Any]:
@@ -150,8 +181,20 @@ def _joblib_kwargs(values: dict[str, Any]) -> dict[str, Any]:
         if inner is not None and getattr(factory, "supports_inner_max_num_threads", True):
             kwargs["inner_max_num_threads"] = inner
         return kwargs
+    instance = values.get("instance")
+    if instance is not None and _speaks_joblib_natively(instance):
+        # a backend from joblib's registry (ray, spark, ...): joblib runs the very
+        # instance joblite's parallel_config built, so its state is one
+        kwargs["backend"] = instance
+        return kwargs
     kwargs["backend"] = _translate(spec, inner, params)
     return kwargs
+
+
+def _speaks_joblib_natively(backend: Any) -> bool:
+    from joblib.parallel import ParallelBackendBase as JoblibBackend
+
+    return isinstance(backend, JoblibBackend)
 
 
 def _is_builtin(name: str) -> bool:
@@ -398,6 +441,9 @@ class _JoblibImportWatcher:
         def exec_and_notify(module: Any) -> None:
             exec_module(module)
             _uninstall()
+            if not _is_real_joblib(module):
+                _pending.mirrors = []
+                return
             try:
                 _joblib_arrived()
             except Exception as error:  # never break the import of joblib itself

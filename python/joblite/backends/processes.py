@@ -278,6 +278,11 @@ class LokyBackend(_ProcessBackend):
 
     name = "loky"
 
+    def __init__(self, *args: Any, idle_worker_timeout: float = IDLE_WORKER_TIMEOUT, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # joblib's option of the same name: idle workers exit after this many seconds
+        self.idle_worker_timeout = idle_worker_timeout
+
     def _nesting_refusal(self) -> Optional[str]:
         parent = nesting()
         if parent is None or parent[2] == 0:
@@ -298,14 +303,14 @@ class LokyBackend(_ProcessBackend):
 
             return ProcessPoolExecutor(
                 max_workers=n_jobs,
-                timeout=IDLE_WORKER_TIMEOUT,
+                timeout=self.idle_worker_timeout,
                 env=env,
                 initializer=self.initializer,
                 initargs=self.initargs,
             )
 
-        key = (n_jobs, tuple(sorted(env.items())), *self._initializer_key())
-        return _cached_executor("loky", key, create)
+        key = (n_jobs, tuple(sorted(env.items())), self.idle_worker_timeout)
+        return _cached_executor("loky", key + self._initializer_key(), create)
 
     def _kill_executor(self) -> None:
         executor = self._executor
@@ -338,9 +343,24 @@ class MultiprocessingBackend(_ProcessBackend):
     # as joblib: BLAS threads are capped at cores // n_jobs, but not settable
     supports_inner_max_num_threads = False
 
-    def __init__(self, *args: Any, context: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, context: Any = None, maxtasksperchild: Optional[int] = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.context = context  # a multiprocessing context (default: the default one)
+        # joblib's worker recycling (multiprocessing.Pool's maxtasksperchild): a worker
+        # exits after that many batches and a fresh one takes its place
+        if maxtasksperchild is not None:
+            if isinstance(maxtasksperchild, bool) or not isinstance(maxtasksperchild, int):
+                raise TypeError(f"maxtasksperchild must be an int, got {maxtasksperchild!r}")
+            if maxtasksperchild < 1:
+                raise ValueError(f"maxtasksperchild must be >= 1, got {maxtasksperchild}")
+            if sys.version_info < (3, 11):
+                raise ValueError(
+                    "maxtasksperchild needs Python 3.11 or later with joblite's"
+                    " multiprocessing backend (concurrent.futures' max_tasks_per_child)"
+                )
+        self.maxtasksperchild = maxtasksperchild
 
     def _nesting_refusal(self) -> Optional[str]:
         parent = nesting()
@@ -357,6 +377,14 @@ class MultiprocessingBackend(_ProcessBackend):
         import multiprocessing
 
         context = self.context if self.context is not None else multiprocessing.get_context()
+        recycle: dict[str, int] = {}
+        if self.maxtasksperchild is not None:
+            recycle["max_tasks_per_child"] = self.maxtasksperchild
+            if context.get_start_method() == "fork":  # refused by concurrent.futures
+                methods = multiprocessing.get_all_start_methods()
+                context = multiprocessing.get_context(
+                    "forkserver" if "forkserver" in methods else "spawn"
+                )
 
         def create() -> Any:
             from concurrent.futures import ProcessPoolExecutor
@@ -366,9 +394,16 @@ class MultiprocessingBackend(_ProcessBackend):
                 mp_context=context,
                 initializer=_init_worker,
                 initargs=(env, self.initializer, self.initargs),
+                **recycle,
             )
 
-        key = (n_jobs, tuple(sorted(env.items())), context, *self._initializer_key())
+        key = (
+            n_jobs,
+            tuple(sorted(env.items())),
+            context,
+            self.maxtasksperchild,
+            *self._initializer_key(),
+        )
         return _cached_executor("multiprocessing", key, create)
 
     def _kill_executor(self) -> None:

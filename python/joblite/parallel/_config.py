@@ -6,12 +6,14 @@ import threading
 from typing import Any, Optional
 
 from ..backends import (
+    BACKENDS,
     ParallelBackendBase,
     default_backend,
     get_backend_factory,
     is_mp_context,
     joblib_bridge,
     make_backend,
+    nesting,
 )
 
 _VALID_MMAP_MODES = (None, "r+", "r", "w+", "c")
@@ -123,8 +125,60 @@ def _check_backend(backend: Any, inner_max_num_threads: Any, backend_params: dic
 
 
 def backend_from_config(spec: Any, level: int, config: dict[str, Any]) -> ParallelBackendBase:
-    """A backend for ``spec`` built with the backend parameters of ``config``."""
+    """A backend for ``spec`` built with the backend parameters of ``config``.
+
+    The instance a ``parallel_config(backend=name)`` built is the one that runs the work
+    (as in joblib: what ``parallel_backend`` yields counts the calls), unless the call
+    adds backend parameters of its own (``Parallel(**backend_kwargs)``): then a new one.
+    """
+    if (
+        spec is not None
+        and spec is config.get("backend")
+        and config.get("backend_built_with", config["backend_params"])
+        is not config["backend_params"]
+    ):
+        spec = config["backend_spec"]
     return make_backend(spec, level, config["inner_max_num_threads"], config["backend_params"])
+
+
+def _shared(spec: Any) -> bool:
+    """Whether ``parallel_config(backend=spec)`` builds one instance for all its calls.
+
+    So it does for a name registered by a user or a library (in joblite's registry or in
+    joblib's), as joblib does. joblite's own backends keep no state between calls, and each
+    call gets its own instance of the same settings: two calls running at once in one
+    block (two ``return_as="generator"`` calls) then do not share one pool.
+    """
+    if not isinstance(spec, str):
+        return False
+    factory = BACKENDS.get(spec)
+    own = isinstance(factory, str) or getattr(factory, "__module__", "").startswith(
+        "joblite.backends."
+    )
+    return not own
+
+
+def get_active_backend(
+    prefer: Optional[str] = None, require: Optional[str] = None, verbose: int = 0
+) -> tuple[ParallelBackendBase, Any]:
+    """The backend a ``Parallel()`` without ``backend=`` would use here, and the n_jobs
+    :func:`parallel_config` sets (joblib's ``joblib.parallel.get_active_backend``)."""
+    config = get_config()
+    prefer = prefer if prefer is not None else plain(config["prefer"])
+    require = require if require is not None else plain(config["require"])
+    check_options(prefer, require, "r")
+    inner = nesting()
+    level = inner[2] if inner else 0
+    spec = config["backend"]
+    explicit = spec is not None
+    if spec is None:
+        spec = inner[0] if inner is not None else default_backend()
+    backend = backend_from_config(spec, level, config)
+    if (require == "sharedmem" and not getattr(backend, "supports_sharedmem", False)) or (
+        not explicit and prefer == "threads" and not getattr(backend, "uses_threads", False)
+    ):
+        backend = backend_from_config("threading", level, config)
+    return backend, plain(config["n_jobs"])
 
 
 class parallel_config:
@@ -187,12 +241,33 @@ class parallel_config:
             new["inner_max_num_threads"] = inner_max_num_threads
         if backend_params:
             new["backend_params"] = {**self.old_config["backend_params"], **backend_params}
+        built: Any = None
+        if given(backend):
+            new.pop("backend_spec", None)
+            new.pop("backend_built_with", None)
+        if (given(backend) and is_mp_context(backend)) or (
+            isinstance(backend, str) and (_shared(backend) or backend != "dask")
+        ):
+            # built here, so that wrong backend options fail now, as in joblib (not a
+            # throwaway "dask" one: it would connect a client of its own)
+            inner = nesting()
+            built = backend_from_config(backend, inner[2] if inner else 0, new)
+            if _shared(backend):
+                # the instance the context yields runs every call inside it (joblib's
+                # behaviour), state kept (a client, a counter)
+                new["backend"] = built
+                new["backend_spec"] = backend
+                new["backend_built_with"] = new["backend_params"]
         _config.value = new
         # libraries calling joblib (scikit-learn, ...) follow this configuration too
         given_values = {key: value for key, value in values.items() if given(value)}
-        self._joblib = joblib_bridge.mirror_config(
-            given_values, inner_max_num_threads, backend_params
-        )
+        try:
+            self._joblib = joblib_bridge.mirror_config(
+                given_values, inner_max_num_threads, backend_params, built
+            )
+        except BaseException:
+            _config.value = self.old_config  # never leave a half-entered configuration
+            raise
 
     def __enter__(self) -> parallel_config:
         return self

@@ -207,6 +207,9 @@ class Parallel:
         ):
             raise ValueError(f"n_jobs must be a non-zero int or None, got {n_jobs!r}")
         self._backend, self.n_jobs = self._choose_backend(backend, config, backend_kwargs, n_jobs)
+        if batch_size == "auto" and getattr(self._backend, "maxtasksperchild", None):
+            # workers recycled after N tasks: one task a batch, so that N means tasks
+            self.batch_size = 1
         self._managed = False
         self._running = False
         self._auto = AutoBatching()  # what batch_size="auto" learnt, kept across calls

@@ -8,8 +8,9 @@ Entries are laid out with those seven operations only::
     <location>/<module>/<qualname>/<key>/output.v1       a joblite container (joblite.dumps)
     <location>/<module>/<qualname>/<key>/metadata.json
 
-An entry is written under a temporary name and published with ``_move_item``, so it is as
-atomic as the store's move.
+An entry's output is written to a temporary file and published with ``_move_item``, one
+file moved within its directory, exactly as joblib drives such stores (joblib-s3 and the
+like implement nothing else), so it is as atomic as the store's move.
 """
 
 from __future__ import annotations
@@ -97,21 +98,27 @@ class JoblibStyleStore(StoreBackendBase):
     def store_entry(
         self, func_id: str, key: str, output: Any, metadata: dict, compress: Any = False
     ) -> dict:
-        """Write the entry under a temporary name, then move it into place."""
+        """Write the entry as joblib does: the output to a temporary file moved into place
+        with ``_move_item`` (one file, the only move joblib ever asks of a store), the
+        metadata written in place.
+
+        The metadata goes first, so that an output that exists always has its metadata.
+        """
         data = dumps(output, compress=compress)
         final = self._entry_dir(func_id, key)
-        tmp = self._join(*func_id.split("/"), f".tmp-{key}-{uuid.uuid4().hex[:12]}")
-        self.backend.create_location(tmp)
+        if not self.backend._item_exists(final):
+            self.backend.create_location(final)
+        metadata = {**metadata, "format": 1, "output_bytes": len(data)}
+        self._write(f"{final}/{METADATA_NAME}", json.dumps(metadata).encode())
+        target = f"{final}/{OUTPUT_NAME}"
+        tmp = f"{target}.tmp-{uuid.uuid4().hex[:12]}"
         try:
-            self._write(f"{tmp}/{OUTPUT_NAME}", data)
-            metadata = {**metadata, "format": 1, "output_bytes": len(data)}
-            self._write(f"{tmp}/{METADATA_NAME}", json.dumps(metadata).encode())
-            if self.backend._item_exists(final):
-                self.backend.clear_location(final)
-            self.backend._move_item(tmp, final)
+            self._write(tmp, data)
+            self.backend._move_item(tmp, target)
         except BaseException:
             try:
-                self.backend.clear_location(tmp)
+                if self.backend._item_exists(tmp):
+                    self.backend.clear_location(tmp)
             except Exception:
                 pass
             raise
