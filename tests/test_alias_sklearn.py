@@ -49,15 +49,36 @@ RUNNER = """
 """
 
 
+def _shipped(selection: list[str]) -> list[str]:
+    """The test ids of ``selection`` that the installed scikit-learn ships (older releases,
+    such as the one CPython 3.9 gets, lack some tests), found in the sources without
+    importing them (importing would bind the real joblib in this process)."""
+    found = []
+    for test_id in selection:
+        module, _, name = test_id.partition("::")
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            continue
+        if name:
+            with open(spec.origin, encoding="utf-8") as source:
+                if not re.search(rf"^def {re.escape(name)}\(", source.read(), re.M):
+                    continue
+        found.append(test_id)
+    return found
+
+
 def test_scikit_learns_joblib_tests_pass_on_the_alias(tmp_path):
     pytest.importorskip("sklearn")
     if importlib.util.find_spec("sklearn.utils.tests.test_parallel") is None:
         pytest.skip("this scikit-learn build does not ship its tests")
+    selection = _shipped(SELECTION)
+    # a release that renamed most of them would make this test say little: refuse that
+    assert len(selection) >= len(SELECTION) - 3, sorted(set(SELECTION) - set(selection))
     env = {**os.environ, "JOBLITE_AS_JOBLIB": "1"}
     args = ["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:asyncio"]
     args += ["-o", "addopts=", "-o", "filterwarnings=", "--timeout", "300", "-rfE"]
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(RUNNER), *args, "--pyargs", *SELECTION],
+        [sys.executable, "-c", textwrap.dedent(RUNNER), *args, "--pyargs", *selection],
         capture_output=True,
         text=True,
         env=env,
@@ -67,4 +88,4 @@ def test_scikit_learns_joblib_tests_pass_on_the_alias(tmp_path):
     tail = proc.stdout[-6000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, tail
     passed = re.search(r"(\d+) passed", proc.stdout)
-    assert passed is not None and int(passed.group(1)) >= 30, tail
+    assert passed is not None and int(passed.group(1)) >= 25, tail
