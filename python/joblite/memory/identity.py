@@ -128,6 +128,12 @@ def _code_fingerprint(code: Any) -> str:
 #: instructions that only carry positions, tracing hooks or padding: not behaviour
 _NOT_BEHAVIOUR = frozenset({"NOP", "RESUME", "CACHE", "EXTENDED_ARG", "RESUME_CHECK"})
 _JUMPS = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
+#: CPython 3.13's fused instructions and the two plain ones each stands for
+_SUPERINSTRUCTIONS = {
+    "LOAD_FAST_LOAD_FAST": ("LOAD_FAST", "LOAD_FAST"),
+    "STORE_FAST_LOAD_FAST": ("STORE_FAST", "LOAD_FAST"),
+    "STORE_FAST_STORE_FAST": ("STORE_FAST", "STORE_FAST"),
+}
 
 
 def _bytecode_digest(code: Any) -> str:
@@ -143,20 +149,28 @@ def _bytecode_digest(code: Any) -> str:
         instructions = list(dis.get_instructions(code))
     except Exception:  # an interpreter whose dis cannot read its own code: the raw form
         return _code_fingerprint(code)
-    kept: list = []
+    # (name, whether its argument is a jump target, whether it has an argument, value)
+    kept: list[tuple[str, bool, bool, Any]] = []
     index: dict = {}
     for ins in instructions:
         index[ins.offset] = len(kept)
-        if ins.opname not in _NOT_BEHAVIOUR:
-            kept.append(ins)
-    for ins in kept:
-        h.update(ins.opname.encode())
-        value = ins.argval
-        if ins.opcode in _JUMPS and isinstance(value, int):
+        if ins.opname in _NOT_BEHAVIOUR:
+            continue
+        pair = _SUPERINSTRUCTIONS.get(ins.opname)
+        if pair is not None and isinstance(ins.argval, tuple) and len(ins.argval) == 2:
+            # CPython 3.13 fuses two loads/stores only when they sit on one line: a
+            # reformatted expression gives the pair fused or apart, spelled here as the
+            # two plain instructions either way
+            kept.extend((op, False, True, name) for op, name in zip(pair, ins.argval))
+            continue
+        kept.append((ins.opname, ins.opcode in _JUMPS, ins.arg is not None, ins.argval))
+    for opname, is_jump, has_arg, value in kept:
+        h.update(opname.encode())
+        if is_jump and isinstance(value, int):
             text = f"->{index.get(value, '?')}"
         elif hasattr(value, "co_code"):
             text = _bytecode_digest(value)
-        elif ins.arg is None:
+        elif not has_arg:
             text = ""
         else:
             text = _const_text(value)
