@@ -501,6 +501,38 @@ def _xr_dims() -> tuple:
     return da, da.rename({"y": "z"})
 
 
+@case("xarray: order of the categories of a categorical coordinate", False, ("xarray",))
+def _xarray_categorical_coord() -> tuple:
+    import pandas as pd
+    import xarray as xr
+
+    def make(categories: list) -> Any:
+        index = pd.CategoricalIndex(["a", "b"], categories=categories)
+        return xr.DataArray([1, 2], dims="t", coords={"t": index})
+
+    return make(["a", "b"]), make(["b", "a"])
+
+
+@case("xarray: categories of a categorical data variable", False, ("xarray",))
+def _xarray_categorical_variable() -> tuple:
+    import pandas as pd
+    import xarray as xr
+
+    def make(categories: list) -> Any:
+        frame = pd.DataFrame({"c": pd.Categorical(["a", "b"], categories=categories)})
+        return xr.Dataset.from_dataframe(frame)
+
+    return make(["a", "b"]), make(["a", "b", "c"])
+
+
+@case("xarray: a deep copy, a full slice", True, ("xarray",))
+def _xarray_copy() -> tuple:
+    import xarray as xr
+
+    a = xr.DataArray([1.0, 2.0], dims="x", coords={"x": [0, 1]}, name="v")
+    return a, a.copy(deep=True).isel(x=slice(0, 2))
+
+
 @case("sparse: entries in another order, duplicates summed by tocsr", True, ("scipy",))
 def _sparse_order() -> tuple:
     import scipy.sparse as sp

@@ -13,7 +13,7 @@ from typing import Any
 from .. import _core
 from ..exceptions import UnhashableError
 
-__all__ = ["dataframe_content", "index_content", "register", "series_content"]
+__all__ = ["dataframe_content", "index_content", "register", "series_content", "values_content"]
 
 
 def _values(array: Any) -> tuple:
@@ -50,6 +50,11 @@ def _values(array: Any) -> tuple:
     if storage == "python":
         return ("extension", repr(dtype), np.asarray(array, dtype=object))
     return ("extension", repr(dtype), array)  # any other extension array: its reduction
+
+
+def values_content(array: Any) -> tuple:
+    """Content of a pandas ExtensionArray or ndarray of values (dtype and values)."""
+    return _values(array)
 
 
 def index_content(index: Any) -> tuple:

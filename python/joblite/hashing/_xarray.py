@@ -11,7 +11,26 @@ def variable_content(variable: Any) -> tuple:
     """Content of a Variable: dimensions, values (a dask array is computed), attrs."""
     import numpy as np
 
-    return ("Variable", tuple(variable.dims), np.asarray(variable.values), dict(variable.attrs))
+    return ("Variable", tuple(variable.dims), _values(variable), dict(variable.attrs))
+
+
+def _values(variable: Any) -> Any:
+    """The values; those held by a pandas Index or extension array of a dtype numpy lacks
+    (categorical, tz-aware, period, interval) by their pandas content, since ``.values``
+    would turn them into objects and drop categories, their order or the time zone."""
+    import numpy as np
+
+    held = getattr(getattr(variable, "_data", None), "array", None)
+    if held is not None and not isinstance(getattr(held, "dtype", None), np.dtype):
+        import pandas as pd
+
+        from ._pandas import index_content, values_content
+
+        if isinstance(held, pd.Index):
+            return ("pandas", index_content(held.rename(None)))
+        if isinstance(held, pd.api.extensions.ExtensionArray):
+            return ("pandas", values_content(held))
+    return np.asarray(variable.values)
 
 
 def dataarray_content(array: Any) -> tuple:
