@@ -9,7 +9,6 @@ __all__ = ["dataarray_content", "dataset_content", "register", "variable_content
 
 def variable_content(variable: Any) -> tuple:
     """Content of a Variable: dimensions, values (a dask array is computed), attrs."""
-    import numpy as np
 
     return ("Variable", tuple(variable.dims), _values(variable), dict(variable.attrs))
 
