@@ -74,9 +74,35 @@ def index_content(index: Any) -> tuple:
     return ("Index", names, values)
 
 
+#: what pandas itself keeps in a frame's or a Series' ``__dict__`` (pandas 2 and 3)
+_INTERNAL = frozenset(
+    (
+        "_mgr",
+        "_attrs",
+        "_flags",
+        "_name",
+        "_cache",
+        "_item_cache",
+        "_cacher",
+        "_is_copy",
+        "_metadata",
+        "_typ",
+        "_subtyp",
+        "_references",
+    )
+)
+
+
 def _metadata(obj: Any) -> dict:
     # a subclass (geopandas, ...) declares the attributes that are part of its value
-    return {name: getattr(obj, name, None) for name in getattr(type(obj), "_metadata", ())}
+    found = {name: getattr(obj, name, None) for name in getattr(type(obj), "_metadata", ())}
+    # any other attribute set on the object (``df.unit = "m"``, a subclass's own state):
+    # pickle drops it, but the cached function can read it, so it is content
+    internal = getattr(type(obj), "_internal_names_set", frozenset())
+    for name, value in getattr(obj, "__dict__", {}).items():
+        if name not in found and name not in internal and name not in _INTERNAL:
+            found[name] = value
+    return found
 
 
 def series_content(series: Any) -> tuple:
