@@ -19,6 +19,15 @@ def sparse_content(matrix: Any) -> tuple:
 
     fmt = matrix.format
     head = ("sparse", fmt, tuple(matrix.shape), matrix.dtype.str)
+    if fmt in ("csr", "csc"):
+        indptr = np.asarray(matrix.indptr, dtype=np.int64)
+        indices = np.asarray(matrix.indices, dtype=np.int64)
+        data = np.asarray(matrix.data)
+        if not matrix.has_canonical_format:  # unsorted or duplicated: sort, keep duplicates
+            major = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+            order = np.lexsort((data, indices, major))
+            indices, data = indices[order], data[order]
+        return (*head, indptr, indices, data)
     if fmt == "bsr":
         head = (*head, tuple(matrix.blocksize))
     coo = matrix.tocoo(copy=False)
@@ -27,11 +36,13 @@ def sparse_content(matrix: Any) -> tuple:
         coords = (coo.row, coo.col)
     coords = [np.asarray(c, dtype=np.int64) for c in coords]
     data = np.asarray(coo.data)
-    if len(data):
-        # canonical order: by index, then by value (duplicates kept); lexsort's last key leads
-        order = np.lexsort((data, *reversed(coords)))
-        coords = [c[order] for c in coords]
-        data = data[order]
+    if len(data) > 1:
+        flat = np.ravel_multi_index(coords, matrix.shape) if len(coords) > 1 else coords[0]
+        if not bool(np.all(flat[1:] > flat[:-1])):
+            # canonical order: by index, then by value (duplicates kept); lexsort's last key leads
+            order = np.lexsort((data, *reversed(coords)))
+            coords = [c[order] for c in coords]
+            data = data[order]
     return (*head, tuple(coords), data)
 
 
