@@ -116,10 +116,11 @@ def _register_polars() -> None:
 
     import polars as pl
 
-    from ._arrow import polars_series_content
+    from ._arrow import polars_frame_content, polars_series_content
 
     if importlib.util.find_spec("pyarrow") is not None:  # else the walk, as for any producer
         register_hash_handler(pl.Series, polars_series_content)
+        register_hash_handler(pl.DataFrame, polars_frame_content)
 
 
 _register_builtin_handlers()

@@ -15,7 +15,13 @@ from typing import Any
 from .. import _core
 from ..exceptions import UnhashableError
 
-__all__ = ["arrow_content", "capsule_content", "chunked_digest", "polars_series_content"]
+__all__ = [
+    "arrow_content",
+    "capsule_content",
+    "chunked_digest",
+    "polars_frame_content",
+    "polars_series_content",
+]
 
 
 class _ColumnStreams:
@@ -221,7 +227,23 @@ def polars_series_content(series: Any) -> tuple:
     """Content of a polars Series: its one-column frame, so that its name and the field
     metadata polars writes there (an ``Enum``'s categories) are content; a bare array
     stream carries neither."""
-    return capsule_content(series.to_frame())
+    return polars_frame_content(series.to_frame())
+
+
+def polars_frame_content(frame: Any) -> tuple:
+    """Content of a polars DataFrame: its Arrow stream, except that a column of dtype
+    ``Object`` (which polars exports as the objects' memory addresses: a key that changes with
+    every run, and that a new object at a freed address would share) is its Python values."""
+    import polars as pl
+
+    objects = [name for name, dtype in frame.schema.items() if dtype == pl.Object]
+    if not objects:
+        return capsule_content(frame)
+    return (
+        "polars-objects",
+        capsule_content(frame.drop(objects)),
+        [(frame.columns.index(name), name, frame[name].to_list()) for name in objects],
+    )
 
 
 def _is_struct_stream(obj: Any) -> bool:

@@ -41,7 +41,7 @@ def dataarray_content(array: Any) -> tuple:
 def dataset_content(dataset: Any) -> tuple:
     """Content of a Dataset: every variable, which of them are coordinates, attrs."""
     variables = {name: variable_content(v) for name, v in dataset.variables.items()}
-    return (variables, sorted(map(str, dataset.coords)), dict(dataset.attrs))
+    return (variables, set(dataset.coords), dict(dataset.attrs))
 
 
 def register() -> None:
