@@ -115,3 +115,18 @@ def test_which_dataset_variables_are_coordinates_keeps_their_name_types():
 
     ds = xr.Dataset({1: ("x", [1]), "1": ("x", [2])})
     assert joblite.hash(ds.set_coords([1])) != joblite.hash(ds.set_coords(["1"]))
+
+
+def test_an_attribute_set_on_a_sparse_matrix_subclass_is_content():
+    sp = pytest.importorskip("scipy.sparse", reason="scipy is not installed")
+
+    class Labeled(sp.csr_matrix):
+        pass
+
+    a, b = Labeled(sp.eye(2).tocsr()), Labeled(sp.eye(2).tocsr())
+    a.labels, b.labels = ["x", "y"], ["u", "v"]
+    assert joblite.hash(a) != joblite.hash(b)
+    plain = sp.eye(2).tocsr()
+    before = joblite.hash(plain)
+    _ = (plain.has_canonical_format, plain.has_sorted_indices)  # scipy's cached flags: not content
+    assert joblite.hash(plain) == before

@@ -13,12 +13,43 @@ from typing import Any
 __all__ = ["register", "sparse_content"]
 
 
+#: what scipy keeps in a sparse object's ``__dict__`` (its arrays, flags and caches)
+_INTERNAL = frozenset(
+    (
+        "data",
+        "indices",
+        "indptr",
+        "coords",
+        "row",
+        "col",
+        "rows",
+        "offsets",
+        "dtype",
+        "maxprint",
+        "blocksize",
+        "has_canonical_format",
+    )
+)
+
+
+def _extras(matrix: Any) -> dict:
+    """Attributes a subclass (or user code) set on the object: a function can read them."""
+    return {
+        name: value
+        for name, value in getattr(matrix, "__dict__", {}).items()
+        if not name.startswith("_") and name not in _INTERNAL
+    }
+
+
 def sparse_content(matrix: Any) -> tuple:
     """Content of a scipy.sparse matrix or array."""
     import numpy as np
 
     fmt = matrix.format
-    head = ("sparse", fmt, tuple(matrix.shape), matrix.dtype.str)
+    head: tuple = ("sparse", fmt, tuple(matrix.shape), matrix.dtype.str)
+    extras = _extras(matrix)
+    if extras:
+        head = (*head, extras)
     if fmt in ("csr", "csc"):
         indptr = np.asarray(matrix.indptr, dtype=np.int64)
         indices = np.asarray(matrix.indices, dtype=np.int64)
