@@ -98,7 +98,7 @@ def _metadata(obj: Any) -> dict:
     found = {name: getattr(obj, name, None) for name in getattr(type(obj), "_metadata", ())}
     # any other attribute set on the object (``df.unit = "m"``, a subclass's own state):
     # pickle drops it, but the cached function can read it, so it is content
-    internal = getattr(type(obj), "_internal_names_set", frozenset())
+    internal: frozenset = getattr(type(obj), "_internal_names_set", frozenset())
     for name, value in getattr(obj, "__dict__", {}).items():
         if name not in found and name not in internal and name not in _INTERNAL:
             found[name] = value
