@@ -32,6 +32,23 @@ def test_an_attribute_set_on_a_frame_subclass_is_content():
     assert joblite.hash(a) != joblite.hash(_Tagged({"x": [1.0]}))
 
 
+class _Slotted(pd.DataFrame):
+    """A subclass that keeps its state in ``__slots__`` (not in ``__dict__``)."""
+
+    __slots__ = ("unit",)
+
+    @property
+    def _constructor(self):  # type: ignore[override]
+        return _Slotted
+
+
+def test_the_slots_of_a_frame_subclass_are_content():
+    a, b = _Slotted({"x": [1.0]}), _Slotted({"x": [1.0]})
+    a.unit, b.unit = "m", "s"
+    assert joblite.hash(a) != joblite.hash(b)
+    assert joblite.hash(_Slotted({"x": [1.0]})) == joblite.hash(_Slotted({"x": [1.0]}))
+
+
 def test_an_attribute_set_on_a_plain_frame_or_series_is_content():
     frame = pd.DataFrame({"x": [1]})
     before = joblite.hash(frame)

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import _core
 from ..exceptions import UnhashableError
+from ._registry import slot_state
 
 __all__ = ["dataframe_content", "index_content", "register", "series_content", "values_content"]
 
@@ -102,6 +103,8 @@ def _metadata(obj: Any) -> dict:
     for name, value in getattr(obj, "__dict__", {}).items():
         if name not in found and name not in internal and name not in _INTERNAL:
             found[name] = value
+    for name, value in slot_state(obj, "pandas").items():
+        found.setdefault(name, value)
     return found
 
 

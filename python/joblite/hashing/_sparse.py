@@ -34,11 +34,16 @@ _INTERNAL = frozenset(
 
 def _extras(matrix: Any) -> dict:
     """Attributes a subclass (or user code) set on the object: a function can read them."""
-    return {
+    from ._registry import slot_state
+
+    found = {
         name: value
         for name, value in getattr(matrix, "__dict__", {}).items()
         if not name.startswith("_") and name not in _INTERNAL
     }
+    for name, value in slot_state(matrix, "scipy").items():
+        found.setdefault(name, value)
+    return found
 
 
 def sparse_content(matrix: Any) -> tuple:
