@@ -363,6 +363,19 @@ def _arrow_union_child() -> tuple:
     return make(0), make(1)
 
 
+@case("arrow: a sliced union vs a fresh one", True, ("pyarrow",))
+def _arrow_union_slice() -> tuple:
+    import pyarrow as pa
+
+    a = pa.UnionArray.from_sparse(
+        pa.array([0, 1, 0], pa.int8()), [pa.array([1, 2, 3]), pa.array([4, 5, 6])], ["a", "b"]
+    )
+    b = pa.UnionArray.from_sparse(
+        pa.array([1, 0], pa.int8()), [pa.array([2, 3]), pa.array([5, 6])], ["a", "b"]
+    )
+    return a[1:], b
+
+
 @case("arrow: metadata of a nested field", False, ("pyarrow",))
 def _arrow_nested_metadata() -> tuple:
     import pyarrow as pa

@@ -99,8 +99,9 @@ class _ColumnStreams:
         else:  # maps, unions, run-end encoded, ...: value by value, slow but exact
             if pa.types.is_union(t):
                 # which child a slot holds is content: 1 in child "a" is not 1 in child "b"
-                codes = arr.type_codes.to_numpy(zero_copy_only=False)
-                self.stream(key + "t").update(np.ascontiguousarray(codes, dtype=np.int8))
+                # (from the buffer: pyarrow's ``type_codes`` ignores a slice's offset)
+                codes = np.frombuffer(arr.buffers()[1], dtype=np.int8)
+                self.stream(key + "t").update(codes[arr.offset : arr.offset + n])
             stream = self.stream(key + "p")
             for value in arr.to_pylist():
                 stream.update(bytes.fromhex(_core.hash(value)))
