@@ -351,6 +351,39 @@ def _arrow_lists() -> tuple:
     return pa.array([[1, 2], [3]]), pa.array([[1], [2, 3]])
 
 
+@case("arrow: union, one value in another child", False, ("pyarrow",))
+def _arrow_union_child() -> tuple:
+    import pyarrow as pa
+
+    children = [pa.array([1]), pa.array([1])]
+
+    def make(code: int) -> Any:
+        return pa.UnionArray.from_sparse(pa.array([code], pa.int8()), children, ["a", "b"])
+
+    return make(0), make(1)
+
+
+@case("arrow: a sliced union vs a fresh one", True, ("pyarrow",))
+def _arrow_union_slice() -> tuple:
+    import pyarrow as pa
+
+    a = pa.UnionArray.from_sparse(
+        pa.array([0, 1, 0], pa.int8()), [pa.array([1, 2, 3]), pa.array([4, 5, 6])], ["a", "b"]
+    )
+    b = pa.UnionArray.from_sparse(
+        pa.array([1, 0], pa.int8()), [pa.array([2, 3]), pa.array([5, 6])], ["a", "b"]
+    )
+    return a[1:], b
+
+
+@case("arrow: metadata of a nested field", False, ("pyarrow",))
+def _arrow_nested_metadata() -> tuple:
+    import pyarrow as pa
+
+    item = pa.field("item", pa.int64(), True, {"unit": "m"})
+    return pa.array([[1]], pa.list_(item)), pa.array([[1]], pa.list_(pa.int64()))
+
+
 @case("polars: rechunked frame", True, ("polars",))
 def _polars_chunks() -> tuple:
     import polars as pl
@@ -392,6 +425,32 @@ def _polars_series() -> tuple:
     import polars as pl
 
     return pl.Series("x", [1.0, 2.0]), pl.Series("x", [1.0, -2.0])
+
+
+@case("polars: Series name", False, ("polars", "pyarrow"))
+def _polars_series_name() -> tuple:
+    import polars as pl
+
+    return pl.Series("a", [1, 2]), pl.Series("b", [1, 2])
+
+
+@case("polars: Enum categories", False, ("polars", "pyarrow"))
+def _polars_enum() -> tuple:
+    import polars as pl
+
+    return pl.Series("e", ["a"], dtype=pl.Enum(["a", "b"])), pl.Series(
+        "e", ["a"], dtype=pl.Enum(["a", "c"])
+    )
+
+
+@case("polars: Enum category order", False, ("polars", "pyarrow"))
+def _polars_enum_order() -> tuple:
+    import polars as pl
+
+    def make(categories: list) -> Any:
+        return pl.DataFrame({"e": pl.Series(["a"], dtype=pl.Enum(categories))})
+
+    return make(["a", "b"]), make(["b", "a"])
 
 
 @case("polars frame vs the same Arrow table", False, ("polars", "pyarrow"))
@@ -455,13 +514,70 @@ def _xr_dims() -> tuple:
     return da, da.rename({"y": "z"})
 
 
-@case("sparse: entries in another order, duplicates summed", True, ("scipy",))
+@case("xarray: order of the categories of a categorical coordinate", False, ("xarray",))
+def _xarray_categorical_coord() -> tuple:
+    import pandas as pd
+    import xarray as xr
+
+    def make(categories: list) -> Any:
+        index = pd.CategoricalIndex(["a", "b"], categories=categories)
+        return xr.DataArray([1, 2], dims="t", coords={"t": index})
+
+    return make(["a", "b"]), make(["b", "a"])
+
+
+@case("xarray: categories of a categorical data variable", False, ("xarray",))
+def _xarray_categorical_variable() -> tuple:
+    import pandas as pd
+    import xarray as xr
+
+    def make(categories: list) -> Any:
+        frame = pd.DataFrame({"c": pd.Categorical(["a", "b"], categories=categories)})
+        return xr.Dataset.from_dataframe(frame)
+
+    return make(["a", "b"]), make(["a", "b", "c"])
+
+
+@case("xarray: a deep copy, a full slice", True, ("xarray",))
+def _xarray_copy() -> tuple:
+    import xarray as xr
+
+    a = xr.DataArray([1.0, 2.0], dims="x", coords={"x": [0, 1]}, name="v")
+    return a, a.copy(deep=True).isel(x=slice(0, 2))
+
+
+@case("sparse: entries in another order, duplicates summed by tocsr", True, ("scipy",))
 def _sparse_order() -> tuple:
     import scipy.sparse as sp
 
     a = sp.coo_matrix(([1.0, 2.0, 3.0], ([0, 1, 2], [1, 2, 0])), shape=(3, 3))
     b = sp.coo_matrix(([3.0, 2.0, 0.5, 0.5], ([2, 1, 0, 0], [0, 2, 1, 1])), shape=(3, 3))
     return a.tocsr(), b.tocsr()
+
+
+@case("sparse: coo entries in another order, csr with unsorted indices", True, ("scipy",))
+def _sparse_unsorted() -> tuple:
+    import scipy.sparse as sp
+
+    a = sp.csr_matrix(([1.0, 2.0], [0, 1], [0, 2]), shape=(1, 2))
+    b = sp.csr_matrix(([2.0, 1.0], [1, 0], [0, 2]), shape=(1, 2))
+    return a, b
+
+
+@case("sparse: duplicate coo entries vs their sum (nnz and .data differ)", False, ("scipy",))
+def _sparse_duplicates() -> tuple:
+    import scipy.sparse as sp
+
+    a = sp.coo_matrix(([1.0, 1.0], ([0, 0], [0, 0])), shape=(1, 1))
+    return a, sp.coo_matrix(([2.0], ([0], [0])), shape=(1, 1))
+
+
+@case("sparse: an explicitly stored zero vs no entry", False, ("scipy",))
+def _sparse_explicit_zero() -> tuple:
+    import scipy.sparse as sp
+
+    a = sp.csr_matrix(([0.0, 2.0], [0, 1], [0, 2]), shape=(1, 2))
+    return a, sp.csr_matrix(([2.0], [1], [0, 1]), shape=(1, 2))
 
 
 @case("sparse: a value changed", False, ("scipy",))

@@ -73,3 +73,18 @@ def test_a_tensor_has_one_key_in_every_run():
     ]
     assert runs[0].stdout == runs[1].stdout
     assert len(runs[0].stdout.strip()) == 64
+
+
+class _Tagged(torch.Tensor):
+    pass
+
+
+def test_state_of_a_tensor_subclass_is_content():
+    a = torch.arange(4.0).as_subclass(_Tagged)
+    b = torch.arange(4.0).as_subclass(_Tagged)
+    a.unit, b.unit = "m", "s"
+    assert h(a) != h(b)
+    c = torch.arange(4.0).as_subclass(_Tagged)
+    c.unit = "m"
+    assert h(a) == h(c)
+    assert h(torch.nn.Parameter(torch.ones(2))) == h(torch.nn.Parameter(torch.ones(2)))

@@ -100,6 +100,7 @@ def _register_builtin_handlers() -> None:
     register_hash_handler_lazy("jaxlib")(_tensor.register_jax)
     register_hash_handler_lazy("cupy")(_tensor.register_cupy)
     register_hash_handler_lazy("pyarrow")(_register_pyarrow)
+    register_hash_handler_lazy("polars")(_register_polars)
 
 
 def _register_pyarrow() -> None:
@@ -108,6 +109,18 @@ def _register_pyarrow() -> None:
     from ._arrow import arrow_content
 
     register_hash_handler((pa.Table, pa.RecordBatch, pa.ChunkedArray, pa.Array), arrow_content)
+
+
+def _register_polars() -> None:
+    import importlib.util
+
+    import polars as pl
+
+    from ._arrow import polars_frame_content, polars_series_content
+
+    if importlib.util.find_spec("pyarrow") is not None:  # else the walk, as for any producer
+        register_hash_handler(pl.Series, polars_series_content)
+        register_hash_handler(pl.DataFrame, polars_frame_content)
 
 
 _register_builtin_handlers()

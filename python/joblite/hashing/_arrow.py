@@ -15,7 +15,13 @@ from typing import Any
 from .. import _core
 from ..exceptions import UnhashableError
 
-__all__ = ["arrow_content", "capsule_content", "chunked_digest"]
+__all__ = [
+    "arrow_content",
+    "capsule_content",
+    "chunked_digest",
+    "polars_frame_content",
+    "polars_series_content",
+]
 
 
 class _ColumnStreams:
@@ -91,6 +97,11 @@ class _ColumnStreams:
             for i, child in enumerate(arr.flatten()):
                 self.feed(child, f"{key}.{i}")
         else:  # maps, unions, run-end encoded, ...: value by value, slow but exact
+            if pa.types.is_union(t):
+                # which child a slot holds is content: 1 in child "a" is not 1 in child "b"
+                # (from the buffer: pyarrow's ``type_codes`` ignores a slice's offset)
+                codes = np.frombuffer(arr.buffers()[1], dtype=np.int8)
+                self.stream(key + "t").update(codes[arr.offset : arr.offset + n])
             stream = self.stream(key + "p")
             for value in arr.to_pylist():
                 stream.update(bytes.fromhex(_core.hash(value)))
@@ -136,9 +147,24 @@ def chunked_digest(chunks: Any) -> tuple:
     return streams.digest()
 
 
+def _type(t: Any) -> Any:
+    """A type's identity: its string, plus what the string leaves out (the metadata of
+    nested fields, an extension type's parameters)."""
+    import pyarrow as pa
+
+    extra: list = []
+    if isinstance(t, pa.ExtensionType):
+        extra.append(("ext", t.extension_name, t.__arrow_ext_serialize__(), _type(t.storage_type)))
+    for i in range(t.num_fields):
+        child = t.field(i)
+        if child.metadata or child.type.num_fields or isinstance(child.type, pa.ExtensionType):
+            extra.append((i, _field(child)))
+    return (str(t), extra) if extra else str(t)
+
+
 def _field(field: Any) -> tuple:
     metadata = dict(field.metadata) if field.metadata else None
-    return (field.name, str(field.type), field.nullable, metadata)
+    return (field.name, _type(field.type), field.nullable, metadata)
 
 
 def _table(schema: Any, batches: Any) -> tuple:
@@ -155,8 +181,9 @@ def _table(schema: Any, batches: Any) -> tuple:
     )
 
 
-def _array(chunked: Any) -> tuple:
-    return ("array", str(chunked.type), chunked_digest(chunked.chunks))
+def _array(chunked: Any, field: Any = None) -> tuple:
+    head = _field(field) if field is not None else _type(chunked.type)
+    return ("array", head, chunked_digest(chunked.chunks))
 
 
 def arrow_content(obj: Any) -> tuple:
@@ -184,8 +211,40 @@ def capsule_content(obj: Any) -> tuple:
         if _is_struct_stream(obj):
             reader = pa.RecordBatchReader.from_stream(obj)
             return _table(reader.schema, reader)
-        return _array(pa.chunked_array(obj))
-    return _array(pa.chunked_array([pa.array(obj)]))
+        return _array(pa.chunked_array(obj), _schema_field(obj))
+    return _array(pa.chunked_array([pa.array(obj)]), _schema_field(obj))
+
+
+def _schema_field(obj: Any) -> Any:
+    """The field (name, nullability, metadata) an array producer declares, if it does."""
+    import pyarrow as pa
+
+    if not hasattr(obj, "__arrow_c_schema__"):
+        return None
+    return pa.Field._import_from_c_capsule(obj.__arrow_c_schema__())
+
+
+def polars_series_content(series: Any) -> tuple:
+    """Content of a polars Series: its one-column frame, so that its name and the field
+    metadata polars writes there (an ``Enum``'s categories) are content; a bare array
+    stream carries neither."""
+    return polars_frame_content(series.to_frame())
+
+
+def polars_frame_content(frame: Any) -> tuple:
+    """Content of a polars DataFrame: its Arrow stream, except that a column of dtype
+    ``Object`` (which polars exports as the objects' memory addresses: a key that changes with
+    every run, and that a new object at a freed address would share) is its Python values."""
+    import polars as pl
+
+    objects = [name for name, dtype in frame.schema.items() if dtype == pl.Object]
+    if not objects:
+        return capsule_content(frame)
+    return (
+        "polars-objects",
+        capsule_content(frame.drop(objects)),
+        [(frame.columns.index(name), name, frame[name].to_list()) for name in objects],
+    )
 
 
 def _is_struct_stream(obj: Any) -> bool:

@@ -12,8 +12,9 @@ from typing import Any
 
 from .. import _core
 from ..exceptions import UnhashableError
+from ._registry import slot_state
 
-__all__ = ["dataframe_content", "index_content", "register", "series_content"]
+__all__ = ["dataframe_content", "index_content", "register", "series_content", "values_content"]
 
 
 def _values(array: Any) -> tuple:
@@ -52,6 +53,11 @@ def _values(array: Any) -> tuple:
     return ("extension", repr(dtype), array)  # any other extension array: its reduction
 
 
+def values_content(array: Any) -> tuple:
+    """Content of a pandas ExtensionArray or ndarray of values (dtype and values)."""
+    return _values(array)
+
+
 def index_content(index: Any) -> tuple:
     """Content of an Index: names, dtype and values (a RangeIndex as the int64 values it
     holds, so it equals the same values in an int64 Index)."""
@@ -69,9 +75,37 @@ def index_content(index: Any) -> tuple:
     return ("Index", names, values)
 
 
+#: what pandas itself keeps in a frame's or a Series' ``__dict__`` (pandas 2 and 3)
+_INTERNAL = frozenset(
+    (
+        "_mgr",
+        "_attrs",
+        "_flags",
+        "_name",
+        "_cache",
+        "_item_cache",
+        "_cacher",
+        "_is_copy",
+        "_metadata",
+        "_typ",
+        "_subtyp",
+        "_references",
+    )
+)
+
+
 def _metadata(obj: Any) -> dict:
     # a subclass (geopandas, ...) declares the attributes that are part of its value
-    return {name: getattr(obj, name, None) for name in getattr(type(obj), "_metadata", ())}
+    found = {name: getattr(obj, name, None) for name in getattr(type(obj), "_metadata", ())}
+    # any other attribute set on the object (``df.unit = "m"``, a subclass's own state):
+    # pickle drops it, but the cached function can read it, so it is content
+    internal: frozenset = getattr(type(obj), "_internal_names_set", frozenset())
+    for name, value in getattr(obj, "__dict__", {}).items():
+        if name not in found and name not in internal and name not in _INTERNAL:
+            found[name] = value
+    for name, value in slot_state(obj, "pandas").items():
+        found.setdefault(name, value)
+    return found
 
 
 def series_content(series: Any) -> tuple:

@@ -18,6 +18,7 @@ __all__ = [
     "handler_for",
     "register_hash_handler",
     "register_hash_handler_lazy",
+    "slot_state",
     "unregister_hash_handler",
 ]
 
@@ -166,3 +167,22 @@ def _speaks_arrow(cls: type) -> bool:
         # the function an exhausted reader; it keeps the walk of its reduction
         return False
     return importlib.util.find_spec("pyarrow") is not None
+
+
+def slot_state(obj: Any, library: str) -> dict:
+    """Values in the ``__slots__`` of the classes of ``obj`` defined outside ``library`` (a
+    top-level module name): the state a user's subclass of a registered type keeps there is
+    content that the library's handler does not read."""
+    found: dict = {}
+    for klass in type(obj).__mro__:
+        if str(getattr(klass, "__module__", "")).partition(".")[0] in (library, "builtins"):
+            continue
+        slots = klass.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__") or name in found:
+                continue
+            try:
+                found[name] = getattr(obj, name)
+            except AttributeError:  # an unset slot
+                continue
+    return found

@@ -28,7 +28,7 @@ def tensor_content(tensor: Any) -> tuple:
         data = data.cpu()
     data = data.contiguous()
     raw = data.reshape(-1).view(torch.uint8).numpy()  # the bytes, no copy, any dtype
-    return (
+    content = (
         "tensor",
         layout,
         str(tensor.dtype),
@@ -37,6 +37,9 @@ def tensor_content(tensor: Any) -> tuple:
         tuple(tensor.shape),
         raw,
     )
+    # attributes set on the tensor (a subclass's state; pickle keeps them too)
+    state = getattr(tensor, "__dict__", None)
+    return (*content, dict(state)) if state else content
 
 
 def array_content(array: Any) -> tuple:

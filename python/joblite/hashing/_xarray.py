@@ -9,9 +9,27 @@ __all__ = ["dataarray_content", "dataset_content", "register", "variable_content
 
 def variable_content(variable: Any) -> tuple:
     """Content of a Variable: dimensions, values (a dask array is computed), attrs."""
+
+    return ("Variable", tuple(variable.dims), _values(variable), dict(variable.attrs))
+
+
+def _values(variable: Any) -> Any:
+    """The values; those held by a pandas Index or extension array of a dtype numpy lacks
+    (categorical, tz-aware, period, interval) by their pandas content, since ``.values``
+    would turn them into objects and drop categories, their order or the time zone."""
     import numpy as np
 
-    return ("Variable", tuple(variable.dims), np.asarray(variable.values), dict(variable.attrs))
+    held = getattr(getattr(variable, "_data", None), "array", None)
+    if held is not None and not isinstance(getattr(held, "dtype", None), np.dtype):
+        import pandas as pd
+
+        from ._pandas import index_content, values_content
+
+        if isinstance(held, pd.Index):
+            return ("pandas", index_content(held.rename(None)))
+        if isinstance(held, pd.api.extensions.ExtensionArray):
+            return ("pandas", values_content(held))
+    return np.asarray(variable.values)
 
 
 def dataarray_content(array: Any) -> tuple:
@@ -23,7 +41,7 @@ def dataarray_content(array: Any) -> tuple:
 def dataset_content(dataset: Any) -> tuple:
     """Content of a Dataset: every variable, which of them are coordinates, attrs."""
     variables = {name: variable_content(v) for name, v in dataset.variables.items()}
-    return (variables, sorted(map(str, dataset.coords)), dict(dataset.attrs))
+    return (variables, set(dataset.coords), dict(dataset.attrs))
 
 
 def register() -> None:
