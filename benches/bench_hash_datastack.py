@@ -1,10 +1,12 @@
 """Hashing data-stack objects: joblite.hash next to joblib.hash and dask.base.tokenize.
 
-Run: ``make benchmark ARGS="-k datastack"``. Groups: a 1e6-row frame of int64, float64,
-category, str and datetime columns (pandas' default str dtype, and object strings as pandas 2
-makes them), a polars frame and an Arrow table of the same data, a 40 MB float32 tensor
-(torch when installed, else numpy), a 1000x1000 xarray DataArray with coordinates. Each group
-is skipped when its library is missing. ``JOBLITE_BENCH_SCALE`` scales the row counts.
+Run: ``make benchmark ARGS="-k datastack"``. Hash time, and cache-hit time (``Memory.cache``
+of a cheap function called again with the same object; joblite and joblib). Groups: a 1e6-row
+frame of int64, float64, category, str and datetime columns (pandas' default str dtype, and
+object strings as pandas 2 makes them), a polars frame and an Arrow table of the same data, a
+40 MB float32 tensor (torch when installed, else numpy), a 1000x1000 xarray DataArray with
+coordinates. Each group is skipped when its library is missing. ``JOBLITE_BENCH_SCALE`` scales
+the row counts.
 """
 
 from __future__ import annotations
@@ -118,3 +120,59 @@ def test_xarray(benchmark, impl):
         name="field",
     )
     _run(benchmark, impl, da)
+
+
+# --- cache hits: a cached function called again with an equal object (a copy) ---
+
+
+def _shape(obj):  # the cached function: cheap, so the hit's cost is the key and the read
+    return len(obj)
+
+
+def _objects(kind, frame):
+    if kind == "pandas frame":
+        return frame
+    if kind == "pandas frame, object strings":
+        df = frame.copy()
+        df["s"] = df["s"].astype(object)
+        return df
+    if kind == "Arrow table":
+        pa = pytest.importorskip("pyarrow")
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    if kind == "polars frame":
+        pl = pytest.importorskip("polars")
+        pytest.importorskip("pyarrow")
+        return pl.from_pandas(frame)
+    if kind == "40 MB float32 array":
+        return np.random.default_rng(0).standard_normal(scaled(10_000_000)).astype(np.float32)
+    xr = pytest.importorskip("xarray")
+    n = max(2, int(1000 * scaled(1_000_000) / 1_000_000))
+    return xr.DataArray(
+        np.random.default_rng(0).standard_normal((n, n)),
+        dims=("x", "y"),
+        coords={"x": np.arange(n), "y": np.linspace(0, 1, n)},
+        name="field",
+    )
+
+
+HIT_KINDS = [
+    "pandas frame",
+    "pandas frame, object strings",
+    "Arrow table",
+    "polars frame",
+    "40 MB float32 array",
+    "xarray DataArray",
+]
+
+
+@pytest.mark.parametrize("impl", ["joblite", "joblib"])
+@pytest.mark.parametrize("kind", HIT_KINDS)
+def test_cache_hit(benchmark, frame, tmp_path, kind, impl):
+    benchmark.group = f"cache hit: {kind}"
+    obj = _objects(kind, frame)
+    memory = (joblite if impl == "joblite" else joblib).Memory(tmp_path, verbose=0)
+    cached = memory.cache(_shape)
+    expected = cached(obj)  # the miss: computed and stored
+    rounds = 3 if impl == "joblib" else 10
+    result = benchmark.pedantic(cached, args=(obj,), rounds=rounds, iterations=1, warmup_rounds=1)
+    assert result == expected
