@@ -17,6 +17,11 @@ Case = tuple[Callable[[], Any], Callable[[], Any], bool]
 CASES: dict[str, Case] = {}
 
 
+class NotApplicable(Exception):
+    """Raised by a builder when the installed version of a library cannot express the case
+    (an older xarray stores a categorical variable as plain objects): the case is skipped."""
+
+
 def has(*modules: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in modules)
 
@@ -533,7 +538,10 @@ def _xarray_categorical_variable() -> tuple:
 
     def make(categories: list) -> Any:
         frame = pd.DataFrame({"c": pd.Categorical(["a", "b"], categories=categories)})
-        return xr.Dataset.from_dataframe(frame)
+        dataset = xr.Dataset.from_dataframe(frame)
+        if not isinstance(dataset["c"].dtype, pd.CategoricalDtype):
+            raise NotApplicable("this xarray stores categorical variables as plain objects")
+        return dataset
 
     return make(["a", "b"]), make(["a", "b", "c"])
 

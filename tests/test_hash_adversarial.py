@@ -72,9 +72,10 @@ def test_hashing_does_not_consolidate_or_change_a_frame():
     frame["b"] = [1.0, 2.0]
     frame["c"] = [3, 4]
     blocks = frame._mgr.nblocks
+    state = sorted(vars(frame))  # pandas 2 also keeps _item_cache and _is_copy
     joblite.hash(frame)
     assert frame._mgr.nblocks == blocks
-    assert sorted(vars(frame)) == ["_attrs", "_flags", "_mgr"]
+    assert sorted(vars(frame)) == state
 
 
 _SCRIPT = textwrap.dedent(

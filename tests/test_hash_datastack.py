@@ -20,7 +20,7 @@ import types
 import joblite
 import numpy as np
 import pytest
-from _hash_cases import CASES
+from _hash_cases import CASES, NotApplicable
 from joblite import Memory
 from joblite.exceptions import UnhashableError
 
@@ -30,7 +30,10 @@ pytestmark = pytest.mark.skipif(not CASES, reason="none of pandas/pyarrow/polars
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_case_in_process(name):
     make_a, make_b, same = CASES[name]
-    a, b = make_a(), make_b()
+    try:
+        a, b = make_a(), make_b()
+    except NotApplicable as reason:
+        pytest.skip(str(reason))
     if same:
         assert joblite.hash(a) == joblite.hash(b)
     else:
@@ -49,7 +52,11 @@ def run_cases(location, which):
     cached = memory.cache(compute)
     tokens = {}
     for name, (make_a, make_b, _) in CASES.items():
-        tokens[name] = cached((make_a if which == "a" else make_b)())
+        try:
+            value = (make_a if which == "a" else make_b)()
+        except NotApplicable:
+            continue  # this installed version cannot express the case
+        tokens[name] = cached(value)
     return tokens
 
 
@@ -87,6 +94,8 @@ def test_cases_through_memory_in_two_fresh_processes(tmp_path, method):
     first, second, again = json.loads(out.stdout)
     wrong = []
     for name, (_, _, same) in CASES.items():
+        if name not in first:
+            continue  # not applicable with these library versions (see test_case_in_process)
         if (first[name] == second[name]) != same:
             wrong.append(f"{name}: {'missed' if same else 'stale hit'}")
         if again[name] != first[name]:
