@@ -24,7 +24,7 @@ from ...parallel import (
     parallel_config,
     wrap_non_picklable_objects,
 )
-from ...parallel._config import get_active_backend
+from ...parallel._config import _CONFIG_DEFAULTS, get_active_backend
 from ._parallel_backends import (
     AutoBatchingMixin,
     FallbackToBackend,
@@ -82,15 +82,19 @@ EXTERNAL_BACKENDS: dict[str, Callable[[], Any]] = {}
 TASK_DONE = "Done"
 TASK_ERROR = "Error"
 TASK_PENDING = "Pending"
+#: joblib's eight settings, with joblite's defaults (one home: parallel/_config.py)
 default_parallel_config: dict[str, Any] = {
-    "backend": None,
-    "n_jobs": None,
-    "verbose": 0,
-    "temp_folder": None,
-    "max_nbytes": "1M",
-    "mmap_mode": "r",
-    "prefer": None,
-    "require": None,
+    name: _CONFIG_DEFAULTS[name]
+    for name in (
+        "backend",
+        "n_jobs",
+        "verbose",
+        "temp_folder",
+        "max_nbytes",
+        "mmap_mode",
+        "prefer",
+        "require",
+    )
 }
 DEFAULT_MP_CONTEXT: Optional[Any] = None
 
