@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from .memory.explain import compare_arguments, distance
+from .memory.explain import EXPLAIN_ENTRIES, compare_arguments, distance
 from .store import EntryInfo, FileSystemStore, parse_age, parse_bytes
 
 __all__ = ["main"]
@@ -338,7 +338,7 @@ def _cmd_show(store: FileSystemStore, args: argparse.Namespace) -> dict[str, Any
             key=lambda e: e.created,
             reverse=True,
         )
-        for other in others[:20]:
+        for other in others[:EXPLAIN_ENTRIES]:
             try:
                 other_meta = store.load_metadata(fid, other.key)
             except (KeyError, OSError, ValueError):

@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 import cloudpickle
 
+from .. import _files
 from .base import BatchedCalls, RemoteError, tick
 
 _SHM = "/dev/shm"
@@ -83,12 +84,8 @@ def _sweep_stale(base: str) -> None:
         pid_text = name[len(_PREFIX) :].split("_", 1)[0]
         if not pid_text.isdigit() or int(pid_text) == os.getpid():
             continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
+        if not _files.pid_alive(int(pid_text)):
             shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-        except OSError:
-            pass  # alive, or another user's process
 
 
 class SharedFolder:
