@@ -64,8 +64,41 @@ fn f2_scan(py: Python<'_>, stream: &Bound<'_, PyAny>) -> PyResult<Vec<Option<(us
     Ok(pieces
         .into_iter()
         .map(|p| match p {
-            Piece::Keep(a, b) => Some((a, b)),
-            Piece::Buffer => None,
+            Piece::Keep(_, a, b) => Some((a, b)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// f2_scan_parts(parts, min_in_band)
+/// --
+///
+/// The pieces of the protocol-5 pickle stream that is the concatenation of `parts`, as
+/// `(tag, a, b, c)`: tag 0 keeps bytes `b..c` of part `a`; 1 is an out-of-band buffer;
+/// 2 starts an in-band record of kind `a` (0 bytes, 1 bytearray, 2 str) and `b` bytes,
+/// whose bytes are the tag-3 pieces that follow (bytes `b..c` of part `a`).
+#[pyfunction]
+fn f2_scan_parts(
+    py: Python<'_>,
+    parts: Vec<Bound<'_, PyAny>>,
+    min_in_band: u64,
+) -> PyResult<Vec<(u8, u64, u64, u64)>> {
+    let held = parts
+        .iter()
+        .map(PyBuffer::<u8>::get)
+        .collect::<PyResult<Vec<_>>>()?;
+    let views = held.iter().map(view).collect::<PyResult<Vec<_>>>()?;
+    let pieces = py
+        .detach(|| pickle_scan::scan_parts(&views, min_in_band))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let n = |x: usize| x as u64;
+    Ok(pieces
+        .into_iter()
+        .map(|p| match p {
+            Piece::Keep(i, a, b) => (0, n(i), n(a), n(b)),
+            Piece::Buffer => (1, 0, 0, 0),
+            Piece::InBand(kind, len) => (2, u64::from(kind), len, 0),
+            Piece::Payload(i, a, b) => (3, n(i), n(a), n(b)),
         })
         .collect())
 }
@@ -314,6 +347,22 @@ impl F2Reader {
             .collect()
     }
 
+    /// Where each buffer's NEXT_BUFFER opcode is in the stream that `stream` returns.
+    fn buffer_positions(&self) -> Vec<u64> {
+        let idx = &self.plan.index;
+        let mut from = idx.chunks.first().map_or(0, |c| c.raw_off);
+        let mut at = 2u64; // PROTO 5
+        let mut out = Vec::with_capacity(idx.buffers.len());
+        for b in &idx.buffers {
+            // validated: buffers in order inside the stream, record_off < data_off
+            at = at.saturating_add(b.record_off.saturating_sub(from));
+            out.push(at);
+            at = at.saturating_add(1);
+            from = b.data_off.saturating_add(b.data_len);
+        }
+        out
+    }
+
     /// `(pickle_stream, small)`: the stream joblite's unpickler reads (NEXT_BUFFER for each
     /// buffer) and, per buffer, a bytearray of its bytes when it owns no chunks (else None).
     fn stream<'py>(&self, py: Python<'py>, verify: bool) -> PyResult<StreamParts<'py>> {
@@ -343,6 +392,46 @@ impl F2Reader {
             unsafe { stream.copy_to(dst as *mut u8) }
         });
         Ok((bytes.cast_into::<PyBytes>()?, small))
+    }
+
+    /// Buffer `k` (it owns chunks) decoded into a new `bytes` object, not zero-filled first:
+    /// an in-band object's one fresh buffer (docs/format.md).
+    fn read_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        k: usize,
+        verify: bool,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let n = self
+            .plan
+            .index
+            .buffers
+            .get(k)
+            .ok_or_else(|| PyValueError::new_err("no such buffer"))?
+            .data_len;
+        // the size is the index's (validated against the file's chunks, as for an array's
+        // `np.empty`): untouched pages cost nothing until the chunks decode into them, and
+        // an index that declares more than its chunks hold fails before any is written
+        let n = isize::try_from(n).map_err(|_| pyo3::exceptions::PyMemoryError::new_err(n))?;
+        // SAFETY: a null source asks CPython for `n` bytes of uninitialised storage; the
+        // result is a new reference, or null with an exception set (turned into the error).
+        let bytes = unsafe {
+            let obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t);
+            Bound::from_owned_ptr_or_err(py, obj)?
+        };
+        // SAFETY: the bytes object is fresh and unseen by other code; `PyBytes_AsString`
+        // gives its `n`-byte storage. `read_buffers` fills all of it (it checks that the
+        // owned chunks' sizes add up to exactly `n`) or fails, and then the object is
+        // dropped unseen. The address travels as an integer because raw pointers are not
+        // `Send`; `bytes` keeps the storage alive meanwhile.
+        let dst = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) } as usize;
+        crate::pages::advise_huge_pages(dst as *mut u8, n as usize);
+        self.with_source(py, move |src| {
+            // SAFETY: see above: `n` bytes of fresh storage that nothing else refers to.
+            let slice = unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, n as usize) };
+            self.plan.read_buffers(src, vec![(k, slice)], verify)
+        })?;
+        Ok(bytes.cast_into::<PyBytes>()?)
     }
 
     /// Decodes buffers `(k, dst)` that own chunks into their (exactly sized) destinations.
@@ -433,6 +522,7 @@ fn f2_index_len(n_chunks: usize, n_buffers: usize) -> usize {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(f2_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(f2_scan_parts, m)?)?;
     m.add_function(wrap_pyfunction!(f2_write, m)?)?;
     m.add_function(wrap_pyfunction!(f2_index_len, m)?)?;
     m.add_function(wrap_pyfunction!(xxh3_64, m)?)?;

@@ -11,7 +11,6 @@ past it while joblite reads it first and then decodes any chunk on its own, on a
 from __future__ import annotations
 
 import copyreg
-import io
 import pickle
 from typing import Any, Callable, Optional
 
@@ -132,19 +131,50 @@ class _Pickler(pickle.Pickler):
     pass
 
 
+class _Parts:
+    """A pickler's file that keeps what it is given, by reference: the C pickler hands its
+    file each frame and, on its own, every payload of at least 64 KiB (the `bytes` object
+    itself), so a large in-band object is never copied to be dumped."""
+
+    __slots__ = ("parts", "write")
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+        self.write = self.parts.append
+
+
 _DISPATCH: Optional[dict] = None
 
+#: `bytes` / `bytearray` / `str` payloads of at least this many bytes (a `str`: its UTF-8
+#: bytes) become records of their own (docs/format.md, "In-band objects")
+IN_BAND_MIN = 1 << 20
 
-def _pickle(value: Any, protocol: int = 5) -> tuple[bytes, list]:
+# per kind (0 bytes, 1 bytearray, 2 str): the pickle around such a record, which makes it
+# `bytes(arr)`, `bytearray(arr)` or `str(arr, "utf-8", "surrogatepass")` of the uint8 array
+# joblib reads, and of the object joblite reads it into (`bytes(b)` is `b` itself)
+IN_BAND_PREFIX: tuple[bytes, ...] = (
+    _short_str("builtins") + _short_str("bytes") + b"\x93",
+    _short_str("builtins") + _short_str("bytearray") + b"\x93",
+    _short_str("builtins") + _short_str("str") + b"\x93",
+)
+IN_BAND_SUFFIX: tuple[bytes, ...] = (
+    b"\x85R",
+    b"\x85R",
+    _short_str("utf-8") + _short_str("surrogatepass") + b"\x87R",
+)
+
+
+def _pickle(value: Any, protocol: int = 5) -> tuple[list, list]:
+    """The pickle stream of ``value`` as the parts the pickler wrote, and its buffers."""
     global _DISPATCH
     if _DISPATCH is None:
         _DISPATCH = _array_reducer()
     buffers: list[pickle.PickleBuffer] = []
-    out = io.BytesIO()
+    out = _Parts()
     p = _Pickler(out, protocol=5, buffer_callback=buffers.append)
     p.dispatch_table = _DISPATCH
     p.dump(value)
-    return out.getvalue(), buffers
+    return out.parts, buffers
 
 
 def _raw(pb: pickle.PickleBuffer) -> memoryview:
@@ -154,20 +184,42 @@ def _raw(pb: pickle.PickleBuffer) -> memoryview:
         return memoryview(memoryview(pb).tobytes())
 
 
+def _sequence(value: Any) -> tuple[list, list]:
+    """The stream to write, as kept bytes and ``(views, nbytes)`` records, and what must be
+    kept alive while it is written."""
+    written, pbufs = _pickle(value)
+    items = _core.f2_scan_parts(written, IN_BAND_MIN)
+    views = [_raw(pb) for pb in pbufs]
+    if sum(it[0] == 1 for it in items) != len(views):
+        raise ValueError("pickle stream and out-of-band buffers disagree")
+    mvs = [memoryview(w) for w in written]
+    seq: list[Any] = []
+    k = 0
+    data: list[memoryview] = []
+    for tag, a, b, c in items:
+        if tag == 0:
+            seq.append(mvs[a][b:c])
+        elif tag == 1:
+            seq.append(([views[k]], views[k].nbytes))
+            k += 1
+        elif tag == 2:
+            data = []
+            seq.append(IN_BAND_PREFIX[a])
+            seq.append((data, b))
+            seq.append(IN_BAND_SUFFIX[a])
+        else:
+            data.append(mvs[a][b:c])
+    return seq, [written, views]
+
+
 class Layout:
     """What :func:`_core.f2_write` writes: parts, chunk bounds, buffer entries, header size."""
 
     def __init__(self, value: Any, codec: str, dump_start: int = 0) -> None:
-        stream, pbufs = _pickle(value)
-        self._stream = stream  # the parts are views of it
-        pieces = _core.f2_scan(stream)
-        views = [_raw(pb) for pb in pbufs]
-        if sum(p is None for p in pieces) != len(views):
-            raise ValueError("pickle stream and out-of-band buffers disagree")
+        seq, self._alive = _sequence(value)  # the parts are views of what it holds
         self.codec = codec
         chunk = CHUNK_SIZE[codec]
         min_own = 1 if codec == "none" else MIN_OWN
-        smv = memoryview(stream)
         h_len = 0
         for _ in range(8):
             parts: list[Any] = []
@@ -175,47 +227,40 @@ class Layout:
             entries: list[tuple[int, int, int]] = []
             pos = 0
             cur = 0  # start of the current chunk
-            k = 0
-            for piece in pieces:
-                if piece is not None:
-                    a, b = piece
-                    parts.append(smv[a:b])
-                    n = b - a
-                else:
-                    raw = views[k]
-                    k += 1
-                    nbytes = raw.nbytes
-                    rec = _record(nbytes)
-                    at = h_len + pos + len(rec) + (dump_start if codec == "none" else 0)
-                    pad = ALIGN - (at + 1) % ALIGN
-                    rec += bytes([pad]) + b"\xff" * pad
-                    record_off = pos
-                    parts.append(rec)
-                    while pos + len(rec) - cur > chunk:
+            for el in seq:
+                if type(el) is not tuple:
+                    parts.append(el)
+                    n = len(el)
+                    while pos + n - cur > chunk:
                         cur += chunk
                         bounds.append(cur)
-                    pos += len(rec)
-                    entries.append((record_off, pos, nbytes))
-                    if nbytes >= min_own:
-                        if pos > cur:
-                            bounds.append(pos)
-                        bounds.extend(range(pos + chunk, pos + nbytes, chunk))
-                        parts.append(raw)
-                        pos += nbytes
-                        bounds.append(pos)  # a STOP at least follows
-                        cur = pos
-                        continue
-                    parts.append(raw)
-                    n = 0
-                    while pos + nbytes - cur > chunk:
-                        cur += chunk
-                        bounds.append(cur)
-                    pos += nbytes
+                    pos += n
                     continue
-                while pos + n - cur > chunk:
+                datas, nbytes = el
+                rec = _record(nbytes)
+                at = h_len + pos + len(rec) + (dump_start if codec == "none" else 0)
+                pad = ALIGN - (at + 1) % ALIGN
+                rec += bytes([pad]) + b"\xff" * pad
+                record_off = pos
+                parts.append(rec)
+                while pos + len(rec) - cur > chunk:
                     cur += chunk
                     bounds.append(cur)
-                pos += n
+                pos += len(rec)
+                entries.append((record_off, pos, nbytes))
+                parts.extend(datas)
+                if nbytes >= min_own:
+                    if pos > cur:
+                        bounds.append(pos)
+                    bounds.extend(range(pos + chunk, pos + nbytes, chunk))
+                    pos += nbytes
+                    bounds.append(pos)  # a STOP at least follows
+                    cur = pos
+                    continue
+                while pos + nbytes - cur > chunk:
+                    cur += chunk
+                    bounds.append(cur)
+                pos += nbytes
             need = _core.f2_index_len(len(bounds), len(entries)) + _core.F2_H_OVERHEAD
             if need <= h_len:
                 break
@@ -265,9 +310,10 @@ def load_reader(
     info = reader.buffers()
     mapped_writable = bool(reader.flags & _FLAG_MAPPED_WRITABLE)
     stream, small = reader.stream(True)  # the stream and small buffers: always verified
+    in_band = _in_band_records(reader, info, stream)
     mm = None
     if mmap_mode is not None and path is not None and reader.codec == "none":
-        if any(own and n > 0 for n, own, _ in info):
+        if any(own and n > 0 and k not in in_band for k, (n, own, _) in enumerate(info)):
             mode = "r+" if mmap_mode == "w+" else mmap_mode
             if mode == "r+":
                 reader.mark_mapped_writable()
@@ -284,6 +330,20 @@ def load_reader(
         if not own:
             buf: Any = small[k]
             buffers.append(memoryview(buf).toreadonly() if mmap_mode == "r" else buf)
+            continue
+        if k in in_band:
+            # read straight into the object's one buffer (never mapped: a `bytes` cannot
+            # be a memory map); the stream makes it `bytes(b)` (`b` itself),
+            # `bytearray(b)` or `str(b, "utf-8", "surrogatepass")`
+            stale_k = mapped_writable and reader.codec == "none"
+            try:
+                buffers.append(reader.read_bytes(k, verify is not False and not stale_k))
+            except MemoryError as e:
+                raise CorruptFileError(
+                    path,
+                    f"cannot allocate the {n} bytes the file declares for an object (it is "
+                    "damaged or hostile, or larger than this machine's memory)",
+                ) from e
             continue
         if mm is not None and offset is not None:
             view = mm[offset : offset + n]
@@ -316,6 +376,26 @@ def load_reader(
             reader.read_buffers(wave, verify is not False and not stale)
             wave, size = [], 0
     return unpickle_stream(stream, buffers, path, allow_pickle, mmap_mode, native)
+
+
+def _in_band_records(reader: Any, info: list, stream: bytes) -> set[int]:
+    """The buffers that are in-band objects' records: those owning chunks whose NEXT_BUFFER
+    sits between one of :data:`IN_BAND_PREFIX` and the matching suffix. The stream passed
+    its checksum; and since ``bytes(x)``, ``bytearray(x)`` and ``str(x, "utf-8",
+    "surrogatepass")`` give the same object whether ``x`` is an array or a ``bytes``,
+    reading such a buffer as ``bytes`` never changes what the stream builds."""
+    found: set[int] = set()
+    if not info:
+        return found
+    for k, at in enumerate(reader.buffer_positions()):
+        n, own, _ = info[k]
+        if not own or n == 0 or stream[at - 1 : at] != b"\x93":
+            continue
+        for pre, suf in zip(IN_BAND_PREFIX, IN_BAND_SUFFIX):
+            if stream[at - len(pre) : at] == pre and stream[at + 1 : at + 1 + len(suf)] == suf:
+                found.add(k)
+                break
+    return found
 
 
 def open_file(path: str, offset: int = 0) -> Any:
