@@ -6,7 +6,8 @@ dtypes are refused) and a few builtin containers/scalars. Builtin containers and
 (list, dict, tuple, str, bytes, int, float, bool, None, set, frozenset, bytearray) need no
 global at all with protocols 4 and 5. The builtins that older protocols call are wrapped to
 accept only the arguments a pickler writes (``bytearray(10**10)`` or ``set(range(10**10))``
-would make a few bytes cost gigabytes), and ``numpy.ndarray`` resolves to a name that is
+would make a few bytes cost gigabytes; ``bytes`` and ``str`` only rebuild a large in-band
+object from its record's bytes), and ``numpy.ndarray`` resolves to a name that is
 not callable (calling it would build an array of any dtype and size).
 """
 
@@ -43,6 +44,24 @@ def _safe_bytearray(*args: Any) -> bytearray:
     raise refuse(f"bytearray{tuple(type(a).__name__ for a in args)}")
 
 
+def _safe_bytes(*args: Any) -> bytes:
+    # a large in-band `bytes` (docs/format.md, "In-band objects"): bytes(its buffer)
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytes(args[0])
+    raise refuse(f"bytes{tuple(type(a).__name__ for a in args)}")
+
+
+def _safe_str(*args: Any) -> str:
+    # a large in-band `str`: str(its UTF-8 bytes, "utf-8", "surrogatepass")
+    if (
+        len(args) == 3
+        and isinstance(args[0], (bytes, bytearray))
+        and args[1:] == ("utf-8", "surrogatepass")
+    ):
+        return str(args[0], "utf-8", "surrogatepass")
+    raise refuse(f"str{tuple(type(a).__name__ for a in args)}")
+
+
 def _materialised(kind: type, args: tuple) -> Any:
     if not args or (len(args) == 1 and isinstance(args[0], _MATERIAL)):
         return kind(*args)
@@ -61,6 +80,8 @@ def _safe_frozenset(*args: Any) -> frozenset:
 
 _WRAPPED_BUILTINS: dict[str, Callable[..., Any]] = {
     "bytearray": _safe_bytearray,
+    "bytes": _safe_bytes,
+    "str": _safe_str,
     "set": _safe_set,
     "frozenset": _safe_frozenset,
 }
