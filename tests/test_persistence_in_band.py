@@ -16,6 +16,7 @@ from joblite.persistence import format2
 
 MIN = format2.IN_BAND_MIN
 CODECS = [0, 3, "zlib", "gzip", "bz2", "xz", "lz4", "zstd", "lzma"]
+SLOW = ("bz2", "xz", "lzma")
 
 
 def _joblib_load(path, **kwargs):
@@ -44,7 +45,7 @@ def values() -> dict:
         "ascii": "abcdefgh" * (MIN // 8 + 1),
         "non_ascii": "héllo wörld € 🐍 " * (MIN // 10),
         "surrogates": "\ud800x\udfff" * (MIN // 4),  # lone surrogates: 'surrogatepass'
-        "shared": [b, b, {"again": b}, (b,)],
+        "shared": [b, b, {"again": b}, (b,), "s" * MIN, bytearray(MIN)],
         "nested": {"k": [bytearray(_payload(MIN)), "z" * MIN, 5]},
         "many": [_payload(MIN + i) for i in range(12)],
         "empty": [b"", bytearray(), ""],
@@ -91,7 +92,10 @@ def _n_big(value) -> int:
 def test_round_trips_with_every_codec(tmp_path, codec):
     if codec == "zstd":
         pytest.importorskip("zstandard")
-    for name, value in values().items():
+    every = values()
+    if codec in SLOW:  # each 1 MiB costs a second of bz2 / xz: the kinds, once
+        every = {k: every[k] for k in ("shared", "non_ascii", "surrogates", "nested")}
+    for name, value in every.items():
         path = tmp_path / f"{name}.pkl"
         joblite.dump(value, path, compress=codec)
         got = joblite.load(path)
@@ -185,7 +189,7 @@ def test_dump_to_file_object_and_at_an_offset(tmp_path):
 # --- damage -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("codec", ["none", "zlib", "lz4", "bz2", "zstd"])
+@pytest.mark.parametrize("codec", ["none", "zlib", "lz4", "zstd"])
 def test_flipped_bits_in_a_record_are_found(codec):
     if codec == "zstd":
         pytest.importorskip("zstandard")
