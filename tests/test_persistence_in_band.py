@@ -122,7 +122,7 @@ def test_threshold_and_records_in_the_file(tmp_path):
         # a record is the bytes themselves, 64-byte aligned in the file, and nothing of
         # the object is in the stream around it
         reader = _core.F2Reader.open(str(path))
-        for nbytes, own, offset in reader.buffers():
+        for _nbytes, own, offset in reader.buffers():
             assert own and offset % 64 == 0
         assert same(value, joblite.load(path))
         assert len(data) < 3 * MIN + 8192  # each object once
@@ -160,7 +160,9 @@ def test_mmap_mode_reads_them_into_memory(tmp_path, mode):
     joblite.dump(value, path)
     got = joblite.load(path, mmap_mode=mode)
     assert isinstance(got["arr"], np.memmap)  # the array is still mapped
-    assert same({k: v for k, v in value.items() if k != "arr"}, {k: got[k] for k in "b s ba".split()})
+    assert same(
+        {k: v for k, v in value.items() if k != "arr"}, {k: got[k] for k in "b s ba".split()}
+    )
     del got
     got = _joblib_load(path, mmap_mode="r")
     assert got["b"] == value["b"] and got["s"] == value["s"] and type(got["ba"]) is bytearray
@@ -228,12 +230,12 @@ def test_truncated_files_are_corrupt(tmp_path, codec):
 
 
 def test_a_forged_record_declaring_gigabytes_is_refused_without_reserving_them(tmp_path):
-    from test_persistence_hostile_format2 import _one_chunk, forge, run_limited
-
     # a stream `builtins.bytes(<record>)` whose record declares 1,000 chunks of 64 MiB
     # (62.5 GiB) that 1 KiB of bz2 garbage each cannot hold: refused as damaged under a
     # 1 GiB address-space limit, without the declared size ever being resident
     import os
+
+    from test_persistence_hostile_format2 import _one_chunk, forge, run_limited
 
     codec, n = "bz2", 1000
     raw = 64 << 20

@@ -286,7 +286,7 @@ mod tests {
             0x94, b'a', b'X', 2, 0, 0, 0, b'h', b'i', b'a', 0x96, 5, 0, 0, 0, 0,
         ];
         let d: &[u8] = &[0, 0, 0, b'x', b'y'];
-        let e: &[u8] = &[b'z', b'w', b'v', b'.'];
+        let e: &[u8] = b"zwv.";
         let p = scan_parts(&[a, b, c, d, e], 3).unwrap();
         assert_eq!(
             p,
@@ -317,10 +317,10 @@ mod tests {
     fn empty_parts_are_skipped() {
         let a: &[u8] = &[0x80, 5];
         let b: &[u8] = &[];
-        let c: &[u8] = &[b'N', b'.'];
+        let c: &[u8] = b"N.";
         assert_eq!(
             scan_parts(&[a, b, b, c], 1).unwrap(),
-            vec![Piece::Keep(2, 0, 2)]
+            vec![Piece::Keep(3, 0, 2)]
         );
     }
 }

@@ -392,9 +392,11 @@ def _in_band_records(reader: Any, info: list, stream: bytes) -> set[int]:
         if not own or n == 0 or stream[at - 1 : at] != b"\x93":
             continue
         for pre, suf in zip(IN_BAND_PREFIX, IN_BAND_SUFFIX):
-            if at >= len(pre) and stream[at - len(pre) : at] == pre and stream[
-                at + 1 : at + 1 + len(suf)
-            ] == suf:
+            if (
+                at >= len(pre)
+                and stream[at - len(pre) : at] == pre
+                and stream[at + 1 : at + 1 + len(suf)] == suf
+            ):
                 found.add(k)
                 break
     return found
