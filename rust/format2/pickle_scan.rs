@@ -45,7 +45,7 @@ fn arg_of(op: u8) -> Option<Arg> {
 }
 
 fn bad(msg: String) -> Error {
-    Error::Corrupt(format!("pickle stream: {msg}"))
+    Error::Invalid(format!("pickle stream: {msg}"))
 }
 
 /// The pieces of `stream` (a `pickle.dumps(..., protocol=5, buffer_callback=...)` output),
