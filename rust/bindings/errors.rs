@@ -1,40 +1,35 @@
-//! The one place where errors of the Rust core become Python exceptions.
+//! The one place where errors of the Rust core's file formats become Python exceptions.
 //!
 //! Each [`Error`] variant maps to one exception type: bad data (truncated, failed checksum,
-//! corrupt, unsupported version, not a regular file) to `joblite.CorruptFileError` naming the
-//! file; an operating-system error to `OSError` with its errno and the file name (so a full
-//! disk is `OSError(ENOSPC, ..., path)`); a bad argument to `ValueError`.
+//! corrupt, unsupported version, declared sizes past the limits, not a regular file, not
+//! this format) to `joblite.CorruptFileError` naming the file; an operating-system error to
+//! `OSError` with its errno and the file name (so a full disk is
+//! `OSError(ENOSPC, ..., path)`); a bad argument to `ValueError`. No other module maps a
+//! core error: bindings call [`to_pyerr`].
 
 use std::path::Path;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::error::{is_eof, Error};
-use crate::format2;
-
-impl From<format2::Error> for Error {
-    fn from(e: format2::Error) -> Error {
-        match e {
-            format2::Error::Io(e) => Error::Io(e),
-            format2::Error::Corrupt(msg) => Error::Corrupt(msg),
-            format2::Error::Invalid(msg) => Error::InvalidArgument(msg),
-        }
-    }
-}
+use crate::error::Error;
 
 /// The Python exception for `err`, which happened reading or writing `path` (None: bytes in
 /// memory).
 pub fn to_pyerr(py: Python<'_>, path: Option<&Path>, err: Error) -> PyErr {
     match err {
-        Error::Io(e) if is_eof(&e) => corrupt_error(py, path, "truncated: data ends early"),
+        Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            corrupt_error(py, path, &Error::from_read(e).to_string())
+        }
         Error::Io(e) => os_error(path, &e),
-        Error::Truncated(msg)
-        | Error::Checksum(msg)
-        | Error::Corrupt(msg)
-        | Error::Unsupported(msg)
-        | Error::NotRegularFile(msg) => corrupt_error(py, path, &msg),
-        Error::InvalidArgument(msg) => PyValueError::new_err(msg),
+        Error::Invalid(msg) => PyValueError::new_err(msg),
+        bad @ (Error::Truncated(_)
+        | Error::Checksum { .. }
+        | Error::Corrupt(_)
+        | Error::Unsupported(_)
+        | Error::LimitExceeded { .. }
+        | Error::NotThisFormat(_)
+        | Error::NotRegularFile(_)) => corrupt_error(py, path, &bad.to_string()),
     }
 }
 

@@ -19,9 +19,9 @@ use crate::format2::read::{Plan, Source};
 use crate::format2::write::{self, Layout};
 use crate::format2::{Codec, Error};
 
-/// Format-2 errors go through the one mapping of `errors.rs` (errno and the user's path kept).
+/// Errors go through the one mapping of `errors.rs` (errno and the user's path kept).
 fn to_pyerr(py: Python<'_>, path: Option<&PathBuf>, err: Error) -> PyErr {
-    super::errors::to_pyerr(py, path.map(|p| p.as_path()), err.into())
+    super::errors::to_pyerr(py, path.map(|p| p.as_path()), err)
 }
 
 fn view(buf: &PyBuffer<u8>) -> PyResult<&[u8]> {
@@ -60,7 +60,7 @@ fn f2_scan(py: Python<'_>, stream: &Bound<'_, PyAny>) -> PyResult<Vec<Option<(us
     let data = view(&buf)?;
     let pieces = py
         .detach(|| pickle_scan::scan(data))
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(|e| to_pyerr(py, None, e))?;
     Ok(pieces
         .into_iter()
         .map(|p| match p {
@@ -186,7 +186,7 @@ impl Prefix for Head<'_> {
             self.buf.resize(want, 0);
             self.src
                 .read_at(self.start + old as u64, &mut self.buf[old..])
-                .map_err(Error::Io)?;
+                .map_err(Error::from_read)?;
         }
         Ok(&self.buf[..want])
     }
@@ -227,7 +227,7 @@ fn open_plan(
         return Ok(None);
     };
     let idx = match Index::decode(&found.index, found.codec, found.base, avail) {
-        Err(Error::Invalid(_)) => return Ok(None), // another codec's decompressed output
+        Err(Error::NotThisFormat(_)) => return Ok(None), // another codec's decompressed output
         other => other?,
     };
     let dump_len = found.base + idx.stored_len + idx.codec.trailer_len();

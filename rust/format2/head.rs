@@ -8,6 +8,7 @@ use std::io::Write;
 
 use super::chunk::{lz4_header, LZ4_BLOCK_MAX, LZ4_MAGIC};
 use super::{corrupt, Codec, Error};
+use crate::error::truncated;
 
 /// `PROTO 5` `BINBYTES8` (+ u64 length), before the index.
 pub const H_PREFIX_LEN: usize = 11;
@@ -275,14 +276,14 @@ fn damaged_opening(src: &mut dyn Prefix) -> Result<bool, Error> {
 fn find_framed(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error> {
     let head = src.prefix(64)?.to_vec();
     if head.len() < 3 && [0x80, 5, 0x8e].starts_with(&head) && !head.is_empty() {
-        return Err(corrupt("truncated: data ends inside the header"));
+        return Err(truncated("data ends inside the header"));
     }
     let Some(codec) = sniff(&head) else {
         return Ok(None);
     };
     if codec == Codec::None && head.len() < H_PREFIX_LEN + 8 {
         // BINBYTES8 as the first opcode, and the data ends before its length: truncated
-        return Err(corrupt("truncated: data ends inside the header"));
+        return Err(truncated("data ends inside the header"));
     }
     let magic_ok = |raw: &[u8]| {
         raw.len() >= H_PREFIX_LEN + 8 && raw[H_PREFIX_LEN..H_PREFIX_LEN + 8] == super::index::MAGIC
@@ -328,13 +329,15 @@ fn find_framed(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error>
                 return Ok(None);
             };
             if n > limit {
-                return Err(corrupt(format!(
-                    "header claims a {n}-byte index in {limit} bytes"
-                )));
+                return Err(Error::LimitExceeded {
+                    what: "an index",
+                    declared: n,
+                    limit: Some(limit),
+                });
             }
             let h_len = n as usize + H_OVERHEAD;
             let (raw, consumed) = unframe_stored(src, codec, skip, h_len)?
-                .ok_or_else(|| corrupt("header unit is truncated"))?;
+                .ok_or_else(|| truncated("inside the header unit"))?;
             if raw.len() < h_len || raw[h_len - 1] != b'0' {
                 return Err(corrupt("header unit is truncated or malformed"));
             }
@@ -456,9 +459,11 @@ fn unframe_compressed(
                 return Ok(None);
             };
             if n > limit {
-                return Err(corrupt(format!(
-                    "header claims a {n}-byte index in {limit} bytes"
-                )));
+                return Err(Error::LimitExceeded {
+                    what: "an index",
+                    declared: n,
+                    limit: Some(limit),
+                });
             }
             let h_len = n as usize + H_OVERHEAD;
             if cap < h_len + 1 {
@@ -483,7 +488,7 @@ fn unframe_compressed(
         }
         if short_input {
             return if out.len() >= H_PREFIX_LEN + 8 {
-                Err(corrupt("truncated: the header stream ends early"))
+                Err(truncated("the header stream ends early"))
             } else {
                 Ok(None)
             };

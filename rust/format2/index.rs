@@ -104,19 +104,22 @@ impl Index {
         }
         let body = &bytes[..bytes.len() - 8];
         if checksum(body) != u64_at(bytes, bytes.len() - 8) {
-            return Err(corrupt("index checksum mismatch: the file is damaged"));
+            return Err(Error::Checksum {
+                what: "the index".into(),
+                hint: "",
+            });
         }
         let major = u16::from_le_bytes([bytes[8], bytes[9]]);
         if major != MAJOR {
-            return Err(corrupt(format!(
+            return Err(Error::Unsupported(format!(
                 "format version {major}.x is not supported"
             )));
         }
         let file_codec = Codec::from_id(bytes[12])
-            .ok_or_else(|| corrupt(format!("unknown codec id {}", bytes[12])))?;
+            .ok_or_else(|| Error::Unsupported(format!("unknown codec id {}", bytes[12])))?;
         if file_codec != codec {
             // a decompressed dump (e.g. `gzip -d` output): a plain joblib stream to us
-            return Err(Error::Invalid(format!(
+            return Err(Error::NotThisFormat(format!(
                 "the index says {} but the data is framed as {}",
                 file_codec.name(),
                 codec.name()
@@ -156,8 +159,8 @@ impl Index {
             .and_then(|e| e.checked_add(codec.trailer_len()))
             .ok_or_else(|| corrupt("sizes overflow"))?;
         if end > avail {
-            return Err(corrupt(format!(
-                "truncated: the index describes {end} bytes, the file has {avail}"
+            return Err(Error::Truncated(format!(
+                "the index describes {end} bytes, the file has {avail}"
             )));
         }
         let h_len = bytes.len() as u64 + super::head::H_OVERHEAD as u64;

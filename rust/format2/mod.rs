@@ -17,24 +17,8 @@ pub mod pickle_scan;
 pub mod read;
 pub mod write;
 
-use thiserror::Error;
-
-/// Why a format-2 file could not be written or read.
-#[derive(Debug, Error)]
-pub enum Error {
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The file is damaged or not what it claims; the text says what is wrong.
-    #[error("{0}")]
-    Corrupt(String),
-    /// The caller asked for something impossible (a bad level, a buffer mismatch).
-    #[error("{0}")]
-    Invalid(String),
-}
-
-pub(crate) fn corrupt(msg: impl Into<String>) -> Error {
-    Error::Corrupt(msg.into())
-}
+/// The error type of format 2 is the core's one file-format error (`rust/error.rs`).
+pub use crate::error::{corrupt, Error, Result};
 
 /// The codec of a format-2 file (one per file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

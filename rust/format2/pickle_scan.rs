@@ -72,7 +72,7 @@ fn in_band_kind(op: u8) -> Option<u8> {
 }
 
 fn bad(msg: String) -> Error {
-    Error::Corrupt(format!("pickle stream: {msg}"))
+    Error::Invalid(format!("pickle stream: {msg}"))
 }
 
 /// The concatenation of the parts, read byte by byte near a cursor that mostly moves ahead.

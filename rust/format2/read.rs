@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use super::index::{Chunk, Index};
 use super::{checksum, chunk, corrupt, Codec, Error};
+use crate::error::invalid;
 
 /// Where a dump's bytes come from.
 pub trait Source: Sync {
@@ -212,7 +213,7 @@ impl Plan {
                     .ok_or_else(|| corrupt("buffer outside the stream"))?;
                 let mut v = Vec::new();
                 v.try_reserve_exact(d.len())
-                    .map_err(|_| no_memory(d.len()))?;
+                    .map_err(|_| no_memory(d.len(), "a buffer"))?;
                 v.extend_from_slice(d);
                 small.push(Some(v));
             } else if owned.is_none() {
@@ -243,7 +244,7 @@ impl Plan {
             super::write::trailer_bytes(idx.codec, h, idx.trailer as u32, idx.raw_len - h_len);
         let mut got = vec![0u8; n];
         src.read_at(self.data_start + idx.stored_len, &mut got)
-            .map_err(eof_corrupt)?;
+            .map_err(Error::from_read)?;
         if got != want {
             return Err(corrupt(format!(
                 "the {} trailer does not match the index: the file is damaged",
@@ -276,10 +277,10 @@ impl Plan {
         for (k, dst) in jobs {
             let chunks = self
                 .owned_chunks(k)
-                .ok_or_else(|| Error::Invalid(format!("buffer {k} owns no chunks")))?;
+                .ok_or_else(|| invalid(format!("buffer {k} owns no chunks")))?;
             let total: u64 = chunks.iter().map(|c| c.raw_len).sum();
             if total != dst.len() as u64 {
-                return Err(Error::Invalid("destination size mismatch".into()));
+                return Err(invalid("destination size mismatch"));
             }
             let mut rest = dst;
             for c in chunks {
@@ -295,14 +296,14 @@ impl Plan {
     pub fn verify_buffer(&self, k: usize, data: &[u8]) -> Result<(), Error> {
         let chunks = self
             .owned_chunks(k)
-            .ok_or_else(|| Error::Invalid(format!("buffer {k} owns no chunks")))?;
+            .ok_or_else(|| invalid(format!("buffer {k} owns no chunks")))?;
         let base = chunks.first().map_or(0, |c| c.raw_off);
         crate::core_threads::install(|| {
             chunks.par_iter().try_for_each(|c| {
                 let at = (c.raw_off - base) as usize;
                 let part = data
                     .get(at..at + c.raw_len as usize)
-                    .ok_or_else(|| Error::Invalid("mapped buffer too short".into()))?;
+                    .ok_or_else(|| invalid("mapped buffer too short"))?;
                 if checksum(part) != c.xxh3 {
                     return Err(mismatch(c, self.index.codec));
                 }
@@ -317,7 +318,8 @@ const WAVE: u64 = 64 << 20;
 
 /// Appends `n` zero bytes to `v`, failing (never aborting) when memory is short.
 fn grow(v: &mut Vec<u8>, n: usize) -> Result<(), Error> {
-    v.try_reserve(n).map_err(|_| no_memory(v.len() + n))?;
+    v.try_reserve(n)
+        .map_err(|_| no_memory(v.len() + n, "a pickle stream"))?;
     // fresh pages are faulted in as huge pages: on a virtual machine 4 KiB faults cost
     // more than the copy that follows (rust/pages.rs)
     crate::pages::advise_huge_pages(v.as_mut_ptr(), v.capacity());
@@ -325,11 +327,12 @@ fn grow(v: &mut Vec<u8>, n: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn no_memory(n: usize) -> Error {
-    corrupt(format!(
-        "cannot allocate the {n} bytes the file declares (it is damaged or hostile, or \
-         larger than this machine's memory)"
-    ))
+fn no_memory(n: usize, what: &'static str) -> Error {
+    Error::LimitExceeded {
+        what,
+        declared: n as u64,
+        limit: None,
+    }
 }
 
 fn mismatch(c: &Chunk, codec: Codec) -> Error {
@@ -339,10 +342,10 @@ fn mismatch(c: &Chunk, codec: Codec) -> Error {
     } else {
         ""
     };
-    corrupt(format!(
-        "checksum mismatch in the chunk at raw offset {}: the file is damaged{hint}",
-        c.raw_off
-    ))
+    Error::Checksum {
+        what: format!("the chunk at raw offset {}", c.raw_off),
+        hint,
+    }
 }
 
 /// Reads, verifies and decodes each chunk into its destination, on all cores.
@@ -356,7 +359,7 @@ pub fn decode_chunks(
     let one = |(c, dst): (Chunk, &mut [u8])| -> Result<(), Error> {
         let at = data_start + c.stored_off;
         if codec == Codec::None {
-            src.read_at(at, dst).map_err(eof_corrupt)?;
+            src.read_at(at, dst).map_err(Error::from_read)?;
             if verify && checksum(dst) != c.xxh3 {
                 return Err(mismatch(&c, codec));
             }
@@ -366,12 +369,12 @@ pub fn decode_chunks(
         let mut stored = Vec::new();
         stored
             .try_reserve_exact(n + 2)
-            .map_err(|_| no_memory(n + 2))?;
+            .map_err(|_| no_memory(n + 2, "a chunk"))?;
         match src.slice(at, n) {
             Some(s) => stored.extend_from_slice(s),
             None => {
                 stored.resize(n, 0);
-                src.read_at(at, &mut stored).map_err(eof_corrupt)?;
+                src.read_at(at, &mut stored).map_err(Error::from_read)?;
             }
         }
         if verify && checksum(&stored) != c.xxh3 {
@@ -380,12 +383,4 @@ pub fn decode_chunks(
         chunk::decode(codec, &mut stored, dst)
     };
     crate::core_threads::install(|| tasks.into_par_iter().with_max_len(1).try_for_each(one))
-}
-
-fn eof_corrupt(e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        corrupt("truncated: data ends early")
-    } else {
-        Error::Io(e)
-    }
 }
