@@ -90,7 +90,7 @@ fn f2_scan_parts(
     let views = held.iter().map(view).collect::<PyResult<Vec<_>>>()?;
     let pieces = py
         .detach(|| pickle_scan::scan_parts(&views, min_in_band))
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(|e| to_pyerr(py, None, e))?;
     let n = |x: usize| x as u64;
     Ok(pieces
         .into_iter()
