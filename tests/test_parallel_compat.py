@@ -404,6 +404,7 @@ def test_timeout_that_cannot_apply_is_warned_about():
 
 
 def test_delayed_builds_the_tuple_joblib_code_unpacks():
+    import copy
     import inspect
     import pickle
 
@@ -413,10 +414,39 @@ def test_delayed_builds_the_tuple_joblib_code_unpacks():
         return x * factor
 
     call = delayed(scaled)(3, factor=2)
-    assert type(call) is tuple
     function, args, kwargs = call
     assert (function, args, kwargs) == (scaled, (3,), {"factor": 2})
     assert function(*args, **kwargs) == 6
+    # it reads as the tuple joblib builds: compares, indexes, slices, repr, len, iter
+    assert call == (scaled, (3,), {"factor": 2}) and (scaled, (3,), {"factor": 2}) == call
+    assert call != (scaled, (4,), {"factor": 2}) and call != [scaled, (3,), {"factor": 2}]
+    assert call == delayed(scaled)(3, factor=2) and call != delayed(scaled)(3)
+    assert call[0] is scaled and call[-3] is scaled and call[1] == (3,)
+    assert call[1:] == ((3,), {"factor": 2}) and tuple(call) == (scaled, (3,), {"factor": 2})
+    assert len(call) == 3 and list(call)[2] == {"factor": 2} and scaled in call
+    assert repr(call) == repr((scaled, (3,), {"factor": 2}))
+    with pytest.raises(IndexError):
+        call[3]  # noqa: B018
+    with pytest.raises(IndexError):
+        call[2**70]  # noqa: B018
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(call)
+    # args and kwargs, built on first use, are the same objects at every later use
+    single = delayed(scaled)(5)
+    assert single[1] is single[1] and single[2] is single[2] and single[1] == (5,)
+    unpacked = tuple(single)
+    assert unpacked[1] is single[1] and unpacked[2] is single[2]
+    # pickles and copies as joblib's plain tuple (what any joblib reads back)
+    for back in (
+        pickle.loads(pickle.dumps(delayed(abs)(-3))),
+        cloudpickle.loads(cloudpickle.dumps(call)),
+    ):
+        assert (
+            type(back) is tuple and back[1][0] in (3, -3) and back[0](*back[1], **back[2]) in (3, 6)
+        )
+    assert type(copy.copy(call)) is tuple and copy.deepcopy(call)[1:] == ((3,), {"factor": 2})
+    with pytest.raises(TypeError, match="delayed"):
+        type(call)()
     # every call gets its own kwargs dict: changing one never changes another
     first, second = delayed(scaled)(1), delayed(scaled)(2)
     first[2]["factor"] = 10

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+from .._core import DelayedCall
 from ..backends.base import BatchedCalls, tick
 from ._progress import Reporter
 
@@ -61,7 +62,8 @@ def eval_pre_dispatch(text: str, n_jobs: int) -> int:
 
 
 def _check_task(task: Any, index: int) -> None:
-    if type(task) is not tuple or len(task) != 3 or not callable(task[0]):
+    kind = type(task)
+    if (kind is not DelayedCall and kind is not tuple) or len(task) != 3 or not callable(task[0]):
         raise TypeError(
             f"Parallel expects delayed(f)(*args, **kwargs) calls, got {task!r} at position"
             f" {index}: wrap the function with joblite.delayed"
