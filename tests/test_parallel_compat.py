@@ -460,3 +460,45 @@ def test_delayed_builds_the_tuple_joblib_code_unpacks():
     assert cloudpickle.loads(cloudpickle.dumps(wrapper))(4)[1:] == ((4,), {})
     with pytest.raises(AttributeError, match="no_such_attribute"):
         wrapper.no_such_attribute  # noqa: B018
+
+
+class _Holder:
+    pass
+
+
+def test_delayed_calls_in_reference_cycles_are_collected():
+    import gc
+    import weakref
+
+    holder = _Holder()
+    holder.call = delayed(square)(holder)  # holder -> call -> args -> holder
+    holder.keyword = delayed(square)(x=holder)  # and through the kwargs dict
+    holder.unpacked = delayed(square)(holder)
+    holder.unpacked[1]  # noqa: B018 (args built on first use: now a tuple in the cycle)
+    ref = weakref.ref(holder)
+    del holder
+    gc.collect()
+    assert ref() is None
+
+
+def test_calls_joblib_code_builds_by_hand_still_run():
+    # sklearn's and other libraries' own delayed build plain tuples, sometimes with a list
+    # of arguments or another mapping of keywords: every backend runs them as f(*a, **k).
+    from types import MappingProxyType
+
+    def add(x, y=0):
+        return x + y
+
+    calls = [
+        (add, (1,), {}),
+        (add, [2], {"y": 1}),
+        (add, (3,), MappingProxyType({"y": 2})),
+        delayed(add)(4, y=3),
+        delayed(add)(5),
+    ]
+    for n_jobs, backend in ((1, None), (2, "threading"), (2, "loky")):
+        for return_exceptions in (False, True):
+            out = Parallel(n_jobs=n_jobs, backend=backend, return_exceptions=return_exceptions)(
+                calls
+            )
+            assert out == [1, 3, 5, 7, 5]

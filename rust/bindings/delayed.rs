@@ -749,6 +749,63 @@ fn split_calls<'py>(
     Ok(Some((function, arguments, single)))
 }
 
+/// Run one call: `function(*args, **kwargs)` of a `DelayedCall` (without building its
+/// `args` tuple or `kwargs` dict when it has none) or of a `(function, args, kwargs)`
+/// sequence, as joblib's `func(*args, **kwargs)` does.
+#[pyfunction]
+fn run_call<'py>(py: Python<'py>, call: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if call.get_type_ptr() == CALL_TYPE.load(Ordering::Relaxed) {
+        // SAFETY: `call` is a `DelayedCall` (type checked just above), alive for this
+        // whole function; its fields become owned references before any Python code
+        // runs (the call of the function may change or clear them).
+        let (function, arg, kwargs) = unsafe {
+            let raw = call.as_ptr().cast::<CallObject>();
+            let function = Bound::from_owned_ptr(py, new_ref_or_none((*raw).function));
+            let arg = if (*raw).args.is_null() && !(*raw).arg.is_null() {
+                Some(Bound::from_borrowed_ptr(py, (*raw).arg))
+            } else {
+                None
+            };
+            let kwargs = if (*raw).kwargs.is_null() {
+                None
+            } else {
+                Some(Bound::from_borrowed_ptr(py, (*raw).kwargs).cast_into::<PyDict>()?)
+            };
+            (function, arg, kwargs)
+        };
+        let kwargs = kwargs.filter(|kwargs| !kwargs.is_empty());
+        if let (Some(arg), None) = (&arg, &kwargs) {
+            return function.call1((arg,));
+        }
+        // SAFETY: as above; `call_args` builds (or returns) the tuple the call keeps.
+        let args = unsafe {
+            Bound::from_borrowed_ptr_or_err(py, call_args(call.as_ptr().cast::<CallObject>()))?
+        }
+        .cast_into::<PyTuple>()?;
+        return function.call(args, kwargs.as_ref());
+    }
+    let function = call.get_item(0)?;
+    let args = call.get_item(1)?;
+    let kwargs = call.get_item(2)?;
+    let args = match args.cast_into::<PyTuple>() {
+        Ok(args) => args,
+        Err(error) => error
+            .into_inner()
+            .try_iter()?
+            .collect::<PyResult<Vec<_>>>()
+            .and_then(|items| PyTuple::new(py, items))?,
+    };
+    let kwargs = match kwargs.cast_into::<PyDict>() {
+        Ok(kwargs) => kwargs,
+        Err(error) => {
+            let dict = PyDict::new(py);
+            dict.update(&error.into_inner().cast_into::<pyo3::types::PyMapping>()?)?;
+            dict
+        }
+    };
+    function.call(args, Some(&kwargs))
+}
+
 const CALL_DOC: &std::ffi::CStr = c"A call captured by delayed(f)(*args, **kwargs).\n\n\
 It reads as joblib's plain tuple (f, args, kwargs): it unpacks, indexes, slices, compares \
 equal to that tuple and pickles as it.";
@@ -878,5 +935,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DelayedFunction", function_type)?;
     m.add_function(wrap_pyfunction!(delayed, m)?)?;
     m.add_function(wrap_pyfunction!(split_calls, m)?)?;
+    m.add_function(wrap_pyfunction!(run_call, m)?)?;
     Ok(())
 }
