@@ -426,9 +426,9 @@ def test_delayed_builds_the_tuple_joblib_code_unpacks():
     assert len(call) == 3 and list(call)[2] == {"factor": 2} and scaled in call
     assert repr(call) == repr((scaled, (3,), {"factor": 2}))
     with pytest.raises(IndexError):
-        call[3]  # noqa: B018
+        call[3]
     with pytest.raises(IndexError):
-        call[2**70]  # noqa: B018
+        call[2**70]
     with pytest.raises(TypeError, match="unhashable"):
         hash(call)
     # args and kwargs, built on first use, are the same objects at every later use
@@ -474,7 +474,7 @@ def test_delayed_calls_in_reference_cycles_are_collected():
     holder.call = delayed(square)(holder)  # holder -> call -> args -> holder
     holder.keyword = delayed(square)(x=holder)  # and through the kwargs dict
     holder.unpacked = delayed(square)(holder)
-    holder.unpacked[1]  # noqa: B018 (args built on first use: now a tuple in the cycle)
+    holder.unpacked[1]
     ref = weakref.ref(holder)
     del holder
     gc.collect()
