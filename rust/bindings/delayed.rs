@@ -379,7 +379,8 @@ unsafe extern "C" fn call_new(
     _args: *mut ffi::PyObject,
     _kwargs: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    let py = unsafe { Python::assume_attached() }; // SAFETY: CPython holds the GIL here
+    // SAFETY: CPython calls tp_new with the GIL held.
+    let py = unsafe { Python::assume_attached() };
     PyTypeError::new_err("DelayedCall objects are made by delayed(f)(*args, **kwargs)").restore(py);
     ptr::null_mut()
 }
@@ -818,7 +819,7 @@ fn make_type<'py>(
     py: Python<'py>,
     name: &'static std::ffi::CStr,
     basicsize: usize,
-    flags: u64,
+    flags: std::ffi::c_ulong,
     slots: Vec<ffi::PyType_Slot>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut slots = slots;
@@ -909,7 +910,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py,
         c"joblite._core.DelayedFunction",
         std::mem::size_of::<FunctionObject>(),
-        ffi::Py_TPFLAGS_HAVE_VECTORCALL as u64,
+        ffi::Py_TPFLAGS_HAVE_VECTORCALL,
         vec![
             slot(ffi::Py_tp_doc, FUNCTION_DOC.as_ptr() as *mut c_void),
             slot(ffi::Py_tp_new, function_new as *mut c_void),

@@ -165,7 +165,7 @@ class Dispatcher:
         self,
         plan: CallPlan,
         driver: Any,
-        iterable: Iterable[tuple],
+        iterable: Iterable[Any],
         listener: Optional[CallListener] = None,
         auto: Optional[AutoBatching] = None,
         mapped: Optional[tuple[Callable[..., Any], bool]] = None,

@@ -330,7 +330,7 @@ class Parallel:
             print_hook=bool(self.verbose) or overridden,
         )
 
-    def __call__(self, iterable: Iterable[tuple]) -> Any:
+    def __call__(self, iterable: Iterable[Any]) -> Any:
         """Run the ``delayed`` calls of ``iterable``; see ``return_as`` for the result."""
         return self._run(iterable, None)
 
