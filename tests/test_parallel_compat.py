@@ -489,16 +489,19 @@ def test_calls_joblib_code_builds_by_hand_still_run():
     def add(x, y=0):
         return x + y
 
+    mutated = delayed(add)(6)
+    mutated[2]["y"] = 4  # a keyword added through the call's own (first built) dict
     calls = [
         (add, (1,), {}),
         (add, [2], {"y": 1}),
         (add, (3,), MappingProxyType({"y": 2})),
         delayed(add)(4, y=3),
         delayed(add)(5),
+        mutated,
     ]
     for n_jobs, backend in ((1, None), (2, "threading"), (2, "loky")):
         for return_exceptions in (False, True):
             out = Parallel(n_jobs=n_jobs, backend=backend, return_exceptions=return_exceptions)(
                 calls
             )
-            assert out == [1, 3, 5, 7, 5]
+            assert out == [1, 3, 5, 7, 5, 10]
