@@ -1,9 +1,9 @@
 """Type stub of the Rust extension module ``joblite._core``."""
 
+from collections.abc import Iterator as _Iterator
 from typing import Any as _Any
 from typing import Callable as _Callable
 from typing import ClassVar as _ClassVar
-from typing import Iterator as _Iterator
 from typing import Optional as _Optional
 from typing import final as _final
 from typing import overload as _overload
