@@ -10,6 +10,7 @@ in a fresh process; (f) threading on np.dot.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -72,13 +73,15 @@ def print_ratios():
                 )
     if "tiny-pool-map-chunksize" in _best:
         lines.append(f"  (a) Pool.map best chunksize: {_best['tiny-pool-map-chunksize']:.0f}")
-    for lib in ("joblite", "joblib", "tuple"):
-        if f"delayed-{lib}" in _best:
-            what = "bare (f, (i,), {}) tuples" if lib == "tuple" else f"{lib}.delayed(f)(i)"
-            lines.append(
-                f"  (a0) building 100k calls, {what}: {_best[f'delayed-{lib}'] / N_TINY * 1e6:.3f}"
-                " us a call"
-            )
+    for collector in ("gc-on", "gc-off"):
+        for lib in ("joblite", "joblib", "tuple"):
+            key = f"delayed-{lib}-{collector}"
+            if key in _best:
+                what = "bare (f, (i,), {}) tuples" if lib == "tuple" else f"{lib}.delayed(f)(i)"
+                lines.append(
+                    f"  (a0) building 100k calls, {collector}, {what}:"
+                    f" {_best[key] / N_TINY * 1e6:.3f} us a call"
+                )
     if "tiny-threading-executor" in _best and "tiny-threading-joblite-list" in _best:
         executor, ours = _best["tiny-threading-executor"], _best["tiny-threading-joblite-list"]
         lines.append(
@@ -218,11 +221,14 @@ def test_tiny_tasks_sequential(benchmark):
     _record(benchmark, "tiny-sequential")
 
 
+@pytest.mark.parametrize("collector", ["gc-on", "gc-off"])
 @pytest.mark.parametrize("lib", ["joblite", "joblib", "tuple"])
-def test_delayed_call_cost(benchmark, lib):
+def test_delayed_call_cost(benchmark, lib, collector):
     """Building 100k calls ``delayed(f)(i)`` into a list (what the input generator of (a)
-    does), next to building the bare tuples ``(f, (i,), {})`` joblib's API asks for."""
-    benchmark.group = "parallel (a0) building 100k delayed calls"
+    does), next to building the bare tuples ``(f, (i,), {})`` joblib's API asks for; with
+    the cyclic collector on (a list of 100k live containers makes it run full collections)
+    and off (what a Parallel call does while it reads its input)."""
+    benchmark.group = f"parallel (a0) building 100k delayed calls, {collector}"
     if lib == "tuple":
         f = sqrt_task
 
@@ -235,9 +241,19 @@ def test_delayed_call_cost(benchmark, lib):
         def run():
             return [delayed(sqrt_task)(i) for i in range(N_TINY)]
 
+    if collector == "gc-off":
+        timed = run
+
+        def run():
+            gc.disable()
+            try:
+                return timed()
+            finally:
+                gc.enable()
+
     out = benchmark.pedantic(run, rounds=15, iterations=1)
     assert out[-1] == (sqrt_task, (N_TINY - 1,), {})
-    _record(benchmark, f"delayed-{lib}")
+    _record(benchmark, f"delayed-{lib}-{collector}")
 
 
 def test_tiny_tasks_thread_pool_executor(benchmark):

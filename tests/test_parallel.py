@@ -719,3 +719,22 @@ def test_map_keeps_timeout_and_progress():
     assert events and events[-1].n_completed == 100
     with pytest.raises(TimeoutError):
         Parallel(n_jobs=2, backend="threading", timeout=0.2).map(time.sleep, [1.0] * 4)
+
+
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_a_generator_of_tiny_tasks_is_sent_while_it_is_read(backend):
+    # Reading (building) 100k tiny calls takes the caller longer than running them: the
+    # first batches go to the workers while the rest of the generator is read, instead
+    # of after the whole of it (batch size learnt from the task time alone).
+    parallel = Parallel(n_jobs=2, backend=backend)
+    parallel(delayed(math.sqrt)(i) for i in range(5000))  # learn the task and read times
+    dispatched_while_reading = []
+
+    def calls():
+        for i in range(100_000):
+            if i % 5000 == 0:
+                dispatched_while_reading.append(parallel.n_dispatched_tasks)
+            yield delayed(math.sqrt)(i)
+
+    assert parallel(calls()) == [math.sqrt(i) for i in range(100_000)]
+    assert dispatched_while_reading[-1] > 0

@@ -404,6 +404,7 @@ def test_timeout_that_cannot_apply_is_warned_about():
 
 
 def test_delayed_builds_the_tuple_joblib_code_unpacks():
+    import copy
     import inspect
     import pickle
 
@@ -413,10 +414,39 @@ def test_delayed_builds_the_tuple_joblib_code_unpacks():
         return x * factor
 
     call = delayed(scaled)(3, factor=2)
-    assert type(call) is tuple
     function, args, kwargs = call
     assert (function, args, kwargs) == (scaled, (3,), {"factor": 2})
     assert function(*args, **kwargs) == 6
+    # it reads as the tuple joblib builds: compares, indexes, slices, repr, len, iter
+    assert call == (scaled, (3,), {"factor": 2}) and (scaled, (3,), {"factor": 2}) == call
+    assert call != (scaled, (4,), {"factor": 2}) and call != [scaled, (3,), {"factor": 2}]
+    assert call == delayed(scaled)(3, factor=2) and call != delayed(scaled)(3)
+    assert call[0] is scaled and call[-3] is scaled and call[1] == (3,)
+    assert call[1:] == ((3,), {"factor": 2}) and tuple(call) == (scaled, (3,), {"factor": 2})
+    assert len(call) == 3 and list(call)[2] == {"factor": 2} and scaled in call
+    assert repr(call) == repr((scaled, (3,), {"factor": 2}))
+    with pytest.raises(IndexError):
+        call[3]
+    with pytest.raises(IndexError):
+        call[2**70]
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(call)
+    # args and kwargs, built on first use, are the same objects at every later use
+    single = delayed(scaled)(5)
+    assert single[1] is single[1] and single[2] is single[2] and single[1] == (5,)
+    unpacked = tuple(single)
+    assert unpacked[1] is single[1] and unpacked[2] is single[2]
+    # pickles and copies as joblib's plain tuple (what any joblib reads back)
+    for back in (
+        pickle.loads(pickle.dumps(delayed(abs)(-3))),
+        cloudpickle.loads(cloudpickle.dumps(call)),
+    ):
+        assert (
+            type(back) is tuple and back[1][0] in (3, -3) and back[0](*back[1], **back[2]) in (3, 6)
+        )
+    assert type(copy.copy(call)) is tuple and copy.deepcopy(call)[1:] == ((3,), {"factor": 2})
+    with pytest.raises(TypeError, match="delayed"):
+        type(call)()
     # every call gets its own kwargs dict: changing one never changes another
     first, second = delayed(scaled)(1), delayed(scaled)(2)
     first[2]["factor"] = 10
@@ -430,3 +460,48 @@ def test_delayed_builds_the_tuple_joblib_code_unpacks():
     assert cloudpickle.loads(cloudpickle.dumps(wrapper))(4)[1:] == ((4,), {})
     with pytest.raises(AttributeError, match="no_such_attribute"):
         wrapper.no_such_attribute  # noqa: B018
+
+
+class _Holder:
+    pass
+
+
+def test_delayed_calls_in_reference_cycles_are_collected():
+    import gc
+    import weakref
+
+    holder = _Holder()
+    holder.call = delayed(square)(holder)  # holder -> call -> args -> holder
+    holder.keyword = delayed(square)(x=holder)  # and through the kwargs dict
+    holder.unpacked = delayed(square)(holder)
+    holder.unpacked[1]
+    ref = weakref.ref(holder)
+    del holder
+    gc.collect()
+    assert ref() is None
+
+
+def test_calls_joblib_code_builds_by_hand_still_run():
+    # sklearn's and other libraries' own delayed build plain tuples, sometimes with a list
+    # of arguments or another mapping of keywords: every backend runs them as f(*a, **k).
+    from types import MappingProxyType
+
+    def add(x, y=0):
+        return x + y
+
+    mutated = delayed(add)(6)
+    mutated[2]["y"] = 4  # a keyword added through the call's own (first built) dict
+    calls = [
+        (add, (1,), {}),
+        (add, [2], {"y": 1}),
+        (add, (3,), MappingProxyType({"y": 2})),
+        delayed(add)(4, y=3),
+        delayed(add)(5),
+        mutated,
+    ]
+    for n_jobs, backend in ((1, None), (2, "threading"), (2, "loky")):
+        for return_exceptions in (False, True):
+            out = Parallel(n_jobs=n_jobs, backend=backend, return_exceptions=return_exceptions)(
+                calls
+            )
+            assert out == [1, 3, 5, 7, 5, 10]

@@ -1,9 +1,12 @@
 """Type stub of the Rust extension module ``joblite._core``."""
 
+from collections.abc import Iterator as _Iterator
 from typing import Any as _Any
 from typing import Callable as _Callable
+from typing import ClassVar as _ClassVar
 from typing import Optional as _Optional
 from typing import final as _final
+from typing import overload as _overload
 
 from typing_extensions import Buffer as _Buffer
 
@@ -12,6 +15,7 @@ __all__ = [
     "F2_H_OVERHEAD",
     "HASH_ENCODING_VERSION",
     "THREAD_LIMIT_VAR",
+    "DelayedCall",
     "DelayedFunction",
     "F2Reader",
     "Lz4FrameReader",
@@ -27,6 +31,7 @@ __all__ = [
     "get_thread_limit",
     "hash",
     "lz4_frame_decompress",
+    "run_call",
     "set_thread_limit",
     "split_calls",
     "xxh3_64",
@@ -98,20 +103,48 @@ class DelayedFunction:
     """
 
     def __new__(cls, function: _Callable[..., object]) -> DelayedFunction: ...
-    def __call__(
-        self, *args: object, **kwargs: object
-    ) -> tuple[_Callable[..., _Any], tuple[_Any, ...], dict[str, _Any]]: ...
+    def __call__(self, *args: object, **kwargs: object) -> DelayedCall: ...
     @property
     def __wrapped__(self) -> _Callable[..., _Any]: ...
     def __reduce__(self) -> tuple[type[DelayedFunction], tuple[_Callable[..., object]]]: ...
 
-def delayed(function: _Callable[..., object]) -> DelayedFunction:
-    """Capture a call for Parallel: ``delayed(f)(*args, **kwargs)`` is ``(f, args, kwargs)``.
+@_final
+class DelayedCall:
+    """A call captured by ``delayed(f)(*args, **kwargs)``: reads as ``(f, args, kwargs)``.
 
-    The call is a plain tuple, so joblib code that unpacks it
-    (``f, args, kwargs = delayed(g)(x)``) keeps working. ``delayed(f)`` for the same ``f``
-    as the previous call returns the same object: ``delayed(f)(x) for x in xs`` costs one
-    tuple a task.
+    It unpacks, indexes, slices, iterates, compares equal to that tuple and has its
+    ``repr``; it pickles and copies as that plain tuple. Its ``args`` and ``kwargs`` are
+    built on first use, then always the same objects. Not hashable (the tuple with its
+    dict is not either).
+    """
+
+    def __iter__(self) -> _Iterator[_Any]: ...
+    def __len__(self) -> int: ...
+    @_overload
+    def __getitem__(self, key: int, /) -> _Any: ...
+    @_overload
+    def __getitem__(self, key: slice, /) -> tuple[_Any, ...]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    def __lt__(self, value: object, /) -> bool: ...
+    def __le__(self, value: object, /) -> bool: ...
+    def __gt__(self, value: object, /) -> bool: ...
+    def __ge__(self, value: object, /) -> bool: ...
+    __hash__: _ClassVar[None]  # type: ignore[assignment]
+    def __reduce__(
+        self,
+    ) -> tuple[
+        type[tuple[_Any, ...]],
+        tuple[tuple[_Callable[..., _Any], tuple[_Any, ...], dict[str, _Any]]],
+    ]: ...
+
+def delayed(function: _Callable[..., object]) -> DelayedFunction:
+    """Capture a call for Parallel: ``delayed(f)(*args, **kwargs)`` reads as ``(f, args, kwargs)``.
+
+    The call is a :class:`DelayedCall`, which joblib code unpacks
+    (``f, args, kwargs = delayed(g)(x)``), indexes and compares as joblib's plain tuple, and
+    which pickles as that tuple. ``delayed(f)`` for the same ``f`` as the previous call
+    returns the same object: ``delayed(f)(x) for x in xs`` costs one small object a task.
 
     Parameters
     ----------
@@ -121,7 +154,7 @@ def delayed(function: _Callable[..., object]) -> DelayedFunction:
     Returns
     -------
     DelayedFunction
-        A callable returning ``(function, args, kwargs)``.
+        A callable returning a :class:`DelayedCall`, read as ``(function, args, kwargs)``.
 
     Examples
     --------
@@ -136,6 +169,10 @@ def split_calls(
     """``(function, arguments, single)`` when every call of ``calls`` is
     ``(function, args, {})`` for one ``function`` (``arguments``: each call's ``args``, or
     its one argument when all have exactly one: ``single``); ``None`` otherwise."""
+
+def run_call(call: _Any) -> _Any:
+    """Run one call, ``f(*args, **kwargs)``: a :class:`DelayedCall` (without building its
+    ``args`` or ``kwargs`` when it has none) or an ``(f, args, kwargs)`` sequence."""
 
 # --- core threads (rust/bindings/core_threads.rs): hashing, compression, checksums ---
 

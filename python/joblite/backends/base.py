@@ -12,7 +12,7 @@ import traceback
 from concurrent.futures import Future
 from typing import Any, Callable, Optional
 
-from .._core import split_calls
+from .._core import run_call, split_calls
 
 # Per-thread view of the nesting of Parallel calls: inside a worker, the backend name,
 # n_jobs and nesting level that an inner Parallel call should use by default.
@@ -189,11 +189,11 @@ class BatchedCalls:
                     if self.single:
                         return list(map(self.function, self.args or ()))
                     return list(itertools.starmap(self.function, self.args or ()))
-                return [f(*args, **kwargs) for f, args, kwargs in items]
+                return [run_call(call) for call in items]
             out = []
-            for f, args, kwargs in self._calls():
+            for call in self._calls():
                 try:
-                    out.append(f(*args, **kwargs))
+                    out.append(run_call(call))
                 except Exception as error:
                     out.append(wrap_errors(error))
             return out
@@ -226,12 +226,11 @@ class BatchedCalls:
         calls = self._calls()
         out: list[Any] = [None] * len(calls)
         for i in order:
-            f, args, kwargs = calls[i]
             if not self.return_exceptions:
-                out[i] = f(*args, **kwargs)
+                out[i] = run_call(calls[i])
                 continue
             try:
-                out[i] = f(*args, **kwargs)
+                out[i] = run_call(calls[i])
             except Exception as error:
                 out[i] = wrap_errors(error)
         return out

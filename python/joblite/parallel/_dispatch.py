@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+from .._core import DelayedCall, run_call
 from ..backends.base import BatchedCalls, tick
 from ._progress import Reporter
 
@@ -34,6 +35,12 @@ from ._progress import Reporter
 TARGET_BATCH_SECONDS = 0.05
 MIN_TAIL_BATCH_SECONDS = 0.005
 MAX_AUTO_BATCH = 100_000
+# While the input's length is unknown (a generator), a batch also takes at most this long
+# to read: the parent builds the calls (``delayed(f)(x) for x in ...``) while the workers
+# run the batches sent before, instead of reading 100k tiny calls before sending any.
+READ_BATCH_SECONDS = 0.002
+# reads of fewer tasks than this teach nothing about the reading speed (timer noise)
+MIN_TIMED_READ = 64
 # A batch's fixed cost of sending (``future.send_seconds``: shared arrays compared or
 # written) is kept below this share of its work, so that it never rivals the tasks.
 SEND_COST_SHARE = 0.1
@@ -61,7 +68,8 @@ def eval_pre_dispatch(text: str, n_jobs: int) -> int:
 
 
 def _check_task(task: Any, index: int) -> None:
-    if type(task) is not tuple or len(task) != 3 or not callable(task[0]):
+    kind = type(task)
+    if (kind is not DelayedCall and kind is not tuple) or len(task) != 3 or not callable(task[0]):
         raise TypeError(
             f"Parallel expects delayed(f)(*args, **kwargs) calls, got {task!r} at position"
             f" {index}: wrap the function with joblite.delayed"
@@ -118,10 +126,11 @@ class CallPlan:
 class AutoBatching:
     """What ``batch_size="auto"`` has learnt so far; kept by Parallel across its calls."""
 
-    __slots__ = ("per_task", "send", "shared")
+    __slots__ = ("per_task", "read", "send", "shared")
 
     def __init__(self) -> None:
         self.per_task: Optional[float] = None  # seconds of work a task
+        self.read: Optional[float] = None  # seconds to read a task from a generator
         self.send: Optional[float] = None  # seconds of sending a batch (shared arrays)
         self.shared = 0  # shared arrays the last batch referred to
 
@@ -156,7 +165,7 @@ class Dispatcher:
         self,
         plan: CallPlan,
         driver: Any,
-        iterable: Iterable[tuple],
+        iterable: Iterable[Any],
         listener: Optional[CallListener] = None,
         auto: Optional[AutoBatching] = None,
         mapped: Optional[tuple[Callable[..., Any], bool]] = None,
@@ -365,14 +374,14 @@ class Dispatcher:
                 self.n_dispatched_batches += 1
                 self._count()
                 results = []
-                for function, args, kwargs in tasks:
+                for task in tasks:
                     if plan.return_exceptions:
                         try:
-                            results.append(function(*args, **kwargs))
+                            results.append(run_call(task))
                         except Exception as error:
                             results.append(error)
                     else:
-                        results.append(function(*args, **kwargs))
+                        results.append(run_call(task))
                 self.n_completed += len(tasks)
                 self.n_completed_batches += 1
                 self._count()
@@ -398,14 +407,13 @@ class Dispatcher:
         try:
             for index, task in enumerate(self.iterable):
                 _check_task(task, index)
-                function, args, kwargs = task
                 if return_exceptions:
                     try:
-                        result = function(*args, **kwargs)
+                        result = run_call(task)
                     except Exception as error:
                         result = error
                 else:
-                    result = function(*args, **kwargs)
+                    result = run_call(task)
                 yield [result]
         finally:
             # joblib's counters, set once: nobody reads them during a plain call
@@ -456,7 +464,15 @@ class Dispatcher:
         return items
 
     def _read(self, iterator: Iterator[Any], count: int) -> list:
-        items = list(itertools.islice(iterator, count))
+        if self.n_total is not None or self.plan.batch_size != "auto":
+            items = list(itertools.islice(iterator, count))
+        else:  # learn how fast the caller's generator gives tasks: see READ_BATCH_SECONDS
+            start = time.perf_counter()
+            items = list(itertools.islice(iterator, count))
+            if len(items) >= MIN_TIMED_READ:
+                measured = (time.perf_counter() - start) / len(items)
+                old = self.auto.read
+                self.auto.read = measured if old is None else 0.5 * old + 0.5 * measured
         if items:
             self._n_read += len(items)
             self._reads.append((self._n_read, self._input_tick or tick()))
@@ -481,6 +497,8 @@ class Dispatcher:
         send = self.auto.send
         if send:  # e.g. large shared arrays compared with their files for each batch
             size = max(size, int(send / (SEND_COST_SHARE * per_task)))
+        elif self.n_total is None and self.auto.read:  # a generator: READ_BATCH_SECONDS
+            size = min(size, max(int(READ_BATCH_SECONDS / self.auto.read), MIN_TIMED_READ))
         if self.n_total is not None:  # guided self-scheduling, see TARGET_BATCH_SECONDS
             remaining = self.n_total - self.n_dispatched
             share = -(-remaining // n_jobs)

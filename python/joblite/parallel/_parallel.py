@@ -34,13 +34,15 @@ _VALID_RETURN_AS = ("list", "generator", "generator_unordered")
 # of a call of many tiny tasks, and is done in the caller, one call per task. Its
 # documentation is in _core.pyi.
 delayed = _core.delayed
-"""Capture a call for Parallel: ``delayed(f)(*args, **kwargs)`` is ``(f, args, kwargs)``.
+"""Capture a call for Parallel: ``delayed(f)(*args, **kwargs)`` reads as ``(f, args, kwargs)``.
 
-The call is a plain tuple, so joblib code that unpacks it (``f, args, kwargs =
-delayed(g)(x)``) keeps working; each call gets its own ``kwargs`` dict. ``delayed(f)`` is a
-native callable with ``f``'s ``__name__``, ``__qualname__``, ``__wrapped__`` and signature
-(its ``__doc__`` and ``__module__`` are its own), the same object for a run of calls of one
-function, so building a task costs about what building the tuple by hand does.
+The call is a native ``DelayedCall`` that joblib code unpacks (``f, args, kwargs =
+delayed(g)(x)``), indexes, slices, compares with joblib's tuple and pickles as that tuple (it
+is not a ``tuple`` itself); each call gets its own ``kwargs`` dict, built on first use.
+``delayed(f)`` is a native callable with ``f``'s ``__name__``, ``__qualname__``,
+``__wrapped__`` and signature (its ``__doc__`` and ``__module__`` are its own), the same object
+for a run of calls of one function, so building a task costs about half of building the tuple
+by hand.
 
 Parameters
 ----------
@@ -50,7 +52,7 @@ function : callable
 Returns
 -------
 DelayedFunction
-    A callable returning ``(function, args, kwargs)``.
+    A callable returning a ``DelayedCall``, read as ``(function, args, kwargs)``.
 
 Examples
 --------
@@ -330,7 +332,7 @@ class Parallel:
             print_hook=bool(self.verbose) or overridden,
         )
 
-    def __call__(self, iterable: Iterable[tuple]) -> Any:
+    def __call__(self, iterable: Iterable[Any]) -> Any:
         """Run the ``delayed`` calls of ``iterable``; see ``return_as`` for the result."""
         return self._run(iterable, None)
 
