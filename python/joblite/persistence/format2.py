@@ -76,18 +76,18 @@ _REC_TAIL = (
     + _short_str("|")
     + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
     + _short_str("allow_mmap")
-    + b"\x88"
-    + _short_str("numpy_array_alignment_bytes")
-    + b"K\x10ub"
 )
+_REC_END = _short_str("numpy_array_alignment_bytes") + b"K\x10ub"
 
 
-def _record(nbytes: int) -> bytes:
+def _record(nbytes: int, mappable: bool = True) -> bytes:
+    # allow_mmap is False in compressed files, as joblib writes it: joblib 1.2 would try to
+    # map such an array under mmap_mode (later versions never map a compressed file)
     if nbytes < 1 << 31:
         num = b"J" + nbytes.to_bytes(4, "little")
     else:
         num = b"\x8a\x08" + nbytes.to_bytes(8, "little")
-    return _REC_HEAD + num + _REC_TAIL
+    return _REC_HEAD + num + _REC_TAIL + (b"\x88" if mappable else b"\x89") + _REC_END
 
 
 def _array_reducer() -> dict:
@@ -237,7 +237,7 @@ class Layout:
                     pos += n
                     continue
                 datas, nbytes = el
-                rec = _record(nbytes)
+                rec = _record(nbytes, codec == "none")
                 at = h_len + pos + len(rec) + (dump_start if codec == "none" else 0)
                 pad = ALIGN - (at + 1) % ALIGN
                 rec += bytes([pad]) + b"\xff" * pad
