@@ -7,6 +7,8 @@ hostile buffers, which must raise ``ValueError``, never read outside their memor
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 
 import joblite
 import numpy as np
@@ -16,7 +18,6 @@ from joblite import _core
 pa = pytest.importorskip("pyarrow")
 
 from joblite.hashing._arrow import chunked_digest  # noqa: E402
-
 
 # --- the reference: the streams written out from Python values -----------------------------
 
@@ -134,7 +135,7 @@ def test_views_pointing_into_several_buffers_and_out_of_order():
     # point back into earlier ones.
     parts = [typed(VALUES[i:] + VALUES[:i], "string_view") for i in range(4)]
     merged = pa.concat_arrays(parts)
-    values = sum((VALUES[i:] + VALUES[:i] for i in range(4)), [])
+    values = [v for i in range(4) for v in VALUES[i:] + VALUES[:i]]
     assert chunked_digest([merged]) == reference_digest(values, dictionary=False)
     # the same views in reverse order (no take kernel for views: reversed by hand)
     validity, views, *data = merged.buffers()
@@ -256,7 +257,9 @@ def test_polars_strings_and_categoricals_are_chunk_layout_free():
     pieces = pl.concat([frame[:7], frame[7:30], frame[30:]], rechunk=False)
     assert pieces.n_chunks() == 3
     assert joblite.hash(pieces) == key
-    changed = frame.with_columns(pl.col("c").cast(pl.String).str.replace("a", "A").cast(pl.Categorical))
+    changed = frame.with_columns(
+        pl.col("c").cast(pl.String).str.replace("a", "A").cast(pl.Categorical)
+    )
     assert joblite.hash(changed) != key
     assert joblite.hash(frame.with_columns(pl.col("s").str.replace("b", "B"))) != key
 
@@ -266,11 +269,9 @@ def test_polars_categoricals_do_not_depend_on_the_global_categories():
     script = (
         "import joblite, polars as pl, sys\n"
         "if sys.argv[1] == 'other': pl.Series(['q', 'p', 'b', 'a'], dtype=pl.Categorical)\n"
-        "print(joblite.hash(pl.DataFrame({'c': pl.Series(['a', 'b', None, 'a'], dtype=pl.Categorical)})))\n"
+        "c = pl.Series(['a', 'b', None, 'a'], dtype=pl.Categorical)\n"
+        "print(joblite.hash(pl.DataFrame({'c': c})))\n"
     )
-    import subprocess
-    import sys
-
     keys = {
         subprocess.run(
             [sys.executable, "-c", script, order], capture_output=True, text=True, check=True
@@ -400,3 +401,34 @@ def test_dictionary_index_buffers_are_checked():
     with pytest.raises(ValueError, match="validity"):
         ids.feed(1, False, [b"", b"\0" * 8], 0, 8, *args)
     ids.feed(1, False, [None, b"\x00\x01\x00"], 0, 3, *args)  # well formed: accepted
+
+
+def test_polars_categorical_codes_path_gives_the_export_key():
+    """A tall frame's Categorical columns are read as codes and categories: the same content
+    (and key) as polars' own Arrow export, chunked or not, with nulls, whatever other strings
+    the global categories hold."""
+    pl = pytest.importorskip("polars")
+    from joblite.hashing import _arrow
+
+    pl.Series(["q", "v3", "p", "zz"], dtype=pl.Categorical)  # other entries, other order
+    n = _arrow._CATEGORICAL_CODES_ROWS + 1000
+    values = [None if i % 13 == 0 else f"v{(i * 7) % 41}" for i in range(n)]
+    frame = pl.DataFrame(
+        {
+            "c": pl.Series(values, dtype=pl.Categorical),
+            "s": values,
+            "d": pl.Series(values, dtype=pl.Categorical).cast(pl.String).cast(pl.Categorical),
+            "i": range(n),
+        }
+    )
+    exported = _arrow.capsule_content(frame)
+    assert _arrow._polars_table(frame) == exported
+    chunked = pl.concat([frame[:1000], frame[1000:20000], frame[20000:]], rechunk=False)
+    assert _arrow._polars_table(chunked) == exported
+    assert joblite.hash(chunked) == joblite.hash(frame)
+    changed = frame.with_columns(pl.col("c").cast(pl.String).fill_null("v1").cast(pl.Categorical))
+    assert _arrow._polars_table(changed) == _arrow.capsule_content(changed)
+    assert joblite.hash(changed) != joblite.hash(frame)
+    series = frame["c"]
+    assert joblite.hash(series) == joblite.hash(series.rechunk())
+    assert joblite.hash(series) != joblite.hash(frame["d"].alias("c").cast(pl.String))

@@ -107,16 +107,26 @@ class _ColumnStreams:
             for value in arr.to_pylist():
                 stream.update(bytes.fromhex(_core.hash(value)))
 
+    def feed_codes(self, indices: Any, dictionary: Any) -> None:
+        """A dictionary column given as its integer codes and its dictionary (one array)."""
+        n = len(indices)
+        start = self.rows.get("", 0)
+        self.rows[""] = start + n
+        if n:
+            self._feed_ids(indices, dictionary, "", start)
+
     def feed_dictionary(self, arr: Any, key: str, start: int) -> None:
         """A dictionary column of strings or binaries: null positions, the id of each value
         (ids numbered in order of first appearance in the column) and the distinct values in
         that order, so that neither chunking nor the dictionaries themselves matter."""
+        self._feed_ids(arr.indices, arr.dictionary, key, start)
+
+    def _feed_ids(self, indices: Any, dictionary: Any, key: str, start: int) -> None:
         import pyarrow as pa
 
         ids = self.dictionaries.get(key)
         if ids is None:
             ids = self.dictionaries[key] = _core.ArrowDictionaryIds()
-        indices, dictionary = arr.indices, arr.dictionary
         index_type = indices.type
         ids.feed(
             index_type.bit_width // 8,
@@ -193,11 +203,16 @@ def _field(field: Any) -> tuple:
     return (field.name, _type(field.type), field.nullable, metadata)
 
 
-def _table(schema: Any, batches: Any) -> tuple:
+def _table(schema: Any, batches: Any, dictionaries: dict | None = None) -> tuple:
+    """Content of a table; ``dictionaries`` maps a column's position to the dictionary its
+    batches' integer arrays index (a dictionary column given as codes and values)."""
     columns = [_ColumnStreams() for _ in schema]
     for batch in batches:
-        for column, array in zip(columns, batch.columns):
-            column.feed(array)
+        for i, (column, array) in enumerate(zip(columns, batch.columns)):
+            if dictionaries and i in dictionaries:
+                column.feed_codes(array, dictionaries[i])
+            else:
+                column.feed(array)
     metadata = dict(schema.metadata) if schema.metadata else None
     return (
         "table",
@@ -265,12 +280,44 @@ def polars_frame_content(frame: Any) -> tuple:
 
     objects = [name for name, dtype in frame.schema.items() if dtype == pl.Object]
     if not objects:
-        return capsule_content(frame)
+        return _polars_table(frame)
     return (
         "polars-objects",
-        capsule_content(frame.drop(objects)),
+        _polars_table(frame.drop(objects)),
         [(frame.columns.index(name), name, frame[name].to_list()) for name in objects],
     )
+
+
+#: frames at least this tall read their ``Categorical`` columns as codes and categories
+_CATEGORICAL_CODES_ROWS = 1 << 15
+
+
+def _polars_table(frame: Any) -> tuple:
+    """A polars frame's Arrow stream. The export of a ``Categorical`` column re-encodes every
+    row against a dictionary of its own; for a tall frame it is cheaper to export the codes
+    (the column's physical ``UInt32`` values) and read them against the categories: the
+    streams are the same (a dictionary column is its values, whatever its dictionary), and
+    so is the key. The categories are polars' mapping for the dtype (the global one unless
+    named), so this path is taken only while the mapping is no larger than the frame."""
+    import polars as pl
+    import pyarrow as pa
+
+    codes = [
+        name
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Categorical) and not isinstance(dtype, pl.Enum)
+    ]
+    if not codes or frame.height < _CATEGORICAL_CODES_ROWS:
+        return capsule_content(frame)
+    dictionaries = {}
+    for name in codes:
+        categories = frame.schema[name].categories.to_series()
+        if len(categories) > frame.height:
+            return capsule_content(frame)
+        dictionaries[frame.columns.index(name)] = pa.array(categories.rechunk())
+    schema = pa.RecordBatchReader.from_stream(frame.head(0)).schema
+    physical = frame.with_columns(pl.col(codes).to_physical())
+    return _table(schema, pa.RecordBatchReader.from_stream(physical), dictionaries)
 
 
 def _is_struct_stream(obj: Any) -> bool:
