@@ -127,6 +127,9 @@ class _ColumnStreams:
         ids = self.dictionaries.get(key)
         if ids is None:
             ids = self.dictionaries[key] = _core.ArrowDictionaryIds()
+        layout = _layout(dictionary.type)
+        if layout is None:  # the callers only pass string/binary dictionaries
+            raise TypeError(f"not a string/binary dictionary: {dictionary.type}")
         index_type = indices.type
         ids.feed(
             index_type.bit_width // 8,
@@ -134,7 +137,7 @@ class _ColumnStreams:
             indices.buffers(),
             indices.offset,
             len(indices),
-            _layout(dictionary.type),
+            layout,
             dictionary.buffers(),
             dictionary.offset,
             len(dictionary),
