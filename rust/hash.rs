@@ -531,7 +531,7 @@ pub mod arrow {
             if offset
                 .checked_add(len)
                 .zip(bits)
-                .is_none_or(|(need, have)| need > have)
+                .map_or(true, |(need, have)| need > have)
             {
                 return bad("validity bitmap shorter than the array");
             }
@@ -541,7 +541,7 @@ pub mod arrow {
 
     #[inline]
     fn bit(validity: Option<&[u8]>, i: usize) -> bool {
-        validity.is_none_or(|v| v[i >> 3] >> (i & 7) & 1 == 1)
+        validity.map_or(true, |v| v[i >> 3] >> (i & 7) & 1 == 1)
     }
 
     impl<'a> Strings<'a> {
@@ -558,7 +558,7 @@ pub mod arrow {
                 Layout::Offsets64 { offsets, .. } => (offsets.len(), span(offset, len, 1, 8)),
                 Layout::Views { views, .. } => (views.len(), span(offset, len, 0, 16)),
             };
-            if need.is_none_or(|need| need > have) {
+            if need.map_or(true, |need| need > have) {
                 return bad("offsets/views buffer shorter than the array");
             }
             check_validity(validity, offset, len)?;
@@ -977,7 +977,7 @@ pub mod arrow {
             if ![1, 2, 4, 8].contains(&width) {
                 return bad("dictionary index width must be 1, 2, 4 or 8 bytes");
             }
-            if span(offset, len, 0, width).is_none_or(|need| need > buf.len()) {
+            if span(offset, len, 0, width).map_or(true, |need| need > buf.len()) {
                 return bad("dictionary index buffer shorter than the array");
             }
             check_validity(validity, offset, len)?;
@@ -1008,6 +1008,7 @@ pub mod arrow {
         /// Streams of one chunk of a dictionary column whose values are strings/binary:
         /// null positions (an index or a dictionary entry that is null) to `nulls`, the id of
         /// each other row to `ids`, each value seen for the first time to `lengths`/`data`.
+        #[allow(clippy::too_many_arguments)]
         pub fn feed(
             &mut self,
             indices: &Indices<'_>,
@@ -1226,5 +1227,181 @@ mod tests {
             assert!(Algorithm::from_name(name).is_some());
         }
         assert_eq!(Algorithm::from_name("sha256"), None);
+    }
+
+    fn streams(arr: &arrow::Strings<'_>) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), arrow::Malformed> {
+        let (mut n, mut l, mut d) = (
+            Encoder::bare(Algorithm::Blake3),
+            Encoder::bare(Algorithm::Blake3),
+            Encoder::bare(Algorithm::Blake3),
+        );
+        let (mut sn, mut sl, mut sd) = (
+            arrow::Sink::new(&mut n),
+            arrow::Sink::new(&mut l),
+            arrow::Sink::new(&mut d),
+        );
+        arrow::feed_strings(arr, 0, &mut sn, &mut sl, &mut sd)?;
+        let lengths = (sn.finish(), sl.finish(), sd.finish());
+        assert_eq!(lengths.1, 3);
+        Ok((n.finish(), l.finish(), d.finish()))
+    }
+
+    fn view(len: i32, inline: &[u8], buffer: i32, offset: i32) -> Vec<u8> {
+        let mut v = len.to_le_bytes().to_vec();
+        if len <= 12 {
+            let mut padded = inline.to_vec();
+            padded.resize(12, 0);
+            v.extend_from_slice(&padded);
+        } else {
+            v.extend_from_slice(b"pref");
+            v.extend_from_slice(&buffer.to_le_bytes());
+            v.extend_from_slice(&offset.to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn offsets_and_views_layouts_give_the_same_streams() {
+        let data = b"abthirteen bytes!";
+        let offsets: Vec<u8> = [0i32, 2, 2, 17]
+            .iter()
+            .flat_map(|o| o.to_le_bytes())
+            .collect();
+        let wide: Vec<u8> = [0i64, 2, 2, 17]
+            .iter()
+            .flat_map(|o| o.to_le_bytes())
+            .collect();
+        let views: Vec<u8> = [
+            view(2, b"ab", 0, 0),
+            view(0, b"", 0, 0),
+            view(15, b"", 0, 2),
+        ]
+        .concat();
+        let buffers: Vec<&[u8]> = vec![b"ignoredthirteen bytes!".get(5..).unwrap()];
+        let a = arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data,
+            },
+            None,
+            0,
+            3,
+        )
+        .unwrap();
+        let b = arrow::Strings::new(
+            arrow::Layout::Offsets64 {
+                offsets: &wide,
+                data,
+            },
+            None,
+            0,
+            3,
+        )
+        .unwrap();
+        let c = arrow::Strings::new(
+            arrow::Layout::Views {
+                views: &views,
+                buffers,
+            },
+            None,
+            0,
+            3,
+        )
+        .unwrap();
+        let (a, b, c) = (
+            streams(&a).unwrap(),
+            streams(&b).unwrap(),
+            streams(&c).unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+    }
+
+    #[test]
+    fn malformed_arrays_are_errors() {
+        let data = b"abc";
+        let offsets: Vec<u8> = [0i32, 2, 9].iter().flat_map(|o| o.to_le_bytes()).collect();
+        assert!(arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data
+            },
+            None,
+            0,
+            3
+        )
+        .is_err());
+        assert!(arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data
+            },
+            None,
+            usize::MAX,
+            1
+        )
+        .is_err());
+        assert!(arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data
+            },
+            Some(&[]),
+            0,
+            1
+        )
+        .is_err());
+        let past = arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data,
+            },
+            None,
+            0,
+            2,
+        )
+        .unwrap();
+        let mut e = Encoder::bare(Algorithm::Blake3);
+        let mut sink = arrow::Sink::new(&mut e);
+        let (mut e2, mut e3) = (
+            Encoder::bare(Algorithm::Blake3),
+            Encoder::bare(Algorithm::Blake3),
+        );
+        let (mut s2, mut s3) = (arrow::Sink::new(&mut e2), arrow::Sink::new(&mut e3));
+        assert!(arrow::feed_strings(&past, 0, &mut sink, &mut s2, &mut s3).is_err());
+        let views = view(13, b"", 0, 0);
+        let buffers: Vec<&[u8]> = vec![b"twelve bytes"];
+        let short = arrow::Strings::new(
+            arrow::Layout::Views {
+                views: &views,
+                buffers,
+            },
+            None,
+            0,
+            1,
+        )
+        .unwrap();
+        assert!(arrow::feed_strings(&short, 0, &mut sink, &mut s2, &mut s3).is_err());
+        let mut ids = arrow::DictionaryIds::new();
+        let dict = arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data,
+            },
+            None,
+            0,
+            1,
+        )
+        .unwrap();
+        let indices = arrow::Indices::new(&[0, 1], 1, false, None, 0, 2).unwrap();
+        let mut e4 = Encoder::bare(Algorithm::Blake3);
+        let mut s4 = arrow::Sink::new(&mut e4);
+        let err = ids.feed(&indices, &dict, 0, &mut sink, &mut s2, &mut s3, &mut s4);
+        assert_eq!(
+            err,
+            Err(arrow::Malformed("dictionary index out of range".into()))
+        );
+        assert!(arrow::Indices::new(&[0, 1], 3, false, None, 0, 1).is_err());
+        assert!(arrow::Indices::new(&[0, 1], 2, false, None, 1, 1).is_err());
     }
 }
