@@ -657,7 +657,7 @@ pub mod arrow {
     const SLACK: usize = 16;
 
     /// Sink buffers kept per thread between calls (each `PARALLEL_THRESHOLD` bytes).
-    const SPARE_BUFFERS: usize = 4;
+    const SPARE_BUFFERS: usize = 5;
 
     thread_local! {
         static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -733,15 +733,19 @@ pub mod arrow {
         /// Writes what is buffered; returns the number of bytes appended in all.
         pub fn finish(mut self) -> u64 {
             self.flush();
-            let buf = std::mem::take(&mut self.buf);
-            SPARE.with(|spare| {
-                let mut spare = spare.borrow_mut();
-                if spare.len() < SPARE_BUFFERS {
-                    spare.push(buf);
-                }
-            });
+            give_back(std::mem::take(&mut self.buf));
             self.written
         }
+    }
+
+    /// Keeps a buffer for the next call on this thread (at most `SPARE_BUFFERS` of them).
+    fn give_back(buf: Vec<u8>) {
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_BUFFERS && buf.capacity() <= 2 * PARALLEL_THRESHOLD {
+                spare.push(buf);
+            }
+        });
     }
 
     /// LEB128 numbers gathered on the stack (a local array and cursor the compiler keeps in
@@ -833,7 +837,7 @@ pub mod arrow {
     }
 
     /// Bytes of a views array gathered on the stack before they reach the data sink.
-    const GATHER_BLOCK: usize = 32 << 10;
+    const GATHER_BLOCK: usize = PARALLEL_THRESHOLD;
 
     fn feed_views(
         arr: &Strings<'_>,
@@ -847,7 +851,13 @@ pub mod arrow {
         // `Strings::new` checked that views[offset .. offset + len] are in the buffer.
         let views = &views[arr.offset * 16..(arr.offset + arr.len) * 16];
         let mut out = Varints::new();
-        let mut gather = [0u8; GATHER_BLOCK + 16];
+        // A buffer kept from an earlier call on this thread (already paged in); a full block
+        // is past `PARALLEL_THRESHOLD / 4`, so it reaches the hasher without another copy.
+        let mut gather = SPARE
+            .with(|spare| spare.borrow_mut().pop())
+            .unwrap_or_default();
+        gather.clear();
+        gather.resize(GATHER_BLOCK + 16, 0);
         let mut n = 0usize;
         for (i, view) in views.chunks_exact(16).enumerate() {
             if arr.validity.is_some() && !arr.is_valid(i) {
@@ -892,6 +902,7 @@ pub mod arrow {
         }
         out.flush(lengths);
         data.bytes(&gather[..n]);
+        give_back(gather);
         Ok(())
     }
 
