@@ -667,9 +667,10 @@ pub mod arrow {
         /// A sink writing to `enc`.
         pub fn new(enc: &'e mut Encoder) -> Self {
             // A buffer kept from an earlier call on this thread (already paged in).
-            let buf = SPARE
+            let mut buf = SPARE
                 .with(|spare| spare.borrow_mut().pop())
                 .unwrap_or_default();
+            buf.clear();
             Self {
                 enc,
                 written: 0,
@@ -739,7 +740,8 @@ pub mod arrow {
     }
 
     /// Keeps a buffer for the next call on this thread (at most `SPARE_BUFFERS` of them).
-    fn give_back(buf: Vec<u8>) {
+    fn give_back(mut buf: Vec<u8>) {
+        buf.clear();
         SPARE.with(|spare| {
             let mut spare = spare.borrow_mut();
             if spare.len() < SPARE_BUFFERS && buf.capacity() <= 2 * PARALLEL_THRESHOLD {

@@ -432,3 +432,13 @@ def test_polars_categorical_codes_path_gives_the_export_key():
     series = frame["c"]
     assert joblite.hash(series) == joblite.hash(series.rechunk())
     assert joblite.hash(series) != joblite.hash(frame["d"].alias("c").cast(pl.String))
+
+
+def test_buffers_reused_between_calls_start_empty():
+    """The Rust reader keeps its gathering buffers per thread: a view column (which fills one)
+    followed by a dictionary column (whose sinks take it) must not carry bytes over."""
+    views = typed(VALUES * 50, "string_view")
+    encoded = pa.array(["x", "y", "x"]).dictionary_encode()
+    for _ in range(3):
+        assert chunked_digest([views]) == reference_digest(VALUES * 50, dictionary=False)
+        assert chunked_digest([encoded]) == reference_digest(["x", "y", "x"], dictionary=True)
