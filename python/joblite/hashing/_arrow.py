@@ -314,10 +314,13 @@ def _polars_table(frame: Any) -> tuple:
         return capsule_content(frame)
     dictionaries = {}
     for name in codes:
-        categories = frame.schema[name].categories.to_series()
+        mapping = getattr(frame.schema[name], "categories", None)  # polars >= 1.32
+        if mapping is None or not hasattr(mapping, "to_series"):
+            return capsule_content(frame)
+        categories = mapping.to_series()
         if len(categories) > frame.height:
             return capsule_content(frame)
-        dictionaries[frame.columns.index(name)] = pa.array(categories.rechunk())
+        dictionaries[frame.columns.index(name)] = pa.chunked_array(categories).combine_chunks()
     schema = pa.RecordBatchReader.from_stream(frame.head(0)).schema
     physical = frame.with_columns(pl.col(codes).to_physical())
     return _table(schema, pa.RecordBatchReader.from_stream(physical), dictionaries)
