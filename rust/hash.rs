@@ -1242,7 +1242,9 @@ mod tests {
         assert_eq!(Algorithm::from_name("sha256"), None);
     }
 
-    fn streams(arr: &arrow::Strings<'_>) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), arrow::Malformed> {
+    type Streams = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+    fn streams(arr: &arrow::Strings<'_>) -> Result<Streams, arrow::Malformed> {
         let (mut n, mut l, mut d) = (
             Encoder::bare(Algorithm::Blake3),
             Encoder::bare(Algorithm::Blake3),
