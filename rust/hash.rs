@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 /// Version tag of the encoding. It is the first thing every digest covers, so changing the walk
 /// (and this tag with it) can never produce a stale cache hit. Documented in `docs/hash.md`.
-pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v3\0";
+pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v4\0";
 
 /// Buffers at least this large are hashed with blake3's multi-threaded mode.
 pub const PARALLEL_THRESHOLD: usize = 1 << 20;
@@ -454,6 +454,672 @@ impl RunLayout<'_> {
     }
 }
 
+/// Arrow string, binary and dictionary columns as the byte streams of `joblite.hashing`'s
+/// Arrow handler, read straight from the buffers of one array (no decoding, no cast, no copy
+/// of the column). The streams of a column depend only on its logical values, so a column
+/// hashes the same however it is chunked, sliced or dictionary-encoded:
+///
+/// * null positions (`u64` little endian, counted from the column's first row);
+/// * string/binary values: their lengths (LEB128) and their bytes, nulls left out;
+/// * dictionary columns: the id of each non-null value (LEB128), ids given to distinct values
+///   in the order they first appear in the column, and the distinct values in that order
+///   (lengths and bytes as above).
+///
+/// Every offset, view, buffer index and dictionary index is checked against the buffers it
+/// points into: a malformed array is an [`arrow::Malformed`] error, never a read out of bounds.
+pub mod arrow {
+    use super::{Encoder, PARALLEL_THRESHOLD};
+    use std::collections::HashMap;
+
+    /// A malformed Arrow array (an offset, view or index outside its buffers).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Malformed(pub String);
+
+    impl std::fmt::Display for Malformed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    fn bad<T>(msg: impl Into<String>) -> Result<T, Malformed> {
+        Err(Malformed(msg.into()))
+    }
+
+    /// The values buffers of a string/binary array (Arrow's three layouts).
+    pub enum Layout<'a> {
+        /// `string`/`binary`: `i32` offsets, then the data.
+        Offsets32 { offsets: &'a [u8], data: &'a [u8] },
+        /// `large_string`/`large_binary`: `i64` offsets, then the data.
+        Offsets64 { offsets: &'a [u8], data: &'a [u8] },
+        /// `string_view`/`binary_view`: 16-byte views, then the variadic data buffers.
+        Views {
+            views: &'a [u8],
+            buffers: Vec<&'a [u8]>,
+        },
+    }
+
+    /// One string/binary array: its layout, validity bitmap and slice (`offset`, `len`).
+    pub struct Strings<'a> {
+        layout: Layout<'a>,
+        validity: Option<&'a [u8]>,
+        offset: usize,
+        len: usize,
+    }
+
+    fn i32_at(buf: &[u8], pos: usize) -> i32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&buf[pos..pos + 4]);
+        i32::from_le_bytes(b)
+    }
+
+    fn i64_at(buf: &[u8], pos: usize) -> i64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&buf[pos..pos + 8]);
+        i64::from_le_bytes(b)
+    }
+
+    fn span(offset: usize, len: usize, extra: usize, width: usize) -> Option<usize> {
+        offset
+            .checked_add(len)?
+            .checked_add(extra)?
+            .checked_mul(width)
+    }
+
+    fn check_validity(validity: Option<&[u8]>, offset: usize, len: usize) -> Result<(), Malformed> {
+        if let Some(v) = validity {
+            let bits = v.len().checked_mul(8);
+            if offset
+                .checked_add(len)
+                .zip(bits)
+                .map_or(true, |(need, have)| need > have)
+            {
+                return bad("validity bitmap shorter than the array");
+            }
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn bit(validity: Option<&[u8]>, i: usize) -> bool {
+        validity.map_or(true, |v| v[i >> 3] >> (i & 7) & 1 == 1)
+    }
+
+    impl<'a> Strings<'a> {
+        /// Checks that the slice lies within the offsets/views and validity buffers (each
+        /// value's own extent is checked when it is read).
+        pub fn new(
+            layout: Layout<'a>,
+            validity: Option<&'a [u8]>,
+            offset: usize,
+            len: usize,
+        ) -> Result<Self, Malformed> {
+            let (have, need) = match &layout {
+                Layout::Offsets32 { offsets, .. } => (offsets.len(), span(offset, len, 1, 4)),
+                Layout::Offsets64 { offsets, .. } => (offsets.len(), span(offset, len, 1, 8)),
+                Layout::Views { views, .. } => (views.len(), span(offset, len, 0, 16)),
+            };
+            if need.map_or(true, |need| need > have) {
+                return bad("offsets/views buffer shorter than the array");
+            }
+            check_validity(validity, offset, len)?;
+            Ok(Self {
+                layout,
+                validity,
+                offset,
+                len,
+            })
+        }
+
+        /// The number of slots.
+        pub fn len(&self) -> usize {
+            self.len
+        }
+
+        /// Whether the array has no slots.
+        pub fn is_empty(&self) -> bool {
+            self.len == 0
+        }
+
+        /// Whether slot `i` (of the slice) holds a value.
+        #[inline]
+        pub fn is_valid(&self, i: usize) -> bool {
+            bit(self.validity, self.offset + i)
+        }
+
+        /// The extent of slot `i` (of the slice) in the data buffer of an offsets layout,
+        /// bounds-checked (`(0, 0)` for views).
+        #[inline]
+        fn range(&self, i: usize) -> Result<(usize, usize), Malformed> {
+            let j = self.offset + i;
+            let (a, b, data) = match &self.layout {
+                Layout::Offsets32 { offsets, data } => (
+                    i64::from(i32_at(offsets, j * 4)),
+                    i64::from(i32_at(offsets, j * 4 + 4)),
+                    data,
+                ),
+                Layout::Offsets64 { offsets, data } => {
+                    (i64_at(offsets, j * 8), i64_at(offsets, j * 8 + 8), data)
+                }
+                Layout::Views { .. } => return Ok((0, 0)),
+            };
+            if a < 0 || b < a || b as u64 > data.len() as u64 {
+                return bad("string offsets outside the data buffer");
+            }
+            Ok((a as usize, b as usize))
+        }
+
+        /// The bytes of slot `i` (of the slice), bounds-checked.
+        #[inline]
+        pub fn get(&self, i: usize) -> Result<&'a [u8], Malformed> {
+            let j = self.offset + i;
+            match &self.layout {
+                Layout::Offsets32 { data, .. } | Layout::Offsets64 { data, .. } => {
+                    let (a, b) = self.range(i)?;
+                    Ok(&data[a..b])
+                }
+                Layout::Views { views, buffers } => {
+                    let view: &'a [u8] = &views[j * 16..j * 16 + 16];
+                    let n = i32_at(view, 0);
+                    if n < 0 {
+                        return bad("negative length in a string view");
+                    }
+                    let n = n as usize;
+                    if n <= 12 {
+                        return Ok(&view[4..4 + n]);
+                    }
+                    let (index, start) = (i32_at(view, 8), i32_at(view, 12));
+                    let buffer = usize::try_from(index)
+                        .ok()
+                        .and_then(|k| buffers.get(k))
+                        .ok_or_else(|| {
+                            Malformed("string view points to a missing buffer".into())
+                        })?;
+                    let start = usize::try_from(start)
+                        .map_err(|_| Malformed("negative offset in a string view".into()))?;
+                    match start.checked_add(n) {
+                        Some(end) if end <= buffer.len() => Ok(&buffer[start..end]),
+                        _ => bad("string view points outside its buffer"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// An encoder with a counter of the bytes written and a gathering buffer (written to the
+    /// encoder in blocks large enough for blake3's multi-threaded mode).
+    pub struct Sink<'e> {
+        enc: &'e mut Encoder,
+        written: u64,
+        buf: Vec<u8>,
+    }
+
+    /// Room kept free for one LEB128 number or one `u64`.
+    const SLACK: usize = 16;
+
+    /// Sink buffers kept per thread between calls (each `PARALLEL_THRESHOLD` bytes).
+    const SPARE_BUFFERS: usize = 5;
+
+    thread_local! {
+        static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    impl<'e> Sink<'e> {
+        /// A sink writing to `enc`.
+        pub fn new(enc: &'e mut Encoder) -> Self {
+            // A buffer kept from an earlier call on this thread (already paged in).
+            let mut buf = SPARE
+                .with(|spare| spare.borrow_mut().pop())
+                .unwrap_or_default();
+            buf.clear();
+            Self {
+                enc,
+                written: 0,
+                buf,
+            }
+        }
+
+        #[cold]
+        fn flush(&mut self) {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve(PARALLEL_THRESHOLD + SLACK);
+            }
+            if !self.buf.is_empty() {
+                self.enc.raw(&self.buf);
+                self.written += self.buf.len() as u64;
+                self.buf.clear();
+            }
+        }
+
+        /// Appends bytes.
+        #[inline]
+        pub fn bytes(&mut self, data: &[u8]) {
+            if data.len() >= PARALLEL_THRESHOLD / 4 {
+                self.flush();
+                self.enc.raw(data);
+                self.written += data.len() as u64;
+            } else {
+                if self.buf.len() + data.len() > PARALLEL_THRESHOLD {
+                    self.flush();
+                }
+                self.buf.extend_from_slice(data);
+            }
+        }
+
+        /// Appends an unsigned LEB128 number.
+        #[inline(always)]
+        pub fn varint(&mut self, mut v: u64) {
+            if self.buf.len() >= PARALLEL_THRESHOLD {
+                self.flush();
+            }
+            if v < 0x80 {
+                self.buf.push(v as u8);
+                return;
+            }
+            while v >= 0x80 {
+                self.buf.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            self.buf.push(v as u8);
+        }
+
+        /// Appends a `u64`, little endian.
+        #[inline]
+        pub fn u64(&mut self, v: u64) {
+            if self.buf.len() >= PARALLEL_THRESHOLD {
+                self.flush();
+            }
+            self.buf.extend_from_slice(&v.to_le_bytes());
+        }
+
+        /// Writes what is buffered; returns the number of bytes appended in all.
+        pub fn finish(mut self) -> u64 {
+            self.flush();
+            give_back(std::mem::take(&mut self.buf));
+            self.written
+        }
+    }
+
+    /// Keeps a buffer for the next call on this thread (at most `SPARE_BUFFERS` of them).
+    fn give_back(mut buf: Vec<u8>) {
+        buf.clear();
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_BUFFERS && buf.capacity() <= 2 * PARALLEL_THRESHOLD {
+                spare.push(buf);
+            }
+        });
+    }
+
+    /// LEB128 numbers gathered on the stack (a local array and cursor the compiler keeps in
+    /// registers), passed on to a sink block by block.
+    struct Varints {
+        buf: [u8; VARINT_BLOCK + 10],
+        n: usize,
+    }
+
+    const VARINT_BLOCK: usize = 16 << 10;
+
+    impl Varints {
+        fn new() -> Self {
+            Self {
+                buf: [0; VARINT_BLOCK + 10],
+                n: 0,
+            }
+        }
+
+        #[inline(always)]
+        fn push(&mut self, mut v: u64, sink: &mut Sink<'_>) {
+            if self.n >= VARINT_BLOCK {
+                self.flush(sink);
+            }
+            while v >= 0x80 {
+                self.buf[self.n] = (v as u8) | 0x80;
+                self.n += 1;
+                v >>= 7;
+            }
+            self.buf[self.n] = v as u8;
+            self.n += 1;
+        }
+
+        fn flush(&mut self, sink: &mut Sink<'_>) {
+            sink.bytes(&self.buf[..self.n]);
+            self.n = 0;
+        }
+    }
+
+    /// A little-endian integer of an Arrow buffer (offsets and indices).
+    trait Word: Copy {
+        const WIDTH: usize;
+        /// The value read from `WIDTH` bytes, or None when it is negative.
+        fn read(bytes: &[u8]) -> Option<u64>;
+    }
+
+    macro_rules! word {
+        ($t:ty) => {
+            impl Word for $t {
+                const WIDTH: usize = std::mem::size_of::<$t>();
+                #[inline(always)]
+                fn read(bytes: &[u8]) -> Option<u64> {
+                    let mut b = [0u8; std::mem::size_of::<$t>()];
+                    b.copy_from_slice(bytes);
+                    u64::try_from(<$t>::from_le_bytes(b)).ok()
+                }
+            }
+        };
+    }
+    word!(i8);
+    word!(u8);
+    word!(i16);
+    word!(u16);
+    word!(i32);
+    word!(u32);
+    word!(i64);
+    word!(u64);
+
+    /// Streams of a string/binary array: null positions (`row_base` + slot) to `nulls`, the
+    /// non-null values' lengths to `lengths` and their bytes to `data`.
+    pub fn feed_strings(
+        arr: &Strings<'_>,
+        row_base: u64,
+        nulls: &mut Sink<'_>,
+        lengths: &mut Sink<'_>,
+        data: &mut Sink<'_>,
+    ) -> Result<(), Malformed> {
+        match &arr.layout {
+            Layout::Offsets32 { offsets, data: buf } => {
+                feed_offsets::<i32>(arr, offsets, buf, row_base, nulls, lengths, data)
+            }
+            Layout::Offsets64 { offsets, data: buf } => {
+                feed_offsets::<i64>(arr, offsets, buf, row_base, nulls, lengths, data)
+            }
+            Layout::Views { views, buffers } => {
+                feed_views(arr, views, buffers, row_base, nulls, lengths, data)
+            }
+        }
+    }
+
+    /// Bytes of a views array gathered on the stack before they reach the data sink.
+    const GATHER_BLOCK: usize = PARALLEL_THRESHOLD;
+
+    fn feed_views(
+        arr: &Strings<'_>,
+        views: &[u8],
+        buffers: &[&[u8]],
+        row_base: u64,
+        nulls: &mut Sink<'_>,
+        lengths: &mut Sink<'_>,
+        data: &mut Sink<'_>,
+    ) -> Result<(), Malformed> {
+        // `Strings::new` checked that views[offset .. offset + len] are in the buffer.
+        let views = &views[arr.offset * 16..(arr.offset + arr.len) * 16];
+        let mut out = Varints::new();
+        // A buffer kept from an earlier call on this thread (already paged in); a full block
+        // is past `PARALLEL_THRESHOLD / 4`, so it reaches the hasher without another copy.
+        let mut gather = SPARE
+            .with(|spare| spare.borrow_mut().pop())
+            .unwrap_or_default();
+        gather.clear();
+        gather.resize(GATHER_BLOCK + 16, 0);
+        let mut n = 0usize;
+        for (i, view) in views.chunks_exact(16).enumerate() {
+            if arr.validity.is_some() && !arr.is_valid(i) {
+                nulls.u64(row_base + i as u64);
+                continue;
+            }
+            let len = i32_at(view, 0);
+            if len < 0 {
+                return bad("negative length in a string view");
+            }
+            let len = len as usize;
+            out.push(len as u64, lengths);
+            if n >= GATHER_BLOCK {
+                data.bytes(&gather[..n]);
+                n = 0;
+            }
+            if len <= 12 {
+                // Inline: the 12 bytes after the length, of which the first `len` count.
+                gather[n..n + 12].copy_from_slice(&view[4..16]);
+                n += len;
+                continue;
+            }
+            let (index, start) = (i32_at(view, 8), i32_at(view, 12));
+            let buffer = usize::try_from(index)
+                .ok()
+                .and_then(|k| buffers.get(k))
+                .ok_or_else(|| Malformed("string view points to a missing buffer".into()))?;
+            let value = usize::try_from(start)
+                .ok()
+                .and_then(|start| buffer.get(start..start.checked_add(len)?))
+                .ok_or_else(|| Malformed("string view points outside its buffer".into()))?;
+            if n + len > GATHER_BLOCK {
+                data.bytes(&gather[..n]);
+                n = 0;
+            }
+            if len > GATHER_BLOCK {
+                data.bytes(value);
+            } else {
+                gather[n..n + len].copy_from_slice(value);
+                n += len;
+            }
+        }
+        out.flush(lengths);
+        data.bytes(&gather[..n]);
+        give_back(gather);
+        Ok(())
+    }
+
+    fn feed_offsets<W: Word>(
+        arr: &Strings<'_>,
+        offsets: &[u8],
+        buf: &[u8],
+        row_base: u64,
+        nulls: &mut Sink<'_>,
+        lengths: &mut Sink<'_>,
+        data: &mut Sink<'_>,
+    ) -> Result<(), Malformed> {
+        // `Strings::new` checked that offsets[offset ..= offset + len] are in the buffer.
+        let offsets = &offsets[arr.offset * W::WIDTH..(arr.offset + arr.len + 1) * W::WIDTH];
+        let limit = buf.len() as u64;
+        let outside = || Malformed("string offsets outside the data buffer".into());
+        let first = W::read(&offsets[..W::WIDTH]).ok_or_else(outside)?;
+        let mut a = first;
+        let mut out = Varints::new();
+        let words = offsets[W::WIDTH..].chunks_exact(W::WIDTH);
+        if arr.validity.is_none() {
+            // No nulls: the values are data[first .. last offset], in one piece.
+            for word in words {
+                let b = W::read(word).ok_or_else(outside)?;
+                if b < a {
+                    return Err(outside());
+                }
+                out.push(b - a, lengths);
+                a = b;
+            }
+            if a > limit {
+                return Err(outside());
+            }
+            out.flush(lengths);
+            data.bytes(&buf[first as usize..a as usize]);
+            return Ok(());
+        }
+        // Runs of adjacent values in the data buffer are appended in one piece.
+        let mut run = (a, a);
+        for (i, word) in words.enumerate() {
+            let b = W::read(word).ok_or_else(outside)?;
+            if arr.is_valid(i) {
+                if b < a || b > limit {
+                    return Err(outside());
+                }
+                out.push(b - a, lengths);
+                if a != run.1 {
+                    data.bytes(&buf[run.0 as usize..run.1 as usize]);
+                    run.0 = a;
+                }
+                run.1 = b;
+            } else {
+                nulls.u64(row_base + i as u64);
+            }
+            a = b;
+        }
+        out.flush(lengths);
+        data.bytes(&buf[run.0 as usize..run.1 as usize]);
+        Ok(())
+    }
+
+    /// The index buffer of a dictionary array.
+    pub struct Indices<'a> {
+        buf: &'a [u8],
+        width: usize,
+        signed: bool,
+        validity: Option<&'a [u8]>,
+        offset: usize,
+        len: usize,
+    }
+
+    impl<'a> Indices<'a> {
+        /// Indices of `width` bytes (1, 2, 4 or 8), signed or not; the slice is checked
+        /// against the buffers.
+        pub fn new(
+            buf: &'a [u8],
+            width: usize,
+            signed: bool,
+            validity: Option<&'a [u8]>,
+            offset: usize,
+            len: usize,
+        ) -> Result<Self, Malformed> {
+            if ![1, 2, 4, 8].contains(&width) {
+                return bad("dictionary index width must be 1, 2, 4 or 8 bytes");
+            }
+            if span(offset, len, 0, width).map_or(true, |need| need > buf.len()) {
+                return bad("dictionary index buffer shorter than the array");
+            }
+            check_validity(validity, offset, len)?;
+            Ok(Self {
+                buf,
+                width,
+                signed,
+                validity,
+                offset,
+                len,
+            })
+        }
+    }
+
+    /// The ids of a dictionary column's distinct values, kept from chunk to chunk (memory:
+    /// the column's distinct values).
+    #[derive(Default)]
+    pub struct DictionaryIds {
+        ids: HashMap<Box<[u8]>, u64>,
+    }
+
+    impl DictionaryIds {
+        /// A column with no values yet.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Streams of one chunk of a dictionary column whose values are strings/binary:
+        /// null positions (an index or a dictionary entry that is null) to `nulls`, the id of
+        /// each other row to `ids`, each value seen for the first time to `lengths`/`data`.
+        #[allow(clippy::too_many_arguments)]
+        pub fn feed(
+            &mut self,
+            indices: &Indices<'_>,
+            dictionary: &Strings<'_>,
+            row_base: u64,
+            nulls: &mut Sink<'_>,
+            ids: &mut Sink<'_>,
+            lengths: &mut Sink<'_>,
+            data: &mut Sink<'_>,
+        ) -> Result<(), Malformed> {
+            match (indices.width, indices.signed) {
+                (1, true) => {
+                    self.feed_words::<i8>(indices, dictionary, row_base, nulls, ids, lengths, data)
+                }
+                (1, false) => {
+                    self.feed_words::<u8>(indices, dictionary, row_base, nulls, ids, lengths, data)
+                }
+                (2, true) => {
+                    self.feed_words::<i16>(indices, dictionary, row_base, nulls, ids, lengths, data)
+                }
+                (2, false) => {
+                    self.feed_words::<u16>(indices, dictionary, row_base, nulls, ids, lengths, data)
+                }
+                (4, true) => {
+                    self.feed_words::<i32>(indices, dictionary, row_base, nulls, ids, lengths, data)
+                }
+                (4, false) => {
+                    self.feed_words::<u32>(indices, dictionary, row_base, nulls, ids, lengths, data)
+                }
+                (8, true) => {
+                    self.feed_words::<i64>(indices, dictionary, row_base, nulls, ids, lengths, data)
+                }
+                _ => {
+                    self.feed_words::<u64>(indices, dictionary, row_base, nulls, ids, lengths, data)
+                }
+            }
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn feed_words<W: Word>(
+            &mut self,
+            indices: &Indices<'_>,
+            dictionary: &Strings<'_>,
+            row_base: u64,
+            nulls: &mut Sink<'_>,
+            ids: &mut Sink<'_>,
+            lengths: &mut Sink<'_>,
+            data: &mut Sink<'_>,
+        ) -> Result<(), Malformed> {
+            const UNSEEN: u64 = u64::MAX;
+            const NULL: u64 = u64::MAX - 1;
+            debug_assert_eq!(W::WIDTH, indices.width);
+            // Sized by the dictionary, which `Strings::new` checked against its buffers.
+            let mut local = vec![UNSEEN; dictionary.len()];
+            // `Indices::new` checked that the slice is in the buffer.
+            let words =
+                &indices.buf[indices.offset * W::WIDTH..(indices.offset + indices.len) * W::WIDTH];
+            let mut out = Varints::new();
+            for (i, word) in words.chunks_exact(W::WIDTH).enumerate() {
+                if indices.validity.is_some() && !bit(indices.validity, indices.offset + i) {
+                    nulls.u64(row_base + i as u64);
+                    continue;
+                }
+                let k = W::read(word)
+                    .and_then(|k| usize::try_from(k).ok())
+                    .filter(|&k| k < local.len())
+                    .ok_or_else(|| Malformed("dictionary index out of range".into()))?;
+                let mut id = local[k];
+                if id == UNSEEN {
+                    id = if dictionary.is_valid(k) {
+                        let value = dictionary.get(k)?;
+                        match self.ids.get(value) {
+                            Some(&id) => id,
+                            None => {
+                                let id = self.ids.len() as u64;
+                                self.ids.insert(value.into(), id);
+                                lengths.varint(value.len() as u64);
+                                data.bytes(value);
+                                id
+                            }
+                        }
+                    } else {
+                        NULL
+                    };
+                    local[k] = id;
+                }
+                if id == NULL {
+                    nulls.u64(row_base + i as u64);
+                } else {
+                    out.push(id, ids);
+                }
+            }
+            out.flush(ids);
+            Ok(())
+        }
+    }
+}
+
 /// Digest of a single buffer with the given algorithm, without any framing (used by the
 /// criterion benches and by tests that compare against reference implementations).
 pub fn digest_bytes(algorithm: Algorithm, data: &[u8]) -> Vec<u8> {
@@ -574,5 +1240,183 @@ mod tests {
             assert!(Algorithm::from_name(name).is_some());
         }
         assert_eq!(Algorithm::from_name("sha256"), None);
+    }
+
+    type Streams = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+    fn streams(arr: &arrow::Strings<'_>) -> Result<Streams, arrow::Malformed> {
+        let (mut n, mut l, mut d) = (
+            Encoder::bare(Algorithm::Blake3),
+            Encoder::bare(Algorithm::Blake3),
+            Encoder::bare(Algorithm::Blake3),
+        );
+        let (mut sn, mut sl, mut sd) = (
+            arrow::Sink::new(&mut n),
+            arrow::Sink::new(&mut l),
+            arrow::Sink::new(&mut d),
+        );
+        arrow::feed_strings(arr, 0, &mut sn, &mut sl, &mut sd)?;
+        let lengths = (sn.finish(), sl.finish(), sd.finish());
+        assert_eq!(lengths.1, 3);
+        Ok((n.finish(), l.finish(), d.finish()))
+    }
+
+    fn view(len: i32, inline: &[u8], buffer: i32, offset: i32) -> Vec<u8> {
+        let mut v = len.to_le_bytes().to_vec();
+        if len <= 12 {
+            let mut padded = inline.to_vec();
+            padded.resize(12, 0);
+            v.extend_from_slice(&padded);
+        } else {
+            v.extend_from_slice(b"pref");
+            v.extend_from_slice(&buffer.to_le_bytes());
+            v.extend_from_slice(&offset.to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn offsets_and_views_layouts_give_the_same_streams() {
+        let data = b"abthirteen bytes!";
+        let offsets: Vec<u8> = [0i32, 2, 2, 17]
+            .iter()
+            .flat_map(|o| o.to_le_bytes())
+            .collect();
+        let wide: Vec<u8> = [0i64, 2, 2, 17]
+            .iter()
+            .flat_map(|o| o.to_le_bytes())
+            .collect();
+        let views: Vec<u8> = [
+            view(2, b"ab", 0, 0),
+            view(0, b"", 0, 0),
+            view(15, b"", 0, 2),
+        ]
+        .concat();
+        let buffers: Vec<&[u8]> = vec![b"ignoredthirteen bytes!".get(5..).unwrap()];
+        let a = arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data,
+            },
+            None,
+            0,
+            3,
+        )
+        .unwrap();
+        let b = arrow::Strings::new(
+            arrow::Layout::Offsets64 {
+                offsets: &wide,
+                data,
+            },
+            None,
+            0,
+            3,
+        )
+        .unwrap();
+        let c = arrow::Strings::new(
+            arrow::Layout::Views {
+                views: &views,
+                buffers,
+            },
+            None,
+            0,
+            3,
+        )
+        .unwrap();
+        let (a, b, c) = (
+            streams(&a).unwrap(),
+            streams(&b).unwrap(),
+            streams(&c).unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+    }
+
+    #[test]
+    fn malformed_arrays_are_errors() {
+        let data = b"abc";
+        let offsets: Vec<u8> = [0i32, 2, 9].iter().flat_map(|o| o.to_le_bytes()).collect();
+        assert!(arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data
+            },
+            None,
+            0,
+            3
+        )
+        .is_err());
+        assert!(arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data
+            },
+            None,
+            usize::MAX,
+            1
+        )
+        .is_err());
+        assert!(arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data
+            },
+            Some(&[]),
+            0,
+            1
+        )
+        .is_err());
+        let past = arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data,
+            },
+            None,
+            0,
+            2,
+        )
+        .unwrap();
+        let mut e = Encoder::bare(Algorithm::Blake3);
+        let mut sink = arrow::Sink::new(&mut e);
+        let (mut e2, mut e3) = (
+            Encoder::bare(Algorithm::Blake3),
+            Encoder::bare(Algorithm::Blake3),
+        );
+        let (mut s2, mut s3) = (arrow::Sink::new(&mut e2), arrow::Sink::new(&mut e3));
+        assert!(arrow::feed_strings(&past, 0, &mut sink, &mut s2, &mut s3).is_err());
+        let views = view(13, b"", 0, 0);
+        let buffers: Vec<&[u8]> = vec![b"twelve bytes"];
+        let short = arrow::Strings::new(
+            arrow::Layout::Views {
+                views: &views,
+                buffers,
+            },
+            None,
+            0,
+            1,
+        )
+        .unwrap();
+        assert!(arrow::feed_strings(&short, 0, &mut sink, &mut s2, &mut s3).is_err());
+        let mut ids = arrow::DictionaryIds::new();
+        let dict = arrow::Strings::new(
+            arrow::Layout::Offsets32 {
+                offsets: &offsets,
+                data,
+            },
+            None,
+            0,
+            1,
+        )
+        .unwrap();
+        let indices = arrow::Indices::new(&[0, 1], 1, false, None, 0, 2).unwrap();
+        let mut e4 = Encoder::bare(Algorithm::Blake3);
+        let mut s4 = arrow::Sink::new(&mut e4);
+        let err = ids.feed(&indices, &dict, 0, &mut sink, &mut s2, &mut s3, &mut s4);
+        assert_eq!(
+            err,
+            Err(arrow::Malformed("dictionary index out of range".into()))
+        );
+        assert!(arrow::Indices::new(&[0, 1], 3, false, None, 0, 1).is_err());
+        assert!(arrow::Indices::new(&[0, 1], 2, false, None, 1, 1).is_err());
     }
 }

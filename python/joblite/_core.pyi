@@ -15,6 +15,7 @@ __all__ = [
     "F2_H_OVERHEAD",
     "HASH_ENCODING_VERSION",
     "THREAD_LIMIT_VAR",
+    "ArrowDictionaryIds",
     "DelayedCall",
     "DelayedFunction",
     "F2Reader",
@@ -22,6 +23,7 @@ __all__ = [
     "StreamHasher",
     "TaskPool",
     "__version__",
+    "arrow_feed_strings",
     "default_thread_limit",
     "delayed",
     "f2_index_len",
@@ -231,3 +233,40 @@ class F2Reader:
     def read_buffers(self, jobs: list[tuple[int, _Buffer]], verify: bool) -> None: ...
     def verify_buffer(self, k: int, data: _Buffer) -> None: ...
     def mark_mapped_writable(self) -> None: ...
+
+# --- Arrow columns for the content hash (rust/bindings/hash.rs) ---
+
+def arrow_feed_strings(
+    kind: str,
+    buffers: list[_Optional[_Buffer]],
+    offset: int,
+    length: int,
+    row_base: int,
+    nulls: StreamHasher,
+    lengths: StreamHasher,
+    data: StreamHasher,
+) -> None:
+    """Feed the null positions, lengths and bytes of one Arrow string/binary array."""
+
+@_final
+class ArrowDictionaryIds:
+    """Ids of a dictionary column's distinct values, in order of first appearance."""
+
+    def __new__(cls) -> ArrowDictionaryIds: ...
+    def feed(
+        self,
+        index_width: int,
+        index_signed: bool,
+        index_buffers: list[_Optional[_Buffer]],
+        offset: int,
+        length: int,
+        kind: str,
+        value_buffers: list[_Optional[_Buffer]],
+        value_offset: int,
+        value_length: int,
+        row_base: int,
+        nulls: StreamHasher,
+        ids: StreamHasher,
+        lengths: StreamHasher,
+        data: StreamHasher,
+    ) -> None: ...

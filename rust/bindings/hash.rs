@@ -20,6 +20,7 @@ use pyo3::types::{
     PyTuple, PyType,
 };
 
+use crate::hash::arrow::{DictionaryIds, Indices, Layout, Malformed, Sink, Strings};
 use crate::hash::{feed_strided, tag, Algorithm, Encoder, PARALLEL_THRESHOLD};
 
 /// Deepest nesting the walk follows before raising `RecursionError`. Every level costs a few
@@ -933,9 +934,198 @@ impl StreamHasher {
     }
 }
 
+/// The buffers of one Arrow string/binary array as handed over from Python: a validity
+/// bitmap (or None), the offsets or views buffer, then the data buffer(s) (None: empty).
+struct StringBuffers {
+    validity: Option<ByteView>,
+    main: ByteView,
+    data: Vec<Option<ByteView>>,
+}
+
+fn optional_view(obj: &Bound<'_, PyAny>) -> PyResult<Option<ByteView>> {
+    if obj.is_none() {
+        Ok(None)
+    } else {
+        ByteView::get(obj).map(Some)
+    }
+}
+
+impl StringBuffers {
+    fn get(buffers: &[Bound<'_, PyAny>]) -> PyResult<Self> {
+        let [validity, main, data @ ..] = buffers else {
+            return Err(PyValueError::new_err(
+                "an Arrow string array needs a validity and an offsets/views buffer",
+            ));
+        };
+        Ok(Self {
+            validity: optional_view(validity)?,
+            main: ByteView::get(main)?,
+            data: data.iter().map(optional_view).collect::<PyResult<_>>()?,
+        })
+    }
+
+    fn strings(&self, kind: &str, offset: usize, len: usize) -> PyResult<Strings<'_>> {
+        let data = |k: usize| {
+            self.data
+                .get(k)
+                .and_then(Option::as_ref)
+                .map_or(&[][..], ByteView::bytes)
+        };
+        let layout = match kind {
+            "offsets32" => Layout::Offsets32 {
+                offsets: self.main.bytes(),
+                data: data(0),
+            },
+            "offsets64" => Layout::Offsets64 {
+                offsets: self.main.bytes(),
+                data: data(0),
+            },
+            "views" => Layout::Views {
+                views: self.main.bytes(),
+                buffers: (0..self.data.len()).map(data).collect(),
+            },
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown string layout {kind:?}"
+                )))
+            }
+        };
+        let validity = self.validity.as_ref().map(ByteView::bytes);
+        Strings::new(layout, validity, offset, len).map_err(malformed)
+    }
+}
+
+fn malformed(err: Malformed) -> PyErr {
+    PyValueError::new_err(format!("malformed Arrow array: {err}"))
+}
+
+/// The encoder of a `StreamHasher` that is still open.
+fn open_encoder<'a>(hasher: &'a mut PyRefMut<'_, StreamHasher>) -> PyResult<&'a mut StreamHasher> {
+    if hasher.enc.is_none() {
+        return Err(PyValueError::new_err("digest() was already taken"));
+    }
+    Ok(&mut *hasher)
+}
+
+/// Runs `f` on sinks over the encoders of four stream hashers with the GIL released, then
+/// adds what each received to its length.
+fn with_sinks<const N: usize>(
+    py: Python<'_>,
+    hashers: [&Bound<'_, StreamHasher>; N],
+    f: impl FnOnce(&mut [Sink<'_>; N]) -> Result<(), Malformed> + Send,
+) -> PyResult<()> {
+    let mut refs: Vec<PyRefMut<'_, StreamHasher>> = hashers
+        .iter()
+        .map(|h| h.try_borrow_mut())
+        .collect::<Result<_, _>>()?;
+    let mut opened: Vec<&mut StreamHasher> =
+        refs.iter_mut().map(open_encoder).collect::<PyResult<_>>()?;
+    let encoders: Vec<&mut Encoder> = opened
+        .iter_mut()
+        .map(|h| h.enc.as_mut().expect("checked open"))
+        .collect();
+    let (result, written) = py.detach(move || {
+        let sinks: Vec<Sink<'_>> = encoders.into_iter().map(Sink::new).collect();
+        let Ok(mut sinks) = <[Sink<'_>; N]>::try_from(sinks) else {
+            unreachable!("one sink per hasher")
+        };
+        let result = f(&mut sinks);
+        let written = sinks.map(Sink::finish);
+        (result, written)
+    });
+    for (h, n) in opened.iter_mut().zip(written) {
+        h.length += n;
+    }
+    result.map_err(malformed)
+}
+
+/// Feeds the streams of one Arrow string/binary array (`kind`: "offsets32", "offsets64" or
+/// "views"; `buffers` as pyarrow's `Array.buffers()`) to `nulls`, `lengths` and `data`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn arrow_feed_strings(
+    py: Python<'_>,
+    kind: &str,
+    buffers: Vec<Bound<'_, PyAny>>,
+    offset: usize,
+    length: usize,
+    row_base: u64,
+    nulls: &Bound<'_, StreamHasher>,
+    lengths: &Bound<'_, StreamHasher>,
+    data: &Bound<'_, StreamHasher>,
+) -> PyResult<()> {
+    let views = StringBuffers::get(&buffers)?;
+    let strings = views.strings(kind, offset, length)?;
+    with_sinks(py, [nulls, lengths, data], |[n, l, d]| {
+        crate::hash::arrow::feed_strings(&strings, row_base, n, l, d)
+    })
+}
+
+/// The ids of one dictionary column's distinct string/binary values, chunk after chunk.
+#[pyclass(module = "joblite._core")]
+struct ArrowDictionaryIds {
+    inner: DictionaryIds,
+}
+
+#[pymethods]
+impl ArrowDictionaryIds {
+    #[new]
+    fn new() -> Self {
+        Self {
+            inner: DictionaryIds::new(),
+        }
+    }
+
+    /// Feeds one chunk: its indices (`index_width` bytes, signed or not; `index_buffers` as
+    /// pyarrow's `indices.buffers()`) and its dictionary (as `arrow_feed_strings` takes it).
+    #[allow(clippy::too_many_arguments)]
+    fn feed(
+        &mut self,
+        py: Python<'_>,
+        index_width: usize,
+        index_signed: bool,
+        index_buffers: Vec<Bound<'_, PyAny>>,
+        offset: usize,
+        length: usize,
+        kind: &str,
+        value_buffers: Vec<Bound<'_, PyAny>>,
+        value_offset: usize,
+        value_length: usize,
+        row_base: u64,
+        nulls: &Bound<'_, StreamHasher>,
+        ids: &Bound<'_, StreamHasher>,
+        lengths: &Bound<'_, StreamHasher>,
+        data: &Bound<'_, StreamHasher>,
+    ) -> PyResult<()> {
+        let [validity, buf] = &index_buffers[..] else {
+            return Err(PyValueError::new_err(
+                "dictionary indices need a validity and a values buffer",
+            ));
+        };
+        let (validity, buf) = (optional_view(validity)?, ByteView::get(buf)?);
+        let indices = Indices::new(
+            buf.bytes(),
+            index_width,
+            index_signed,
+            validity.as_ref().map(ByteView::bytes),
+            offset,
+            length,
+        )
+        .map_err(malformed)?;
+        let values = StringBuffers::get(&value_buffers)?;
+        let dictionary = values.strings(kind, value_offset, value_length)?;
+        let inner = &mut self.inner;
+        with_sinks(py, [nulls, ids, lengths, data], |[n, i, l, d]| {
+            inner.feed(&indices, &dictionary, row_base, n, i, l, d)
+        })
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash, m)?)?;
     m.add_class::<StreamHasher>()?;
+    m.add_class::<ArrowDictionaryIds>()?;
+    m.add_function(wrap_pyfunction!(arrow_feed_strings, m)?)?;
     m.add(
         "HASH_ENCODING_VERSION",
         String::from_utf8_lossy(crate::hash::ENCODING_VERSION).trim_end_matches('\0'),

@@ -30,6 +30,7 @@ class _ColumnStreams:
     def __init__(self) -> None:
         self.streams: dict[str, Any] = {}
         self.rows: dict[str, int] = {}
+        self.dictionaries: dict[str, Any] = {}
 
     def stream(self, key: str) -> Any:
         found = self.streams.get(key)
@@ -50,20 +51,30 @@ class _ColumnStreams:
         if isinstance(arr, pa.ExtensionArray):
             self.feed(arr.storage, key + ".s")
             return
+        layout = _layout(t)
+        if layout is not None:  # strings and binaries: read in the Rust core
+            _core.arrow_feed_strings(
+                layout,
+                arr.buffers(),
+                arr.offset,
+                n,
+                start,
+                self.stream(key + "n"),
+                self.stream(key + "l"),
+                self.stream(key + "d"),
+            )
+            return
+        if pa.types.is_dictionary(t) and _layout(t.value_type) is not None:
+            self.feed_dictionary(arr, key, start)
+            return
         if arr.null_count:
             nulls = arr.is_null().to_numpy(zero_copy_only=False)
             positions = np.flatnonzero(nulls).astype(np.int64) + start
             self.stream(key + "n").update(positions)
         else:
             nulls = None
-        if pa.types.is_dictionary(t):
-            dictionary = arr.dictionary
-            value_type = dictionary.type
-            if pa.types.is_string_view(value_type) or pa.types.is_binary_view(value_type):
-                # no take kernel for view types (polars' categoricals)
-                wide = pa.large_string() if pa.types.is_string_view(value_type) else None
-                dictionary = dictionary.cast(wide or pa.large_binary())
-            self.feed(dictionary.take(arr.indices), key + ".d")
+        if pa.types.is_dictionary(t):  # other value types: the decoded values
+            self.feed(arr.dictionary.take(arr.indices), key + ".d")
         elif pa.types.is_boolean(t):
             values = arr.fill_null(False).to_numpy(zero_copy_only=False)
             self.stream(key).update(np.ascontiguousarray(values).view(np.uint8))
@@ -75,16 +86,6 @@ class _ColumnStreams:
                 raw = raw.reshape(n, width).copy()
                 raw[nulls] = 0  # the bytes under a null slot are not content
             self.stream(key).update(raw)
-        elif pa.types.is_string_view(t) or pa.types.is_binary_view(t):
-            target = pa.large_string() if pa.types.is_string_view(t) else pa.large_binary()
-            self.feed_binary(arr.cast(target), key)
-        elif (
-            pa.types.is_string(t)
-            or pa.types.is_large_string(t)
-            or pa.types.is_binary(t)
-            or pa.types.is_large_binary(t)
-        ):
-            self.feed_binary(arr, key)
         elif (pa.types.is_list(t) or pa.types.is_large_list(t)) and not pa.types.is_map(t):
             lengths = np.diff(arr.offsets.to_numpy()).astype(np.int64)
             if nulls is not None:
@@ -106,29 +107,67 @@ class _ColumnStreams:
             for value in arr.to_pylist():
                 stream.update(bytes.fromhex(_core.hash(value)))
 
-    def feed_binary(self, arr: Any, key: str) -> None:
-        import numpy as np
+    def feed_codes(self, indices: Any, dictionary: Any) -> None:
+        """A dictionary column given as its integer codes and its dictionary (one array)."""
+        n = len(indices)
+        start = self.rows.get("", 0)
+        self.rows[""] = start + n
+        if n:
+            self._feed_ids(indices, dictionary, "", start)
+
+    def feed_dictionary(self, arr: Any, key: str, start: int) -> None:
+        """A dictionary column of strings or binaries: null positions, the id of each value
+        (ids numbered in order of first appearance in the column) and the distinct values in
+        that order, so that neither chunking nor the dictionaries themselves matter."""
+        self._feed_ids(arr.indices, arr.dictionary, key, start)
+
+    def _feed_ids(self, indices: Any, dictionary: Any, key: str, start: int) -> None:
         import pyarrow as pa
 
-        if arr.null_count:
-            arr = arr.filter(arr.is_valid())
-        n = len(arr)
-        if n == 0:
-            return
-        wide = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32)
-        offsets = offsets[arr.offset : arr.offset + n + 1]
-        self.stream(key + "l").update(np.diff(offsets).astype(np.int64, copy=False))
-        data = arr.buffers()[2]
-        if data is not None:
-            first, last = int(offsets[0]), int(offsets[-1])
-            self.stream(key + "d").update(memoryview(data)[first:last])
+        ids = self.dictionaries.get(key)
+        if ids is None:
+            ids = self.dictionaries[key] = _core.ArrowDictionaryIds()
+        layout = _layout(dictionary.type)
+        if layout is None:  # the callers only pass string/binary dictionaries
+            raise TypeError(f"not a string/binary dictionary: {dictionary.type}")
+        index_type = indices.type
+        ids.feed(
+            index_type.bit_width // 8,
+            pa.types.is_signed_integer(index_type),
+            indices.buffers(),
+            indices.offset,
+            len(indices),
+            layout,
+            dictionary.buffers(),
+            dictionary.offset,
+            len(dictionary),
+            start,
+            self.stream(key + "n"),
+            self.stream(key + "i"),
+            self.stream(key + ".dl"),
+            self.stream(key + ".dd"),
+        )
 
     def digest(self) -> tuple:
         return (
             self.rows.get("", 0),
-            sorted((key, s.digest()) for key, s in self.streams.items()),
+            # a stream that received nothing is no content (it may exist or not depending
+            # on where the chunks of a column begin)
+            sorted((key, s.digest()) for key, s in self.streams.items() if s.length),
         )
+
+
+def _layout(t: Any) -> str | None:
+    """How the Rust core reads an array of type ``t`` (None: not a string/binary type)."""
+    import pyarrow as pa
+
+    if pa.types.is_string(t) or pa.types.is_binary(t):
+        return "offsets32"
+    if pa.types.is_large_string(t) or pa.types.is_large_binary(t):
+        return "offsets64"
+    if pa.types.is_string_view(t) or pa.types.is_binary_view(t):
+        return "views"
+    return None
 
 
 def _fixed_width(t: Any) -> bool:
@@ -167,11 +206,16 @@ def _field(field: Any) -> tuple:
     return (field.name, _type(field.type), field.nullable, metadata)
 
 
-def _table(schema: Any, batches: Any) -> tuple:
+def _table(schema: Any, batches: Any, dictionaries: dict | None = None) -> tuple:
+    """Content of a table; ``dictionaries`` maps a column's position to the dictionary its
+    batches' integer arrays index (a dictionary column given as codes and values)."""
     columns = [_ColumnStreams() for _ in schema]
     for batch in batches:
-        for column, array in zip(columns, batch.columns):
-            column.feed(array)
+        for i, (column, array) in enumerate(zip(columns, batch.columns)):
+            if dictionaries and i in dictionaries:
+                column.feed_codes(array, dictionaries[i])
+            else:
+                column.feed(array)
     metadata = dict(schema.metadata) if schema.metadata else None
     return (
         "table",
@@ -239,12 +283,47 @@ def polars_frame_content(frame: Any) -> tuple:
 
     objects = [name for name, dtype in frame.schema.items() if dtype == pl.Object]
     if not objects:
-        return capsule_content(frame)
+        return _polars_table(frame)
     return (
         "polars-objects",
-        capsule_content(frame.drop(objects)),
+        _polars_table(frame.drop(objects)),
         [(frame.columns.index(name), name, frame[name].to_list()) for name in objects],
     )
+
+
+#: frames at least this tall read their ``Categorical`` columns as codes and categories
+_CATEGORICAL_CODES_ROWS = 1 << 15
+
+
+def _polars_table(frame: Any) -> tuple:
+    """A polars frame's Arrow stream. The export of a ``Categorical`` column re-encodes every
+    row against a dictionary of its own; for a tall frame it is cheaper to export the codes
+    (the column's physical ``UInt32`` values) and read them against the categories: the
+    streams are the same (a dictionary column is its values, whatever its dictionary), and
+    so is the key. The categories are polars' mapping for the dtype (the global one unless
+    named), so this path is taken only while the mapping is no larger than the frame."""
+    import polars as pl
+    import pyarrow as pa
+
+    codes = [
+        name
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Categorical) and not isinstance(dtype, pl.Enum)
+    ]
+    if not codes or frame.height < _CATEGORICAL_CODES_ROWS:
+        return capsule_content(frame)
+    dictionaries = {}
+    for name in codes:
+        mapping = getattr(frame.schema[name], "categories", None)  # polars >= 1.32
+        if mapping is None or not hasattr(mapping, "to_series"):
+            return capsule_content(frame)
+        categories = mapping.to_series()
+        if len(categories) > frame.height:
+            return capsule_content(frame)
+        dictionaries[frame.columns.index(name)] = pa.chunked_array(categories).combine_chunks()
+    schema = pa.RecordBatchReader.from_stream(frame.head(0)).schema
+    physical = frame.with_columns(pl.col(codes).to_physical())
+    return _table(schema, pa.RecordBatchReader.from_stream(physical), dictionaries)
 
 
 def _is_struct_stream(obj: Any) -> bool:
