@@ -254,14 +254,14 @@ def test_encoding_matches_the_documented_byte_stream():
     def u64(n):
         return struct.pack("<Q", n)
 
-    stream = b"joblite-hash-v3\x00" + b"l" + u64(2) + b"i" + u64(1) + b"s" + u64(1) + b"a"
+    stream = b"joblite-hash-v4\x00" + b"l" + u64(2) + b"i" + u64(1) + b"s" + u64(1) + b"a"
     assert jhash([1, "a"], hash_name="md5") == hashlib.md5(stream).hexdigest()
-    stream = b"joblite-hash-v3\x00" + b"t" + u64(2) + b"f" + struct.pack("<d", -0.0) + b"N"
+    stream = b"joblite-hash-v4\x00" + b"t" + u64(2) + b"f" + struct.pack("<d", -0.0) + b"N"
     assert jhash((-0.0, None), hash_name="sha1") == hashlib.sha1(stream).hexdigest()
     arr = np.arange(6, dtype="<i4").reshape(2, 3)
     descr = repr(arr.dtype.descr).encode()
     stream = (
-        b"joblite-hash-v3\x00A"
+        b"joblite-hash-v4\x00A"
         + u64(len(descr))
         + descr
         + u64(4)
@@ -276,7 +276,7 @@ def test_encoding_matches_the_documented_byte_stream():
 
 def test_golden_digests_pin_the_encoding():
     """A change here means the walk changed: bump HASH_ENCODING_VERSION and update."""
-    assert joblite.hashing.HASH_ENCODING_VERSION == "joblite-hash-v3"
+    assert joblite.hashing.HASH_ENCODING_VERSION == "joblite-hash-v4"
     got = {
         "none": jhash(None),
         "int": jhash(1),
@@ -287,13 +287,13 @@ def test_golden_digests_pin_the_encoding():
         "big_array": jhash(np.arange(2**18, dtype="<i8")),
     }
     assert got == {
-        "none": "0915e8947271b958943d44eb57ba02df08c2a1b4344c29238a2b887d24077724",
-        "int": "8f4c2cd8709023f24b8e056d29b9d6cff3032bdfae3e1f478f91b37ff4c2be15",
-        "nested": "fb31ed26b48ae52ae293c5cef0cb55a25ea45b41370277ddf6aabc1ca938dd33",
-        "set": "d31603aadc0813e2478a4285e8610b57890aa1505239c808a88d0784d043144c",
-        "array": "b93fb3cae56b73e46802a9f7b55860768d82f68abf7dd897ae96bc78271b2672",
-        "md5": "c0fc44959f43366de27b73856e150a9c",
-        "big_array": "e1760576f9abe698ffcb260197278b389242623e289eeaa7130a78a0cdaa69c9",
+        "none": "d39638235ecf0e6fdffdd43cf2c3d2a0057251061154df881e73c446500ae974",
+        "int": "940729dbb4c4fdfcba7c5bb4bb7975c5134e6c1522bda5fe23276c645f6f1205",
+        "nested": "5dff29b1e5931cb97b0eac17790dfe7ed4fade2e764745b60bfd8162e0a879d0",
+        "set": "0d1a1fdbb7c50bbe4a5d37431c3dff4feb1fbbfb1dba4dca37e01947e22a274c",
+        "array": "54f910d7657271a6bd8c188db29218f32d3b65d7e2c98bf4dd11cf4af8382216",
+        "md5": "c18a72e7f5c5e1cdfde270a7890e1aae",
+        "big_array": "69902d6a9f51e3cd6e0b49809b4e049003604480929ff790b00bdf58dc341d90",
     }
 
 

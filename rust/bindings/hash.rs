@@ -56,6 +56,16 @@ static UNHASHABLE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static PICKLING_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 /// `joblite.hashing._registry.handler_for`: the registered content handler of a type, or None.
 static HANDLER_FOR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// `joblite.hashing._registry.class_content`: what a class walked by value is made of.
+static CLASS_CONTENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// Tag of a class walked by value (module, qualname, digest of its content); local to the
+/// walk of Python objects, so it lives here rather than in `crate::hash::tag`.
+const CLASS_BY_VALUE: u8 = b'K';
+/// Tag of a class met again while its own content is walked (distance on the class stack).
+const CLASS_BACKREF: u8 = b'k';
+/// The bits of `co_flags` that change how a function is called or what calling it returns:
+/// `*args`, `**kwargs`, generator, coroutine, iterable coroutine, async generator.
+const CALL_FLAGS: u64 = 0x04 | 0x08 | 0x20 | 0x80 | 0x100 | 0x200;
 
 /// `UnhashableError(reason, path="")`, with `cause` as its `__cause__`.
 fn unhashable(py: Python<'_>, reason: String, cause: Option<PyErr>) -> PyErr {
@@ -129,6 +139,13 @@ struct Walker<'py> {
     path: Vec<String>,
     /// Spare sub-encoders for dict items and set members, reused to avoid allocations.
     spare: Vec<Encoder>,
+    /// class address -> digest of a class walked by value in this walk (the class is kept
+    /// alive alongside, so its address cannot be reused during the walk).
+    classes: HashMap<usize, (Py<PyAny>, [u8; 32])>,
+    /// Classes walked by value now, outermost first.
+    class_stack: Vec<usize>,
+    /// The outermost level of `class_stack` referred to since the current class began.
+    class_escape: usize,
     /// type address -> its registered content handler (None: walked by its reduction); the
     /// type objects are kept alive alongside so an address cannot be reused during the walk.
     handlers: HashMap<usize, (Py<PyAny>, Option<Py<PyAny>>)>,
@@ -268,9 +285,21 @@ impl<'py> Walker<'py> {
             return self.function(obj, enc);
         }
         if let Ok(ty) = obj.cast::<PyType>() {
+            let module = ty.module()?;
+            let mut module = module.to_str()?;
+            let qualname = ty.qualname()?;
+            let qualname = qualname.to_str()?;
+            if module == "__mp_main__" {
+                module = "__main__"; // a spawned worker's name for the parent's script
+            }
+            if qualname.contains('<') || module == "__main__" {
+                // Not found by name (a class made in a function, or a script's class that the
+                // next run may define differently): what it does is content.
+                return self.class_by_value(ty, module, qualname, enc);
+            }
             enc.tag(tag::GLOBAL);
-            enc.bytes(ty.module()?.to_str()?.as_bytes());
-            enc.bytes(ty.qualname()?.to_str()?.as_bytes());
+            enc.bytes(module.as_bytes());
+            enc.bytes(qualname.as_bytes());
             return Ok(());
         }
         let memoryview_type = &raw mut ffi::PyMemoryView_Type;
@@ -572,6 +601,64 @@ impl<'py> Walker<'py> {
         })
     }
 
+    /// A class that cannot be found by name: its name, then the digest of its bases and
+    /// namespace (`joblite.hashing._registry.class_content`), walked once per walk and in a
+    /// context of its own (a fresh cycle stack), so the digest does not depend on where the
+    /// class is met and a list of many instances walks their class once.
+    fn class_by_value(
+        &mut self,
+        ty: &Bound<'py, PyType>,
+        module: &str,
+        qualname: &str,
+        enc: &mut Encoder,
+    ) -> PyResult<()> {
+        let py = self.py;
+        enc.tag(CLASS_BY_VALUE);
+        enc.bytes(module.as_bytes());
+        enc.bytes(qualname.as_bytes());
+        let key = ty.as_ptr() as usize;
+        if let Some((_, digest)) = self.classes.get(&key) {
+            enc.raw(digest);
+            return Ok(());
+        }
+        if let Some(level) = self.class_stack.iter().rposition(|&k| k == key) {
+            // met again while its own namespace is walked (an enum's members, a method that
+            // names its class, a base class's registry of subclasses): a back-reference
+            // counted from the innermost class, so it reads the same at any depth
+            enc.tag(CLASS_BACKREF);
+            enc.len(self.class_stack.len() - level);
+            self.class_escape = self.class_escape.min(level);
+            return Ok(());
+        }
+        let content = CLASS_CONTENT.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py
+                .import("joblite.hashing._registry")?
+                .getattr("class_content")?
+                .unbind())
+        })?;
+        let content = content.bind(py).call1((ty,))?;
+        let mut sub = Encoder::bare(Algorithm::Blake3);
+        let level = self.class_stack.len();
+        let outer_stack = std::mem::take(&mut self.on_stack);
+        let outer_escape = std::mem::replace(&mut self.class_escape, usize::MAX);
+        self.class_stack.push(key);
+        let walked = self.walk(&content, &mut sub);
+        self.class_stack.pop();
+        self.on_stack = outer_stack;
+        let escape = std::mem::replace(&mut self.class_escape, outer_escape);
+        self.class_escape = self.class_escape.min(escape);
+        walked.inspect_err(|_| self.path.push(format!(".<class {qualname}>")))?;
+        let digest = sub.finish_reset();
+        enc.raw(&digest);
+        if escape >= level {
+            // no reference to a class outside this one: the digest is the same wherever the
+            // class is met, so it is kept for the rest of the walk
+            self.classes
+                .insert(key, (ty.clone().into_any().unbind(), digest));
+        }
+        Ok(())
+    }
+
     /// The values captured by a function's closure, in the order of `co_freevars`.
     fn closure(
         &mut self,
@@ -644,6 +731,28 @@ impl<'py> Walker<'py> {
         let py = self.py;
         let co_code = code.getattr(intern!(py, "co_code"))?;
         enc.bytes(co_code.cast::<PyBytes>()?.as_bytes());
+        // The signature: `lambda *a: a` and `lambda a: a` share their bytecode, as do
+        // `lambda a=1, b=2: a - b` and `lambda b=1, a=2: b - a` (called with keywords).
+        let count =
+            |name: &Bound<'py, PyString>| -> PyResult<usize> { code.getattr(name)?.extract() };
+        let argcount = count(intern!(py, "co_argcount"))?;
+        let posonly = count(intern!(py, "co_posonlyargcount"))?;
+        let kwonly = count(intern!(py, "co_kwonlyargcount"))?;
+        let flags: u64 = code.getattr(intern!(py, "co_flags"))?.extract()?;
+        let flags = flags & CALL_FLAGS;
+        enc.len(argcount);
+        enc.len(posonly);
+        enc.len(kwonly);
+        enc.u64(flags);
+        let nargs =
+            argcount + kwonly + usize::from(flags & 0x04 != 0) + usize::from(flags & 0x08 != 0);
+        let varnames = code.getattr(intern!(py, "co_varnames"))?;
+        let varnames = varnames.cast::<PyTuple>()?;
+        let nargs = nargs.min(varnames.len());
+        enc.len(nargs);
+        for name in varnames.iter().take(nargs) {
+            enc.bytes(name.cast::<PyString>()?.to_str()?.as_bytes());
+        }
         self.walk(&code.getattr(intern!(py, "co_names"))?, enc)?;
         let consts = code.getattr(intern!(py, "co_consts"))?;
         let consts = consts.cast::<PyTuple>()?;
@@ -811,6 +920,9 @@ fn hash(
         path: Vec::new(),
         spare: Vec::new(),
         handlers: HashMap::new(),
+        classes: HashMap::new(),
+        class_stack: Vec::new(),
+        class_escape: usize::MAX,
     };
     let mut enc = Encoder::new(algorithm);
     match walker.walk(obj, &mut enc) {
