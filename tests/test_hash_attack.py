@@ -325,3 +325,64 @@ def test_importable_classes_keep_their_name_key():
     # a class found by name is its name (editing a library's class is joblib's contract)
     assert joblite.hash(Path) == joblite.hash(Path)
     assert joblite.hash(Memory) != joblite.hash(Path)
+
+
+# ------------------------------------------- names that lead elsewhere (found by name or not)
+
+FACTORY_MODULE = """
+def transform(x):
+    return x + 1
+
+plus_one = transform  # the first definition, kept under another name
+
+
+def transform(x):
+    return x * 2
+
+
+def make_config(k):
+    # type() names the class after the caller's module, with no '<locals>' in its name
+    return type("Config", (), {"k": k, "run": lambda self, x: x * self.k})
+"""
+
+
+@pytest.fixture
+def factory_module(tmp_path, monkeypatch):
+    (tmp_path / "attack_factory_mod.py").write_text(FACTORY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    module = importlib.import_module("attack_factory_mod")
+    yield module
+    sys.modules.pop("attack_factory_mod", None)
+
+
+def test_a_function_its_name_no_longer_leads_to_is_hashed_by_value(factory_module, tmp_path):
+    m = factory_module
+    assert m.plus_one(3) != m.transform(3)
+    assert joblite.hash(m.plus_one) != joblite.hash(m.transform)
+    cached = Memory(tmp_path / "c", verbose=0).cache(apply)
+    assert cached(m.transform, 3) == 6
+    assert cached(m.plus_one, 3) == 4
+
+
+def test_classes_made_by_type_in_a_module_factory_differ(factory_module, tmp_path):
+    one, two = factory_module.make_config(1), factory_module.make_config(2)
+    assert (one.__module__, one.__qualname__) == (two.__module__, two.__qualname__)
+    assert joblite.hash(one) != joblite.hash(two)
+    assert joblite.hash(one()) != joblite.hash(two())
+    assert joblite.hash(factory_module.make_config(1)()) == joblite.hash(one())
+    cached = Memory(tmp_path / "c", verbose=0).cache(apply)
+    assert cached(one().run, 5) == 5
+    assert cached(two().run, 5) == 10
+
+
+def test_a_class_its_name_misses_and_whose_namespace_cannot_be_hashed_keeps_its_name():
+    import threading
+
+    cls = type("Locked", (), {"lock": threading.Lock()})  # module: this test module
+    assert joblite.hash(cls) == joblite.hash(cls)  # by name, as before, rather than an error
+    local = make_config(1)
+    local.lock = threading.Lock()
+    with pytest.raises(joblite.UnhashableError, match="lock"):
+        joblite.hash(local)  # a class made in a function: its namespace is its identity

@@ -295,7 +295,13 @@ impl<'py> Walker<'py> {
             if qualname.contains('<') || module == "__main__" {
                 // Not found by name (a class made in a function, or a script's class that the
                 // next run may define differently): what it does is content.
-                return self.class_by_value(ty, module, qualname, enc);
+                return self.class_by_value(ty, module, qualname, true, enc);
+            }
+            if !found_by_name(py, ty.as_any(), module, qualname) {
+                // Its name leads elsewhere (`type("Cfg", (), ns)` made by a factory, a class
+                // redefined under one name): by value, or by name as before when its namespace
+                // holds something that cannot be hashed.
+                return self.class_by_value(ty, module, qualname, false, enc);
             }
             enc.tag(tag::GLOBAL);
             enc.bytes(module.as_bytes());
@@ -584,7 +590,9 @@ impl<'py> Walker<'py> {
         enc.tag(tag::FUNCTION);
         enc.bytes(module.as_bytes());
         enc.bytes(qualname.as_bytes());
-        if !(qualname.contains('<') || module == "__main__") {
+        if !(qualname.contains('<') || module == "__main__")
+            && found_by_name(py, obj, module, qualname)
+        {
             enc.len(0);
             return Ok(());
         }
@@ -610,18 +618,22 @@ impl<'py> Walker<'py> {
         ty: &Bound<'py, PyType>,
         module: &str,
         qualname: &str,
+        strict: bool,
         enc: &mut Encoder,
     ) -> PyResult<()> {
         let py = self.py;
-        enc.tag(CLASS_BY_VALUE);
-        enc.bytes(module.as_bytes());
-        enc.bytes(qualname.as_bytes());
         let key = ty.as_ptr() as usize;
         if let Some((_, digest)) = self.classes.get(&key) {
+            enc.tag(CLASS_BY_VALUE);
+            enc.bytes(module.as_bytes());
+            enc.bytes(qualname.as_bytes());
             enc.raw(digest);
             return Ok(());
         }
         if let Some(level) = self.class_stack.iter().rposition(|&k| k == key) {
+            enc.tag(CLASS_BY_VALUE);
+            enc.bytes(module.as_bytes());
+            enc.bytes(qualname.as_bytes());
             // met again while its own namespace is walked (an enum's members, a method that
             // names its class, a base class's registry of subclasses): a back-reference
             // counted from the innermost class, so it reads the same at any depth
@@ -647,8 +659,22 @@ impl<'py> Walker<'py> {
         self.on_stack = outer_stack;
         let escape = std::mem::replace(&mut self.class_escape, outer_escape);
         self.class_escape = self.class_escape.min(escape);
-        walked.inspect_err(|_| self.path.push(format!(".<class {qualname}>")))?;
+        if let Err(err) = walked {
+            let unhashable = UNHASHABLE.import(py, "joblite.exceptions", "UnhashableError")?;
+            if !strict && err.is_instance(py, unhashable) {
+                self.path.clear();
+                enc.tag(tag::GLOBAL);
+                enc.bytes(module.as_bytes());
+                enc.bytes(qualname.as_bytes());
+                return Ok(());
+            }
+            self.path.push(format!(".<class {qualname}>"));
+            return Err(err);
+        }
         let digest = sub.finish_reset();
+        enc.tag(CLASS_BY_VALUE);
+        enc.bytes(module.as_bytes());
+        enc.bytes(qualname.as_bytes());
         enc.raw(&digest);
         if escape >= level {
             // no reference to a class outside this one: the digest is the same wherever the
@@ -871,6 +897,26 @@ impl<'py> Walker<'py> {
             self.unordered_pairs(&pairs, enc)
         }
     }
+}
+
+/// Whether `obj` is what its module and qualified name lead to (as pickle finds a function
+/// or class by reference); anything else (a function or class made by a factory under a fixed
+/// name, a definition later replaced under its name, a module not in `sys.modules`) is
+/// hashed by value.
+fn found_by_name(py: Python<'_>, obj: &Bound<'_, PyAny>, module: &str, qualname: &str) -> bool {
+    let find = || -> PyResult<bool> {
+        let modules = py
+            .import(intern!(py, "sys"))?
+            .getattr(intern!(py, "modules"))?;
+        let Some(mut found) = modules.cast::<PyDict>()?.get_item(module)? else {
+            return Ok(false);
+        };
+        for part in qualname.split('.') {
+            found = found.getattr(part)?;
+        }
+        Ok(found.is(obj))
+    };
+    find().unwrap_or(false)
 }
 
 /// Every name in `co_names` of a code object and of the code objects among its constants.
