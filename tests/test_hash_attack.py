@@ -386,3 +386,78 @@ def test_a_class_its_name_misses_and_whose_namespace_cannot_be_hashed_keeps_its_
     local.lock = threading.Lock()
     with pytest.raises(joblite.UnhashableError, match="lock"):
         joblite.hash(local)  # a class made in a function: its namespace is its identity
+
+
+# ------------------------------------------------------------- deep nesting, small stacks
+
+DEEP_SCRIPT = textwrap.dedent(
+    """
+    import collections, functools, sys, threading
+    import joblite
+    from joblite import Memory
+
+    class Node:
+        def __init__(self, child):
+            self.child = child
+
+    def build(kind, n):
+        x = None
+        for _ in range(n):
+            if kind == "list":
+                x = [x]
+            elif kind == "dict":
+                x = {"a": x}
+            elif kind == "object":
+                x = Node(x)
+            elif kind == "partial":
+                x = functools.partial(print, x)
+            elif kind == "ordered":
+                x = collections.OrderedDict(a=x)
+            elif kind == "closure":
+                x = (lambda v: (lambda: v))(x)
+        return x
+
+    def attempt(kind):
+        try:
+            joblite.hash(build(kind, 5000))
+        except RecursionError:
+            pass  # the documented outcome
+        else:
+            raise AssertionError(kind + " nested 5000 deep hashed without RecursionError")
+        cached = Memory(sys.argv[2], verbose=0).cache(lambda x: 1)
+        try:
+            cached(build(kind, 5000))
+        except RecursionError:
+            pass
+        joblite.hash(build(kind, 5))  # shallow values still hash on the same stack
+
+    threading.stack_size(int(sys.argv[1]))
+    errors = []
+    def run():
+        for kind in ("list", "dict", "object", "partial", "ordered", "closure"):
+            try:
+                attempt(kind)
+            except BaseException as exc:
+                errors.append(repr(exc))
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    print(errors)
+    """
+)
+
+
+@pytest.mark.parametrize("stack", [256 * 1024, 1 << 20, 2 << 20])
+def test_deep_nesting_never_overflows_a_threads_stack(tmp_path, stack):
+    """A deep value hashed on a thread with a small stack (2 MiB is a Rust thread's default, a
+    walk at the depth limit used ~4 MiB) raised SIGSEGV; it must raise RecursionError."""
+    script = tmp_path / "deep.py"
+    script.write_text(DEEP_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(stack), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.strip() == "[]", proc.stdout

@@ -142,6 +142,9 @@ struct Walker<'py> {
     /// class address -> digest of a class walked by value in this walk (the class is kept
     /// alive alongside, so its address cannot be reused during the walk).
     classes: HashMap<usize, (Py<PyAny>, [u8; 32])>,
+    /// Where the walk's native stack began, and how many bytes below it the walk may use.
+    stack_base: usize,
+    stack_budget: usize,
     /// Classes walked by value now, outermost first.
     class_stack: Vec<usize>,
     /// The outermost level of `class_stack` referred to since the current class began.
@@ -156,6 +159,14 @@ impl<'py> Walker<'py> {
         if self.depth >= MAX_DEPTH {
             return Err(PyRecursionError::new_err(format!(
                 "object nesting is deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        if self.stack_base.saturating_sub(stack_position()) > self.stack_budget {
+            // A level costs up to ~2 KiB of native stack (more through reductions and
+            // closures): a thread with a small stack reaches its end before MAX_DEPTH.
+            return Err(PyRecursionError::new_err(format!(
+                "object nesting is deeper than this thread's stack allows ({} levels)",
+                self.depth
             )));
         }
         self.depth += 1;
@@ -919,6 +930,48 @@ fn found_by_name(py: Python<'_>, obj: &Bound<'_, PyAny>, module: &str, qualname:
     find().unwrap_or(false)
 }
 
+/// An address in the current stack frame (stacks grow down on every supported platform).
+#[inline(never)]
+fn stack_position() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+/// Bytes of native stack a walk starting at `base` may use: what is left of this thread's
+/// stack less a red zone for the Python code the walk calls (reductions, handlers), where the
+/// stack's bounds are known; 1 MiB elsewhere.
+fn stack_budget(base: usize) -> usize {
+    #[cfg(target_os = "linux")]
+    if let Some(lowest) = linux_stack_lowest() {
+        let remaining = base.saturating_sub(lowest);
+        return remaining - (remaining / 4).min(256 << 10);
+    }
+    let _ = base;
+    1 << 20
+}
+
+/// The lowest address of the current thread's stack.
+#[cfg(target_os = "linux")]
+fn linux_stack_lowest() -> Option<usize> {
+    // SAFETY: `attr` is a plain C struct that pthread_getattr_np initialises on success (and
+    // that we destroy only then); `addr` and `size` are out-parameters of the right types.
+    // pthread_self() is always a valid handle for the calling thread.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 || addr.is_null() {
+            return None;
+        }
+        Some(addr as usize)
+    }
+}
+
 /// Every name in `co_names` of a code object and of the code objects among its constants.
 fn collect_names(code: &Bound<'_, PyAny>, out: &mut Vec<String>) -> PyResult<()> {
     let py = code.py();
@@ -957,6 +1010,7 @@ fn hash(
             Algorithm::NAMES.map(|n| format!("'{n}'")).join(", ")
         ))
     })?;
+    let stack_base = stack_position();
     let mut walker = Walker {
         py,
         numpy: numpy_types(py)?,
@@ -967,6 +1021,8 @@ fn hash(
         spare: Vec::new(),
         handlers: HashMap::new(),
         classes: HashMap::new(),
+        stack_base,
+        stack_budget: stack_budget(stack_base),
         class_stack: Vec::new(),
         class_escape: usize::MAX,
     };
