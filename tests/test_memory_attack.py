@@ -1,0 +1,111 @@
+"""Attacks on Memory's store: hangs and wrong answers across processes.
+
+- A compute-once lock left by a killed process whose pid is now someone else's (pids are
+  reused, soon in a container; a restarted container's process often has the very pid of the
+  one that was killed) was taken for a live owner: every caller of that entry waited
+  ``compute_once_timeout`` (10 minutes by default), and a process whose own pid was in the
+  lock waited on itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from joblite import Memory
+from joblite.exceptions import CacheWarning
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/proc/self/stat"), reason="start markers are read from /proc"
+)
+
+
+def _lock_for(f, mem, *args) -> Path:
+    key = f._get_args_id(*args)
+    lock = Path(mem.store_backend.entry_dir(f.func_id, key) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    return lock
+
+
+def _start_marker(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    boot = Path("/proc/sys/kernel/random/boot_id").read_bytes().strip()
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return f"{fields[19].decode()}@{boot[:8].decode()}"
+
+
+def test_a_lock_naming_our_own_pid_that_we_did_not_take_is_broken(tmp_path):
+    """A restarted container: the lock of the killed process names our pid and host."""
+    mem = Memory(tmp_path, verbose=0, compute_once_timeout=60)
+    f = mem.cache(lambda x: x + 1)
+    assert f(0) == 1
+    lock = _lock_for(f, mem, 5)
+    lock.write_text(f"{os.getpid()} {os.uname().nodename} {time.time()} 1@00000000\n")
+    start = time.monotonic()
+    assert f(5) == 6
+    assert time.monotonic() - start < 10
+    assert not lock.exists()
+
+
+def test_a_lock_whose_pid_now_runs_another_process_is_broken(tmp_path):
+    mem = Memory(tmp_path, verbose=0, compute_once_timeout=60)
+    f = mem.cache(lambda x: x * 2)
+    assert f(0) == 0
+    lock = _lock_for(f, mem, 21)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # the lock's owner had this pid, but started at another time: not this process
+        lock.write_text(f"{other.pid} {os.uname().nodename} {time.time()} 1@00000000\n")
+        start = time.monotonic()
+        assert f(21) == 42
+        assert time.monotonic() - start < 10
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_lock_of_a_live_owner_is_still_waited_for(tmp_path):
+    """The start marker must not break the lock of the process that really holds it."""
+    mem = Memory(tmp_path, verbose=0, compute_once_timeout=1.5)
+    f = mem.cache(lambda x: x - 1)
+    assert f(0) == -1
+    lock = _lock_for(f, mem, 9)
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        marker = _start_marker(owner.pid)
+        lock.write_text(f"{owner.pid} {os.uname().nodename} {time.time()} {marker}\n")
+        start = time.monotonic()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert f(9) == 8
+        assert time.monotonic() - start >= 1.4  # waited for it, then computed anyway
+        assert any(issubclass(w.category, CacheWarning) for w in caught)
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+def test_threads_of_one_process_still_compute_once(tmp_path):
+    """Our own pid on a lock this process took (another thread's) is a live owner."""
+    import threading
+
+    calls = []
+    mem = Memory(tmp_path, verbose=0)
+
+    @mem.cache
+    def slow(x):
+        calls.append(x)
+        time.sleep(0.5)
+        return x
+
+    threads = [threading.Thread(target=slow, args=(3,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [3]
