@@ -461,3 +461,26 @@ def test_deep_nesting_never_overflows_a_threads_stack(tmp_path, stack):
     )
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_local_subclasses_of_handled_types_differ_by_what_they_do():
+    """A type with a content handler (a DataFrame) was keyed by its subclass's name only."""
+    pd = pytest.importorskip("pandas")
+
+    def make_frame(k):
+        class Scaled(pd.DataFrame):
+            @property
+            def _constructor(self):
+                return Scaled
+
+            def total(self):
+                return float(self.to_numpy().sum()) * k
+
+        return Scaled({"a": [1.0, 2.0]})
+
+    assert make_frame(2).total() != make_frame(3).total()
+    assert joblite.hash(make_frame(2)) != joblite.hash(make_frame(3))
+    assert joblite.hash(make_frame(2)) == joblite.hash(make_frame(2))
+    assert joblite.hash(pd.DataFrame({"a": [1.0, 2.0]})) == joblite.hash(
+        pd.DataFrame({"a": [1.0, 2.0]})
+    )

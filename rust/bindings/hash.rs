@@ -381,8 +381,22 @@ impl<'py> Walker<'py> {
     ) -> PyResult<()> {
         let ty = obj.get_type();
         enc.tag(tag::HANDLED);
-        enc.bytes(ty.module()?.to_str()?.as_bytes());
-        enc.bytes(ty.qualname()?.to_str()?.as_bytes());
+        let module = ty.module()?;
+        let qualname = ty.qualname()?;
+        enc.bytes(module.to_str()?.as_bytes());
+        enc.bytes(qualname.to_str()?.as_bytes());
+        let module = module.to_str()?;
+        let qualname = qualname.to_str()?;
+        if qualname.contains('<') || module == "__main__" || module == "__mp_main__" {
+            // a subclass defined in a function or a script (a DataFrame subclass with its own
+            // methods): what the class does is content, as for any class not found by name
+            let module = if module == "__mp_main__" {
+                "__main__"
+            } else {
+                module
+            };
+            self.class_by_value(&ty, module, qualname, true, enc)?;
+        }
         let content = handler.call1((obj,))?;
         self.walk(&content, enc)
     }
