@@ -964,9 +964,28 @@ fn stack_budget(base: usize) -> usize {
     1 << 20
 }
 
-/// The lowest address of the current thread's stack.
+#[cfg(target_os = "linux")]
+thread_local! {
+    /// The lowest address of this thread's stack, looked up once per thread: for the main
+    /// thread glibc reads `/proc/self/maps` to answer, which costs far more than a hash.
+    static STACK_LOWEST: std::cell::Cell<Option<Option<usize>>> = const { std::cell::Cell::new(None) };
+}
+
+/// The lowest address of the current thread's stack (cached per thread).
 #[cfg(target_os = "linux")]
 fn linux_stack_lowest() -> Option<usize> {
+    STACK_LOWEST.with(|cell| {
+        if let Some(known) = cell.get() {
+            return known;
+        }
+        let found = query_stack_lowest();
+        cell.set(Some(found));
+        found
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn query_stack_lowest() -> Option<usize> {
     // SAFETY: `attr` is a plain C struct that pthread_getattr_np initialises on success (and
     // that we destroy only then); `addr` and `size` are out-parameters of the right types.
     // pthread_self() is always a valid handle for the calling thread.
