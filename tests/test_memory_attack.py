@@ -109,3 +109,73 @@ def test_threads_of_one_process_still_compute_once(tmp_path):
     for t in threads:
         t.join()
     assert calls == [3]
+
+
+# ------------------------------------------------------- damaged entries: never a wrong value
+
+DAMAGE_VALUES = {
+    "int": 12345,
+    "str": "hello world" * 3,
+    "tuple": (1, 2.5, "x", None, True),
+    "dict": {"a": [1, 2, 3], "b": {"c": b"bytes"}},
+    "small array": ("np", "arange", 50),
+    "mid array": ("np", "linspace", 20000),
+}
+
+
+def _build(spec):
+    import numpy as np
+
+    if isinstance(spec, tuple) and spec and spec[0] == "np":
+        return (
+            np.arange(spec[2], dtype=np.int32)
+            if spec[1] == "arange"
+            else np.linspace(0, 1, spec[2])
+        )
+    return spec
+
+
+def _same(a, b) -> bool:
+    import numpy as np
+
+    if isinstance(a, np.ndarray):
+        return type(b) is np.ndarray and a.dtype == b.dtype and np.array_equal(a, b)
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize("compress", [False, 3, "lz4"])
+@pytest.mark.parametrize("name", sorted(DAMAGE_VALUES))
+def test_a_flipped_bit_or_truncation_anywhere_in_an_entry_never_gives_a_wrong_value(
+    tmp_path, name, compress
+):
+    """Every single-bit flip and every truncation of a stored result (sampled positions) loads
+    as the right value or as a miss that recomputes it; never another value, never an error."""
+    import random
+
+    if compress == "lz4":
+        pytest.importorskip("lz4")
+    value = _build(DAMAGE_VALUES[name])
+    mem = Memory(tmp_path, verbose=0, compress=compress)
+    calls = []
+
+    @mem.cache
+    def produce(tag):
+        calls.append(tag)
+        return _build(DAMAGE_VALUES[tag])
+
+    produce(name)
+    (path,) = tmp_path.glob("joblite/**/output.v1")
+    original = path.read_bytes()
+    rng = random.Random(f"{name}-{compress}")  # the same positions every run
+    positions = rng.sample(range(len(original)), min(len(original), 60))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)
+        for pos in positions:
+            flipped = bytearray(original)
+            flipped[pos] ^= 1 << rng.randrange(8)
+            for damaged in (bytes(flipped), original[:pos]):
+                (path,) = tmp_path.glob("joblite/**/output.v1")
+                path.write_bytes(damaged)
+                got = produce(name)
+                assert _same(value, got), (pos, damaged == original[:pos], got)
+    assert len(calls) > len(positions)  # the damage was seen: entries were recomputed
