@@ -484,3 +484,32 @@ def test_local_subclasses_of_handled_types_differ_by_what_they_do():
     assert joblite.hash(pd.DataFrame({"a": [1.0, 2.0]})) == joblite.hash(
         pd.DataFrame({"a": [1.0, 2.0]})
     )
+
+
+def test_lru_cache_wrappers_of_closures_differ_by_what_they_wrap(tmp_path):
+    """``functools.lru_cache`` pickles by its qualified name: wrappers of two closures shared
+    a key (and a cached ``apply(cached_closure, x)`` served the other's result)."""
+
+    def make(k):
+        return functools.lru_cache(lambda x: x * k)
+
+    def make_cached(k):
+        @functools.cache
+        def times(x):
+            return x * k
+
+        return times
+
+    assert joblite.hash(make(1)) != joblite.hash(make(2))
+    assert joblite.hash(make_cached(1)) != joblite.hash(make_cached(2))
+    assert joblite.hash(make_cached(1)) == joblite.hash(make_cached(1))
+    cached = Memory(tmp_path, verbose=0).cache(apply)
+    assert cached(make_cached(2), 5) == 10
+    assert cached(make_cached(3), 5) == 15
+    # found by name: still its name
+    assert joblite.hash(functools.lru_cache(apply)) != joblite.hash(make(1))
+
+
+@functools.lru_cache
+def module_level_cached(x):
+    return x

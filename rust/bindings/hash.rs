@@ -61,6 +61,9 @@ static CLASS_CONTENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// Tag of a class walked by value (module, qualname, digest of its content); local to the
 /// walk of Python objects, so it lives here rather than in `crate::hash::tag`.
 const CLASS_BY_VALUE: u8 = b'K';
+/// Tag of a wrapper (`functools.lru_cache`...) whose pickle name does not lead back to it:
+/// module, name, then the wrapped object.
+const WRAPPED: u8 = b'w';
 /// Tag of a class met again while its own content is walked (distance on the class stack).
 const CLASS_BACKREF: u8 = b'k';
 /// The bits of `co_flags` that change how a function is called or what calling it returns:
@@ -852,9 +855,22 @@ impl<'py> Walker<'py> {
                 .getattr(intern!(py, "__module__"))
                 .and_then(|m| Ok(m.str()?.to_string()))
                 .unwrap_or_default();
+            let name = name.to_str()?;
+            if !found_by_name(py, obj, &module, name) {
+                if let Ok(wrapped) = obj.getattr(intern!(py, "__wrapped__")) {
+                    // a wrapper pickled by a name that does not lead to it (an lru_cache of a
+                    // closure): what it wraps is content, or two such wrappers share a key
+                    enc.tag(WRAPPED);
+                    enc.bytes(module.as_bytes());
+                    enc.bytes(name.as_bytes());
+                    return self
+                        .walk(&wrapped, enc)
+                        .inspect_err(|_| self.path.push(".__wrapped__".into()));
+                }
+            }
             enc.tag(tag::GLOBAL);
             enc.bytes(module.as_bytes());
-            enc.bytes(name.to_str()?.as_bytes());
+            enc.bytes(name.as_bytes());
             return Ok(());
         }
         let parts = reduced.cast::<PyTuple>().map_err(|_| {
