@@ -179,3 +179,93 @@ def test_a_flipped_bit_or_truncation_anywhere_in_an_entry_never_gives_a_wrong_va
                 got = produce(name)
                 assert _same(value, got), (pos, damaged == original[:pos], got)
     assert len(calls) > len(positions)  # the damage was seen: entries were recomputed
+
+
+# ------------------------------------- readers (memory-mapped too) while entries are removed
+
+RACE_FUNCS = """
+import numpy as np
+
+
+def payload(i):
+    return {"i": i, "arr": np.full(300_000 + i, i, dtype=np.int64)}  # 2.4 MB: memory-mapped
+
+
+def small(i):
+    return ("v", i, [i] * 10)
+"""
+
+RACE_READER = """
+import sys, time, warnings
+sys.path.insert(0, sys.argv[2])
+from joblite import Memory
+from race_funcs import payload, small
+
+warnings.simplefilter("ignore")
+mem = Memory(sys.argv[1], verbose=0, mmap_mode="r" if sys.argv[3] == "mmap" else None)
+p, s = mem.cache(payload), mem.cache(small)
+end = time.time() + float(sys.argv[4])
+n = bad = 0
+while time.time() < end:
+    i = n % 5
+    r = p(i)
+    a = r["arr"]
+    if r["i"] != i or a.shape != (300_000 + i,) or int(a[0]) != i or int(a[-1]) != i:
+        bad += 1
+    if s(i) != ("v", i, [i] * 10):
+        bad += 1
+    n += 1
+print(n, bad)
+"""
+
+RACE_REMOVER = """
+import sys, time, warnings
+from joblite import Memory
+
+warnings.simplefilter("ignore")
+mem = Memory(sys.argv[1], verbose=0)
+end = time.time() + float(sys.argv[2])
+k = 0
+while time.time() < end:
+    if k % 3 == 0:
+        mem.clear(warn=False)
+    elif k % 3 == 1:
+        mem.reduce_size(items_limit=2)
+    else:
+        mem.reduce_size(bytes_limit="3M")
+    k += 1
+    time.sleep(0.01)
+print(k)
+"""
+
+
+def test_readers_get_right_values_while_another_process_clears_and_reduces(tmp_path):
+    """Hits (memory-mapped and not) racing ``clear`` and ``reduce_size`` in another process:
+    every call returns its own value, and nothing raises."""
+    (tmp_path / "race_funcs.py").write_text(RACE_FUNCS)
+    (tmp_path / "reader.py").write_text(RACE_READER)
+    (tmp_path / "remover.py").write_text(RACE_REMOVER)
+    cache = str(tmp_path / "cache")
+    seconds = "3"
+    readers = [
+        subprocess.Popen(
+            [sys.executable, str(tmp_path / "reader.py"), cache, str(tmp_path), mode, seconds],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for mode in ("mmap", "plain", "mmap")
+    ]
+    remover = subprocess.run(
+        [sys.executable, str(tmp_path / "remover.py"), cache, seconds],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert remover.returncode == 0, remover.stderr
+    assert int(remover.stdout) > 3
+    for reader in readers:
+        out, err = reader.communicate(timeout=120)
+        assert reader.returncode == 0, err
+        calls, bad = map(int, out.split())
+        assert calls > 0 and bad == 0, out
