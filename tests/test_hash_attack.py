@@ -382,10 +382,14 @@ def test_a_class_its_name_misses_and_whose_namespace_cannot_be_hashed_keeps_its_
 
     cls = type("Locked", (), {"lock": threading.Lock()})  # module: this test module
     assert joblite.hash(cls) == joblite.hash(cls)  # by name, as before, rather than an error
+    # a class made in a function whose namespace cannot be hashed: keyed by its name, as
+    # joblib does (never refuse what joblib hashes), with a warning naming the attribute
     local = make_config(1)
     local.lock = threading.Lock()
-    with pytest.raises(joblite.UnhashableError, match="lock"):
-        joblite.hash(local)  # a class made in a function: its namespace is its identity
+    with pytest.warns(UserWarning, match=r"make_config.<locals>.Config.*\['lock'\]"):
+        assert joblite.hash(local) == joblite.hash(local)
+    with pytest.warns(UserWarning, match="keyed by its name alone"):
+        assert joblite.hash(local()) != joblite.hash(make_config(1)())
 
 
 # ------------------------------------------------------------- deep nesting, small stacks

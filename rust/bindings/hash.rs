@@ -689,8 +689,28 @@ impl<'py> Walker<'py> {
         self.class_escape = self.class_escape.min(escape);
         if let Err(err) = walked {
             let unhashable = UNHASHABLE.import(py, "joblite.exceptions", "UnhashableError")?;
-            if !strict && err.is_instance(py, unhashable) {
+            if err.is_instance(py, unhashable) {
+                let inner: String = self.path.iter().rev().map(String::as_str).collect();
                 self.path.clear();
+                if strict {
+                    // Never refuse what joblib hashes (it keys a class by its name): key it so,
+                    // and say so, as for a cached closure that captured such a value.
+                    let message = format!(
+                        "{qualname} is defined in a function or a script, so joblite keys it by \
+                         what it does, but its namespace holds a value that cannot be hashed (at \
+                         {qualname}{inner}: {}); it is keyed by its name alone, as joblib does, \
+                         so an edited class, or two classes of one factory, may share cached \
+                         results. Teach joblite that type with joblite.register_hash_handler.",
+                        err.value(py)
+                            .getattr("reason")
+                            .map(|r| r.to_string())
+                            .unwrap_or_else(|_| err.value(py).to_string())
+                    );
+                    let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+                    let text =
+                        std::ffi::CString::new(message.replace('\0', " ")).unwrap_or_default();
+                    PyErr::warn(py, &category, &text, 1)?;
+                }
                 enc.tag(tag::GLOBAL);
                 enc.bytes(module.as_bytes());
                 enc.bytes(qualname.as_bytes());
