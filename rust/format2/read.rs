@@ -1,45 +1,89 @@
 //! Reading a format-2 dump: the plan (which chunks a buffer owns, which hold the pickle
 //! stream), and decoding any set of chunks into their destinations on all cores.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use rayon::prelude::*;
 
-use super::index::{Chunk, Index};
+use super::head;
+use super::index::{self, Chunk, Index};
+pub use super::source::Source;
+use super::source::Window;
 use super::{checksum, chunk, corrupt, Codec, Error};
 use crate::error::invalid;
 
-/// Where a dump's bytes come from.
-pub trait Source: Sync {
-    /// Fills `buf` from `offset` (absolute), or fails with UnexpectedEof.
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
-    /// The bytes at `offset..offset+len` when they are in memory already.
-    fn slice(&self, _offset: u64, _len: usize) -> Option<&[u8]> {
-        None
-    }
+/// A dump found in a source: how to read it back, the bytes it takes, and (uncompressed)
+/// where its index lies.
+pub struct Opened {
+    pub plan: Plan,
+    /// bytes the dump takes, from its first byte
+    pub dump_len: u64,
+    /// absolute offset of the index in an uncompressed dump
+    pub index_offset: Option<u64>,
 }
 
-impl Source for File {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.read_exact_at(buf, offset)
+/// Opens the dump that starts at `start` of `src`: finds and validates its header unit,
+/// index and trailer. Ok(None) when it is not format 2 (a joblib file, say).
+pub fn open(src: &dyn Source, start: u64) -> Result<Option<Opened>, Error> {
+    if start >= src.len() {
+        return Ok(None);
     }
+    let mut window = Window::new(src, start, src.len());
+    let avail = window.avail();
+    let Some(found) = head::find(&mut window)? else {
+        return Ok(None);
+    };
+    let idx = match Index::decode(&found.index, found.codec, found.base, avail) {
+        Err(Error::NotThisFormat(_)) => return Ok(None), // another codec's decompressed output
+        other => other?,
+    };
+    let dump_len = found.base + idx.stored_len + idx.codec.trailer_len();
+    let index_offset = (idx.codec == Codec::None).then_some(start + head::H_PREFIX_LEN as u64);
+    let plan = Plan::new(idx, start + found.base);
+    plan.check_trailer(src, &head::raw_header(&found.index))?;
+    Ok(Some(Opened {
+        plan,
+        dump_len,
+        index_offset,
+    }))
 }
 
-impl Source for &[u8] {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        match self.slice(offset, buf.len()) {
-            Some(s) => {
-                buf.copy_from_slice(s);
-                Ok(())
-            }
-            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
-        }
+/// How many bytes the uncompressed dump that `data` starts with takes, judged from the
+/// bytes read so far (`data`, from the dump's first byte): for a reader of a stream (a
+/// socket, a decompressor) that must not read past the dump nor trust a size before it is
+/// verified. With the index's fixed part read, the length of the header unit (its index
+/// length bounded by the tables the fixed part declares); with the whole header unit read,
+/// the dump's length (the index verified first). Ok(None) when `data` does not start an
+/// uncompressed format-2 dump (or is too short to tell).
+pub fn stream_len(data: &[u8]) -> Result<Option<u64>, Error> {
+    let at = head::H_PREFIX_LEN;
+    let fixed = match data.get(at..at + index::FIXED_LEN) {
+        Some(f) if data[..3] == [0x80, 5, 0x8e] && f[..8] == index::MAGIC => f,
+        _ => return Ok(None),
+    };
+    if fixed[12] != Codec::None as u8 {
+        return Ok(None); // only uncompressed dumps are read from streams
     }
-    fn slice(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        let start = usize::try_from(offset).ok()?;
-        self.get(start..start.checked_add(len)?)
+    let n = u64::from_le_bytes(data[3..at].try_into().expect("8 bytes"));
+    let (least, most) = index::length_range(fixed)?;
+    if n < least {
+        return Err(corrupt("index tables do not fit in the index"));
     }
+    if n > most {
+        return Err(Error::LimitExceeded {
+            what: "an index",
+            declared: n,
+            limit: Some(most),
+        });
+    }
+    let h_len = n + head::H_OVERHEAD as u64;
+    if (data.len() as u64) < h_len {
+        return Ok(Some(h_len));
+    }
+    let src: &[u8] = data;
+    let Some(found) = head::find(&mut Window::new(&src, 0, h_len))? else {
+        return Ok(None);
+    };
+    let idx = Index::decode(&found.index, Codec::None, found.base, u64::MAX)?;
+    Ok(Some(found.base + idx.stored_len))
 }
 
 /// The pickle stream joblite's unpickler reads, and per buffer its bytes when it owns no
@@ -242,9 +286,7 @@ impl Plan {
         let h_len = h.len() as u64;
         let want =
             super::write::trailer_bytes(idx.codec, h, idx.trailer as u32, idx.raw_len - h_len);
-        let mut got = vec![0u8; n];
-        src.read_at(self.data_start + idx.stored_len, &mut got)
-            .map_err(Error::from_read)?;
+        let got = src.read_vec(self.data_start + idx.stored_len, n, 0)?;
         if got != want {
             return Err(corrupt(format!(
                 "the {} trailer does not match the index: the file is damaged",
@@ -359,24 +401,14 @@ pub fn decode_chunks(
     let one = |(c, dst): (Chunk, &mut [u8])| -> Result<(), Error> {
         let at = data_start + c.stored_off;
         if codec == Codec::None {
-            src.read_at(at, dst).map_err(Error::from_read)?;
+            src.read_at(at, dst)?;
             if verify && checksum(dst) != c.xxh3 {
                 return Err(mismatch(&c, codec));
             }
             return Ok(());
         }
-        let n = c.stored_len as usize;
-        let mut stored = Vec::new();
-        stored
-            .try_reserve_exact(n + 2)
-            .map_err(|_| no_memory(n + 2, "a chunk"))?;
-        match src.slice(at, n) {
-            Some(s) => stored.extend_from_slice(s),
-            None => {
-                stored.resize(n, 0);
-                src.read_at(at, &mut stored).map_err(Error::from_read)?;
-            }
-        }
+        // room for the final empty deflate block that `chunk::decode` appends
+        let mut stored = src.read_vec(at, c.stored_len as usize, 2)?;
         if verify && checksum(&stored) != c.xxh3 {
             return Err(mismatch(&c, codec));
         }
