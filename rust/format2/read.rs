@@ -416,3 +416,89 @@ pub fn decode_chunks(
     };
     crate::core_threads::install(|| tasks.into_par_iter().with_max_len(1).try_for_each(one))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format2::index::needed_len;
+
+    /// An uncompressed dump of the pickle `N.` (None) with `pad` bytes of index padding.
+    fn tiny_dump(pad: usize) -> Vec<u8> {
+        let data = b"N.";
+        let index_len = needed_len(1, 0) + pad;
+        let h_len = (index_len + head::H_OVERHEAD) as u64;
+        let idx = Index {
+            codec: Codec::None,
+            flags: 0,
+            raw_len: h_len + 2,
+            stored_len: 2,
+            base: 0,
+            trailer: 0,
+            chunks: vec![Chunk {
+                stored_off: 0,
+                stored_len: 2,
+                raw_off: h_len,
+                raw_len: 2,
+                xxh3: checksum(data),
+            }],
+            buffers: vec![],
+        };
+        let mut out = head::raw_header(&idx.encode(index_len).unwrap());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn stream_len_bounds_then_verifies() {
+        let dump = tiny_dump(0);
+        let h_len = dump.len() as u64 - 2;
+        let fixed = head::H_PREFIX_LEN + index::FIXED_LEN;
+        assert_eq!(stream_len(&dump[..fixed - 1]).unwrap(), None); // too short to tell
+        assert_eq!(stream_len(&dump[..fixed]).unwrap(), Some(h_len));
+        assert_eq!(
+            stream_len(&dump[..h_len as usize]).unwrap(),
+            Some(h_len + 2)
+        );
+        let mut more = dump.clone();
+        more.extend_from_slice(b"next message");
+        assert_eq!(stream_len(&more).unwrap(), Some(h_len + 2));
+        assert_eq!(
+            stream_len(b"\x80\x04\x95 a joblib pickle ....").unwrap(),
+            None
+        );
+        // an index length past its tables' bound, or short of them: refused unread
+        let n = u64::from_le_bytes(dump[3..11].try_into().unwrap());
+        for (bad, long) in [(n + index::MAX_PADDING + 1, true), (n - 1, false)] {
+            let mut d = dump.clone();
+            d[3..11].copy_from_slice(&bad.to_le_bytes());
+            let e = stream_len(&d[..fixed]).unwrap_err();
+            assert_eq!(matches!(e, Error::LimitExceeded { .. }), long, "{e}");
+        }
+        // a damaged index is never believed
+        let mut d = dump.clone();
+        d[head::H_PREFIX_LEN + 40] ^= 1; // stored_len
+        assert!(matches!(stream_len(&d), Err(Error::Checksum { .. })));
+        // the whole dump opens and reads back
+        let src: &[u8] = &dump;
+        let opened = open(&src, 0).unwrap().unwrap();
+        assert_eq!(opened.dump_len, h_len + 2);
+        let (stream, _) = opened.plan.stream(&src, true).unwrap();
+        assert_eq!(stream.to_vec(), b"\x80\x05N.");
+    }
+
+    #[test]
+    fn index_padding_is_bounded() {
+        let small = tiny_dump(index::MAX_PADDING as usize);
+        let src: &[u8] = &small;
+        assert!(open(&src, 0).unwrap().is_some());
+        let big = tiny_dump(index::MAX_PADDING as usize + 8);
+        let src: &[u8] = &big;
+        assert!(matches!(
+            open(&src, 0),
+            Err(Error::LimitExceeded {
+                what: "index padding",
+                ..
+            })
+        ));
+    }
+}
