@@ -232,3 +232,22 @@ def test_plain_zstd_stream_is_no_joblite_dump(tmp_path):
     with pytest.raises(CorruptFileError, match="register") as exc:
         joblite.load(path)
     assert exc.value.path == str(path)
+
+
+@pytest.mark.parametrize("compress", [3, ("gzip", 3), "lz4", "zstd"])
+def test_stream_load_of_a_compressed_dump_stops_at_its_end(compress):
+    """Every codec whose header unit is stored as is: the dump's length comes from its
+    verified index, so a socket's next message is left unread (it used to read to EOF:
+    blocking on an open socket)."""
+    src = NoEnd(joblite.dumps(VALUE, compress=compress) + NEXT)
+    got = joblite.load(src)
+    assert np.array_equal(got["x"], VALUE["x"]) and got["s"] == "text"
+    assert src.data[src.pos :] == NEXT
+
+
+@pytest.mark.parametrize("compress", [3, "lz4", "zstd", "bz2"])
+def test_stream_load_of_a_damaged_compressed_dump_is_refused(compress):
+    blob = bytearray(joblite.dumps(VALUE, compress=compress))
+    blob[len(blob) // 2] ^= 0x10
+    with pytest.raises(CorruptFileError):
+        joblite.load(io.BufferedReader(Unseekable(bytes(blob))))

@@ -198,6 +198,19 @@ fn skippable_frame(head: &[u8]) -> bool {
     head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == ZSTD_NOTE_MAGIC[1..4]
 }
 
+/// Where the index starts in a dump of `codec` whose header unit is stored as is (its
+/// length field is the 8 bytes before); None for bz2 / xz, whose header unit is compressed.
+pub fn index_at(codec: Codec) -> Option<usize> {
+    Some(match codec {
+        Codec::None => H_PREFIX_LEN,
+        Codec::Zlib => 2 + 5 + H_PREFIX_LEN,
+        Codec::Gzip => 10 + 5 + H_PREFIX_LEN,
+        Codec::Lz4 => 7 + 4 + H_PREFIX_LEN,
+        Codec::Zstd => ZSTD_NOTE_LEN + 13 + 3 + H_PREFIX_LEN,
+        Codec::Bz2 | Codec::Xz => return None,
+    })
+}
+
 /// Bytes an opening must hold at an offset.
 type FixedBytes = (usize, Vec<u8>);
 

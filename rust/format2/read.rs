@@ -46,44 +46,56 @@ pub fn open(src: &dyn Source, start: u64) -> Result<Option<Opened>, Error> {
     }))
 }
 
-/// How many bytes the uncompressed dump that `data` starts with takes, judged from the
-/// bytes read so far (`data`, from the dump's first byte): for a reader of a stream (a
-/// socket, a decompressor) that must not read past the dump nor trust a size before it is
-/// verified. With the index's fixed part read, the length of the header unit (its index
-/// length bounded by the tables the fixed part declares); with the whole header unit read,
-/// the dump's length (the index verified first). Ok(None) when `data` does not start an
-/// uncompressed format-2 dump (or is too short to tell).
+/// How many bytes the dump that `data` starts with takes, judged from the bytes read so
+/// far (`data`, from the dump's first byte): for a reader of a stream (a socket, a
+/// decompressor) that must not read past the dump nor trust a size before it is verified.
+/// Too short to see the index's fixed part: the bytes up to its end; with it, the header
+/// unit's length (its index length bounded by the tables the fixed part declares); with the
+/// whole header unit, the dump's length (the index verified first). Ok(None) when `data`
+/// does not start a format-2 dump whose header unit is stored as is (bz2 and xz compress
+/// theirs: their length is not known before decoding).
 pub fn stream_len(data: &[u8]) -> Result<Option<u64>, Error> {
-    let at = head::H_PREFIX_LEN;
-    let fixed = match data.get(at..at + index::FIXED_LEN) {
-        Some(f) if data[..3] == [0x80, 5, 0x8e] && f[..8] == index::MAGIC => f,
-        _ => return Ok(None),
+    let Some(codec) = head::sniff(data) else {
+        return Ok(None);
     };
-    if fixed[12] != Codec::None as u8 {
-        return Ok(None); // only uncompressed dumps are read from streams
+    let Some(at) = head::index_at(codec) else {
+        return Ok(None);
+    };
+    let Some(fixed) = data.get(at..at + index::FIXED_LEN) else {
+        return Ok(Some((at + index::FIXED_LEN) as u64));
+    };
+    if fixed[..8] != index::MAGIC || fixed[12] != codec as u8 {
+        return Ok(None);
     }
-    let n = u64::from_le_bytes(data[3..at].try_into().expect("8 bytes"));
+    let n = u64::from_le_bytes(data[at - 8..at].try_into().expect("8 bytes"));
     let (least, most) = index::length_range(fixed)?;
     if n < least {
         return Err(corrupt("index tables do not fit in the index"));
     }
+    let too_long = Error::LimitExceeded {
+        what: "an index",
+        declared: n,
+        limit: Some(most),
+    };
     if n > most {
-        return Err(Error::LimitExceeded {
-            what: "an index",
-            declared: n,
-            limit: Some(most),
-        });
+        return Err(too_long);
     }
-    let h_len = n + head::H_OVERHEAD as u64;
-    if (data.len() as u64) < h_len {
-        return Ok(Some(h_len));
+    let framed = usize::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_add(head::H_OVERHEAD))
+        .filter(|h| h.checked_mul(2).is_some()) // room for the framing's arithmetic
+        .and_then(|h| head::framed_len(codec, h))
+        .ok_or(too_long)?;
+    if data.len() < framed {
+        return Ok(Some(framed as u64));
     }
     let src: &[u8] = data;
-    let Some(found) = head::find(&mut Window::new(&src, 0, h_len))? else {
+    let Some(found) = head::find(&mut Window::new(&src, 0, framed as u64))? else {
         return Ok(None);
     };
-    let idx = Index::decode(&found.index, Codec::None, found.base, u64::MAX)?;
-    Ok(Some(found.base + idx.stored_len))
+    // `decode` checks that these sizes add up without overflow
+    let idx = Index::decode(&found.index, codec, found.base, u64::MAX)?;
+    Ok(Some(found.base + idx.stored_len + codec.trailer_len()))
 }
 
 /// The pickle stream joblite's unpickler reads, and per buffer its bytes when it owns no
@@ -453,7 +465,8 @@ mod tests {
         let dump = tiny_dump(0);
         let h_len = dump.len() as u64 - 2;
         let fixed = head::H_PREFIX_LEN + index::FIXED_LEN;
-        assert_eq!(stream_len(&dump[..fixed - 1]).unwrap(), None); // too short to tell
+        // too short to see the index's fixed part: read up to its end
+        assert_eq!(stream_len(&dump[..5]).unwrap(), Some(fixed as u64));
         assert_eq!(stream_len(&dump[..fixed]).unwrap(), Some(h_len));
         assert_eq!(
             stream_len(&dump[..h_len as usize]).unwrap(),

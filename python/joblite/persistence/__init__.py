@@ -403,8 +403,9 @@ def _warn_compressed(mmap_mode: str, filename: Any) -> None:
 
 
 def _read_one_dump(fobj: Any, name: Optional[str]) -> Any:
-    """One uncompressed format-2 dump from a stream (a socket: never read past it, nor trust
-    a size before it is verified), or, for anything else, everything left."""
+    """One format-2 dump from a stream (a socket: never read past it, nor trust a size
+    before it is verified), or, for anything else (bz2 / xz dumps included), everything
+    left."""
     data, is_dump = format2.read_one_dump(fobj, name)
     if not is_dump:
         data += fobj.read()

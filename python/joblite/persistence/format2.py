@@ -349,9 +349,10 @@ def read_stream(fobj: Any, name: Optional[str]) -> Optional[bytearray]:
 
 
 def read_one_dump(fobj: Any, name: Optional[str]) -> tuple[bytearray, bool]:
-    """Read the uncompressed dump a stream (a socket, a decompressor) starts with, and never
-    past it: ``(bytes read, True)``; ``(bytes read, False)`` when the stream does not start
-    with one (the caller decides what the rest is).
+    """Read the dump a stream (a socket, a decompressor) starts with, and never past it:
+    ``(bytes read, True)``; ``(bytes read, False)`` when the stream does not start with a
+    dump whose header unit is stored as is (every codec but bz2 and xz, whose length is not
+    known before decoding; the caller decides what the rest is).
 
     No declared size is believed before it is checked: the index's fixed part bounds the
     index's length, and the verified index the dump's (``_core.f2_stream_len``); memory grows
@@ -360,7 +361,7 @@ def read_one_dump(fobj: Any, name: Optional[str]) -> tuple[bytearray, bool]:
     :class:`joblite.CorruptFileError` naming ``name``.
     """
     data = bytearray()
-    want = 11 + 64  # PROTO, BINBYTES8 and the index length, the index's fixed part
+    want = 11 + 64  # uncompressed: PROTO, BINBYTES8, the index length, the index's fixed part
     while True:
         if not _read_into(fobj, data, want - len(data)):
             return data, _core.f2_stream_len(data, name) is not None
