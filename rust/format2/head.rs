@@ -219,14 +219,15 @@ type FixedBytes = (usize, Vec<u8>);
 fn stored_openings() -> [(usize, Vec<FixedBytes>); 5] {
     let proto = vec![0x80, 5, 0x8e];
     let note = zstd_note();
+    let at = |codec| index_at(codec).expect("stored header unit");
     [
-        (H_PREFIX_LEN, vec![(0, proto.clone())]),
+        (at(Codec::None), vec![(0, proto.clone())]),
         (
-            2 + 5 + H_PREFIX_LEN,
+            at(Codec::Zlib),
             vec![(0, vec![0x78]), (2, vec![0]), (7, proto.clone())],
         ),
         (
-            10 + 5 + H_PREFIX_LEN,
+            at(Codec::Gzip),
             vec![
                 (0, vec![0x1f, 0x8b, 8, 0]),
                 (10, vec![0]),
@@ -234,11 +235,11 @@ fn stored_openings() -> [(usize, Vec<FixedBytes>); 5] {
             ],
         ),
         (
-            7 + 4 + H_PREFIX_LEN,
+            at(Codec::Lz4),
             vec![(0, lz4_header().to_vec()), (11, proto.clone())],
         ),
         (
-            ZSTD_NOTE_LEN + 13 + 3 + H_PREFIX_LEN,
+            at(Codec::Zstd),
             vec![
                 (0, note[..8].to_vec()),
                 (ZSTD_NOTE_LEN, [&ZSTD_MAGIC[..], &[0xe0]].concat()),
