@@ -140,10 +140,17 @@ def test_wait_timeout_then_compute_anyway(tmp_path):
     key = f._get_args_id(7)
     lock = Path(mem.store_backend.entry_dir(f.func_id, key) + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(f"{os.getpid()} {os.uname().nodename} {time.time()}\n")  # a live owner
-    with pytest.warns(CacheWarning, match="waited") as rec:
-        assert f(7) == 70
-    assert len(rec) == 1
+    # a live owner: another process (a lock naming our own pid that we did not take is a
+    # previous process's, and broken)
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{owner.pid} {os.uname().nodename} {time.time()}\n")
+        with pytest.warns(CacheWarning, match="waited") as rec:
+            assert f(7) == 70
+        assert len(rec) == 1
+    finally:
+        owner.kill()
+        owner.wait()
     lock.unlink()
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "f2_index_len",
     "f2_scan",
     "f2_scan_parts",
+    "f2_stream_len",
     "f2_write",
     "get_thread_limit",
     "hash",
@@ -206,6 +207,7 @@ def f2_write(
     fsync: bool,
 ) -> _Optional[bytes]: ...
 def f2_index_len(n_chunks: int, n_buffers: int) -> int: ...
+def f2_stream_len(data: _Buffer, name: _Optional[str] = None) -> _Optional[int]: ...
 def xxh3_64(data: _Buffer) -> int: ...
 
 @_final

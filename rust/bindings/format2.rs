@@ -2,51 +2,26 @@
 //! reader, all byte loops with the GIL released; damaged files raise
 //! `joblite.CorruptFileError` naming the user's file.
 
-use std::fs::File;
 use std::io::{Cursor, Write};
 use std::path::PathBuf;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBufferError, PyValueError};
-use pyo3::ffi;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
-use crate::format2::head::{self, Prefix};
-use crate::format2::index::{self, Buffer, Index};
+use super::buffers::{bytes_of, bytes_of_mut, export, new_bytes_filled};
+use crate::format2::head;
+use crate::format2::index::{self, Buffer};
 use crate::format2::pickle_scan::{self, Piece};
-use crate::format2::read::{Plan, Source};
+use crate::format2::read::{self, Opened, Plan, Source};
+use crate::format2::source::FileSource;
 use crate::format2::write::{self, Layout};
 use crate::format2::{Codec, Error};
 
 /// Errors go through the one mapping of `errors.rs` (errno and the user's path kept).
 fn to_pyerr(py: Python<'_>, path: Option<&PathBuf>, err: Error) -> PyErr {
     super::errors::to_pyerr(py, path.map(|p| p.as_path()), err)
-}
-
-fn view(buf: &PyBuffer<u8>) -> PyResult<&[u8]> {
-    let ptr = buf
-        .as_slice_ptr()
-        .filter(|_| buf.is_c_contiguous())
-        .ok_or_else(|| PyBufferError::new_err("buffer is not contiguous"))?;
-    // SAFETY: `buf` holds a buffer export of a C-contiguous buffer, which keeps the memory
-    // alive and in place until `buf` is dropped; the slice borrows `buf`. A concurrent
-    // Python writer can only make the bytes read mixed (u8 has no invalid values).
-    Ok(unsafe { ptr.as_ref() })
-}
-
-#[allow(clippy::mut_from_ref)]
-fn view_mut(buf: &PyBuffer<u8>) -> PyResult<&mut [u8]> {
-    if buf.readonly() {
-        return Err(PyBufferError::new_err("destination buffer is read-only"));
-    }
-    let mut ptr = buf
-        .as_slice_ptr()
-        .filter(|_| buf.is_c_contiguous())
-        .ok_or_else(|| PyBufferError::new_err("destination buffer is not contiguous"))?;
-    // SAFETY: as in `view`; callers pass fresh numpy arrays, each to one job, so no other
-    // Rust reference to this memory exists while the slice lives.
-    Ok(unsafe { ptr.as_mut() })
 }
 
 /// f2_scan(stream)
@@ -56,8 +31,8 @@ fn view_mut(buf: &PyBuffer<u8>) -> PyResult<&mut [u8]> {
 /// None where an out-of-band buffer goes (FRAME, PROTO and READONLY_BUFFER dropped).
 #[pyfunction]
 fn f2_scan(py: Python<'_>, stream: &Bound<'_, PyAny>) -> PyResult<Vec<Option<(usize, usize)>>> {
-    let buf = PyBuffer::<u8>::get(stream)?;
-    let data = view(&buf)?;
+    let buf = export(stream)?;
+    let data = bytes_of(&buf)?;
     let pieces = py
         .detach(|| pickle_scan::scan(data))
         .map_err(|e| to_pyerr(py, None, e))?;
@@ -83,11 +58,8 @@ fn f2_scan_parts(
     parts: Vec<Bound<'_, PyAny>>,
     min_in_band: u64,
 ) -> PyResult<Vec<(u8, u64, u64, u64)>> {
-    let held = parts
-        .iter()
-        .map(PyBuffer::<u8>::get)
-        .collect::<PyResult<Vec<_>>>()?;
-    let views = held.iter().map(view).collect::<PyResult<Vec<_>>>()?;
+    let held = parts.iter().map(export).collect::<PyResult<Vec<_>>>()?;
+    let views = held.iter().map(bytes_of).collect::<PyResult<Vec<_>>>()?;
     let pieces = py
         .detach(|| pickle_scan::scan_parts(&views, min_in_band))
         .map_err(|e| to_pyerr(py, None, e))?;
@@ -122,11 +94,8 @@ fn f2_write(
     fsync: bool,
 ) -> PyResult<Option<Py<PyBytes>>> {
     let codec = Codec::from_id(codec).ok_or_else(|| PyValueError::new_err("bad codec"))?;
-    let held = parts
-        .iter()
-        .map(PyBuffer::<u8>::get)
-        .collect::<PyResult<Vec<_>>>()?;
-    let views = held.iter().map(view).collect::<PyResult<Vec<_>>>()?;
+    let held = parts.iter().map(export).collect::<PyResult<Vec<_>>>()?;
+    let views = held.iter().map(bytes_of).collect::<PyResult<Vec<_>>>()?;
     let layout = Layout {
         parts: views,
         bounds,
@@ -169,34 +138,13 @@ fn f2_write(
     }
 }
 
-/// The first bytes of a dump, fetched on demand.
-struct Head<'a> {
-    src: &'a dyn Source,
-    start: u64,
-    end: u64,
-    buf: Vec<u8>,
-}
-
-impl Prefix for Head<'_> {
-    fn prefix(&mut self, len: usize) -> Result<&[u8], Error> {
-        let avail = (self.end - self.start) as usize;
-        let want = len.min(avail);
-        if want > self.buf.len() {
-            let old = self.buf.len();
-            self.buf.resize(want, 0);
-            self.src
-                .read_at(self.start + old as u64, &mut self.buf[old..])
-                .map_err(Error::from_read)?;
-        }
-        Ok(&self.buf[..want])
-    }
-}
-
 /// The pickle stream and the bytes of the buffers that own no chunks.
 type StreamParts<'py> = (Bound<'py, PyBytes>, Vec<Option<Bound<'py, PyByteArray>>>);
 
+/// What holds the bytes: an open file, or a Python buffer (viewed again for each call,
+/// under the GIL, so that the view never outlives the export).
 enum Backing {
-    File(File),
+    File(FileSource),
     Bytes(PyBuffer<u8>),
 }
 
@@ -211,32 +159,6 @@ struct F2Reader {
     index_offset: Option<u64>,
 }
 
-fn open_plan(
-    src: &dyn Source,
-    start: u64,
-    end: u64,
-) -> Result<Option<(Plan, u64, Option<u64>)>, Error> {
-    let mut h = Head {
-        src,
-        start,
-        end,
-        buf: Vec::new(),
-    };
-    let avail = end - start;
-    let Some(found) = head::find(&mut h, avail)? else {
-        return Ok(None);
-    };
-    let idx = match Index::decode(&found.index, found.codec, found.base, avail) {
-        Err(Error::NotThisFormat(_)) => return Ok(None), // another codec's decompressed output
-        other => other?,
-    };
-    let dump_len = found.base + idx.stored_len + idx.codec.trailer_len();
-    let index_offset = (idx.codec == Codec::None).then_some(start + head::H_PREFIX_LEN as u64);
-    let plan = Plan::new(idx, start + found.base);
-    plan.check_trailer(src, &head::raw_header(&found.index))?;
-    Ok(Some((plan, dump_len, index_offset)))
-}
-
 impl F2Reader {
     fn with_source<T: Send>(
         &self,
@@ -246,7 +168,7 @@ impl F2Reader {
         let res = match &self.backing {
             Backing::File(file) => py.detach(|| f(file)),
             Backing::Bytes(buf) => {
-                let data = view(buf)?;
+                let data = bytes_of(buf)?;
                 py.detach(|| f(&data))
             }
         };
@@ -260,16 +182,19 @@ impl F2Reader {
     #[staticmethod]
     #[pyo3(signature = (path, offset = 0))]
     fn open(py: Python<'_>, path: PathBuf, offset: u64) -> PyResult<Option<F2Reader>> {
+        // a FIFO, device or directory is refused without blocking (rust/format2/source.rs)
         let res = py.detach(|| -> Result<_, Error> {
-            let file = File::open(&path)?;
-            let end = file.metadata()?.len();
-            if offset >= end {
-                return Ok(None);
-            }
-            Ok(open_plan(&file, offset, end)?.map(|p| (file, p)))
+            let file = FileSource::open(&path)?;
+            Ok(read::open(&file, offset)?.map(|o| (file, o)))
         });
-        let Some((file, (plan, dump_len, index_offset))) =
-            res.map_err(|e| to_pyerr(py, Some(&path), e))?
+        let Some((
+            file,
+            Opened {
+                plan,
+                dump_len,
+                index_offset,
+            },
+        )) = res.map_err(|e| to_pyerr(py, Some(&path), e))?
         else {
             return Ok(None);
         };
@@ -291,12 +216,17 @@ impl F2Reader {
         data: &Bound<'_, PyAny>,
         name: Option<PathBuf>,
     ) -> PyResult<Option<F2Reader>> {
-        let buf = PyBuffer::<u8>::get(data)?;
-        let bytes = view(&buf)?;
+        let buf = export(data)?;
+        let bytes = bytes_of(&buf)?;
         let res = py
-            .detach(|| open_plan(&bytes, 0, bytes.len() as u64))
+            .detach(|| read::open(&bytes, 0))
             .map_err(|e| to_pyerr(py, name.as_ref(), e))?;
-        let Some((plan, dump_len, index_offset)) = res else {
+        let Some(Opened {
+            plan,
+            dump_len,
+            index_offset,
+        }) = res
+        else {
             return Ok(None);
         };
         Ok(Some(F2Reader {
@@ -371,27 +301,14 @@ impl F2Reader {
             .into_iter()
             .map(|s| s.map(|v| PyByteArray::new(py, &v)))
             .collect();
-        let n = stream.len();
-        // the stream's one copy, straight into a bytes object that is not zero-filled first
-        // (a 64 MB in-band object cost three more passes over memory before)
-        // SAFETY: a null source asks CPython for `n` bytes of uninitialised storage; the
-        // result is a new reference, or null with an exception set (turned into the error).
-        let bytes = unsafe {
-            let obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t);
-            Bound::from_owned_ptr_or_err(py, obj)?
-        };
-        // SAFETY: the bytes object is fresh and unseen by other code; `PyBytes_AsString`
-        // gives its `n`-byte storage, which `copy_to` fills completely (raw-pointer writes
-        // only) before the object is returned. The address travels as an integer because
-        // raw pointers are not `Send`; the object is kept alive by `bytes` meanwhile.
-        let dst = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) } as usize;
-        crate::pages::advise_huge_pages(dst as *mut u8, n);
-        py.detach(|| {
+        // the stream's one copy, straight into its bytes object
+        let bytes = new_bytes_filled(py, stream.len(), |dst| {
             // SAFETY: `dst` is the fresh bytes object's storage of exactly `stream.len()`
-            // bytes (see above), written by nobody else while the GIL is released.
+            // bytes, written by nobody else meanwhile (`new_bytes_filled`); `copy_to`
+            // fills all of it with raw-pointer writes.
             unsafe { stream.copy_to(dst as *mut u8) }
-        });
-        Ok((bytes.cast_into::<PyBytes>()?, small))
+        })?;
+        Ok((bytes, small))
     }
 
     /// Buffer `k` (it owns chunks) decoded into a new `bytes` object, not zero-filled first:
@@ -416,7 +333,8 @@ impl F2Reader {
         // SAFETY: a null source asks CPython for `n` bytes of uninitialised storage; the
         // result is a new reference, or null with an exception set (turned into the error).
         let bytes = unsafe {
-            let obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t);
+            let obj =
+                pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as pyo3::ffi::Py_ssize_t);
             Bound::from_owned_ptr_or_err(py, obj)?
         };
         // SAFETY: the bytes object is fresh and unseen by other code; `PyBytes_AsString`
@@ -424,7 +342,7 @@ impl F2Reader {
         // owned chunks' sizes add up to exactly `n`) or fails, and then the object is
         // dropped unseen. The address travels as an integer because raw pointers are not
         // `Send`; `bytes` keeps the storage alive meanwhile.
-        let dst = unsafe { ffi::PyBytes_AsString(bytes.as_ptr()) } as usize;
+        let dst = unsafe { pyo3::ffi::PyBytes_AsString(bytes.as_ptr()) } as usize;
         crate::pages::advise_huge_pages(dst as *mut u8, n as usize);
         self.with_source(py, move |src| {
             // SAFETY: see above: `n` bytes of fresh storage that nothing else refers to.
@@ -443,19 +361,19 @@ impl F2Reader {
     ) -> PyResult<()> {
         let held = jobs
             .iter()
-            .map(|(k, obj)| Ok((*k, PyBuffer::<u8>::get(obj)?)))
+            .map(|(k, obj)| Ok((*k, export(obj)?)))
             .collect::<PyResult<Vec<_>>>()?;
         let mut views = Vec::with_capacity(held.len());
         for (k, buf) in &held {
-            views.push((*k, view_mut(buf)?));
+            views.push((*k, bytes_of_mut(buf)?));
         }
         self.with_source(py, move |src| self.plan.read_buffers(src, views, verify))
     }
 
     /// Checks buffer `k`'s bytes (e.g. a memory map) against its checksums.
     fn verify_buffer(&self, py: Python<'_>, k: usize, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let buf = PyBuffer::<u8>::get(data)?;
-        let bytes = view(&buf)?;
+        let buf = export(data)?;
+        let bytes = bytes_of(&buf)?;
         py.detach(|| self.plan.verify_buffer(k, bytes))
             .map_err(|e| to_pyerr(py, self.path.as_ref(), e))
     }
@@ -484,7 +402,7 @@ impl F2Reader {
             if n < len {
                 return Err(crate::format2::corrupt("index too short"));
             }
-            let mut idx = vec![0u8; n];
+            let mut idx = crate::error::try_zeroed(n, "an index")?;
             file.read_exact_at(&mut idx, at)?;
             idx[13] |= index::FLAG_MAPPED_WRITABLE;
             let sum = crate::format2::checksum(&idx[..n - 8]);
@@ -509,9 +427,29 @@ impl F2Reader {
 /// XXH3-64 of a buffer (the chunk checksum of format 2).
 #[pyfunction]
 fn xxh3_64(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u64> {
-    let buf = PyBuffer::<u8>::get(data)?;
-    let bytes = view(&buf)?;
+    let buf = export(data)?;
+    let bytes = bytes_of(&buf)?;
     Ok(py.detach(|| crate::format2::checksum(bytes)))
+}
+
+/// f2_stream_len(data, name=None)
+/// --
+///
+/// Bytes the uncompressed dump that `data` (the bytes read so far from a stream) starts
+/// with takes: the header unit's length once the index's fixed part is read, the dump's once
+/// the header unit is (verified first); None when `data` does not start one. A declared
+/// size past what the index's tables allow raises `CorruptFileError` naming `name`.
+#[pyfunction]
+#[pyo3(signature = (data, name = None))]
+fn f2_stream_len(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    name: Option<PathBuf>,
+) -> PyResult<Option<u64>> {
+    let buf = export(data)?;
+    let bytes = bytes_of(&buf)?;
+    py.detach(|| read::stream_len(bytes))
+        .map_err(|e| to_pyerr(py, name.as_ref(), e))
 }
 
 /// Index bytes needed for this many chunks and buffers.
@@ -525,6 +463,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(f2_scan_parts, m)?)?;
     m.add_function(wrap_pyfunction!(f2_write, m)?)?;
     m.add_function(wrap_pyfunction!(f2_index_len, m)?)?;
+    m.add_function(wrap_pyfunction!(f2_stream_len, m)?)?;
     m.add_function(wrap_pyfunction!(xxh3_64, m)?)?;
     m.add_class::<F2Reader>()?;
     m.add("F2_H_OVERHEAD", head::H_OVERHEAD)?;

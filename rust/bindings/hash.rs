@@ -57,6 +57,19 @@ static UNHASHABLE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static PICKLING_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 /// `joblite.hashing._registry.handler_for`: the registered content handler of a type, or None.
 static HANDLER_FOR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// `joblite.hashing._registry.class_content`: what a class walked by value is made of.
+static CLASS_CONTENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// Tag of a class walked by value (module, qualname, digest of its content); local to the
+/// walk of Python objects, so it lives here rather than in `crate::hash::tag`.
+const CLASS_BY_VALUE: u8 = b'K';
+/// Tag of a wrapper (`functools.lru_cache`...) whose pickle name does not lead back to it:
+/// module, name, then the wrapped object.
+const WRAPPED: u8 = b'w';
+/// Tag of a class met again while its own content is walked (distance on the class stack).
+const CLASS_BACKREF: u8 = b'k';
+/// The bits of `co_flags` that change how a function is called or what calling it returns:
+/// `*args`, `**kwargs`, generator, coroutine, iterable coroutine, async generator.
+const CALL_FLAGS: u64 = 0x04 | 0x08 | 0x20 | 0x80 | 0x100 | 0x200;
 
 /// `UnhashableError(reason, path="")`, with `cause` as its `__cause__`.
 fn unhashable(py: Python<'_>, reason: String, cause: Option<PyErr>) -> PyErr {
@@ -130,6 +143,16 @@ struct Walker<'py> {
     path: Vec<String>,
     /// Spare sub-encoders for dict items and set members, reused to avoid allocations.
     spare: Vec<Encoder>,
+    /// class address -> digest of a class walked by value in this walk (the class is kept
+    /// alive alongside, so its address cannot be reused during the walk).
+    classes: HashMap<usize, (Py<PyAny>, [u8; 32])>,
+    /// Where the walk's native stack began, and how many bytes below it the walk may use.
+    stack_base: usize,
+    stack_budget: usize,
+    /// Classes walked by value now, outermost first.
+    class_stack: Vec<usize>,
+    /// The outermost level of `class_stack` referred to since the current class began.
+    class_escape: usize,
     /// type address -> its registered content handler (None: walked by its reduction); the
     /// type objects are kept alive alongside so an address cannot be reused during the walk.
     handlers: HashMap<usize, (Py<PyAny>, Option<Py<PyAny>>)>,
@@ -140,6 +163,14 @@ impl<'py> Walker<'py> {
         if self.depth >= MAX_DEPTH {
             return Err(PyRecursionError::new_err(format!(
                 "object nesting is deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        if self.stack_base.saturating_sub(stack_position()) > self.stack_budget {
+            // A level costs up to ~2 KiB of native stack (more through reductions and
+            // closures): a thread with a small stack reaches its end before MAX_DEPTH.
+            return Err(PyRecursionError::new_err(format!(
+                "object nesting is deeper than this thread's stack allows ({} levels)",
+                self.depth
             )));
         }
         self.depth += 1;
@@ -269,9 +300,27 @@ impl<'py> Walker<'py> {
             return self.function(obj, enc);
         }
         if let Ok(ty) = obj.cast::<PyType>() {
+            let module = ty.module()?;
+            let mut module = module.to_str()?;
+            let qualname = ty.qualname()?;
+            let qualname = qualname.to_str()?;
+            if module == "__mp_main__" {
+                module = "__main__"; // a spawned worker's name for the parent's script
+            }
+            if qualname.contains('<') || module == "__main__" {
+                // Not found by name (a class made in a function, or a script's class that the
+                // next run may define differently): what it does is content.
+                return self.class_by_value(ty, module, qualname, true, enc);
+            }
+            if !found_by_name(py, ty.as_any(), module, qualname) {
+                // Its name leads elsewhere (`type("Cfg", (), ns)` made by a factory, a class
+                // redefined under one name): by value, or by name as before when its namespace
+                // holds something that cannot be hashed.
+                return self.class_by_value(ty, module, qualname, false, enc);
+            }
             enc.tag(tag::GLOBAL);
-            enc.bytes(ty.module()?.to_str()?.as_bytes());
-            enc.bytes(ty.qualname()?.to_str()?.as_bytes());
+            enc.bytes(module.as_bytes());
+            enc.bytes(qualname.as_bytes());
             return Ok(());
         }
         let memoryview_type = &raw mut ffi::PyMemoryView_Type;
@@ -336,8 +385,22 @@ impl<'py> Walker<'py> {
     ) -> PyResult<()> {
         let ty = obj.get_type();
         enc.tag(tag::HANDLED);
-        enc.bytes(ty.module()?.to_str()?.as_bytes());
-        enc.bytes(ty.qualname()?.to_str()?.as_bytes());
+        let module = ty.module()?;
+        let qualname = ty.qualname()?;
+        enc.bytes(module.to_str()?.as_bytes());
+        enc.bytes(qualname.to_str()?.as_bytes());
+        let module = module.to_str()?;
+        let qualname = qualname.to_str()?;
+        if qualname.contains('<') || module == "__main__" || module == "__mp_main__" {
+            // a subclass defined in a function or a script (a DataFrame subclass with its own
+            // methods): what the class does is content, as for any class not found by name
+            let module = if module == "__mp_main__" {
+                "__main__"
+            } else {
+                module
+            };
+            self.class_by_value(&ty, module, qualname, true, enc)?;
+        }
         let content = handler.call1((obj,))?;
         self.walk(&content, enc)
     }
@@ -556,7 +619,9 @@ impl<'py> Walker<'py> {
         enc.tag(tag::FUNCTION);
         enc.bytes(module.as_bytes());
         enc.bytes(qualname.as_bytes());
-        if !(qualname.contains('<') || module == "__main__") {
+        if !(qualname.contains('<') || module == "__main__")
+            && found_by_name(py, obj, module, qualname)
+        {
             enc.len(0);
             return Ok(());
         }
@@ -571,6 +636,102 @@ impl<'py> Walker<'py> {
             w.closure(obj, &code, enc)?;
             w.globals_read(obj, &code, enc)
         })
+    }
+
+    /// A class that cannot be found by name: its name, then the digest of its bases and
+    /// namespace (`joblite.hashing._registry.class_content`), walked once per walk and in a
+    /// context of its own (a fresh cycle stack), so the digest does not depend on where the
+    /// class is met and a list of many instances walks their class once.
+    fn class_by_value(
+        &mut self,
+        ty: &Bound<'py, PyType>,
+        module: &str,
+        qualname: &str,
+        strict: bool,
+        enc: &mut Encoder,
+    ) -> PyResult<()> {
+        let py = self.py;
+        let key = ty.as_ptr() as usize;
+        if let Some((_, digest)) = self.classes.get(&key) {
+            enc.tag(CLASS_BY_VALUE);
+            enc.bytes(module.as_bytes());
+            enc.bytes(qualname.as_bytes());
+            enc.raw(digest);
+            return Ok(());
+        }
+        if let Some(level) = self.class_stack.iter().rposition(|&k| k == key) {
+            enc.tag(CLASS_BY_VALUE);
+            enc.bytes(module.as_bytes());
+            enc.bytes(qualname.as_bytes());
+            // met again while its own namespace is walked (an enum's members, a method that
+            // names its class, a base class's registry of subclasses): a back-reference
+            // counted from the innermost class, so it reads the same at any depth
+            enc.tag(CLASS_BACKREF);
+            enc.len(self.class_stack.len() - level);
+            self.class_escape = self.class_escape.min(level);
+            return Ok(());
+        }
+        let content = CLASS_CONTENT.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py
+                .import("joblite.hashing._registry")?
+                .getattr("class_content")?
+                .unbind())
+        })?;
+        let content = content.bind(py).call1((ty,))?;
+        let mut sub = Encoder::bare(Algorithm::Blake3);
+        let level = self.class_stack.len();
+        let outer_stack = std::mem::take(&mut self.on_stack);
+        let outer_escape = std::mem::replace(&mut self.class_escape, usize::MAX);
+        self.class_stack.push(key);
+        let walked = self.walk(&content, &mut sub);
+        self.class_stack.pop();
+        self.on_stack = outer_stack;
+        let escape = std::mem::replace(&mut self.class_escape, outer_escape);
+        self.class_escape = self.class_escape.min(escape);
+        if let Err(err) = walked {
+            let unhashable = UNHASHABLE.import(py, "joblite.exceptions", "UnhashableError")?;
+            if err.is_instance(py, unhashable) {
+                let inner: String = self.path.iter().rev().map(String::as_str).collect();
+                self.path.clear();
+                if strict {
+                    // Never refuse what joblib hashes (it keys a class by its name): key it so,
+                    // and say so, as for a cached closure that captured such a value.
+                    let message = format!(
+                        "{qualname} is defined in a function or a script, so joblite keys it by \
+                         what it does, but its namespace holds a value that cannot be hashed (at \
+                         {qualname}{inner}: {}); it is keyed by its name alone, as joblib does, \
+                         so an edited class, or two classes of one factory, may share cached \
+                         results. Teach joblite that type with joblite.register_hash_handler.",
+                        err.value(py)
+                            .getattr("reason")
+                            .map(|r| r.to_string())
+                            .unwrap_or_else(|_| err.value(py).to_string())
+                    );
+                    let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+                    let text =
+                        std::ffi::CString::new(message.replace('\0', " ")).unwrap_or_default();
+                    PyErr::warn(py, &category, &text, 1)?;
+                }
+                enc.tag(tag::GLOBAL);
+                enc.bytes(module.as_bytes());
+                enc.bytes(qualname.as_bytes());
+                return Ok(());
+            }
+            self.path.push(format!(".<class {qualname}>"));
+            return Err(err);
+        }
+        let digest = sub.finish_reset();
+        enc.tag(CLASS_BY_VALUE);
+        enc.bytes(module.as_bytes());
+        enc.bytes(qualname.as_bytes());
+        enc.raw(&digest);
+        if escape >= level {
+            // no reference to a class outside this one: the digest is the same wherever the
+            // class is met, so it is kept for the rest of the walk
+            self.classes
+                .insert(key, (ty.clone().into_any().unbind(), digest));
+        }
+        Ok(())
     }
 
     /// The values captured by a function's closure, in the order of `co_freevars`.
@@ -645,6 +806,28 @@ impl<'py> Walker<'py> {
         let py = self.py;
         let co_code = code.getattr(intern!(py, "co_code"))?;
         enc.bytes(co_code.cast::<PyBytes>()?.as_bytes());
+        // The signature: `lambda *a: a` and `lambda a: a` share their bytecode, as do
+        // `lambda a=1, b=2: a - b` and `lambda b=1, a=2: b - a` (called with keywords).
+        let count =
+            |name: &Bound<'py, PyString>| -> PyResult<usize> { code.getattr(name)?.extract() };
+        let argcount = count(intern!(py, "co_argcount"))?;
+        let posonly = count(intern!(py, "co_posonlyargcount"))?;
+        let kwonly = count(intern!(py, "co_kwonlyargcount"))?;
+        let flags: u64 = code.getattr(intern!(py, "co_flags"))?.extract()?;
+        let flags = flags & CALL_FLAGS;
+        enc.len(argcount);
+        enc.len(posonly);
+        enc.len(kwonly);
+        enc.u64(flags);
+        let nargs =
+            argcount + kwonly + usize::from(flags & 0x04 != 0) + usize::from(flags & 0x08 != 0);
+        let varnames = code.getattr(intern!(py, "co_varnames"))?;
+        let varnames = varnames.cast::<PyTuple>()?;
+        let nargs = nargs.min(varnames.len());
+        enc.len(nargs);
+        for name in varnames.iter().take(nargs) {
+            enc.bytes(name.cast::<PyString>()?.to_str()?.as_bytes());
+        }
         self.walk(&code.getattr(intern!(py, "co_names"))?, enc)?;
         let consts = code.getattr(intern!(py, "co_consts"))?;
         let consts = consts.cast::<PyTuple>()?;
@@ -693,9 +876,22 @@ impl<'py> Walker<'py> {
                 .getattr(intern!(py, "__module__"))
                 .and_then(|m| Ok(m.str()?.to_string()))
                 .unwrap_or_default();
+            let name = name.to_str()?;
+            if !found_by_name(py, obj, &module, name) {
+                if let Ok(wrapped) = obj.getattr(intern!(py, "__wrapped__")) {
+                    // a wrapper pickled by a name that does not lead to it (an lru_cache of a
+                    // closure): what it wraps is content, or two such wrappers share a key
+                    enc.tag(WRAPPED);
+                    enc.bytes(module.as_bytes());
+                    enc.bytes(name.as_bytes());
+                    return self
+                        .walk(&wrapped, enc)
+                        .inspect_err(|_| self.path.push(".__wrapped__".into()));
+                }
+            }
             enc.tag(tag::GLOBAL);
             enc.bytes(module.as_bytes());
-            enc.bytes(name.to_str()?.as_bytes());
+            enc.bytes(name.as_bytes());
             return Ok(());
         }
         let parts = reduced.cast::<PyTuple>().map_err(|_| {
@@ -765,6 +961,87 @@ impl<'py> Walker<'py> {
     }
 }
 
+/// Whether `obj` is what its module and qualified name lead to (as pickle finds a function
+/// or class by reference); anything else (a function or class made by a factory under a fixed
+/// name, a definition later replaced under its name, a module not in `sys.modules`) is
+/// hashed by value.
+fn found_by_name(py: Python<'_>, obj: &Bound<'_, PyAny>, module: &str, qualname: &str) -> bool {
+    let find = || -> PyResult<bool> {
+        let modules = py
+            .import(intern!(py, "sys"))?
+            .getattr(intern!(py, "modules"))?;
+        let Some(mut found) = modules.cast::<PyDict>()?.get_item(module)? else {
+            return Ok(false);
+        };
+        for part in qualname.split('.') {
+            found = found.getattr(part)?;
+        }
+        Ok(found.is(obj))
+    };
+    find().unwrap_or(false)
+}
+
+/// An address in the current stack frame (stacks grow down on every supported platform).
+#[inline(never)]
+fn stack_position() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+/// Bytes of native stack a walk starting at `base` may use: what is left of this thread's
+/// stack less a red zone for the Python code the walk calls (reductions, handlers), where the
+/// stack's bounds are known; 1 MiB elsewhere.
+fn stack_budget(base: usize) -> usize {
+    #[cfg(target_os = "linux")]
+    if let Some(lowest) = linux_stack_lowest() {
+        let remaining = base.saturating_sub(lowest);
+        return remaining - (remaining / 4).min(256 << 10);
+    }
+    let _ = base;
+    1 << 20
+}
+
+#[cfg(target_os = "linux")]
+thread_local! {
+    /// The lowest address of this thread's stack, looked up once per thread: for the main
+    /// thread glibc reads `/proc/self/maps` to answer, which costs far more than a hash.
+    static STACK_LOWEST: std::cell::Cell<Option<Option<usize>>> = const { std::cell::Cell::new(None) };
+}
+
+/// The lowest address of the current thread's stack (cached per thread).
+#[cfg(target_os = "linux")]
+fn linux_stack_lowest() -> Option<usize> {
+    STACK_LOWEST.with(|cell| {
+        if let Some(known) = cell.get() {
+            return known;
+        }
+        let found = query_stack_lowest();
+        cell.set(Some(found));
+        found
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn query_stack_lowest() -> Option<usize> {
+    // SAFETY: `attr` is a plain C struct that pthread_getattr_np initialises on success (and
+    // that we destroy only then); `addr` and `size` are out-parameters of the right types.
+    // pthread_self() is always a valid handle for the calling thread.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 || addr.is_null() {
+            return None;
+        }
+        Some(addr as usize)
+    }
+}
+
 /// Every name in `co_names` of a code object and of the code objects among its constants.
 fn collect_names(code: &Bound<'_, PyAny>, out: &mut Vec<String>) -> PyResult<()> {
     let py = code.py();
@@ -803,6 +1080,7 @@ fn hash(
             Algorithm::NAMES.map(|n| format!("'{n}'")).join(", ")
         ))
     })?;
+    let stack_base = stack_position();
     let mut walker = Walker {
         py,
         numpy: numpy_types(py)?,
@@ -812,6 +1090,11 @@ fn hash(
         path: Vec::new(),
         spare: Vec::new(),
         handlers: HashMap::new(),
+        classes: HashMap::new(),
+        stack_base,
+        stack_budget: stack_budget(stack_base),
+        class_stack: Vec::new(),
+        class_escape: usize::MAX,
     };
     let mut enc = Encoder::new(algorithm);
     match walker.walk(obj, &mut enc) {

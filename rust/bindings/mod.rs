@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod buffers;
 mod core_threads;
 mod delayed;
 mod errors;

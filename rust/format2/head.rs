@@ -7,6 +7,7 @@
 use std::io::Write;
 
 use super::chunk::{lz4_header, LZ4_BLOCK_MAX, LZ4_MAGIC};
+use super::source::Window;
 use super::{corrupt, Codec, Error};
 use crate::error::truncated;
 
@@ -150,12 +151,6 @@ pub fn sniff(head: &[u8]) -> Option<Codec> {
     }
 }
 
-/// Reads more bytes on demand: `fetch(len)` returns the dump's first `len` bytes (fewer at
-/// the end of the data).
-pub trait Prefix {
-    fn prefix(&mut self, len: usize) -> Result<&[u8], Error>;
-}
-
 /// Whether the start of the raw stream is a format-2 `H` start; its index length then.
 fn h_index_len(raw: &[u8]) -> Option<u64> {
     if raw.len() < H_PREFIX_LEN || raw[..3] != [0x80, 5, 0x8e] {
@@ -173,9 +168,11 @@ pub struct Found {
     pub base: u64,
 }
 
-/// Finds and unframes the header unit of a dump; Ok(None) when the dump is not format 2
-/// (a joblib file, say). `limit` bounds the index length believed (the data's size).
-pub fn find(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error> {
+/// Finds and unframes the header unit of the dump `src` starts with; Ok(None) when the
+/// dump is not format 2 (a joblib file, say). The index length believed is bounded by the
+/// bytes the window holds.
+pub fn find(src: &mut Window<'_>) -> Result<Option<Found>, Error> {
+    let limit = src.avail();
     let found = find_framed(src, limit)?;
     if found.is_none() && damaged_opening(src)? {
         // Not refused, a flipped bit in the opening would send the file to the joblib
@@ -184,7 +181,34 @@ pub fn find(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error> {
             "it holds a joblite format-2 index but its opening bytes are damaged",
         ));
     }
+    if found.is_none() && skippable_frame(src.prefix(4)?) {
+        // joblite's zstd dumps start with a skippable frame, and no joblib format does (a
+        // plain zstd stream, which a registered compressor may write, is left to those)
+        return Err(corrupt(
+            "it starts with a zstd skippable frame, as a joblite zstd dump does, but is not \
+             a readable one: the file is damaged or truncated (joblib cannot read zstd files \
+             at all)",
+        ));
+    }
     Ok(found)
+}
+
+/// Whether `head` starts with the magic of a zstd skippable frame (0x184D2A50..5F).
+fn skippable_frame(head: &[u8]) -> bool {
+    head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == ZSTD_NOTE_MAGIC[1..4]
+}
+
+/// Where the index starts in a dump of `codec` whose header unit is stored as is (its
+/// length field is the 8 bytes before); None for bz2 / xz, whose header unit is compressed.
+pub fn index_at(codec: Codec) -> Option<usize> {
+    Some(match codec {
+        Codec::None => H_PREFIX_LEN,
+        Codec::Zlib => 2 + 5 + H_PREFIX_LEN,
+        Codec::Gzip => 10 + 5 + H_PREFIX_LEN,
+        Codec::Lz4 => 7 + 4 + H_PREFIX_LEN,
+        Codec::Zstd => ZSTD_NOTE_LEN + 13 + 3 + H_PREFIX_LEN,
+        Codec::Bz2 | Codec::Xz => return None,
+    })
 }
 
 /// Bytes an opening must hold at an offset.
@@ -195,14 +219,15 @@ type FixedBytes = (usize, Vec<u8>);
 fn stored_openings() -> [(usize, Vec<FixedBytes>); 5] {
     let proto = vec![0x80, 5, 0x8e];
     let note = zstd_note();
+    let at = |codec| index_at(codec).expect("stored header unit");
     [
-        (H_PREFIX_LEN, vec![(0, proto.clone())]),
+        (at(Codec::None), vec![(0, proto.clone())]),
         (
-            2 + 5 + H_PREFIX_LEN,
+            at(Codec::Zlib),
             vec![(0, vec![0x78]), (2, vec![0]), (7, proto.clone())],
         ),
         (
-            10 + 5 + H_PREFIX_LEN,
+            at(Codec::Gzip),
             vec![
                 (0, vec![0x1f, 0x8b, 8, 0]),
                 (10, vec![0]),
@@ -210,11 +235,11 @@ fn stored_openings() -> [(usize, Vec<FixedBytes>); 5] {
             ],
         ),
         (
-            7 + 4 + H_PREFIX_LEN,
+            at(Codec::Lz4),
             vec![(0, lz4_header().to_vec()), (11, proto.clone())],
         ),
         (
-            ZSTD_NOTE_LEN + 13 + 3 + H_PREFIX_LEN,
+            at(Codec::Zstd),
             vec![
                 (0, note[..8].to_vec()),
                 (ZSTD_NOTE_LEN, [&ZSTD_MAGIC[..], &[0xe0]].concat()),
@@ -229,7 +254,7 @@ fn stored_openings() -> [(usize, Vec<FixedBytes>); 5] {
 /// codec's (a joblib pickle of a dump's bytes can hold the magic at such an offset, behind
 /// a different opening), or (bz2, xz) a first stream that decodes to `H` once its magic,
 /// one or two bits off, is restored.
-fn damaged_opening(src: &mut dyn Prefix) -> Result<bool, Error> {
+fn damaged_opening(src: &mut Window<'_>) -> Result<bool, Error> {
     let head = src
         .prefix(ZSTD_NOTE_LEN + 13 + 3 + H_PREFIX_LEN + 8)?
         .to_vec();
@@ -273,7 +298,7 @@ fn damaged_opening(src: &mut dyn Prefix) -> Result<bool, Error> {
     Ok(false)
 }
 
-fn find_framed(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error> {
+fn find_framed(src: &mut Window<'_>, limit: u64) -> Result<Option<Found>, Error> {
     let head = src.prefix(64)?.to_vec();
     if head.len() < 3 && [0x80, 5, 0x8e].starts_with(&head) && !head.is_empty() {
         return Err(truncated("data ends inside the header"));
@@ -354,7 +379,7 @@ fn find_framed(src: &mut dyn Prefix, limit: u64) -> Result<Option<Found>, Error>
 /// boundaries) and the framed bytes they took, including the end of the header unit
 /// when `want` reaches it. None when the framing is not joblite's.
 fn unframe_stored(
-    src: &mut dyn Prefix,
+    src: &mut Window<'_>,
     codec: Codec,
     skip: usize,
     want: usize,
@@ -371,7 +396,7 @@ fn unframe_stored(
         Codec::Lz4 => (4, LZ4_BLOCK_MAX),
         _ => (3, ZSTD_BLOCK_MAX),
     };
-    let mut raw = Vec::with_capacity(want);
+    let mut raw = Vec::new(); // grows with the blocks really read, not with `want`
     let mut pos = skip;
     if codec == Codec::Zstd {
         let d = src.prefix(skip)?;
@@ -437,7 +462,7 @@ fn unframe_stored(
 }
 
 fn unframe_compressed(
-    src: &mut dyn Prefix,
+    src: &mut Window<'_>,
     codec: Codec,
     limit: u64,
     magic_ok: &dyn Fn(&[u8]) -> bool,

@@ -11,6 +11,9 @@ pub const BUFFER_ENTRY: usize = 24;
 pub const FLAG_MAPPED_WRITABLE: u8 = 1;
 /// Largest raw chunk a reader accepts.
 pub const MAX_CHUNK: u64 = 64 << 20;
+/// Most zero padding an index may carry after its tables (writers pad to align the data:
+/// tens of bytes), so that its fixed part bounds its length before the rest is read.
+pub const MAX_PADDING: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk {
@@ -45,6 +48,26 @@ pub struct Index {
 /// Index bytes needed for this many chunks and buffers (without padding).
 pub fn needed_len(n_chunks: usize, n_buffers: usize) -> usize {
     FIXED_LEN + CHUNK_ENTRY * n_chunks + BUFFER_ENTRY * n_buffers + 8
+}
+
+/// The index length that the fixed part `fixed` (its first [`FIXED_LEN`] bytes, not yet
+/// verified) allows: at least its tables, at most [`MAX_PADDING`] more. Lets a reader of a
+/// stream bound an index's declared length before reading (and verifying) it.
+pub fn length_range(fixed: &[u8]) -> Result<(u64, u64), Error> {
+    if fixed.len() < FIXED_LEN || fixed[..8] != MAGIC {
+        return Err(corrupt("not a joblite format-2 index"));
+    }
+    let need = tables_len(u64_at(fixed, 16), u64_at(fixed, 24))
+        .and_then(|t| t.checked_add((FIXED_LEN + 8) as u64))
+        .ok_or_else(|| corrupt("index tables overflow"))?;
+    Ok((need, need.saturating_add(MAX_PADDING)))
+}
+
+/// Bytes of the chunk and buffer tables, None on overflow.
+fn tables_len(n_chunks: u64, n_buffers: u64) -> Option<u64> {
+    n_chunks
+        .checked_mul(CHUNK_ENTRY as u64)?
+        .checked_add(n_buffers.checked_mul(BUFFER_ENTRY as u64)?)
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -139,15 +162,16 @@ impl Index {
         let stored_len = u64_at(bytes, 40);
         let stored_base = u64_at(bytes, 48);
         let room = (body.len() - FIXED_LEN) as u64;
-        let need = n_chunks
-            .checked_mul(CHUNK_ENTRY as u64)
-            .and_then(|a| {
-                n_buffers
-                    .checked_mul(BUFFER_ENTRY as u64)
-                    .and_then(|b| a.checked_add(b))
-            })
+        let need = tables_len(n_chunks, n_buffers)
             .filter(|&n| n <= room)
             .ok_or_else(|| corrupt("index tables do not fit in the index"))?;
+        if room - need > MAX_PADDING {
+            return Err(Error::LimitExceeded {
+                what: "index padding",
+                declared: room - need,
+                limit: Some(MAX_PADDING),
+            });
+        }
         if body[FIXED_LEN + need as usize..].iter().any(|&b| b != 0) {
             return Err(corrupt("index padding is not zero"));
         }

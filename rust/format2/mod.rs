@@ -7,6 +7,7 @@
 //! - [`head`] frames the header unit (the pickle prefix holding the index) for each codec,
 //!   and finds it again;
 //! - [`index`] is the index's layout and validation;
+//! - [`source`] is where a dump's bytes come from (a file, memory), for every reader;
 //! - [`write`] and [`read`] put it together, on all cores.
 
 pub mod chunk;
@@ -15,6 +16,7 @@ pub mod head;
 pub mod index;
 pub mod pickle_scan;
 pub mod read;
+pub mod source;
 pub mod write;
 
 /// The error type of format 2 is the core's one file-format error (`rust/error.rs`).

@@ -1,45 +1,101 @@
 //! Reading a format-2 dump: the plan (which chunks a buffer owns, which hold the pickle
 //! stream), and decoding any set of chunks into their destinations on all cores.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use rayon::prelude::*;
 
-use super::index::{Chunk, Index};
+use super::head;
+use super::index::{self, Chunk, Index};
+pub use super::source::Source;
+use super::source::Window;
 use super::{checksum, chunk, corrupt, Codec, Error};
 use crate::error::invalid;
 
-/// Where a dump's bytes come from.
-pub trait Source: Sync {
-    /// Fills `buf` from `offset` (absolute), or fails with UnexpectedEof.
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
-    /// The bytes at `offset..offset+len` when they are in memory already.
-    fn slice(&self, _offset: u64, _len: usize) -> Option<&[u8]> {
-        None
-    }
+/// A dump found in a source: how to read it back, the bytes it takes, and (uncompressed)
+/// where its index lies.
+pub struct Opened {
+    pub plan: Plan,
+    /// bytes the dump takes, from its first byte
+    pub dump_len: u64,
+    /// absolute offset of the index in an uncompressed dump
+    pub index_offset: Option<u64>,
 }
 
-impl Source for File {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.read_exact_at(buf, offset)
+/// Opens the dump that starts at `start` of `src`: finds and validates its header unit,
+/// index and trailer. Ok(None) when it is not format 2 (a joblib file, say).
+pub fn open(src: &dyn Source, start: u64) -> Result<Option<Opened>, Error> {
+    if start >= src.len() {
+        return Ok(None);
     }
+    let mut window = Window::new(src, start, src.len());
+    let avail = window.avail();
+    let Some(found) = head::find(&mut window)? else {
+        return Ok(None);
+    };
+    let idx = match Index::decode(&found.index, found.codec, found.base, avail) {
+        Err(Error::NotThisFormat(_)) => return Ok(None), // another codec's decompressed output
+        other => other?,
+    };
+    let dump_len = found.base + idx.stored_len + idx.codec.trailer_len();
+    let index_offset = (idx.codec == Codec::None).then_some(start + head::H_PREFIX_LEN as u64);
+    let plan = Plan::new(idx, start + found.base);
+    plan.check_trailer(src, &head::raw_header(&found.index))?;
+    Ok(Some(Opened {
+        plan,
+        dump_len,
+        index_offset,
+    }))
 }
 
-impl Source for &[u8] {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        match self.slice(offset, buf.len()) {
-            Some(s) => {
-                buf.copy_from_slice(s);
-                Ok(())
-            }
-            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
-        }
+/// How many bytes the dump that `data` starts with takes, judged from the bytes read so
+/// far (`data`, from the dump's first byte): for a reader of a stream (a socket, a
+/// decompressor) that must not read past the dump nor trust a size before it is verified.
+/// Too short to see the index's fixed part: the bytes up to its end; with it, the header
+/// unit's length (its index length bounded by the tables the fixed part declares); with the
+/// whole header unit, the dump's length (the index verified first). Ok(None) when `data`
+/// does not start a format-2 dump whose header unit is stored as is (bz2 and xz compress
+/// theirs: their length is not known before decoding).
+pub fn stream_len(data: &[u8]) -> Result<Option<u64>, Error> {
+    let Some(codec) = head::sniff(data) else {
+        return Ok(None);
+    };
+    let Some(at) = head::index_at(codec) else {
+        return Ok(None);
+    };
+    let Some(fixed) = data.get(at..at + index::FIXED_LEN) else {
+        return Ok(Some((at + index::FIXED_LEN) as u64));
+    };
+    if fixed[..8] != index::MAGIC || fixed[12] != codec as u8 {
+        return Ok(None);
     }
-    fn slice(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        let start = usize::try_from(offset).ok()?;
-        self.get(start..start.checked_add(len)?)
+    let n = u64::from_le_bytes(data[at - 8..at].try_into().expect("8 bytes"));
+    let (least, most) = index::length_range(fixed)?;
+    if n < least {
+        return Err(corrupt("index tables do not fit in the index"));
     }
+    let too_long = Error::LimitExceeded {
+        what: "an index",
+        declared: n,
+        limit: Some(most),
+    };
+    if n > most {
+        return Err(too_long);
+    }
+    let framed = usize::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_add(head::H_OVERHEAD))
+        .filter(|h| h.checked_mul(2).is_some()) // room for the framing's arithmetic
+        .and_then(|h| head::framed_len(codec, h))
+        .ok_or(too_long)?;
+    if data.len() < framed {
+        return Ok(Some(framed as u64));
+    }
+    let src: &[u8] = data;
+    let Some(found) = head::find(&mut Window::new(&src, 0, framed as u64))? else {
+        return Ok(None);
+    };
+    // `decode` checks that these sizes add up without overflow
+    let idx = Index::decode(&found.index, codec, found.base, u64::MAX)?;
+    Ok(Some(found.base + idx.stored_len + codec.trailer_len()))
 }
 
 /// The pickle stream joblite's unpickler reads, and per buffer its bytes when it owns no
@@ -242,9 +298,7 @@ impl Plan {
         let h_len = h.len() as u64;
         let want =
             super::write::trailer_bytes(idx.codec, h, idx.trailer as u32, idx.raw_len - h_len);
-        let mut got = vec![0u8; n];
-        src.read_at(self.data_start + idx.stored_len, &mut got)
-            .map_err(Error::from_read)?;
+        let got = src.read_vec(self.data_start + idx.stored_len, n, 0)?;
         if got != want {
             return Err(corrupt(format!(
                 "the {} trailer does not match the index: the file is damaged",
@@ -359,28 +413,105 @@ pub fn decode_chunks(
     let one = |(c, dst): (Chunk, &mut [u8])| -> Result<(), Error> {
         let at = data_start + c.stored_off;
         if codec == Codec::None {
-            src.read_at(at, dst).map_err(Error::from_read)?;
+            src.read_at(at, dst)?;
             if verify && checksum(dst) != c.xxh3 {
                 return Err(mismatch(&c, codec));
             }
             return Ok(());
         }
-        let n = c.stored_len as usize;
-        let mut stored = Vec::new();
-        stored
-            .try_reserve_exact(n + 2)
-            .map_err(|_| no_memory(n + 2, "a chunk"))?;
-        match src.slice(at, n) {
-            Some(s) => stored.extend_from_slice(s),
-            None => {
-                stored.resize(n, 0);
-                src.read_at(at, &mut stored).map_err(Error::from_read)?;
-            }
-        }
+        // room for the final empty deflate block that `chunk::decode` appends
+        let mut stored = src.read_vec(at, c.stored_len as usize, 2)?;
         if verify && checksum(&stored) != c.xxh3 {
             return Err(mismatch(&c, codec));
         }
         chunk::decode(codec, &mut stored, dst)
     };
     crate::core_threads::install(|| tasks.into_par_iter().with_max_len(1).try_for_each(one))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format2::index::needed_len;
+
+    /// An uncompressed dump of the pickle `N.` (None) with `pad` bytes of index padding.
+    fn tiny_dump(pad: usize) -> Vec<u8> {
+        let data = b"N.";
+        let index_len = needed_len(1, 0) + pad;
+        let h_len = (index_len + head::H_OVERHEAD) as u64;
+        let idx = Index {
+            codec: Codec::None,
+            flags: 0,
+            raw_len: h_len + 2,
+            stored_len: 2,
+            base: 0,
+            trailer: 0,
+            chunks: vec![Chunk {
+                stored_off: 0,
+                stored_len: 2,
+                raw_off: h_len,
+                raw_len: 2,
+                xxh3: checksum(data),
+            }],
+            buffers: vec![],
+        };
+        let mut out = head::raw_header(&idx.encode(index_len).unwrap());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn stream_len_bounds_then_verifies() {
+        let dump = tiny_dump(0);
+        let h_len = dump.len() as u64 - 2;
+        let fixed = head::H_PREFIX_LEN + index::FIXED_LEN;
+        // too short to see the index's fixed part: read up to its end
+        assert_eq!(stream_len(&dump[..5]).unwrap(), Some(fixed as u64));
+        assert_eq!(stream_len(&dump[..fixed]).unwrap(), Some(h_len));
+        assert_eq!(
+            stream_len(&dump[..h_len as usize]).unwrap(),
+            Some(h_len + 2)
+        );
+        let mut more = dump.clone();
+        more.extend_from_slice(b"next message");
+        assert_eq!(stream_len(&more).unwrap(), Some(h_len + 2));
+        assert_eq!(
+            stream_len(b"\x80\x04\x95 a joblib pickle ....").unwrap(),
+            None
+        );
+        // an index length past its tables' bound, or short of them: refused unread
+        let n = u64::from_le_bytes(dump[3..11].try_into().unwrap());
+        for (bad, long) in [(n + index::MAX_PADDING + 1, true), (n - 1, false)] {
+            let mut d = dump.clone();
+            d[3..11].copy_from_slice(&bad.to_le_bytes());
+            let e = stream_len(&d[..fixed]).unwrap_err();
+            assert_eq!(matches!(e, Error::LimitExceeded { .. }), long, "{e}");
+        }
+        // a damaged index is never believed
+        let mut d = dump.clone();
+        d[head::H_PREFIX_LEN + 40] ^= 1; // stored_len
+        assert!(matches!(stream_len(&d), Err(Error::Checksum { .. })));
+        // the whole dump opens and reads back
+        let src: &[u8] = &dump;
+        let opened = open(&src, 0).unwrap().unwrap();
+        assert_eq!(opened.dump_len, h_len + 2);
+        let (stream, _) = opened.plan.stream(&src, true).unwrap();
+        assert_eq!(stream.to_vec(), b"\x80\x05N.");
+    }
+
+    #[test]
+    fn index_padding_is_bounded() {
+        let small = tiny_dump(index::MAX_PADDING as usize);
+        let src: &[u8] = &small;
+        assert!(open(&src, 0).unwrap().is_some());
+        let big = tiny_dump(index::MAX_PADDING as usize + 8);
+        let src: &[u8] = &big;
+        assert!(matches!(
+            open(&src, 0),
+            Err(Error::LimitExceeded {
+                what: "index padding",
+                ..
+            })
+        ));
+    }
 }

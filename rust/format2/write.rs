@@ -233,7 +233,7 @@ pub fn trailer_bytes(codec: Codec, h: &[u8], body: u32, body_len: u64) -> Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format2::read::{Plan, Source};
+    use crate::format2::read::Source;
     use std::io::Cursor;
 
     #[test]
@@ -265,19 +265,12 @@ mod tests {
             let n = write(&mut cur, codec, 3, &layout).unwrap();
             let bytes = cur.into_inner();
             assert_eq!(n as usize, bytes.len());
-            struct P<'a>(&'a [u8]);
-            impl head::Prefix for P<'_> {
-                fn prefix(&mut self, len: usize) -> Result<&[u8], Error> {
-                    Ok(&self.0[..len.min(self.0.len())])
-                }
-            }
-            let found = head::find(&mut P(&bytes), bytes.len() as u64)
-                .unwrap()
-                .unwrap_or_else(|| panic!("{codec:?} {:?}", &bytes[..40]));
-            assert_eq!(found.codec, codec);
-            let idx = Index::decode(&found.index, codec, found.base, bytes.len() as u64).unwrap();
-            let plan = Plan::new(idx, found.base);
             let src: &[u8] = &bytes;
+            let plan = crate::format2::read::open(&src, 0)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{codec:?} {:?}", &bytes[..40]))
+                .plan;
+            assert_eq!(plan.index.codec, codec);
             let (stream, small) = plan.stream(&src as &dyn Source, true).unwrap();
             assert_eq!(stream.to_vec(), b"\x80\x05]\x97.");
             assert!(small[0].is_none());

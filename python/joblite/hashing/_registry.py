@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import types
 import weakref
 from typing import Any, Callable, Optional, TypeVar, Union
 
@@ -27,7 +28,9 @@ Handler = Callable[[Any], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _lock = threading.RLock()
-_handlers: dict[type, Handler] = {}
+#: a read-only view of a dict (a dataclass field's ``metadata``, a class's ``__dict__``) is
+#: the dict it shows; pickle refuses it
+_handlers: dict[type, Handler] = {types.MappingProxyType: dict}
 #: top-level module name -> registration functions still to run
 _lazy: dict[str, list[Callable[[], None]]] = {}
 #: type -> its handler (None: no handler), filled by handler_for, emptied by registrations
@@ -186,3 +189,79 @@ def slot_state(obj: Any, library: str) -> dict:
             except AttributeError:  # an unset slot
                 continue
     return found
+
+
+#: co_flags bits that change how a function is called or what a call returns
+_CALL_FLAGS = 0x04 | 0x08 | 0x20 | 0x80 | 0x100 | 0x200
+
+
+def _code_content(code: types.CodeType) -> tuple:
+    """A code object met as a value (a ``ForwardRef``'s compiled annotation, a code constant
+    kept in a class): what it runs, as the walk of a function reads it (positions left out)."""
+    flags = code.co_flags & _CALL_FLAGS
+    n = code.co_argcount + code.co_kwonlyargcount + bool(flags & 0x04) + bool(flags & 0x08)
+    signature = (code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, flags)
+    return (code.co_code, signature, code.co_varnames[:n], code.co_names, code.co_consts)
+
+
+_handlers[types.CodeType] = _code_content
+
+
+@register_hash_handler_lazy("typing")
+def _typing_handlers() -> None:
+    import typing
+
+    def forward_ref(ref: Any) -> tuple:
+        # what it names, not the value evaluating it cached (filled on first use)
+        return (ref.__forward_arg__, getattr(ref, "__forward_module__", None))
+
+    register_hash_handler(typing.ForwardRef, forward_ref)
+
+
+#: class attributes that are not what the class does: names and text (cosmetic edits keep the
+#: key), the per-instance slot machinery, and caches that pickle or abc fill in on first use
+_CLASS_NOISE = frozenset(
+    {
+        "__dict__",
+        "__weakref__",
+        "__module__",
+        "__qualname__",
+        "__doc__",
+        "__firstlineno__",
+        "__static_attributes__",
+        "__slotnames__",
+        "_abc_impl",
+        "__abstractmethods__",
+        "__parameters__",
+    }
+)
+
+
+def class_content(cls: type) -> tuple:
+    """What a class defined where it cannot be found by name does: its bases and the items of
+    its namespace (methods by value, class attributes), for the walk of a class defined in a
+    function (``make.<locals>.Scaler``) or in a script's ``__main__``.
+
+    Two classes made by one factory with different captured values, or a script's class whose
+    methods or class attributes were edited between runs, so give different keys. Descriptors
+    pickle cannot store are replaced by the functions they hold; the slot descriptors and the
+    caches filled in on first use (``__slotnames__``, ``_abc_impl``) are left out.
+    """
+    items: dict = {}
+    for name, value in vars(cls).items():
+        if name in _CLASS_NOISE:
+            continue
+        kind = type(value)
+        if kind is staticmethod or kind is classmethod:
+            value = (kind.__name__, value.__func__)
+        elif isinstance(value, property):
+            value = ("property", value.fget, value.fset, value.fdel)
+        elif kind.__name__ in ("member_descriptor", "getset_descriptor") and kind.__module__ in (
+            "builtins",
+            None,
+        ):
+            continue  # the slots themselves, spelled by __slots__
+        elif kind.__name__ == "cached_property" and kind.__module__ == "functools":
+            value = ("cached_property", value.func)
+        items[name] = value
+    return (cls.__bases__, items)

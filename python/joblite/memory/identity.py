@@ -125,6 +125,19 @@ def _code_fingerprint(code: Any) -> str:
     return h.hexdigest()
 
 
+#: co_flags bits that change how a function is called or what a call returns
+_CALL_FLAGS = 0x04 | 0x08 | 0x20 | 0x80 | 0x100 | 0x200
+
+
+def _signature_text(code: Any) -> str:
+    """The parameters of a code object: counts, ``*args``/``**kwargs`` and generator kinds
+    (from ``co_flags``), and the parameter names (keyword calls bind by name)."""
+    flags = code.co_flags & _CALL_FLAGS
+    n = code.co_argcount + code.co_kwonlyargcount + bool(flags & 0x04) + bool(flags & 0x08)
+    names = ",".join(code.co_varnames[:n])
+    return f"{code.co_argcount}/{code.co_posonlyargcount}/{code.co_kwonlyargcount}/{flags}/{names}"
+
+
 #: instructions that only carry positions, tracing hooks or padding: not behaviour
 _NOT_BEHAVIOUR = frozenset({"NOP", "RESUME", "CACHE", "EXTENDED_ARG", "RESUME_CHECK"})
 _JUMPS = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
@@ -287,6 +300,10 @@ def func_code(func: Callable) -> str:
         parts.append(f"ast:{_syntax_digest(source)}")
     for code_obj, owner in codes:
         parts.append(f"bytecode:{_bytecode_digest(code_obj)}")
+        if not parts[0].startswith("ast:"):
+            # without a syntax tree (a lambda, no source file) the signature is only in the
+            # code object: `lambda *a: len(a)` and `lambda a: len(a)` share their bytecode
+            parts.append(f"signature:{_signature_text(code_obj)}")
         # defaults live outside the code object (in the source's tree when there is one)
         defaults = (getattr(owner, "__defaults__", None), getattr(owner, "__kwdefaults__", None))
         parts.append(f"defaults:{_plain_text(defaults)}")

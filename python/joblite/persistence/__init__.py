@@ -377,7 +377,6 @@ def load(
             if mmap_mode is not None:
                 _warn_compressed(mmap_mode, path)
             return format2.load_reader(reader, None, mmap_mode, allow_pickle, verify, native)
-    _refuse_damaged_zstd(path, head)
     _log.debug("load: %s is not a joblite file; reading it as a joblib file", path)
     try:
         return joblib_compat.load(path, None, head, mmap_mode, not allow_pickle, None, native)
@@ -395,22 +394,6 @@ def load(
         raise CorruptFileError(path, f"damaged pickle stream ({type(e).__name__}: {e})") from e
 
 
-def _refuse_damaged_zstd(path: Optional[str], head: bytes) -> None:
-    """A file that starts as zstd (a skippable or a data frame) is never a joblib file:
-    when it is not a readable joblite dump either, it is damaged. (Without this, a flipped
-    bit in the joblite-zstd opening frame, which joblib readers see as a pickle, sent it to
-    the joblib reader and raised whatever unpickling the damaged bytes gave.)"""
-    zstd = head[:4] == b"\x28\xb5\x2f\xfd" or (
-        len(head) >= 4 and 0x50 <= head[0] <= 0x5F and head[1:4] == b"\x2a\x4d\x18"
-    )
-    if zstd and joblib_compat.detect(head) is None:
-        raise CorruptFileError(
-            path,
-            "it starts as a zstd stream but is not a readable joblite dump: the file is "
-            "damaged or truncated (joblib cannot read zstd files at all)",
-        )
-
-
 def _warn_compressed(mmap_mode: str, filename: Any) -> None:
     warnings.warn(
         f'mmap_mode "{mmap_mode}" is not compatible with compressed file {filename}. '
@@ -419,31 +402,14 @@ def _warn_compressed(mmap_mode: str, filename: Any) -> None:
     )
 
 
-def _read_exact(fobj: Any, n: int) -> bytes:
-    parts = []
-    while n > 0:
-        block = fobj.read(min(n, 16 << 20))
-        if not block:
-            break
-        parts.append(block)
-        n -= len(block)
-    return b"".join(parts)
-
-
-def _read_one_dump(fobj: Any) -> bytes:
-    """One uncompressed format-2 dump from a stream (a socket: never read past it), or, for
-    anything else, everything left."""
-    head = _read_exact(fobj, 11)
-    if head[:3] != b"\x80\x05\x8e" or len(head) < 11:
-        return head + fobj.read()
-    n = int.from_bytes(head[3:11], "little")
-    if n > 1 << 34:
-        return head + fobj.read()
-    index = _read_exact(fobj, n + 1)
-    if len(index) < 64 or index[:8] != b"JOBLITE\x02" or index[12] != 0:
-        return head + index + fobj.read()
-    stored = int.from_bytes(index[40:48], "little")
-    return head + index + _read_exact(fobj, stored)
+def _read_one_dump(fobj: Any, name: Optional[str]) -> Any:
+    """One format-2 dump from a stream (a socket: never read past it, nor trust a size
+    before it is verified), or, for anything else (bz2 / xz dumps included), everything
+    left."""
+    data, is_dump = format2.read_one_dump(fobj, name)
+    if not is_dump:
+        data += fobj.read()
+    return data
 
 
 def _load_fileobj(fobj: Any, allow_pickle: bool, mmap_mode: Optional[str] = None) -> Any:
@@ -470,7 +436,7 @@ def _load_fileobj(fobj: Any, allow_pickle: bool, mmap_mode: Optional[str] = None
         start = fobj.tell()
     except (OSError, AttributeError, ValueError):
         start = None
-    data = fobj.read() if start is not None else _read_one_dump(fobj)
+    data = fobj.read() if start is not None else _read_one_dump(fobj, name)
     view = memoryview(data)
     if view.nbytes == 0:
         raise CorruptFileError(name, "data is empty")
@@ -541,7 +507,6 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
         reader = format2.open_bytes(raw) if raw is not None else None
         if reader is not None:
             return format2.load_reader(reader, None, None, allow_pickle, True, True)
-    _refuse_damaged_zstd(None, head)
     try:
         return joblib_compat.load(None, bytes(view), head, None, not allow_pickle, None, True)
     except (KeyError, IndexError, EOFError, struct.error, pickle.UnpicklingError) as e:

@@ -425,38 +425,44 @@ def write_stream(value: Any, sink: Any, compressor: Callable[[Any], Any]) -> Non
         f.close()
 
 
-def read_stream(fobj: Any, name: Optional[str]) -> Optional[bytes]:
-    """The uncompressed dump a decompressor file object yields, or None if it is not format 2.
+def read_stream(fobj: Any, name: Optional[str]) -> Optional[bytearray]:
+    """The uncompressed dump a decompressor file object yields, or None if it is not format 2
+    (see :func:`read_one_dump`)."""
+    data, is_dump = read_one_dump(fobj, name)
+    return data if is_dump else None
 
-    The index is verified before its sizes are believed; memory grows only with the bytes the
-    decompressor really produces.
+
+def read_one_dump(fobj: Any, name: Optional[str]) -> tuple[bytearray, bool]:
+    """Read the dump a stream (a socket, a decompressor) starts with, and never past it:
+    ``(bytes read, True)``; ``(bytes read, False)`` when the stream does not start with a
+    dump whose header unit is stored as is (every codec but bz2 and xz, whose length is not
+    known before decoding; the caller decides what the rest is).
+
+    No declared size is believed before it is checked: the index's fixed part bounds the
+    index's length, and the verified index the dump's (``_core.f2_stream_len``); memory grows
+    only with the bytes the stream really delivers. A stream that ends early returns what it
+    gave (the reader then reports the truncation); a size past its bound raises
+    :class:`joblite.CorruptFileError` naming ``name``.
     """
-    head = fobj.read(11)
-    if len(head) < 11 or head[:3] != b"\x80\x05\x8e":
-        return None
-    n = int.from_bytes(head[3:11], "little")
-    first = fobj.read(min(n, 8) + 0)
-    if first != b"JOBLITE\x02"[: len(first)] or len(first) < 8:
-        return None
-    if n < _core.f2_index_len(0, 0) or n > 1 << 34:
-        raise CorruptFileError(name, "index length is impossible")
-    parts = [head, first]
-    got = 8
-    while got < n + 1:
-        block = fobj.read(min(n + 1 - got, 16 << 20))
+    data = bytearray()
+    want = 11 + 64  # uncompressed: PROTO, BINBYTES8, the index length, the index's fixed part
+    while True:
+        if not _read_into(fobj, data, want - len(data)):
+            return data, _core.f2_stream_len(data, name) is not None
+        want = _core.f2_stream_len(data, name)
+        if want is None:
+            return data, False
+        if want <= len(data):
+            return data, True
+
+
+def _read_into(fobj: Any, data: bytearray, n: int) -> bool:
+    """Append up to ``n`` bytes of ``fobj`` to ``data``, 16 MiB at a time (memory grows
+    with what arrives); False when the stream ended first."""
+    while n > 0:
+        block = fobj.read(min(n, 16 << 20))
         if not block:
-            raise CorruptFileError(name, "truncated: data ends inside the index")
-        parts.append(block)
-        got += len(block)
-    index = b"".join(parts)[11 : 11 + n]
-    if _core.xxh3_64(index[:-8]) != int.from_bytes(index[-8:], "little"):
-        raise CorruptFileError(name, "index checksum mismatch: the file is damaged")
-    raw_len = int.from_bytes(index[32:40], "little")
-    total = 11 + n + 1
-    while total < raw_len:
-        block = fobj.read(min(raw_len - total, 16 << 20))
-        if not block:
-            raise CorruptFileError(name, "truncated: data ends early")
-        parts.append(block)
-        total += len(block)
-    return b"".join(parts)
+            return False
+        data += block
+        n -= len(block)
+    return True

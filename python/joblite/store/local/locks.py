@@ -14,6 +14,50 @@ from ... import _files
 from .layout import LocalLayout
 
 _HOST = socket.gethostname()
+#: lock files this process holds (an owner pid equal to ours on any other lock file is a
+#: previous process that had our pid: a restarted container's, say)
+_held: set[tuple[int, int]] = set()
+_held_lock = threading.Lock()
+
+
+def _start_marker(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, with the boot's id), or ``"-"``
+    where ``/proc`` cannot say: a live process with the pid of a lock's dead owner (pids are
+    reused, soon in a container) started at another time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read(1024)
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            boot = f.read(64).strip()
+    except OSError:
+        return "-"
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if len(fields) < 20:
+        return "-"
+    return f"{fields[19].decode('ascii', 'replace')}@{boot[:8].decode('ascii', 'replace')}"
+
+
+_markers: dict[int, str] = {}
+
+
+def _own_marker() -> str:
+    """This process's start marker (computed once per process: a forked child has its own)."""
+    pid = os.getpid()
+    marker = _markers.get(pid)
+    if marker is None:
+        marker = _markers[pid] = _start_marker(pid)
+    return marker
+
+
+def _after_fork() -> None:
+    # a lock held by another thread at the fork would stay locked in the child forever
+    global _held, _held_lock
+    _held = set()
+    _held_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class LocalLocks(LocalLayout):
@@ -37,9 +81,12 @@ class LocalLocks(LocalLayout):
                     continue
                 return None
             try:
-                os.write(fd, f"{os.getpid()} {_HOST} {time.time():.3f}\n".encode())
+                os.write(fd, f"{os.getpid()} {_HOST} {time.time():.3f} {_own_marker()}\n".encode())
+                st = os.fstat(fd)
             finally:
                 os.close(fd)
+            with _held_lock:
+                _held.add((st.st_dev, st.st_ino))  # the file, however its path is spelled
             return path
         return None
 
@@ -47,7 +94,8 @@ class LocalLocks(LocalLayout):
         try:
             with open(path, "rb") as f:
                 text = f.read(256).decode("utf-8", "replace")
-            age = time.time() - os.stat(path).st_mtime
+            st = os.stat(path)
+            age = time.time() - st.st_mtime
         except OSError:
             return False  # released meanwhile: simply retry later
         if age > self.stale_lock_after:
@@ -55,15 +103,30 @@ class LocalLocks(LocalLayout):
         parts = text.split()
         if len(parts) >= 2 and parts[1] == _HOST:
             try:
-                return not _files.pid_alive(int(parts[0]))
+                pid = int(parts[0])
             except ValueError:
                 return age > 5.0
+            if pid == os.getpid():
+                # ours only if this process took it; otherwise a previous process with our
+                # pid (a restarted container) died holding it: waiting would wait on itself
+                with _held_lock:
+                    return (st.st_dev, st.st_ino) not in _held
+            if not _files.pid_alive(pid):
+                return True
+            if len(parts) >= 4 and parts[3] != "-":
+                # the pid runs, but is it the process that took the lock? (pid reuse)
+                now = _start_marker(pid)
+                return now != "-" and now != parts[3]
+            return False
         return False
 
     def release_lock(self, token: Any) -> None:
         """Remove a lock file this process created."""
         if isinstance(token, str):
             try:
+                st = os.stat(token)
+                with _held_lock:
+                    _held.discard((st.st_dev, st.st_ino))
                 os.unlink(token)
             except OSError:
                 pass

@@ -1,0 +1,253 @@
+"""Where a dump's bytes come from (a path, a file object, a stream): hostile sizes are
+never trusted before they are verified, and nothing blocks on a file that is not regular.
+
+Each test is a finding of issue 18's review (or a sibling of one).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+
+import joblite
+import numpy as np
+import pytest
+from joblite import CorruptFileError
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX only")
+def test_core_reader_refuses_a_fifo_without_blocking(tmp_path):
+    """The public load refuses a FIFO before the core sees it; the core must not block on
+    one either (a plain open of a FIFO with no writer waits forever)."""
+    fifo = tmp_path / "pipe.pkl"
+    os.mkfifo(fifo)
+    code = (
+        "import sys\n"
+        "from joblite import _core, CorruptFileError\n"
+        "try:\n"
+        "    _core.F2Reader.open(sys.argv[1])\n"
+        "except CorruptFileError as e:\n"
+        "    print(e.path == sys.argv[1], e.reason)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    same_path, reason = done.stdout.strip().split(" ", 1)
+    assert same_path == "True" and "FIFO" in reason, done.stdout
+
+
+def test_core_reader_refuses_a_directory(tmp_path):
+    from joblite import _core
+
+    with pytest.raises(CorruptFileError, match="directory") as exc:
+        _core.F2Reader.open(str(tmp_path))
+    assert exc.value.path == str(tmp_path)
+
+
+# a stream (a socket): load reads one dump and never past it, nor trusts a size unverified
+
+
+class NoEnd(io.RawIOBase):
+    """A stream like a socket whose peer keeps it open: ``data``, then a read that would
+    block forever (here it fails the test instead). No ``tell``: load must find the dump's
+    end by itself."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self.pos >= len(self.data) or n < 0:
+            raise AssertionError(f"read({n}) at {self.pos}: would block (read past the dump)")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += len(out)
+        return out
+
+    def tell(self) -> int:
+        raise OSError("not seekable")
+
+    def seek(self, *args: object) -> int:
+        raise OSError("not seekable")
+
+
+VALUE = {"x": np.arange(50_000.0), "s": "text"}
+NEXT = b"the next message on the socket"
+
+
+def test_stream_load_stops_at_the_dump_end():
+    src = NoEnd(joblite.dumps(VALUE) + NEXT)
+    got = joblite.load(src)
+    assert np.array_equal(got["x"], VALUE["x"]) and got["s"] == "text"
+    assert src.data[src.pos :] == NEXT
+
+
+def index_len_patched(declared: int) -> bytes:
+    blob = bytearray(joblite.dumps(VALUE))
+    struct.pack_into("<Q", blob, 3, declared)
+    return bytes(blob)
+
+
+@pytest.mark.parametrize("extra", [2 << 20, 1 << 33, (1 << 62)])
+def test_stream_index_length_is_bounded_before_reading(extra):
+    """An index length no table can fill is refused after the index's fixed part, never read
+    (on a socket it would block, or swallow the next messages; before the fix it read up to
+    16 GiB first)."""
+    blob = joblite.dumps(VALUE)
+    n = int.from_bytes(blob[3:11], "little")
+    src = NoEnd(index_len_patched(n + extra) + NEXT)
+    with pytest.raises(CorruptFileError, match="index"):
+        joblite.load(src)
+    assert src.pos <= 11 + 64
+
+
+def test_stream_stored_length_is_verified_before_reading():
+    """The data length in the index is believed only once the index checksum and tables are
+    verified (before the fix a damaged stored_len was trusted: read past the dump)."""
+    blob = bytearray(joblite.dumps(VALUE))
+    at = 11 + 40  # index field stored_len
+    stored = int.from_bytes(blob[at : at + 8], "little")
+    struct.pack_into("<Q", blob, at, stored + (1 << 30))
+    src = NoEnd(bytes(blob) + NEXT)
+    with pytest.raises(CorruptFileError, match="checksum"):
+        joblite.load(src)
+    # an attacker who recomputes the checksum: the chunk table still disagrees
+    from joblite import _core
+
+    n = int.from_bytes(blob[3:11], "little")
+    index = blob[11 : 11 + n]
+    struct.pack_into("<Q", blob, 11 + n - 8, _core.xxh3_64(bytes(index[:-8])))
+    src = NoEnd(bytes(blob) + NEXT)
+    with pytest.raises(CorruptFileError, match="cover"):
+        joblite.load(src)
+    assert src.pos <= 12 + n  # the header unit, never the declared data
+
+
+def test_truncated_stream_is_reported():
+    blob = joblite.dumps(VALUE)
+    for cut in (5, 40, 11 + 200, len(blob) - 1):
+        with pytest.raises(CorruptFileError):
+            joblite.load(io.BufferedReader(Unseekable(blob[:cut])))
+
+
+class Unseekable(io.RawIOBase):
+    """A stream that ends (a closed socket), without ``tell``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.src = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+        return self.src.readinto(b)
+
+    def tell(self) -> int:
+        raise OSError("not seekable")
+
+    def seek(self, *args: object) -> int:
+        raise OSError("not seekable")
+
+
+def test_lzma_stream_index_length_is_bounded(tmp_path):
+    """Sibling through a decompressor (compress="lzma"): a hostile index length over a
+    stream of zeros made load read (and keep) everything the decoder produced, 2x; now the
+    index's fixed part bounds it."""
+    import lzma
+
+    path = tmp_path / "bomb.pkl"
+    comp = lzma.LZMACompressor(format=lzma.FORMAT_ALONE, preset=1)
+    parts = [comp.compress(index_len_patched(1 << 33))]
+    zeros = bytes(16 << 20)
+    parts += [comp.compress(zeros) for _ in range(16)]  # 256 MiB once decoded
+    parts.append(comp.flush())
+    path.write_bytes(b"".join(parts))
+    assert path.stat().st_size < 1 << 20
+    code = (
+        "try:\n"
+        f"    joblite.load({str(path)!r})\n"
+        "except CorruptFileError as e:\n"
+        "    out['reason'] = e.reason\n"
+        "    out['path'] = e.path\n"
+    )
+    out = run_measured(code)
+    assert "index" in out["reason"] and out["path"] == str(path), out
+    assert out["rss_growth"] < 64 << 20, out
+
+
+def run_measured(code: str, timeout: float = 120) -> dict:
+    """Run ``code`` in a fresh interpreter; return what it put in ``out`` plus
+    ``rss_growth`` (bytes of peak resident memory it added)."""
+    import json
+
+    script = (
+        "import json, resource\n"
+        "import numpy as np, joblite\n"
+        "from joblite import CorruptFileError\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "out = {}\n" + code + "\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "out['rss_growth'] = (after - before) * 1024\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# one home for "starts as zstd but is no readable dump" (it was checked in Python and Rust)
+
+
+@pytest.mark.parametrize("first", [0x50, 0x54, 0x5F])
+def test_damaged_zstd_opening_is_refused(tmp_path, first):
+    """A joblite zstd dump whose skippable note frame and index magic are both damaged (so
+    no bit-distance rule applies) is refused as damaged, never read as a joblib pickle."""
+    blob = bytearray(joblite.dumps(VALUE, compress="zstd"))
+    assert blob[:4] == b"\x55\x2a\x4d\x18"
+    blob[0] = first
+    blob[8:40] = bytes(32)  # the note's text: no longer joblite's note
+    at = blob.find(b"JOBLITE\x02")
+    blob[at : at + 8] = b"XXXXXXXX"
+    path = tmp_path / "z.pkl"
+    path.write_bytes(bytes(blob))
+    for load in (lambda: joblite.load(path), lambda: joblite.loads(bytes(blob))):
+        with pytest.raises(CorruptFileError, match="skippable frame"):
+            load()
+
+
+def test_plain_zstd_stream_is_no_joblite_dump(tmp_path):
+    """A plain zstd stream (what a registered zstd compressor writes) is not called a
+    damaged joblite dump: without its compressor registered it is an unknown format."""
+    zstandard = pytest.importorskip("zstandard")
+    path = tmp_path / "p.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(b"\x80\x04K\x01."))
+    with pytest.raises(CorruptFileError, match="register") as exc:
+        joblite.load(path)
+    assert exc.value.path == str(path)
+
+
+@pytest.mark.parametrize("compress", [3, ("gzip", 3), "lz4", "zstd"])
+def test_stream_load_of_a_compressed_dump_stops_at_its_end(compress):
+    """Every codec whose header unit is stored as is: the dump's length comes from its
+    verified index, so a socket's next message is left unread (it used to read to EOF:
+    blocking on an open socket)."""
+    src = NoEnd(joblite.dumps(VALUE, compress=compress) + NEXT)
+    got = joblite.load(src)
+    assert np.array_equal(got["x"], VALUE["x"]) and got["s"] == "text"
+    assert src.data[src.pos :] == NEXT
+
+
+@pytest.mark.parametrize("compress", [3, "lz4", "zstd", "bz2"])
+def test_stream_load_of_a_damaged_compressed_dump_is_refused(compress):
+    blob = bytearray(joblite.dumps(VALUE, compress=compress))
+    blob[len(blob) // 2] ^= 0x10
+    with pytest.raises(CorruptFileError):
+        joblite.load(io.BufferedReader(Unseekable(bytes(blob))))
