@@ -27,6 +27,18 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+/// A new strong reference to `obj` (CPython's `Py_NewRef`, which 3.9 lacks).
+///
+/// # Safety
+/// `obj` must point to a live Python object and the GIL must be held: the increment is then
+/// CPython's own `Py_INCREF`, and the caller owns the reference returned.
+#[inline]
+unsafe fn new_ref(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: the caller guarantees a live object and the GIL (see above).
+    unsafe { ffi::Py_INCREF(obj) };
+    obj
+}
+
 /// The `DelayedCall` type, set once when the module is initialized.
 static CALL_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(ptr::null_mut());
 /// The `DelayedFunction` type, set once when the module is initialized.
@@ -61,7 +73,7 @@ struct FunctionObject {
 unsafe fn new_ref_or_none(object: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: per the contract, `object` is valid when not null, and None always is.
     unsafe {
-        ffi::Py_NewRef(if object.is_null() {
+        new_ref(if object.is_null() {
             ffi::Py_None()
         } else {
             object
@@ -115,7 +127,7 @@ unsafe fn call_args(call: *mut CallObject) -> *mut ffi::PyObject {
         }
         if size == 1 {
             let arg = if (*call).arg.is_null() {
-                ffi::Py_NewRef(ffi::Py_None()) // cleared meanwhile
+                new_ref(ffi::Py_None()) // cleared meanwhile
             } else {
                 (*call).arg
             };
@@ -273,7 +285,7 @@ unsafe fn call_field(object: *mut ffi::PyObject, index: ffi::Py_ssize_t) -> *mut
                 if args.is_null() {
                     args
                 } else {
-                    ffi::Py_NewRef(args)
+                    new_ref(args)
                 }
             }
             2 => {
@@ -281,7 +293,7 @@ unsafe fn call_field(object: *mut ffi::PyObject, index: ffi::Py_ssize_t) -> *mut
                 if kwargs.is_null() {
                     kwargs
                 } else {
-                    ffi::Py_NewRef(kwargs)
+                    new_ref(kwargs)
                 }
             }
             _ => ptr::null_mut(),
@@ -336,7 +348,7 @@ unsafe extern "C" fn call_richcompare(
     unsafe {
         let other_is_call = ffi::Py_TYPE(other) == CALL_TYPE.load(Ordering::Relaxed);
         if !other_is_call && ffi::PyTuple_Check(other) == 0 {
-            return ffi::Py_NewRef(ffi::Py_NotImplemented());
+            return new_ref(ffi::Py_NotImplemented());
         }
         with_tuple(object, |mine| {
             if other_is_call {
@@ -361,13 +373,13 @@ unsafe extern "C" fn call_reduce(
             if inner.is_null() {
                 return ptr::null_mut();
             }
-            ffi::PyTuple_SET_ITEM(inner, 0, ffi::Py_NewRef(tuple));
+            ffi::PyTuple_SET_ITEM(inner, 0, new_ref(tuple));
             let outer = ffi::PyTuple_New(2);
             if outer.is_null() {
                 ffi::Py_DECREF(inner);
                 return ptr::null_mut();
             }
-            ffi::PyTuple_SET_ITEM(outer, 0, ffi::Py_NewRef(kind));
+            ffi::PyTuple_SET_ITEM(outer, 0, new_ref(kind));
             ffi::PyTuple_SET_ITEM(outer, 1, inner);
             outer
         })
@@ -412,7 +424,7 @@ unsafe extern "C" fn function_vectorcall(
         let call = object.cast::<CallObject>();
         (*call).function = new_ref_or_none((*callable.cast::<FunctionObject>()).function);
         if nargs == 1 && nkw == 0 {
-            (*call).arg = ffi::Py_NewRef(*args);
+            (*call).arg = new_ref(*args);
             return object;
         }
         let tuple = ffi::PyTuple_New(nargs);
@@ -421,7 +433,7 @@ unsafe extern "C" fn function_vectorcall(
             return ptr::null_mut();
         }
         for i in 0..nargs {
-            ffi::PyTuple_SET_ITEM(tuple, i, ffi::Py_NewRef(*args.offset(i)));
+            ffi::PyTuple_SET_ITEM(tuple, i, new_ref(*args.offset(i)));
         }
         untrack_if_atomic(tuple);
         (*call).args = tuple;
@@ -479,7 +491,7 @@ unsafe fn new_function(
             return ptr::null_mut();
         }
         let this = object.cast::<FunctionObject>();
-        (*this).function = ffi::Py_NewRef(function);
+        (*this).function = new_ref(function);
         (*this).vectorcall = Some(function_vectorcall);
         object
     }
