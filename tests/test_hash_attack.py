@@ -451,7 +451,21 @@ DEEP_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("stack", [256 * 1024, 1 << 20, 2 << 20])
+@pytest.mark.parametrize(
+    "stack",
+    [
+        pytest.param(
+            256 * 1024,
+            marks=pytest.mark.skipif(
+                sys.version_info >= (3, 13),
+                reason="CPython 3.13 itself overflows a 256 KiB thread stack on these values "
+                "(pickle.dumps of a 3000-deep list there gives SIGSEGV without joblite)",
+            ),
+        ),
+        1 << 20,
+        2 << 20,
+    ],
+)
 def test_deep_nesting_never_overflows_a_threads_stack(tmp_path, stack):
     """A deep value hashed on a thread with a small stack (2 MiB is a Rust thread's default, a
     walk at the depth limit used ~4 MiB) raised SIGSEGV; it must raise RecursionError."""
