@@ -1,34 +1,30 @@
 //! Reading lz4 *frame* streams: what joblib's `compress="lz4"` writes (joblite's own lz4
-//! dumps are format 2, `rust/format2/`). Whole streams, or piece by piece so that a reader
-//! can stop at the end of the pickle instead of decoding everything first.
+//! dumps are format 2, `rust/format2/`), piece by piece so that a reader can stop at the end
+//! of the pickle instead of decoding everything first.
 
 use std::io::{Cursor, Read};
 
+use lz4_flex::frame::FrameDecoder;
+
 use crate::error::{Error, Result};
 
-/// Decompresses a whole lz4 frame stream.
-pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    lz4_flex::frame::FrameDecoder::new(data)
-        .read_to_end(&mut out)
-        .map_err(|e| Error::Corrupt(format!("lz4 data is corrupt: {e}")))?;
-    Ok(out)
-}
-
-type FrameDecoder = lz4_flex::frame::FrameDecoder<Cursor<Vec<u8>>>;
-
-/// A stream of concatenated lz4 frames, decoded on demand.
-pub struct FrameReader {
-    decoder: FrameDecoder,
+/// A stream of concatenated lz4 frames, decoded on demand, read from `D` in place (a
+/// buffer the caller keeps: no copy). Memory: lz4_flex keeps one block of input and one or
+/// two of output, each at most the frame's declared block size (4 MiB at most; a block
+/// declaring more is an error), and allocates nothing from the content size a frame
+/// declares.
+pub struct FrameReader<D: AsRef<[u8]>> {
+    /// None once the stream ended
+    decoder: Option<FrameDecoder<Cursor<D>>>,
     /// Frames fully decoded so far.
     frames: usize,
 }
 
-impl FrameReader {
+impl<D: AsRef<[u8]>> FrameReader<D> {
     /// A reader over the compressed bytes `data`.
-    pub fn new(data: Vec<u8>) -> FrameReader {
+    pub fn new(data: D) -> FrameReader<D> {
         FrameReader {
-            decoder: FrameDecoder::new(Cursor::new(data)),
+            decoder: Some(FrameDecoder::new(Cursor::new(data))),
             frames: 0,
         }
     }
@@ -42,24 +38,28 @@ impl FrameReader {
             return Ok(0);
         }
         loop {
-            match self.decoder.read(dst) {
+            let Some(decoder) = self.decoder.as_mut() else {
+                return Ok(0);
+            };
+            match decoder.read(dst) {
                 Ok(0) => {}
                 Ok(n) => return Ok(n),
                 Err(e) if self.frames == 0 => {
                     return Err(Error::Corrupt(format!("lz4 data is corrupt: {e}")))
                 }
-                Err(_) => return Ok(0),
+                Err(_) => {
+                    self.decoder = None;
+                    return Ok(0);
+                }
             }
             self.frames += 1;
-            let cursor = self.decoder.get_ref();
-            let pos = cursor.position();
-            if pos >= cursor.get_ref().len() as u64 {
+            // the next frame starts where this one ended (the decoder reads exact sizes)
+            let Some(rest) = self.decoder.take().map(FrameDecoder::into_inner) else {
                 return Ok(0);
+            };
+            if rest.position() < rest.get_ref().as_ref().len() as u64 {
+                self.decoder = Some(FrameDecoder::new(rest));
             }
-            let placeholder = FrameDecoder::new(Cursor::new(Vec::new()));
-            let mut rest = std::mem::replace(&mut self.decoder, placeholder).into_inner();
-            rest.set_position(pos);
-            self.decoder = FrameDecoder::new(rest);
         }
     }
 }
@@ -75,14 +75,39 @@ mod tests {
         enc.finish().unwrap()
     }
 
+    fn read_all<D: AsRef<[u8]>>(r: &mut FrameReader<D>) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
     #[test]
-    fn whole_stream_round_trips_and_garbage_is_corrupt() {
+    fn whole_stream_round_trips_from_a_borrowed_buffer_and_garbage_is_corrupt() {
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        assert_eq!(decompress(&frame(&data)).unwrap(), data);
+        let stream = frame(&data);
+        assert_eq!(read_all(&mut FrameReader::new(&stream[..])).unwrap(), data);
         assert!(matches!(
-            decompress(b"not lz4 at all"),
+            read_all(&mut FrameReader::new(&b"not lz4 at all"[..])),
             Err(Error::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_block_larger_than_the_frame_allows_is_refused_before_it_is_read() {
+        // a 64 KiB-block frame whose first block declares 2 GiB - 1: refused, nothing
+        // allocated from it (the stream holds a few bytes)
+        let mut stream = frame(b"x");
+        stream.truncate(7); // magic, FLG, BD, HC
+        assert_eq!(stream[5] & 0x70, 0x40, "64 KiB blocks");
+        stream.extend_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        stream.extend_from_slice(b"tiny");
+        assert!(read_all(&mut FrameReader::new(stream)).is_err());
     }
 
     #[test]

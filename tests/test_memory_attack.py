@@ -17,19 +17,13 @@ import warnings
 from pathlib import Path
 
 import pytest
+from _support import assert_lock_is_broken, entry_lock
 from joblite import Memory
 from joblite.exceptions import CacheWarning
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/proc/self/stat"), reason="start markers are read from /proc"
 )
-
-
-def _lock_for(f, mem, *args) -> Path:
-    key = f._get_args_id(*args)
-    lock = Path(mem.store_backend.entry_dir(f.func_id, key) + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    return lock
 
 
 def _start_marker(pid: int) -> str:
@@ -41,22 +35,13 @@ def _start_marker(pid: int) -> str:
 
 def test_a_lock_naming_our_own_pid_that_we_did_not_take_is_broken(tmp_path):
     """A restarted container: the lock of the killed process names our pid and host."""
-    mem = Memory(tmp_path, verbose=0, compute_once_timeout=60)
-    f = mem.cache(lambda x: x + 1)
-    assert f(0) == 1
-    lock = _lock_for(f, mem, 5)
+    f, lock = entry_lock(tmp_path, lambda x: x + 1, 5, compute_once_timeout=60)
     lock.write_text(f"{os.getpid()} {os.uname().nodename} {time.time()} 1@00000000\n")
-    start = time.monotonic()
-    assert f(5) == 6
-    assert time.monotonic() - start < 10
-    assert not lock.exists()
+    assert_lock_is_broken(f, lock, 5, 6, within=10)
 
 
 def test_a_lock_whose_pid_now_runs_another_process_is_broken(tmp_path):
-    mem = Memory(tmp_path, verbose=0, compute_once_timeout=60)
-    f = mem.cache(lambda x: x * 2)
-    assert f(0) == 0
-    lock = _lock_for(f, mem, 21)
+    f, lock = entry_lock(tmp_path, lambda x: x * 2, 21, compute_once_timeout=60)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         # the lock's owner had this pid, but started at another time: not this process
@@ -71,10 +56,7 @@ def test_a_lock_whose_pid_now_runs_another_process_is_broken(tmp_path):
 
 def test_a_lock_of_a_live_owner_is_still_waited_for(tmp_path):
     """The start marker must not break the lock of the process that really holds it."""
-    mem = Memory(tmp_path, verbose=0, compute_once_timeout=1.5)
-    f = mem.cache(lambda x: x - 1)
-    assert f(0) == -1
-    lock = _lock_for(f, mem, 9)
+    f, lock = entry_lock(tmp_path, lambda x: x - 1, 9, compute_once_timeout=1.5)
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         marker = _start_marker(owner.pid)
@@ -198,6 +180,7 @@ def small(i):
 RACE_READER = """
 import sys, time, warnings
 sys.path.insert(0, sys.argv[2])
+from _support import assert_lock_is_broken, entry_lock
 from joblite import Memory
 from race_funcs import payload, small
 
@@ -220,6 +203,7 @@ print(n, bad)
 
 RACE_REMOVER = """
 import sys, time, warnings
+from _support import assert_lock_is_broken, entry_lock
 from joblite import Memory
 
 warnings.simplefilter("ignore")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _support import assert_lock_is_broken, entry_lock
 from joblite import Memory
 from joblite.exceptions import CacheWarning
 
@@ -118,28 +119,15 @@ def test_threads_compute_once(tmp_path):
 
 
 def test_stale_lock_of_dead_owner_is_broken(tmp_path):
-    mem = Memory(tmp_path, verbose=0)
-    f = mem.cache(lambda x: x + 1)
-    assert f(0) == 1  # creates the function directory
-    key = f._get_args_id(5)
-    lock = Path(mem.store_backend.entry_dir(f.func_id, key) + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    f, lock = entry_lock(tmp_path, lambda x: x + 1, 5)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock.write_text(f"{dead.pid} {os.uname().nodename} {time.time()}\n")
-    start = time.monotonic()
-    assert f(5) == 6
-    assert time.monotonic() - start < 5
-    assert not lock.exists()
+    assert_lock_is_broken(f, lock, 5, 6, within=5)
 
 
 def test_wait_timeout_then_compute_anyway(tmp_path):
-    mem = Memory(tmp_path, verbose=0, compute_once_timeout=0.3)
-    f = mem.cache(lambda x: x * 10)
-    f(0)
-    key = f._get_args_id(7)
-    lock = Path(mem.store_backend.entry_dir(f.func_id, key) + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    f, lock = entry_lock(tmp_path, lambda x: x * 10, 7, compute_once_timeout=0.3)
     # a live owner: another process (a lock naming our own pid that we did not take is a
     # previous process's, and broken)
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

@@ -23,28 +23,8 @@ import joblib
 import joblite
 import numpy as np
 import pytest
+from _support import run_measured
 from joblite import CorruptFileError, UnsafeLoadError
-
-
-def run_measured(code: str, timeout: float = 120) -> dict:
-    """Run ``code`` in a fresh interpreter after importing numpy and joblite; return what it
-    printed as JSON plus ``rss_growth`` (bytes of peak resident memory it added)."""
-    script = (
-        "import json, resource, sys\n"
-        "import numpy as np, joblite\n"
-        "from joblite import CorruptFileError, UnsafeLoadError\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "out = {}\n" + code + "\n"
-        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "out['rss_growth'] = (after - before) * 1024\n"
-        "print(json.dumps(out))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
 
 # 2. stored bytes are checked before outputs are allocated
 

@@ -15,6 +15,7 @@ import sys
 import joblite
 import numpy as np
 import pytest
+from _support import run_measured
 from joblite import CorruptFileError
 
 
@@ -181,28 +182,6 @@ def test_lzma_stream_index_length_is_bounded(tmp_path):
     assert out["rss_growth"] < 64 << 20, out
 
 
-def run_measured(code: str, timeout: float = 120) -> dict:
-    """Run ``code`` in a fresh interpreter; return what it put in ``out`` plus
-    ``rss_growth`` (bytes of peak resident memory it added)."""
-    import json
-
-    script = (
-        "import json, resource\n"
-        "import numpy as np, joblite\n"
-        "from joblite import CorruptFileError\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "out = {}\n" + code + "\n"
-        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "out['rss_growth'] = (after - before) * 1024\n"
-        "print(json.dumps(out))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 # one home for "starts as zstd but is no readable dump" (it was checked in Python and Rust)
 
 
@@ -251,3 +230,175 @@ def test_stream_load_of_a_damaged_compressed_dump_is_refused(compress):
     blob[len(blob) // 2] ^= 0x10
     with pytest.raises(CorruptFileError):
         joblite.load(io.BufferedReader(Unseekable(bytes(blob))))
+
+
+# bz2 / xz dumps from a stream: their header unit is compressed, so the dump's end is found by
+# decoding it as it arrives (before, load read such a stream to its end: on a socket kept
+# open, it blocked forever)
+
+BIG = {"x": np.arange(300_000.0), "r": np.random.default_rng(5).random(200_000), "s": "text"}
+
+
+def same(got: dict, want: dict) -> bool:
+    return got.keys() == want.keys() and all(
+        np.array_equal(got[k], want[k]) if isinstance(want[k], np.ndarray) else got[k] == want[k]
+        for k in want
+    )
+
+
+@pytest.mark.parametrize("compress", ["bz2", "xz", ("bz2", 1), ("xz", 9)])
+def test_bz2_xz_stream_load_stops_at_the_dump_end(compress):
+    """Without ``peek``: each read is at most what a valid dump still holds."""
+    src = NoEnd(joblite.dumps(VALUE, compress=compress) + NEXT)
+    got = joblite.load(src)
+    assert np.array_equal(got["x"], VALUE["x"]) and got["s"] == "text"
+    assert src.data[src.pos :] == NEXT
+
+
+def load_from_socket(blob: bytes, timeout: float = 30) -> tuple:
+    """``load`` from a real socket whose peer sent ``blob`` and ``NEXT`` and keeps the
+    connection open; (value, the bytes that follow it on the socket). A load that reads past
+    the dump waits for bytes that never come: the socket's timeout fails the test."""
+    import socket
+    import threading
+
+    ours, peer = socket.socketpair()
+    sender = threading.Thread(target=peer.sendall, args=(blob + NEXT,))
+    sender.start()
+    try:
+        ours.settimeout(timeout)
+        f = ours.makefile("rb")
+        got = joblite.load(f)
+        return got, f.read(len(NEXT))
+    finally:
+        sender.join()
+        peer.close()
+        ours.close()
+
+
+@pytest.mark.parametrize("compress", ["bz2", "xz"])
+@pytest.mark.parametrize("value", [VALUE, BIG], ids=["small", "big"])
+def test_bz2_xz_dump_from_a_socket_kept_open(compress, value):
+    blob = joblite.dumps(value, compress=compress)
+    got, after = load_from_socket(blob)
+    assert same(got, value) and after == NEXT
+
+
+@pytest.mark.parametrize("compress", ["bz2", "xz"])
+def test_bz2_xz_dump_from_a_pipe_kept_open(compress):
+    import threading
+
+    blob = joblite.dumps(BIG, compress=compress)
+    r, w = os.pipe()
+    reader, writer = os.fdopen(r, "rb"), os.fdopen(w, "wb")
+    sender = threading.Thread(target=lambda: (writer.write(blob + NEXT), writer.flush()))
+    sender.start()
+    result: list = []
+    loader = threading.Thread(target=lambda: result.append(joblite.load(reader)), daemon=True)
+    loader.start()
+    loader.join(timeout=60)
+    blocked = loader.is_alive()
+    sender.join()
+    writer.close()  # lets a blocked load return
+    loader.join(timeout=60)
+    try:
+        assert not blocked, "load read past the dump: it waited for the writer to close"
+        assert same(result[0], BIG) and reader.read() == NEXT
+    finally:
+        reader.close()
+
+
+def recompressed(compress: str, patch) -> bytes:
+    """A ``compress`` dump of VALUE whose header stream's ``H`` is ``patch(H)`` (a lying
+    index, its checksum recomputed where ``patch`` wants), compressed again."""
+    import bz2
+    import lzma
+
+    blob = joblite.dumps(VALUE, compress=compress)
+    mod = bz2 if compress == "bz2" else lzma
+    dec = mod.BZ2Decompressor() if compress == "bz2" else mod.LZMADecompressor()
+    h = dec.decompress(blob)
+    assert dec.eof and h[11:19] == b"JOBLITE\x02"
+    return mod.compress(bytes(patch(bytearray(h)))) + dec.unused_data
+
+
+def resum(h: bytearray) -> bytearray:
+    from joblite import _core
+
+    n = int.from_bytes(h[3:11], "little")
+    struct.pack_into("<Q", h, 11 + n - 8, _core.xxh3_64(bytes(h[11 : 11 + n - 8])))
+    return h
+
+
+def _index_len(h: bytearray, add: int) -> bytearray:
+    n = int.from_bytes(h[3:11], "little")
+    struct.pack_into("<Q", h, 3, n + add)
+    return h
+
+
+def _stored_len(h: bytearray, add: int) -> bytearray:
+    at = 11 + 40
+    struct.pack_into("<Q", h, at, int.from_bytes(h[at : at + 8], "little") + add)
+    return resum(h)
+
+
+LIES = {
+    "index length past its tables": lambda h: _index_len(h, 2 << 20),
+    "index length of 2**62": lambda h: _index_len(h, 1 << 62),
+    "index length short of its tables": lambda h: _index_len(h, -48),
+    "index length past the header": lambda h: _index_len(h, 8),
+    "stored length, checksum recomputed": lambda h: _stored_len(h, 1 << 30),
+    "stored length, checksum not recomputed": lambda h: (
+        _stored_len(h, 1 << 30)[:-9] + b"\x00" + _stored_len(h, 1 << 30)[-8:]
+    ),
+}
+
+
+@pytest.mark.parametrize("lie", sorted(LIES))
+@pytest.mark.parametrize("compress", ["bz2", "xz"])
+def test_bz2_xz_stream_with_a_lying_index_is_refused_at_once(compress, lie):
+    """On a socket kept open: refused from the header stream alone, never waiting for the
+    bytes a lying length declares."""
+    import time
+
+    blob = recompressed(compress, LIES[lie])
+    start = time.monotonic()
+    with pytest.raises(CorruptFileError):
+        load_from_socket(blob, timeout=20)
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("compress", ["bz2", "xz"])
+def test_bz2_xz_header_stream_bomb_is_refused_with_bounded_memory(tmp_path, compress):
+    """A header stream whose index's fixed part declares 2**30 chunks, then 256 MiB of zeros
+    (a few KiB compressed), read from a stream: refused after a few MiB of output, never
+    decoded whole."""
+    import bz2
+    import lzma
+
+    h = bytearray(joblite.dumps(VALUE)[: 11 + 64])
+    struct.pack_into("<Q", h, 3, 64 + 40 * (1 << 30) + 8)
+    struct.pack_into("<Q", h, 11 + 16, 1 << 30)
+    h[11 + 12] = 3 if compress == "bz2" else 4
+    mod = bz2 if compress == "bz2" else lzma
+    enc = mod.BZ2Compressor(9) if compress == "bz2" else mod.LZMACompressor()
+    parts = [enc.compress(bytes(h))] + [enc.compress(bytes(16 << 20)) for _ in range(16)]
+    path = tmp_path / "bomb"
+    path.write_bytes(b"".join(parts) + enc.flush() + mod.compress(b"chunk"))
+    code = (
+        "import io\n"
+        "class Stream(io.RawIOBase):\n"
+        "    def __init__(self, data): self.src = io.BytesIO(data)\n"
+        "    def readable(self): return True\n"
+        "    def readinto(self, b): return self.src.readinto(b)\n"
+        "    def tell(self): raise OSError('not seekable')\n"
+        "    def seek(self, *a): raise OSError('not seekable')\n"
+        f"src = io.BufferedReader(Stream(open({str(path)!r}, 'rb').read()))\n"
+        "try:\n"
+        "    joblite.load(src)\n"
+        "except CorruptFileError as e:\n"
+        "    out['reason'] = e.reason\n"
+    )
+    out = run_measured(code)
+    assert "reason" in out, out
+    assert out["rss_growth"] < 48 << 20, out

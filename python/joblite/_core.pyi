@@ -18,6 +18,7 @@ __all__ = [
     "ArrowDictionaryIds",
     "DelayedCall",
     "DelayedFunction",
+    "F2HeadStream",
     "F2Reader",
     "Lz4FrameReader",
     "StreamHasher",
@@ -33,7 +34,6 @@ __all__ = [
     "f2_write",
     "get_thread_limit",
     "hash",
-    "lz4_frame_decompress",
     "run_call",
     "set_thread_limit",
     "split_calls",
@@ -60,8 +60,6 @@ class StreamHasher:
     def digest(self) -> bytes: ...
 
 # --- joblib's lz4 files (rust/bindings/lz4_frame.rs) ---
-
-def lz4_frame_decompress(data: _Buffer) -> bytes: ...
 
 @_final
 class Lz4FrameReader:
@@ -209,6 +207,17 @@ def f2_write(
 def f2_index_len(n_chunks: int, n_buffers: int) -> int: ...
 def f2_stream_len(data: _Buffer, name: _Optional[str] = None) -> _Optional[int]: ...
 def xxh3_64(data: _Buffer) -> int: ...
+
+@_final
+class F2HeadStream:
+    """Where a bz2 / xz dump read from a stream ends (its header stream decoded as it
+    arrives)."""
+
+    @staticmethod
+    def start(first: _Buffer, name: _Optional[str] = None) -> _Optional[F2HeadStream]: ...
+    def feed(self, data: _Buffer) -> _Optional[int]: ...
+    @property
+    def dump_len(self) -> _Optional[int]: ...
 
 @_final
 class F2Reader:

@@ -11,12 +11,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
 use super::buffers::{bytes_of, bytes_of_mut, export, new_bytes_filled};
-use crate::format2::head;
 use crate::format2::index::{self, Buffer};
 use crate::format2::pickle_scan::{self, Piece};
 use crate::format2::read::{self, Opened, Plan, Source};
 use crate::format2::source::FileSource;
 use crate::format2::write::{self, Layout};
+use crate::format2::{head, head_stream};
 use crate::format2::{Codec, Error};
 
 /// Errors go through the one mapping of `errors.rs` (errno and the user's path kept).
@@ -452,6 +452,66 @@ fn f2_stream_len(
         .map_err(|e| to_pyerr(py, name.as_ref(), e))
 }
 
+/// F2HeadStream.start(first, name=None)
+/// --
+///
+/// Where a bz2 / xz dump read from a stream ends (their header unit is compressed: it is
+/// decoded as its bytes arrive). `start` gives None when `first` (the dump's first bytes)
+/// opens no bz2 / xz stream; then `feed` each new part of the stream, in order: it returns
+/// how many bytes (from the dump's first byte) to have read before the next `feed`, never
+/// past the end of a valid dump, and once the header stream ended and its index verified,
+/// the dump's length (then `dump_len` is set); None when this is no format-2 dump. A
+/// declared size past its bound raises `CorruptFileError` naming `name`.
+#[pyclass(module = "joblite._core")]
+struct F2HeadStream {
+    inner: head_stream::HeadStream,
+    name: Option<PathBuf>,
+    dump_len: Option<u64>,
+}
+
+#[pymethods]
+impl F2HeadStream {
+    #[staticmethod]
+    #[pyo3(signature = (first, name = None))]
+    fn start(
+        py: Python<'_>,
+        first: &Bound<'_, PyAny>,
+        name: Option<PathBuf>,
+    ) -> PyResult<Option<F2HeadStream>> {
+        let buf = export(first)?;
+        let inner = head_stream::HeadStream::new(bytes_of(&buf)?)
+            .map_err(|e| to_pyerr(py, name.as_ref(), e))?;
+        Ok(inner.map(|inner| F2HeadStream {
+            inner,
+            name,
+            dump_len: None,
+        }))
+    }
+
+    fn feed(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Option<u64>> {
+        let buf = export(data)?;
+        let bytes = bytes_of(&buf)?;
+        let inner = &mut self.inner;
+        let step = py
+            .detach(|| inner.feed(bytes))
+            .map_err(|e| to_pyerr(py, self.name.as_ref(), e))?;
+        Ok(match step {
+            head_stream::Step::Read(n) => Some(n),
+            head_stream::Step::Done(n) => {
+                self.dump_len = Some(n);
+                Some(n)
+            }
+            head_stream::Step::NotADump => None,
+        })
+    }
+
+    /// The dump's length once its index is verified, else None.
+    #[getter]
+    fn dump_len(&self) -> Option<u64> {
+        self.dump_len
+    }
+}
+
 /// Index bytes needed for this many chunks and buffers.
 #[pyfunction]
 fn f2_index_len(n_chunks: usize, n_buffers: usize) -> usize {
@@ -466,6 +526,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(f2_stream_len, m)?)?;
     m.add_function(wrap_pyfunction!(xxh3_64, m)?)?;
     m.add_class::<F2Reader>()?;
+    m.add_class::<F2HeadStream>()?;
     m.add("F2_H_OVERHEAD", head::H_OVERHEAD)?;
     Ok(())
 }

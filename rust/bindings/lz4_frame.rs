@@ -1,39 +1,26 @@
 //! Python binding of `rust/lz4_frame.rs`: reading joblib's `compress="lz4"` files.
 
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 
-use super::buffers::{bytes_of, bytes_of_mut, export};
+use super::buffers::{bytes_of_mut, export, HeldView};
 use super::errors::to_pyerr;
 use crate::lz4_frame;
-
-/// Decompresses a whole lz4 frame stream (joblib's `compress="lz4"` files).
-#[pyfunction]
-fn lz4_frame_decompress(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Py<PyBytes>> {
-    let buf = export(data)?;
-    let view = bytes_of(&buf)?;
-    let out = py
-        .detach(|| lz4_frame::decompress(view))
-        .map_err(|e| to_pyerr(py, None, e))?;
-    Ok(PyBytes::new(py, &out).unbind())
-}
 
 /// Decodes an lz4 frame stream (joblib's `compress="lz4"` files) piece by piece, so a reader
 /// can stop at the end of the pickle instead of decoding everything first.
 #[pyclass(module = "joblite._core")]
 struct Lz4FrameReader {
-    inner: lz4_frame::FrameReader,
+    inner: lz4_frame::FrameReader<HeldView>,
 }
 
 #[pymethods]
 impl Lz4FrameReader {
-    /// A reader over the compressed bytes `data` (copied: the stream outlives the call).
+    /// A reader over the compressed bytes `data`, read in place (not copied: the reader
+    /// holds a buffer export of `data` while it lives).
     #[new]
     fn new(data: &Bound<'_, PyAny>) -> PyResult<Lz4FrameReader> {
-        let buf = export(data)?;
-        let bytes = bytes_of(&buf)?.to_vec();
         Ok(Lz4FrameReader {
-            inner: lz4_frame::FrameReader::new(bytes),
+            inner: lz4_frame::FrameReader::new(HeldView::new(data)?),
         })
     }
 
@@ -51,7 +38,6 @@ impl Lz4FrameReader {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(lz4_frame_decompress, m)?)?;
     m.add_class::<Lz4FrameReader>()?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! - [`chunk`] compresses, checksums and decodes one chunk with each codec;
 //! - [`deflate`] makes libdeflate's streams into pieces of one deflate stream (zlib, gzip);
 //! - [`head`] frames the header unit (the pickle prefix holding the index) for each codec,
-//!   and finds it again;
+//!   and finds it again; [`head_stream`] finds where a bz2 / xz dump read from a stream ends;
 //! - [`index`] is the index's layout and validation;
 //! - [`source`] is where a dump's bytes come from (a file, memory), for every reader;
 //! - [`write`] and [`read`] put it together, on all cores.
@@ -13,6 +13,7 @@
 pub mod chunk;
 pub mod deflate;
 pub mod head;
+pub mod head_stream;
 pub mod index;
 pub mod pickle_scan;
 pub mod read;

@@ -19,7 +19,7 @@ import threading
 import warnings
 from typing import Any, Callable, Optional
 
-from .. import _files
+from .. import _core, _files
 from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs, format2, joblib_compat, small
 from .files import open_regular
@@ -404,12 +404,47 @@ def _warn_compressed(mmap_mode: str, filename: Any) -> None:
 
 def _read_one_dump(fobj: Any, name: Optional[str]) -> Any:
     """One format-2 dump from a stream (a socket: never read past it, nor trust a size
-    before it is verified), or, for anything else (bz2 / xz dumps included), everything
-    left."""
+    before it is verified), or, for anything else (a joblib file), everything left."""
     data, is_dump = format2.read_one_dump(fobj, name)
-    if not is_dump:
+    if not is_dump and not _read_compressed_header_dump(fobj, data, name):
         data += fobj.read()
     return data
+
+
+def _read_compressed_header_dump(fobj: Any, data: bytearray, name: Optional[str]) -> bool:
+    """Read the rest of the bz2 / xz dump whose first bytes are ``data`` into ``data``, and
+    never past it: False when it is none (nothing more read). Their header unit is the
+    first compressed stream, so ``_core.F2HeadStream`` decodes it as it arrives: each read
+    takes at most what a valid dump still holds (with ``peek``, what is already buffered,
+    of which only the dump's bytes are consumed), and the dump's length is believed once its
+    index is verified. A stream that ends early leaves ``data`` short (the reader then
+    reports the truncation)."""
+    head = _core.F2HeadStream.start(data, name)
+    if head is None:
+        return False
+    want = head.feed(data)
+    peek = getattr(fobj, "peek", None)
+    while want is not None and want > len(data):
+        if head.dump_len is not None or peek is None:
+            at = len(data)
+            if not format2._read_into(fobj, data, want - at):
+                return True
+            if head.dump_len is None:
+                with memoryview(data) as view:
+                    want = head.feed(view[at:])
+            continue
+        ahead = peek(1)  # what is buffered (waits for one byte when nothing is)
+        if not ahead:
+            return True
+        want = head.feed(ahead)
+        take = len(ahead) if want is None else min(len(ahead), want - len(data))
+        data += fobj.read(take)
+    if want is None:
+        data += fobj.read()  # a stream that is no dump's header: a joblib file, read whole
+    elif head.dump_len is not None and head.dump_len < len(data):
+        # no valid dump is that short after its header stream (each read assumed one chunk)
+        raise CorruptFileError(name, "the dump ends inside the bytes its header stream needed")
+    return True
 
 
 def _load_fileobj(fobj: Any, allow_pickle: bool, mmap_mode: Optional[str] = None) -> Any:

@@ -83,17 +83,8 @@ def detect(head: bytes) -> Optional[str]:
 
 
 def _decompress(kind: str, data: bytes) -> bytes:
-    if kind == "zlib":
-        return zlib.decompress(data)
-    if kind == "gzip":
-        return gzip.decompress(data)
-    if kind == "bz2":
-        return bz2.decompress(data)
-    if kind in ("xz", "lzma"):
-        return lzma.decompress(data)
-    if kind == "lz4":
-        out: bytes = _core.lz4_frame_decompress(data)
-        return out
+    """A registered compressor's whole stream, decoded (the built-in codecs are read as
+    streams by :func:`_open_stream`)."""
     if kind.startswith(_REGISTERED_KIND):
         return codecs.registered(kind[len(_REGISTERED_KIND) :]).decompress(data)
     raise ValueError(kind)
