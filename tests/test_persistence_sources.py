@@ -284,13 +284,16 @@ def test_bz2_xz_dump_from_a_socket_kept_open(compress, value):
     assert same(got, value) and after == NEXT
 
 
+@pytest.mark.parametrize("buffering", [-1, 0], ids=["buffered", "raw"])
 @pytest.mark.parametrize("compress", ["bz2", "xz"])
-def test_bz2_xz_dump_from_a_pipe_kept_open(compress):
+def test_bz2_xz_dump_from_a_pipe_kept_open(compress, buffering):
+    """Buffered (``peek``: what is buffered is decoded, only the dump's bytes consumed) and
+    raw (each read at most what a valid dump still holds)."""
     import threading
 
     blob = joblite.dumps(BIG, compress=compress)
     r, w = os.pipe()
-    reader, writer = os.fdopen(r, "rb"), os.fdopen(w, "wb")
+    reader, writer = os.fdopen(r, "rb", buffering=buffering), os.fdopen(w, "wb")
     sender = threading.Thread(target=lambda: (writer.write(blob + NEXT), writer.flush()))
     sender.start()
     result: list = []
@@ -303,7 +306,7 @@ def test_bz2_xz_dump_from_a_pipe_kept_open(compress):
     loader.join(timeout=60)
     try:
         assert not blocked, "load read past the dump: it waited for the writer to close"
-        assert same(result[0], BIG) and reader.read() == NEXT
+        assert same(result[0], BIG) and reader.read(len(NEXT)) == NEXT
     finally:
         reader.close()
 
@@ -402,3 +405,23 @@ def test_bz2_xz_header_stream_bomb_is_refused_with_bounded_memory(tmp_path, comp
     out = run_measured(code)
     assert "reason" in out, out
     assert out["rss_growth"] < 48 << 20, out
+
+
+def test_lz4_frame_reader_reads_its_input_in_place():
+    """joblib's lz4 files: the frame reader holds a view of the compressed bytes instead of
+    a copy (it held the file twice); the view pins them (a bytearray cannot be resized)."""
+    import lz4.frame
+    from joblite import _core
+
+    data = np.arange(100_000, dtype=np.int64).tobytes()
+    src = bytearray(lz4.frame.compress(data))
+    reader = _core.Lz4FrameReader(src)
+    with pytest.raises(BufferError):
+        src.extend(b"more")
+    out = bytearray(len(data) + 10)
+    got = 0
+    while n := reader.readinto(memoryview(out)[got:]):
+        got += n
+    assert got == len(data) and out[:got] == data
+    del reader
+    src.extend(b"more")  # released with the reader

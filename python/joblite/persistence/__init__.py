@@ -438,7 +438,8 @@ def _read_compressed_header_dump(fobj: Any, data: bytearray, name: Optional[str]
             return True
         want = head.feed(ahead)
         take = len(ahead) if want is None else min(len(ahead), want - len(data))
-        data += fobj.read(take)
+        if not format2._read_into(fobj, data, take):  # the bytes peek showed
+            return True
     if want is None:
         data += fobj.read()  # a stream that is no dump's header: a joblib file, read whole
     elif head.dump_len is not None and head.dump_len < len(data):
