@@ -180,7 +180,6 @@ def small(i):
 RACE_READER = """
 import sys, time, warnings
 sys.path.insert(0, sys.argv[2])
-from _support import assert_lock_is_broken, entry_lock
 from joblite import Memory
 from race_funcs import payload, small
 
@@ -203,7 +202,6 @@ print(n, bad)
 
 RACE_REMOVER = """
 import sys, time, warnings
-from _support import assert_lock_is_broken, entry_lock
 from joblite import Memory
 
 warnings.simplefilter("ignore")

@@ -265,13 +265,14 @@ def load_from_socket(blob: bytes, timeout: float = 30) -> tuple:
     ours, peer = socket.socketpair()
     sender = threading.Thread(target=peer.sendall, args=(blob + NEXT,))
     sender.start()
+    ours.settimeout(timeout)
+    f = ours.makefile("rb")
     try:
-        ours.settimeout(timeout)
-        f = ours.makefile("rb")
         got = joblite.load(f)
         return got, f.read(len(NEXT))
     finally:
         sender.join()
+        f.close()
         peer.close()
         ours.close()
 
