@@ -11,7 +11,7 @@
 //! the decoded bytes (a valid header stream is about the size of `H` or smaller); and the
 //! dump's length is believed only from the verified index.
 
-use super::head::{H_OVERHEAD, H_PREFIX_LEN};
+use super::head::H_PREFIX_LEN;
 use super::index::{self, Index};
 use super::{corrupt, Codec, Error};
 
@@ -173,24 +173,7 @@ impl HeadStream {
             return Ok(None); // e.g. an uncompressed dump compressed at once by a compressor
         }
         let n = u64::from_le_bytes(out[3..11].try_into().expect("8 bytes"));
-        let (least, most) = index::length_range(fixed)?;
-        if n < least {
-            return Err(corrupt("index tables do not fit in the index"));
-        }
-        let too_long = Error::LimitExceeded {
-            what: "an index",
-            declared: n,
-            limit: Some(most),
-        };
-        if n > most {
-            return Err(too_long);
-        }
-        usize::try_from(n)
-            .ok()
-            .and_then(|n| n.checked_add(H_OVERHEAD))
-            .filter(|h| h.checked_mul(2).is_some())
-            .map(Some)
-            .ok_or(too_long)
+        index::header_len(n, fixed).map(Some)
     }
 
     /// The header stream ended: `H` must be whole, its index valid.

@@ -63,6 +63,29 @@ pub fn length_range(fixed: &[u8]) -> Result<(u64, u64), Error> {
     Ok((need, need.saturating_add(MAX_PADDING)))
 }
 
+/// The length of `H` (the index and the bytes around it) for an index declared `n` bytes
+/// long, checked against what the fixed part `fixed` (not yet verified) allows: for a reader
+/// of a stream, before it reads (or decodes) that many bytes.
+pub fn header_len(n: u64, fixed: &[u8]) -> Result<usize, Error> {
+    let (least, most) = length_range(fixed)?;
+    if n < least {
+        return Err(corrupt("index tables do not fit in the index"));
+    }
+    let too_long = || Error::LimitExceeded {
+        what: "an index",
+        declared: n,
+        limit: Some(most),
+    };
+    if n > most {
+        return Err(too_long());
+    }
+    usize::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_add(super::head::H_OVERHEAD))
+        .filter(|h| h.checked_mul(2).is_some()) // room for the framing's arithmetic
+        .ok_or_else(too_long)
+}
+
 /// Bytes of the chunk and buffer tables, None on overflow.
 fn tables_len(n_chunks: u64, n_buffers: u64) -> Option<u64> {
     n_chunks

@@ -68,24 +68,8 @@ pub fn stream_len(data: &[u8]) -> Result<Option<u64>, Error> {
         return Ok(None);
     }
     let n = u64::from_le_bytes(data[at - 8..at].try_into().expect("8 bytes"));
-    let (least, most) = index::length_range(fixed)?;
-    if n < least {
-        return Err(corrupt("index tables do not fit in the index"));
-    }
-    let too_long = Error::LimitExceeded {
-        what: "an index",
-        declared: n,
-        limit: Some(most),
-    };
-    if n > most {
-        return Err(too_long);
-    }
-    let framed = usize::try_from(n)
-        .ok()
-        .and_then(|n| n.checked_add(head::H_OVERHEAD))
-        .filter(|h| h.checked_mul(2).is_some()) // room for the framing's arithmetic
-        .and_then(|h| head::framed_len(codec, h))
-        .ok_or(too_long)?;
+    let h_len = index::header_len(n, fixed)?;
+    let framed = head::framed_len(codec, h_len).ok_or_else(|| corrupt("no stored header unit"))?;
     if data.len() < framed {
         return Ok(Some(framed as u64));
     }
