@@ -123,7 +123,8 @@ impl HeadStream {
             at += used;
             self.out.extend_from_slice(&self.buf[..made]);
             let taken = start as usize + at;
-            if self.out.len() > MAX_RATIO * taken + index::MAX_PADDING as usize + 4096 {
+            let most = MAX_RATIO.saturating_mul(taken) + index::MAX_PADDING as usize + 4096;
+            if self.out.len() > most {
                 return Err(corrupt(
                     "the header stream decodes to far more than its size: no valid index does",
                 ));
@@ -151,7 +152,7 @@ impl HeadStream {
             }
         }
         self.fed = start + input.len() as u64;
-        if self.fed as usize > INPUT_SLACK + 2 * self.out.len() {
+        if self.fed > (INPUT_SLACK + 2 * self.out.len()) as u64 {
             return Err(corrupt(
                 "the header stream is longer than any valid header unit",
             ));
