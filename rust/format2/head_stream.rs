@@ -319,6 +319,41 @@ mod tests {
         }
     }
 
+    /// An xz stream of empty blocks (20 bytes each, no output): valid as far as it goes.
+    fn xz_of_empty_blocks(n: usize) -> Vec<u8> {
+        let mut d = b"\xfd7zXZ\x00\x00\x01".to_vec(); // check: CRC32
+        d.extend_from_slice(&crc32fast::hash(&[0, 1]).to_le_bytes());
+        let mut header = vec![2u8, 0, 0x21, 1, 0x16, 0, 0, 0]; // 12 bytes: one LZMA2 filter
+        header.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
+        for _ in 0..n {
+            d.extend_from_slice(&header);
+            d.extend_from_slice(&[0, 0, 0, 0]); // LZMA2 end mark, padding
+            d.extend_from_slice(&crc32fast::hash(b"").to_le_bytes());
+        }
+        d
+    }
+
+    #[test]
+    fn a_header_stream_that_takes_input_without_output_is_cut_short() {
+        let d = xz_of_empty_blocks(300_000); // 6 MB that decode to nothing
+        let mut hs = HeadStream::new(&d).unwrap().unwrap();
+        // a careful reader's steps are small; the bound holds whatever the steps
+        let mut at = 0;
+        let err = loop {
+            match hs.feed(&d[at..at + 4096]) {
+                Ok(Step::Read(_)) => at += 4096,
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert!(err.to_string().contains("longer than any valid"), "{err}");
+        assert!(at <= INPUT_SLACK + 4096, "{at}");
+        // the same stream, shorter, is still being read
+        let d = xz_of_empty_blocks(1000);
+        let mut hs = HeadStream::new(&d).unwrap().unwrap();
+        assert!(matches!(hs.feed(&d), Ok(Step::Read(_))));
+    }
+
     #[test]
     fn a_bomb_of_a_header_stream_is_refused_early() {
         for codec in [Codec::Bz2, Codec::Xz] {
