@@ -48,6 +48,15 @@ def entry_lock(
     return f, lock
 
 
+def write_lock(lock: Path, pid: int, marker: str = "") -> None:
+    """Write ``lock`` as the compute-once lock of process ``pid`` on this host, taken now
+    (``marker``: the owner's start marker, left out as older versions wrote it)."""
+    import os
+
+    fields = [str(pid), os.uname().nodename, str(time.time())] + ([marker] if marker else [])
+    lock.write_text(" ".join(fields) + "\n")
+
+
 def assert_lock_is_broken(f: Any, lock: Path, arg: int, expected: Any, within: float) -> None:
     """``f(arg)`` breaks the stale ``lock`` and computes at once (within ``within`` s)."""
     start = time.monotonic()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support import assert_lock_is_broken, entry_lock
+from _support import assert_lock_is_broken, entry_lock, write_lock
 from joblite import Memory
 from joblite.exceptions import CacheWarning
 
@@ -122,7 +122,7 @@ def test_stale_lock_of_dead_owner_is_broken(tmp_path):
     f, lock = entry_lock(tmp_path, lambda x: x + 1, 5)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    lock.write_text(f"{dead.pid} {os.uname().nodename} {time.time()}\n")
+    write_lock(lock, dead.pid)
     assert_lock_is_broken(f, lock, 5, 6, within=5)
 
 
@@ -132,7 +132,7 @@ def test_wait_timeout_then_compute_anyway(tmp_path):
     # previous process's, and broken)
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        lock.write_text(f"{owner.pid} {os.uname().nodename} {time.time()}\n")
+        write_lock(lock, owner.pid)
         with pytest.warns(CacheWarning, match="waited") as rec:
             assert f(7) == 70
         assert len(rec) == 1
