@@ -7,6 +7,7 @@
 //! - [`head`] frames the header unit (the pickle prefix holding the index) for each codec,
 //!   and finds it again;
 //! - [`index`] is the index's layout and validation;
+//! - [`layout`] places the records, padding and chunks of a dump, and sizes its header;
 //! - [`source`] is where a dump's bytes come from (a file, memory), for every reader;
 //! - [`write`] and [`read`] put it together, on all cores.
 
@@ -14,6 +15,7 @@ pub mod chunk;
 pub mod deflate;
 pub mod head;
 pub mod index;
+pub mod layout;
 pub mod pickle_scan;
 pub mod read;
 pub mod source;
