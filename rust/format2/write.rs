@@ -121,7 +121,15 @@ pub fn write<W: Write + Seek>(
             let sum = checksum(&st.bytes);
             Ok((st, sum))
         };
-        let window = 2 * std::thread::available_parallelism().map_or(1, |n| n.get()) + 2;
+        // Uncompressed, the workers checksum at most the two chunks after the one being
+        // written: each is still in cache when the kernel copies it (memory is read about
+        // once, not twice), and no more workers compete with the writing thread for memory
+        // bandwidth (64 MB of `bytes` to /dev/shm, 2 cores: 45 -> 32 ms).
+        let window = if codec == Codec::None {
+            2
+        } else {
+            2 * std::thread::available_parallelism().map_or(1, |n| n.get()) + 2
+        };
         crate::core_threads::map_ordered(&chunks, window, map, &mut sink)?;
     }
     let buffers = layout
