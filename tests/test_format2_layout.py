@@ -208,3 +208,35 @@ def test_a_path_gets_the_same_bytes(tmp_path):
     path = tmp_path / "a.pkl"
     joblite.dump(_objects()["mixed"](), path)
     assert hashlib.sha256(path.read_bytes()).hexdigest()[:32] == GOLDEN[("mixed", "none", 0)]
+
+
+@pytest.mark.parametrize("start", [0, 1, 63, 100])
+def test_uncompressed_buffers_are_aligned_in_the_file(tmp_path, start):
+    np = pytest.importorskip("numpy")
+    value = {"a": np.arange(1000.0), "b": [np.ones(3, np.int8), b"x" * (MiB + 1)], "c": "s"}
+    path = tmp_path / "a.pkl"
+    with open(path, "wb") as f:
+        f.write(b"\0" * start)
+        joblite.dump(value, f)
+    reader = joblite._core.F2Reader.open(str(path), start)
+    offsets = [off for n, own, off in reader.buffers() if n]
+    assert len(offsets) == 3 and all(off % 64 == 0 for off in offsets)
+    with open(path, "rb") as f:
+        f.seek(start)
+        got = joblite.load(f)
+    assert got["b"][1] == value["b"][1] and (got["a"] == value["a"]).all()
+
+
+def test_the_writer_refuses_a_stream_that_disagrees_with_its_buffers():
+    buf = pickle.PickleBuffer(bytearray(10))
+    stream = pickle.dumps([buf], protocol=5, buffer_callback=lambda b: False)
+    dump = joblite._core.f2_dump
+    assert dump(None, [stream], [memoryview(bytearray(10))], 0, 0, 0, False)
+    with pytest.raises(ValueError, match="disagree"):
+        dump(None, [stream], [], 0, 0, 0, False)
+    with pytest.raises(ValueError, match="disagree"):
+        dump(None, [stream], [b"a", b"b"], 0, 0, 0, False)
+    with pytest.raises(ValueError, match="STOP"):
+        dump(None, [stream[:-1]], [b"0123456789"], 0, 0, 0, False)
+    with pytest.raises(ValueError, match="codec"):
+        dump(None, [stream], [b"0123456789"], 99, 0, 0, False)
