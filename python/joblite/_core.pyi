@@ -12,7 +12,9 @@ from typing_extensions import Buffer as _Buffer
 
 # checked against the built extension by `python -m mypy.stubtest joblite._core` (in CI)
 __all__ = [
-    "F2_H_OVERHEAD",
+    "F2_IN_BAND_MIN",
+    "F2_IN_BAND_PREFIX",
+    "F2_IN_BAND_SUFFIX",
     "HASH_ENCODING_VERSION",
     "THREAD_LIMIT_VAR",
     "ArrowDictionaryIds",
@@ -27,11 +29,9 @@ __all__ = [
     "arrow_feed_strings",
     "default_thread_limit",
     "delayed",
+    "f2_dump",
     "f2_index_len",
-    "f2_scan",
-    "f2_scan_parts",
     "f2_stream_len",
-    "f2_write",
     "get_thread_limit",
     "hash",
     "run_call",
@@ -190,18 +190,17 @@ def default_thread_limit() -> int:
 
 # --- format 2 (rust/bindings/format2.rs) ---
 
-F2_H_OVERHEAD: int
+F2_IN_BAND_MIN: int
+F2_IN_BAND_PREFIX: tuple[bytes, ...]
+F2_IN_BAND_SUFFIX: tuple[bytes, ...]
 
-def f2_scan(stream: _Buffer) -> list[_Optional[tuple[int, int]]]: ...
-def f2_scan_parts(parts: list[_Buffer], min_in_band: int) -> list[tuple[int, int, int, int]]: ...
-def f2_write(
+def f2_dump(
     path: _Optional[str],
-    parts: list[_Buffer],
-    bounds: list[int],
-    buffers: list[tuple[int, int, int]],
+    stream: list[_Buffer],
+    buffers: list[_Buffer],
     codec: int,
     level: int,
-    h_len: int,
+    dump_start: int,
     fsync: bool,
 ) -> _Optional[bytes]: ...
 def f2_index_len(n_chunks: int, n_buffers: int) -> int: ...

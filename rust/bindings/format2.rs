@@ -1,4 +1,4 @@
-//! Python binding of format 2 (`rust/format2`): the pickle-stream scan, the writer and the
+//! Python binding of format 2 (`rust/format2`): the writer (layout included) and the
 //! reader, all byte loops with the GIL released; damaged files raise
 //! `joblite.CorruptFileError` naming the user's file.
 
@@ -8,15 +8,15 @@ use std::path::PathBuf;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes};
+use pyo3::types::{PyByteArray, PyBytes, PyTuple};
 
 use super::buffers::{bytes_of, bytes_of_mut, export, new_bytes_filled};
-use crate::format2::index::{self, Buffer};
-use crate::format2::pickle_scan::{self, Piece};
+use crate::format2::head_stream;
+use crate::format2::index;
+use crate::format2::layout;
 use crate::format2::read::{self, Opened, Plan, Source};
 use crate::format2::source::FileSource;
-use crate::format2::write::{self, Layout};
-use crate::format2::{head, head_stream};
+use crate::format2::write;
 use crate::format2::{Codec, Error};
 
 /// Errors go through the one mapping of `errors.rs` (errno and the user's path kept).
@@ -24,94 +24,41 @@ fn to_pyerr(py: Python<'_>, path: Option<&PathBuf>, err: Error) -> PyErr {
     super::errors::to_pyerr(py, path.map(|p| p.as_path()), err)
 }
 
-/// f2_scan(stream)
+/// f2_dump(path, stream, buffers, codec, level, dump_start, fsync)
 /// --
 ///
-/// The pieces of a protocol-5 pickle stream for format 2: `(start, end)` ranges to keep and
-/// None where an out-of-band buffer goes (FRAME, PROTO and READONLY_BUFFER dropped).
-#[pyfunction]
-fn f2_scan(py: Python<'_>, stream: &Bound<'_, PyAny>) -> PyResult<Vec<Option<(usize, usize)>>> {
-    let buf = export(stream)?;
-    let data = bytes_of(&buf)?;
-    let pieces = py
-        .detach(|| pickle_scan::scan(data))
-        .map_err(|e| to_pyerr(py, None, e))?;
-    Ok(pieces
-        .into_iter()
-        .map(|p| match p {
-            Piece::Keep(_, a, b) => Some((a, b)),
-            _ => None,
-        })
-        .collect())
-}
-
-/// f2_scan_parts(parts, min_in_band)
-/// --
-///
-/// The pieces of the protocol-5 pickle stream that is the concatenation of `parts`, as
-/// `(tag, a, b, c)`: tag 0 keeps bytes `b..c` of part `a`; 1 is an out-of-band buffer;
-/// 2 starts an in-band record of kind `a` (0 bytes, 1 bytearray, 2 str) and `b` bytes,
-/// whose bytes are the tag-3 pieces that follow (bytes `b..c` of part `a`).
-#[pyfunction]
-fn f2_scan_parts(
-    py: Python<'_>,
-    parts: Vec<Bound<'_, PyAny>>,
-    min_in_band: u64,
-) -> PyResult<Vec<(u8, u64, u64, u64)>> {
-    let held = parts.iter().map(export).collect::<PyResult<Vec<_>>>()?;
-    let views = held.iter().map(bytes_of).collect::<PyResult<Vec<_>>>()?;
-    let pieces = py
-        .detach(|| pickle_scan::scan_parts(&views, min_in_band))
-        .map_err(|e| to_pyerr(py, None, e))?;
-    let n = |x: usize| x as u64;
-    Ok(pieces
-        .into_iter()
-        .map(|p| match p {
-            Piece::Keep(i, a, b) => (0, n(i), n(a), n(b)),
-            Piece::Buffer => (1, 0, 0, 0),
-            Piece::InBand(kind, len) => (2, u64::from(kind), len, 0),
-            Piece::Payload(i, a, b) => (3, n(i), n(a), n(b)),
-        })
-        .collect())
-}
-
-/// f2_write(path, parts, bounds, buffers, codec, level, h_len, fsync)
-/// --
-///
-/// Writes one dump: into the (existing, empty) file `path` and returns None, or returns the
-/// bytes when `path` is None. See `rust/format2/write.rs` for the arguments.
+/// Writes the dump of a pickle stream: `stream` is the list of parts the pickler wrote
+/// (protocol 5, PROTO included), `buffers` its out-of-band buffers as contiguous bytes (a
+/// `PickleBuffer`'s `raw()`), in the order of its NEXT_BUFFER opcodes. The layout (records,
+/// padding, chunks, index) is computed here (`rust/format2/layout.rs`) for a dump starting
+/// at byte `dump_start` of its file. Writes into the (existing, empty) file `path` and
+/// returns None, or returns the bytes when `path` is None. The GIL is released throughout.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-fn f2_write(
+fn f2_dump(
     py: Python<'_>,
     path: Option<PathBuf>,
-    parts: Vec<Bound<'_, PyAny>>,
-    bounds: Vec<u64>,
-    buffers: Vec<(u64, u64, u64)>,
+    stream: Vec<Bound<'_, PyAny>>,
+    buffers: Vec<Bound<'_, PyAny>>,
     codec: u8,
     level: i32,
-    h_len: usize,
+    dump_start: u64,
     fsync: bool,
 ) -> PyResult<Option<Py<PyBytes>>> {
-    let codec = Codec::from_id(codec).ok_or_else(|| PyValueError::new_err("bad codec"))?;
-    let held = parts.iter().map(export).collect::<PyResult<Vec<_>>>()?;
-    let views = held.iter().map(bytes_of).collect::<PyResult<Vec<_>>>()?;
-    let layout = Layout {
-        parts: views,
-        bounds,
-        buffers: buffers
-            .into_iter()
-            .map(|(record_off, data_off, data_len)| Buffer {
-                record_off,
-                data_off,
-                data_len,
-            })
-            .collect(),
-        h_len,
-    };
+    let codec = Codec::from_id(codec)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown format-2 codec id {codec}")))?;
+    let held = stream.iter().map(export).collect::<PyResult<Vec<_>>>()?;
+    let parts = held.iter().map(bytes_of).collect::<PyResult<Vec<_>>>()?;
+    let held_bufs = buffers.iter().map(export).collect::<PyResult<Vec<_>>>()?;
+    let bufs = held_bufs
+        .iter()
+        .map(bytes_of)
+        .collect::<PyResult<Vec<_>>>()?;
+    let plan = || layout::plan(&parts, &bufs, codec, dump_start);
     match path {
         Some(p) => {
             py.detach(|| -> Result<(), Error> {
+                let layout = plan()?;
                 let file = std::fs::OpenOptions::new().write(true).open(&p)?;
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
                 write::write(&mut w, codec, level, &layout)?;
@@ -128,6 +75,7 @@ fn f2_write(
         None => {
             let out = py
                 .detach(|| -> Result<Vec<u8>, Error> {
+                    let layout = plan()?;
                     let mut cur = Cursor::new(Vec::new());
                     write::write(&mut cur, codec, level, &layout)?;
                     Ok(cur.into_inner())
@@ -512,21 +460,31 @@ impl F2HeadStream {
     }
 }
 
-/// Index bytes needed for this many chunks and buffers.
+/// Index bytes needed for this many chunks and buffers (what a file's index holds; tests
+/// forge indexes with it).
 #[pyfunction]
 fn f2_index_len(n_chunks: usize, n_buffers: usize) -> usize {
     index::needed_len(n_chunks, n_buffers)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(f2_scan, m)?)?;
-    m.add_function(wrap_pyfunction!(f2_scan_parts, m)?)?;
-    m.add_function(wrap_pyfunction!(f2_write, m)?)?;
+    m.add_function(wrap_pyfunction!(f2_dump, m)?)?;
     m.add_function(wrap_pyfunction!(f2_index_len, m)?)?;
     m.add_function(wrap_pyfunction!(f2_stream_len, m)?)?;
     m.add_function(wrap_pyfunction!(xxh3_64, m)?)?;
     m.add_class::<F2Reader>()?;
     m.add_class::<F2HeadStream>()?;
-    m.add("F2_H_OVERHEAD", head::H_OVERHEAD)?;
+    m.add("F2_IN_BAND_MIN", layout::IN_BAND_MIN)?;
+    let bytes = |l: &[&[u8]]| -> Vec<Py<PyBytes>> {
+        l.iter().map(|b| PyBytes::new(m.py(), b).unbind()).collect()
+    };
+    m.add(
+        "F2_IN_BAND_PREFIX",
+        PyTuple::new(m.py(), bytes(&layout::IN_BAND_PREFIX))?,
+    )?;
+    m.add(
+        "F2_IN_BAND_SUFFIX",
+        PyTuple::new(m.py(), bytes(&layout::IN_BAND_SUFFIX))?,
+    )?;
     Ok(())
 }

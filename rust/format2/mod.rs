@@ -7,6 +7,7 @@
 //! - [`head`] frames the header unit (the pickle prefix holding the index) for each codec,
 //!   and finds it again; [`head_stream`] finds where a bz2 / xz dump read from a stream ends;
 //! - [`index`] is the index's layout and validation;
+//! - [`layout`] places the records, padding and chunks of a dump, and sizes its header;
 //! - [`source`] is where a dump's bytes come from (a file, memory), for every reader;
 //! - [`write`] and [`read`] put it together, on all cores.
 
@@ -15,6 +16,7 @@ pub mod deflate;
 pub mod head;
 pub mod head_stream;
 pub mod index;
+pub mod layout;
 pub mod pickle_scan;
 pub mod read;
 pub mod source;

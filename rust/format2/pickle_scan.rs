@@ -161,12 +161,6 @@ impl<'a> Parts<'a> {
     }
 }
 
-/// The pieces of a single-part stream (a `pickle.dumps(..., protocol=5, buffer_callback=...)`
-/// output), with no in-band records.
-pub fn scan(stream: &[u8]) -> Result<Vec<Piece>, Error> {
-    scan_parts(&[stream], u64::MAX)
-}
-
 /// The pieces of the stream that is the concatenation of `parts`; payloads of `bytes`,
 /// `bytearray` and `str` of at least `min_in_band` bytes become [`Piece::InBand`].
 pub fn scan_parts(parts: &[&[u8]], min_in_band: u64) -> Result<Vec<Piece>, Error> {
@@ -247,6 +241,11 @@ pub fn scan_parts(parts: &[&[u8]], min_in_band: u64) -> Result<Vec<Piece>, Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pieces of a single-part stream, with no in-band records.
+    fn scan(stream: &[u8]) -> Result<Vec<Piece>, Error> {
+        scan_parts(&[stream], u64::MAX)
+    }
 
     #[test]
     fn drops_frames_and_marks_buffers() {

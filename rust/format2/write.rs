@@ -6,19 +6,8 @@ use std::io::{Seek, SeekFrom, Write};
 use super::chunk::{self, Stored};
 use super::head;
 use super::index::{self, Buffer, Chunk, Index};
+use super::layout::Layout;
 use super::{checksum, Codec, Error};
-
-/// What to write: the stream after the header (`parts` concatenated), where chunks start in
-/// it, the buffers in it, and the raw header length to use.
-pub struct Layout<'a> {
-    pub parts: Vec<&'a [u8]>,
-    /// chunk starts, relative to the body: strictly increasing, the first 0
-    pub bounds: Vec<u64>,
-    /// buffer entries, relative to the body
-    pub buffers: Vec<Buffer>,
-    /// length of the raw header `H` (index + 12 bytes), padded by the caller
-    pub h_len: usize,
-}
 
 /// Cuts the concatenation of `parts` at `bounds` into per-chunk slice lists.
 fn cut<'a>(parts: &[&'a [u8]], bounds: &[u64]) -> Result<Vec<Vec<&'a [u8]>>, Error> {
@@ -69,9 +58,10 @@ pub fn write<W: Write + Seek>(
     layout: &Layout<'_>,
 ) -> Result<u64, Error> {
     let start = out.stream_position()?;
-    let chunks = cut(&layout.parts, &layout.bounds)?;
+    let parts = layout.parts();
+    let chunks = cut(&parts, &layout.bounds)?;
     let h_len = layout.h_len as u64;
-    let body_len: u64 = layout.parts.iter().map(|p| p.len() as u64).sum();
+    let body_len = layout.body_len;
     let framed = head::framed_len(codec, layout.h_len);
     let mut stored_chunks: Vec<Option<Vec<u8>>> = Vec::new();
     if let Some(base) = framed {
@@ -131,7 +121,15 @@ pub fn write<W: Write + Seek>(
             let sum = checksum(&st.bytes);
             Ok((st, sum))
         };
-        let window = 2 * std::thread::available_parallelism().map_or(1, |n| n.get()) + 2;
+        // Uncompressed, the workers checksum at most the two chunks after the one being
+        // written: each is still in cache when the kernel copies it (memory is read about
+        // once, not twice), and no more workers compete with the writing thread for memory
+        // bandwidth (a window of 6 on 2 cores: 10-30% more wall time, arrays and `bytes`).
+        let window = if codec == Codec::None {
+            2
+        } else {
+            2 * std::thread::available_parallelism().map_or(1, |n| n.get()) + 2
+        };
         crate::core_threads::map_ordered(&chunks, window, map, &mut sink)?;
     }
     let buffers = layout
@@ -238,9 +236,9 @@ mod tests {
 
     #[test]
     fn writes_what_the_reader_reads() {
-        // a fake stream: "abc" + buffer record "R" + 1000 bytes + "." (STOP)
+        // PROTO 5, EMPTY_LIST, NEXT_BUFFER (a 1000-byte buffer), APPEND, STOP
         let data: Vec<u8> = (0..1000u32).map(|i| (i % 7) as u8).collect();
-        let parts: Vec<&[u8]> = vec![b"]R", &data, b"."];
+        let stream: &[u8] = b"\x80\x05]\x97a.";
         for codec in [
             Codec::None,
             Codec::Zlib,
@@ -250,17 +248,7 @@ mod tests {
             Codec::Bz2,
             Codec::Xz,
         ] {
-            let h_len = index::needed_len(3, 1) + head::H_OVERHEAD + 8;
-            let layout = Layout {
-                parts: parts.clone(),
-                bounds: vec![0, 2, 1002],
-                buffers: vec![Buffer {
-                    record_off: 1,
-                    data_off: 2,
-                    data_len: 1000,
-                }],
-                h_len,
-            };
+            let layout = crate::format2::layout::plan(&[stream], &[&data], codec, 0).unwrap();
             let mut cur = Cursor::new(Vec::new());
             let n = write(&mut cur, codec, 3, &layout).unwrap();
             let bytes = cur.into_inner();
@@ -272,11 +260,15 @@ mod tests {
                 .plan;
             assert_eq!(plan.index.codec, codec);
             let (stream, small) = plan.stream(&src as &dyn Source, true).unwrap();
-            assert_eq!(stream.to_vec(), b"\x80\x05]\x97.");
-            assert!(small[0].is_none());
+            assert_eq!(stream.to_vec(), b"\x80\x05]\x97a.");
             let mut out = vec![0u8; 1000];
-            plan.read_buffers(&src, vec![(0, &mut out[..])], true)
-                .unwrap();
+            if codec == Codec::None {
+                assert!(small[0].is_none()); // every uncompressed buffer owns its chunks
+                plan.read_buffers(&src, vec![(0, &mut out[..])], true)
+                    .unwrap();
+            } else {
+                out.copy_from_slice(small[0].as_deref().unwrap());
+            }
             assert_eq!(out, data, "{codec:?}");
         }
     }

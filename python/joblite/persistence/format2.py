@@ -1,11 +1,12 @@
 """Format 2 (docs/format.md): files that joblib reads, with joblite's checksummed index inside.
 
-The object is pickled by the C pickler (protocol 5, numpy buffers out of band); Rust then
-drops the stream's FRAME opcodes and puts, where each out-of-band buffer goes, a joblib
-``NumpyArrayWrapper`` record followed by the buffer's padded raw bytes, exactly where joblib's
-own reader expects them. The index (chunk checksums, offsets, where each buffer is) is a
-``bytes`` object that the stream pushes and pops before the object itself, so joblib reads
-past it while joblite reads it first and then decodes any chunk on its own, on all cores.
+The object is pickled by the C pickler (protocol 5, numpy buffers out of band); Rust
+(``rust/format2/layout.rs``) then drops the stream's FRAME opcodes and puts, where each
+out-of-band buffer goes, a joblib ``NumpyArrayWrapper`` record followed by the buffer's
+padded raw bytes, exactly where joblib's own reader expects them. The index (chunk
+checksums, offsets, where each buffer is) is a ``bytes`` object that the stream pushes and
+pops before the object itself, so joblib reads past it while joblite reads it first and then
+decodes any chunk on its own, on all cores.
 """
 
 from __future__ import annotations
@@ -27,67 +28,9 @@ CODEC_IDS: dict[str, int] = {
     "lz4": 5,
     "zstd": 6,
 }
-#: raw bytes per chunk, per codec (lz4/zstd/xz windows gain from larger chunks)
-CHUNK_SIZE: dict[str, int] = {
-    "none": 1 << 20,
-    "zlib": 1 << 20,
-    "gzip": 1 << 20,
-    "bz2": 900_000,
-    "xz": 4 << 20,
-    "lz4": 4 << 20,
-    "zstd": 4 << 20,
-}
-#: buffers at least this large get chunks of their own (read straight into their memory);
-#: smaller ones share chunks with the pickle stream (uncompressed: every buffer is its own)
-MIN_OWN = 64 << 10
-#: alignment of buffer bytes in uncompressed files (in the file: memory maps are aligned)
-ALIGN = 64
 _FLAG_MAPPED_WRITABLE = 1
 #: bytes of arrays allocated and decoded together when loading (see load_reader)
 _WAVE = 256 << 20
-
-
-def _short_str(s: str) -> bytes:
-    b = s.encode()
-    return b"\x8c" + bytes([len(b)]) + b
-
-
-# a joblib NumpyArrayWrapper for a 1-D uint8 array, up to its shape (docs/format.md)
-_REC_HEAD = (
-    _short_str("joblib.numpy_pickle")
-    + _short_str("NumpyArrayWrapper")
-    + b"\x93)\x81}("
-    + _short_str("subclass")
-    + _short_str("numpy")
-    + _short_str("ndarray")
-    + b"\x93"
-    + _short_str("shape")
-)
-_REC_TAIL = (
-    b"\x85"
-    + _short_str("order")
-    + _short_str("C")
-    + _short_str("dtype")
-    + _short_str("numpy")
-    + _short_str("dtype")
-    + b"\x93"
-    + _short_str("u1")
-    + b"\x89\x88\x87R(K\x03"
-    + _short_str("|")
-    + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
-    + _short_str("allow_mmap")
-)
-_REC_END = _short_str("numpy_array_alignment_bytes") + b"K\x10ub"
-
-
-def _record(nbytes: int, mappable: bool = True) -> bytes:
-    # allow_mmap is False in compressed files, as joblib writes it: joblib 1.2 would try to
-    # map such an array under mmap_mode (later versions never map a compressed file)
-    if nbytes < 1 << 31:
-        num = b"J" + nbytes.to_bytes(4, "little")
-    else:
-        num = b"\x8a\x08" + nbytes.to_bytes(8, "little")
-    return _REC_HEAD + num + _REC_TAIL + (b"\x88" if mappable else b"\x89") + _REC_END
 
 
 def _array_reducer() -> dict:
@@ -147,21 +90,13 @@ _DISPATCH: Optional[dict] = None
 
 #: `bytes` / `bytearray` / `str` payloads of at least this many bytes (a `str`: its UTF-8
 #: bytes) become records of their own (docs/format.md, "In-band objects")
-IN_BAND_MIN = 1 << 20
+IN_BAND_MIN: int = _core.F2_IN_BAND_MIN
 
 # per kind (0 bytes, 1 bytearray, 2 str): the pickle around such a record, which makes it
 # `bytes(arr)`, `bytearray(arr)` or `str(arr, "utf-8", "surrogatepass")` of the uint8 array
 # joblib reads, and of the object joblite reads it into (`bytes(b)` is `b` itself)
-IN_BAND_PREFIX: tuple[bytes, ...] = (
-    _short_str("builtins") + _short_str("bytes") + b"\x93",
-    _short_str("builtins") + _short_str("bytearray") + b"\x93",
-    _short_str("builtins") + _short_str("str") + b"\x93",
-)
-IN_BAND_SUFFIX: tuple[bytes, ...] = (
-    b"\x85R",
-    b"\x85R",
-    _short_str("utf-8") + _short_str("surrogatepass") + b"\x87R",
-)
+IN_BAND_PREFIX: tuple[bytes, ...] = _core.F2_IN_BAND_PREFIX
+IN_BAND_SUFFIX: tuple[bytes, ...] = _core.F2_IN_BAND_SUFFIX
 
 
 def _pickle(value: Any, protocol: int = 5) -> tuple[list, list]:
@@ -184,109 +119,28 @@ def _raw(pb: pickle.PickleBuffer) -> memoryview:
         return memoryview(memoryview(pb).tobytes())
 
 
-def _sequence(value: Any) -> tuple[list, list]:
-    """The stream to write, as kept bytes and ``(views, nbytes)`` records, and what must be
-    kept alive while it is written."""
-    written, pbufs = _pickle(value)
-    items = _core.f2_scan_parts(written, IN_BAND_MIN)
+def _dump(
+    value: Any, path: Optional[str], codec: str, level: int, dump_start: int, fsync: bool
+) -> Optional[bytes]:
+    """Pickle ``value`` and hand the stream and its buffers to Rust, which lays out and
+    writes the dump (into ``path``, or returned)."""
+    stream, pbufs = _pickle(value)
     views = [_raw(pb) for pb in pbufs]
-    if sum(it[0] == 1 for it in items) != len(views):
-        raise ValueError("pickle stream and out-of-band buffers disagree")
-    mvs = [memoryview(w) for w in written]
-    seq: list[Any] = []
-    k = 0
-    data: list[memoryview] = []
-    for tag, a, b, c in items:
-        if tag == 0:
-            seq.append(mvs[a][b:c])
-        elif tag == 1:
-            seq.append(([views[k]], views[k].nbytes))
-            k += 1
-        elif tag == 2:
-            data = []
-            seq.append(IN_BAND_PREFIX[a])
-            seq.append((data, b))
-            seq.append(IN_BAND_SUFFIX[a])
-        else:
-            data.append(mvs[a][b:c])
-    return seq, [written, views]
-
-
-class Layout:
-    """What :func:`_core.f2_write` writes: parts, chunk bounds, buffer entries, header size."""
-
-    def __init__(self, value: Any, codec: str, dump_start: int = 0) -> None:
-        seq, self._alive = _sequence(value)  # the parts are views of what it holds
-        self.codec = codec
-        chunk = CHUNK_SIZE[codec]
-        min_own = 1 if codec == "none" else MIN_OWN
-        h_len = 0
-        for _ in range(8):
-            parts: list[Any] = []
-            bounds = [0]
-            entries: list[tuple[int, int, int]] = []
-            pos = 0
-            cur = 0  # start of the current chunk
-            for el in seq:
-                if type(el) is not tuple:
-                    parts.append(el)
-                    n = len(el)
-                    while pos + n - cur > chunk:
-                        cur += chunk
-                        bounds.append(cur)
-                    pos += n
-                    continue
-                datas, nbytes = el
-                rec = _record(nbytes, codec == "none")
-                at = h_len + pos + len(rec) + (dump_start if codec == "none" else 0)
-                pad = ALIGN - (at + 1) % ALIGN
-                rec += bytes([pad]) + b"\xff" * pad
-                record_off = pos
-                parts.append(rec)
-                while pos + len(rec) - cur > chunk:
-                    cur += chunk
-                    bounds.append(cur)
-                pos += len(rec)
-                entries.append((record_off, pos, nbytes))
-                parts.extend(datas)
-                if nbytes >= min_own:
-                    if pos > cur:
-                        bounds.append(pos)
-                    bounds.extend(range(pos + chunk, pos + nbytes, chunk))
-                    pos += nbytes
-                    bounds.append(pos)  # a STOP at least follows
-                    cur = pos
-                    continue
-                while pos + nbytes - cur > chunk:
-                    cur += chunk
-                    bounds.append(cur)
-                pos += nbytes
-            need = _core.f2_index_len(len(bounds), len(entries)) + _core.F2_H_OVERHEAD
-            if need <= h_len:
-                break
-            h_len = -(-(need + 4 * 40) // ALIGN) * ALIGN
-        else:  # pragma: no cover - converges in two rounds
-            raise RuntimeError("format-2 layout did not converge")
-        self.parts = parts
-        self.bounds = bounds
-        self.buffers = entries
-        self.h_len = h_len
+    out: Optional[bytes] = _core.f2_dump(
+        path, stream, views, CODEC_IDS[codec], level, dump_start, fsync
+    )
+    return out
 
 
 def write_path(value: Any, tmp: str, codec: str, level: int, fsync: bool) -> None:
     """Write one dump into the (existing, empty) temp file ``tmp``."""
-    lay = Layout(value, codec)
-    _core.f2_write(
-        tmp, lay.parts, lay.bounds, lay.buffers, CODEC_IDS[codec], level, lay.h_len, fsync
-    )
+    _dump(value, tmp, codec, level, 0, fsync)
 
 
 def write_bytes(value: Any, codec: str, level: int, dump_start: int = 0) -> bytes:
     """One dump, in memory (``dump_start``: where it will lie in its file)."""
-    lay = Layout(value, codec, dump_start)
-    out: bytes = _core.f2_write(
-        None, lay.parts, lay.bounds, lay.buffers, CODEC_IDS[codec], level, lay.h_len, False
-    )
+    out = _dump(value, None, codec, level, dump_start, False)
+    assert out is not None  # f2_dump returns the bytes when given no path
     return out
 
 
