@@ -34,7 +34,7 @@ from .. import _core
 from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs
 from .files import DAMAGE, check_regular, open_regular
-from .safe import NDARRAY, SafeGlobals, refuse
+from .safe import NDARRAY, SafeGlobals, check_dtype, refuse
 
 _ZFILE_PREFIX = b"ZF"
 _REGISTERED_KIND = "registered:"
@@ -279,9 +279,9 @@ class NumpyArrayWrapper:
         shape = tuple(int(x) for x in self.shape)
         order = getattr(self, "order", "C")
         align = getattr(self, "numpy_array_alignment_bytes", None)
+        # object fields hidden from `hasobject`, fields outside the items: never read into
+        check_dtype(dtype, allow_object=u.safe is None)
         if dtype.hasobject:
-            if u.safe is not None:
-                raise refuse(f"a numpy array of object dtype ({dtype})")
             return _InnerUnpickler(u.fh, u.find_class).load()
         count = 1
         for n in shape:
@@ -355,8 +355,8 @@ class NDArrayWrapper:
         if mmap == "w+":
             mmap = "r+"
         arr = np.load(self._companion(u), mmap_mode=mmap, allow_pickle=u.safe is None)
-        if u.safe is not None and arr.dtype.hasobject:
-            raise refuse(f"a numpy array of object dtype ({arr.dtype})")
+        if u.safe is not None:
+            check_dtype(arr.dtype)
         return _native(arr) if u.native else arr
 
 
@@ -375,8 +375,8 @@ class ZNDArrayWrapper(NDArrayWrapper):
         state = (*tuple(self.state), data)
         if u.safe is not None:
             for item in state:
-                if isinstance(item, np.dtype) and item.hasobject:
-                    raise refuse(f"a numpy array of object dtype ({item})")
+                if isinstance(item, np.dtype):
+                    check_dtype(item)
         arr.__setstate__(state)
         return arr
 
@@ -388,8 +388,15 @@ _WRAPPERS = {
 }
 
 
-class _InnerUnpickler(pickle.Unpickler):
-    """Reads the nested pickle of an object-dtype array, resolving globals like the outer."""
+class _InnerUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """Reads the nested pickle of an object-dtype array, resolving globals like the outer.
+
+    The pure-Python unpickler, as for the outer stream: the C one sizes its memo by the
+    index a PUT / LONG_BINPUT names, so five damaged bytes could make it ask for (and
+    zero) gigabytes; this one keeps the memo in a dict, and reads BYTEARRAY8 as the outer
+    does (never allocating a declared length before the bytes are there)."""
+
+    dispatch = pickle._Unpickler.dispatch.copy()  # type: ignore[attr-defined]
 
     def __init__(self, fh: Any, find_class: Any) -> None:
         super().__init__(fh)
@@ -467,6 +474,10 @@ class JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
         if self.safe is not None:
             self.safe.check()
         return value
+
+
+# the inner stream reads BYTEARRAY8 as the outer one does
+_InnerUnpickler.dispatch[pickle.BYTEARRAY8[0]] = JoblibUnpickler.load_bytearray8
 
 
 def _drain(stream: BinaryIO, limit: int) -> None:

@@ -101,9 +101,54 @@ class _NdarrayName:
 NDARRAY = _NdarrayName()
 
 
-def _check_dtype(dtype: Any) -> None:
-    if getattr(dtype, "hasobject", False):
-        raise refuse(f"a numpy array or scalar of object dtype ({dtype})")
+#: kinds of the leaves of a dtype a safe load accepts (no object, no string-dtype arena)
+_PLAIN_KINDS = frozenset("biufcmMSUV")
+
+
+def check_dtype(dtype: Any, allow_object: bool = False) -> None:
+    """Refuse a dtype holding objects anywhere, and one whose layout is impossible
+    (``allow_object``: objects are fine where the dtype's ``hasobject`` flag says so).
+
+    The ``hasobject`` flag alone cannot be trusted: ``numpy.dtype.__setstate__`` (a BUILD
+    in the stream) takes the flags as given, so a structured dtype can hold an object
+    field without the flag, and then a few stream bytes become object pointers. Its fields
+    can likewise be placed past its itemsize (reads outside the array's memory). So every
+    field and sub-array is walked: leaves must be plain kinds, and each field must lie
+    inside its parent.
+    """
+    if dtype is None:
+        return
+    import numpy as np
+
+    if not isinstance(dtype, np.dtype):
+        return  # not a dtype at all: numpy refuses it where it is used
+    todo = [dtype]
+    while todo:
+        dt = todo.pop()
+        if dt.hasobject or dt.kind == "O":
+            if not allow_object:
+                raise refuse(f"a numpy array or scalar of object dtype ({dtype})")
+            if not dtype.hasobject:
+                raise ValueError(f"dtype {dtype} holds objects its flags deny")
+            continue
+        fields = dt.fields
+        sub = dt.subdtype
+        if fields:
+            for entry in fields.values():
+                fdt, off = entry[0], entry[1]
+                if not isinstance(off, int) or off < 0 or off + fdt.itemsize > dt.itemsize:
+                    raise ValueError(f"dtype {dtype} has a field outside its items")
+                todo.append(fdt)
+        elif sub is not None:
+            base, shape = sub
+            n = 1
+            for d in shape:
+                n *= d
+            if base.itemsize * n > dt.itemsize:
+                raise ValueError(f"dtype {dtype} has a sub-array larger than its items")
+            todo.append(base)
+        elif dt.kind not in _PLAIN_KINDS and not allow_object:
+            raise refuse(f"a numpy array or scalar of dtype {dtype}")
 
 
 class SafeGlobals:
@@ -143,9 +188,12 @@ class SafeGlobals:
         return None
 
     def _frombuffer(self, buf: Any, dtype: Any, shape: Any, order: Any, *rest: Any) -> Any:
+        import numpy as np
+
         from .unpickle import frombuffer
 
-        _check_dtype(dtype)
+        dtype = np.dtype(dtype)
+        check_dtype(dtype)
         arr = frombuffer(buf, dtype, shape, order, *rest)
         self.arrays.append(arr)  # a later BUILD could still give it another dtype
         return arr
@@ -172,11 +220,14 @@ class SafeGlobals:
     def check(self) -> None:
         """Refuse object arrays whose dtype was only known once their state was set."""
         for arr in self.arrays:
-            _check_dtype(getattr(arr, "dtype", None))
+            check_dtype(getattr(arr, "dtype", None))
 
 
 def _scalar(dtype: Any, *args: Any) -> Any:
-    _check_dtype(dtype)
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    check_dtype(dtype)
     try:
         from numpy._core.multiarray import scalar  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x

@@ -1,0 +1,301 @@
+"""Regressions from an attacker's pass over ``joblite.load`` (scripts/fuzz_load.py).
+
+Each test is a file that crashed the interpreter, read outside an array's memory, or made a
+few bytes cost gigabytes before the fix. Loads that could crash run in a child interpreter,
+so that a crash fails the test instead of ending the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+
+import joblite
+import numpy as np
+import pytest
+from joblite import CorruptFileError
+
+try:  # numpy >= 2
+    from numpy._core.multiarray import _reconstruct, scalar
+    from numpy._core.numeric import _frombuffer
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core.multiarray import _reconstruct, scalar
+    from numpy.core.numeric import _frombuffer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _Reduce:
+    """Pickles as ``f(*args)``, then ``BUILD`` with ``state`` when given."""
+
+    def __init__(self, f, args, state=None):
+        self.f, self.args, self.state = f, args, state
+
+    def __reduce__(self):
+        return (self.f, self.args) if self.state is None else (self.f, self.args, self.state)
+
+
+def _dtype_with_state(fields, itemsize=8, flags=0):
+    """A structured dtype rebuilt by ``dtype.__setstate__`` with the given fields and flags:
+    what a forged stream can do with one BUILD."""
+    names = tuple(fields)
+    return _Reduce(np.dtype, ("V8", False, True), (3, "|", None, names, fields, itemsize, 1, flags))
+
+
+def hidden_object_dtype():
+    # an object field whose flags (0) deny holding objects: numpy then trusts the flags
+    return _dtype_with_state({"a": (np.dtype("O"), 0)})
+
+
+def field_outside_dtype():
+    # a float64 field at offset 1000 of 8-byte items: reads 1 KB past each item
+    return _dtype_with_state({"a": (np.dtype("f8"), 1000)})
+
+
+def load_in_child(path, **kwargs) -> dict:
+    """``joblite.load(path, **kwargs)`` in a child; what it gave, or how it died. The child
+    touches every field of the array it gets (a crash, with a forged object field)."""
+    code = f"""
+import json, joblite, numpy as np
+out = {{}}
+try:
+    v = joblite.load({str(path)!r}, **{kwargs!r})
+    out["result"] = "loaded"
+    if isinstance(v, (np.ndarray, np.void)):
+        out["text"] = repr(v.tolist())[:100]
+except Exception as e:
+    out["result"] = type(e).__name__
+    out["message"] = str(e)[:300]
+print(json.dumps(out))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, f"the load killed the interpreter ({done.returncode})"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- dtypes a BUILD forged: objects hidden from `hasobject`, fields outside their items -----
+
+
+def _frombuffer_pickle(dtype):
+    return pickle.dumps(_Reduce(_frombuffer, (b"\x41" * 64, dtype, (8,), "C")), protocol=5)
+
+
+def _setstate_pickle(dtype):
+    state = (1, (3,), dtype, False, b"\x41" * 24)
+    return pickle.dumps(_Reduce(_reconstruct, (np.ndarray, (0,), b"b"), state), protocol=5)
+
+
+def _scalar_pickle(dtype):
+    return pickle.dumps(_Reduce(scalar, (dtype, b"\x41" * 8)), protocol=5)
+
+
+def _wrapper_pickle(dtype):
+    """A joblib file: a NumpyArrayWrapper with ``dtype`` and 3 items of 8 bytes after it."""
+    from joblib.numpy_pickle import NumpyArrayWrapper
+
+    w = NumpyArrayWrapper(np.ndarray, (3,), "C", np.dtype("V8"), allow_mmap=True)
+    w.dtype = dtype
+    data = pickle.dumps(w, protocol=3)  # unframed, as joblib reads array bytes inline
+    assert data.endswith(b"b.")
+    return data[:-1] + b"\x0f" + b"\xff" * 15 + b"\x41" * 24 + b"."
+
+
+def _format2_dump(body: bytes) -> bytes:
+    """An uncompressed format-2 dump (index valid) whose pickle body is ``body``."""
+    from test_persistence_hostile_format2 import forge
+
+    assert body.startswith(b"\x80\x05")
+    body = body[2:]
+    return forge("none", [(body, len(body))])
+
+
+STREAMS = {
+    "frombuffer": _frombuffer_pickle,
+    "setstate": _setstate_pickle,
+    "scalar": _scalar_pickle,
+}
+
+
+@pytest.mark.parametrize("container", ["pickle", "format2"])
+@pytest.mark.parametrize("how", sorted(STREAMS))
+def test_safe_mode_refuses_an_object_field_hidden_from_hasobject(tmp_path, how, container):
+    # before: allow_pickle=False built an array whose object field was 8 stream bytes
+    # (0x41...), a pointer; touching it crashed the interpreter (SIGSEGV)
+    data = STREAMS[how](hidden_object_dtype())
+    path = tmp_path / f"hidden.{how}"
+    path.write_bytes(_format2_dump(data) if container == "format2" else data)
+    out = load_in_child(path, allow_pickle=False)
+    assert out["result"] == "UnsafeLoadError", out
+    assert "object" in out["message"]
+
+
+@pytest.mark.parametrize("container", ["pickle", "format2"])
+@pytest.mark.parametrize("how", sorted(STREAMS))
+def test_safe_mode_refuses_a_field_outside_its_items(tmp_path, how, container):
+    # before: the array loaded and each element read 1 KB past its own memory
+    data = STREAMS[how](field_outside_dtype())
+    path = tmp_path / f"outside.{how}"
+    path.write_bytes(_format2_dump(data) if container == "format2" else data)
+    with pytest.raises(CorruptFileError, match="outside its items") as info:
+        joblite.load(path, allow_pickle=False)
+    assert info.value.path == str(path)
+
+
+@pytest.mark.parametrize("mmap_mode", [None, "r"])
+@pytest.mark.parametrize("allow_pickle", [False, True])
+def test_joblib_wrapper_with_a_forged_dtype_is_refused(tmp_path, allow_pickle, mmap_mode):
+    # before: joblib's NumpyArrayWrapper read its bytes into the forged dtype: a crash with
+    # a hidden object field (either mode), reads outside the array with a field outside
+    pytest.importorskip("joblib")
+    hidden = tmp_path / "hidden.pkl"
+    hidden.write_bytes(_wrapper_pickle(hidden_object_dtype()))
+    out = load_in_child(hidden, allow_pickle=allow_pickle, mmap_mode=mmap_mode)
+    want = "CorruptFileError" if allow_pickle else "UnsafeLoadError"
+    assert out["result"] == want, out
+    outside = tmp_path / "outside.pkl"
+    outside.write_bytes(_wrapper_pickle(field_outside_dtype()))
+    with pytest.raises(CorruptFileError, match="outside its items"):
+        joblite.load(outside, allow_pickle=allow_pickle, mmap_mode=mmap_mode)
+
+
+def test_sound_structured_and_subarray_dtypes_still_load_safely(tmp_path):
+    # the dtype walk refuses nothing numpy itself writes
+    dt = np.dtype(
+        {
+            "names": ["a", "b", "c"],
+            "formats": ["<i4", (">f8", (2, 3)), "S3"],
+            "offsets": [0, 8, 64],
+            "itemsize": 72,
+        }
+    )
+    nested = np.dtype([("p", dt), ("q", "<u2", (4,)), ("t", "M8[s]")])
+    value = {"x": np.zeros(5, dtype=dt), "y": np.ones(3, dtype=nested), "s": np.void(b"ab")}
+    for compress in (0, 3):
+        path = tmp_path / f"ok{compress}.pkl"
+        joblite.dump(value, path, compress=compress)
+        got = joblite.load(path, allow_pickle=False)
+        assert got["x"].dtype == dt and got["y"].dtype == nested
+        assert got["x"].tobytes() == value["x"].tobytes()
+        assert got["y"].tobytes() == value["y"].tobytes()
+        import joblib
+
+        joblib.dump(value, path, compress=compress)
+        got = joblite.load(path, allow_pickle=False)
+        assert got["y"].dtype == nested and got["y"].tobytes() == value["y"].tobytes()
+
+
+# --- memo indices that make the C unpickler allocate gigabytes ----------------------------
+
+
+def _rss_of_load_in_child(path, **kwargs) -> dict:
+    code = f"""
+import json, resource, joblite
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = {{}}
+try:
+    joblite.load({str(path)!r}, **{kwargs!r})
+    out["result"] = "loaded"
+except Exception as e:
+    out["result"] = type(e).__name__
+    out["message"] = str(e)[:300]
+out["growth"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+print(json.dumps(out))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# LONG_BINPUT 2**26 on an empty memo: CPython's C unpickler grows its memo to 2**27
+# entries (1 GiB) and zeroes them; 2**32 - 1 asks for 64 GiB (MemoryError)
+MEMO_BOMBS = {
+    "long_binput": b"\x80\x05N" + b"r" + struct.pack("<I", 1 << 26) + b".",
+    "long_binput_max": b"\x80\x05N" + b"r" + struct.pack("<I", (1 << 32) - 1) + b".",
+    "put": b"\x80\x05N" + b"p67108864\n.",
+}
+
+
+@pytest.mark.parametrize("allow_pickle", [False, True])
+@pytest.mark.parametrize("bomb", sorted(MEMO_BOMBS))
+def test_format2_memo_index_bomb_is_refused_unallocated(tmp_path, bomb, allow_pickle):
+    # before: a 200-byte valid dump grew the process by 1 GiB (or raised MemoryError)
+    path = tmp_path / f"{bomb}.jl"
+    path.write_bytes(_format2_dump(MEMO_BOMBS[bomb]))
+    out = _rss_of_load_in_child(path, allow_pickle=allow_pickle)
+    assert out["result"] == "CorruptFileError", out
+    assert "memo" in out["message"]
+    assert out["growth"] < 100 << 20, out
+
+
+def test_memo_indices_a_pickler_writes_still_load(tmp_path):
+    # protocol 2 (BINPUT / LONG_BINPUT in order, GETs back) and shared references
+    shared = [1, 2]
+    value = {"a": shared, "b": shared, "many": [str(i) for i in range(300)]}
+    for proto in (0, 2, 5):
+        body = pickle.dumps(value, protocol=proto)
+        if proto < 5:
+            body = b"\x80\x05" + body[2:] if body[:1] == b"\x80" else b"\x80\x05" + body
+        path = tmp_path / f"p{proto}.jl"
+        path.write_bytes(_format2_dump(body))
+        for allow in (True, False):
+            got = joblite.load(path, allow_pickle=allow)
+            assert got == value and got["a"] is got["b"]
+
+
+def test_small_record_memo_bomb_is_refused_in_safe_mode():
+    from joblite.persistence import small
+
+    for body in MEMO_BOMBS.values():
+        record = small.MAGIC + hashlib.blake2b(body, digest_size=16).digest() + body
+        with pytest.raises(CorruptFileError, match="memo"):
+            joblite.loads(record, allow_pickle=False)
+    body = pickle.dumps([[1], "x" * 10], protocol=2)
+    record = small.MAGIC + hashlib.blake2b(body, digest_size=16).digest() + body
+    assert joblite.loads(record, allow_pickle=False) == [[1], "x" * 10]
+
+
+def test_joblib_object_array_memo_bomb_is_not_allocated(tmp_path):
+    # found by the fuzzer: one damaged byte of a joblib file holding an object array made
+    # the nested pickle a LONG_BINPUT of ~2.5e9, and load raised MemoryError after asking
+    # for 40 GiB; its pickle is now read by the pure-Python unpickler (a dict memo)
+    import joblib
+
+    path = tmp_path / "obj.pkl"
+    joblib.dump({"obj": np.array([1, "a", None], dtype=object)}, path)
+    data = path.read_bytes()
+    inner = data.index(b"ub\x80") + 2  # the object array's own pickle
+    at = data.index(b"\x8c\x05dtype", inner)
+    bomb = data[:at] + b"N" + b"r" + struct.pack("<I", 1 << 26) + b"0" + data[at:]
+    path.write_bytes(bomb)
+    out = _rss_of_load_in_child(path)
+    assert out["result"] in ("loaded", "CorruptFileError"), out
+    assert out["growth"] < 100 << 20, out
+    # and sound object arrays still load, compressed or not
+    value = {"obj": np.array([1, "a", None, b"x" * 10, bytearray(b"yy")] * 50, dtype=object)}
+    for compress in (0, 3):
+        joblib.dump(value, path, compress=compress)
+        got = joblite.load(path)
+        assert got["obj"].dtype == object and list(got["obj"]) == list(value["obj"])
+
+
+# --- the fast seeded fuzz -------------------------------------------------------------------
+
+
+def test_seeded_fuzz_finds_nothing(tmp_path):
+    # a few hundred mutants of small files (format 2, every codec, and joblib's files) through
+    # every load path, each in a child interpreter under an address-space limit: no crash, no
+    # hang, no other exception, no unchecked damage, no memory beyond the file's
+    pytest.importorskip("joblib")
+    script = os.path.join(ROOT, "scripts", "fuzz_load.py")
+    done = subprocess.run(
+        [sys.executable, script, "--seed", "7", "--mutants", "3", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
