@@ -299,3 +299,70 @@ def test_seeded_fuzz_finds_nothing(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+# --- joblib files: sizes declared in the stream, not backed by its bytes ------------------
+
+
+def _limited_load(path, **kwargs) -> dict:
+    """Load in a child limited to 1 GiB of address space more than it uses after import."""
+    code = f"""
+import json, resource, warnings, joblite
+warnings.simplefilter("ignore")
+with open("/proc/self/status") as f:
+    vm = [int(x.split()[1]) * 1024 for x in f if x.startswith("VmSize")][0]
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), vm + (1 << 30)))
+out = {{}}
+try:
+    joblite.load({str(path)!r}, **{kwargs!r})
+    out["result"] = "loaded"
+except Exception as e:
+    out["result"] = type(e).__name__
+    out["message"] = str(e)[:300]
+print(json.dumps(out))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("nbytes", [1 << 40, 2 << 30])
+def test_bz2_joblib_array_declaring_more_than_it_holds(tmp_path, nbytes):
+    # bz2 has no useful expansion bound, so the declared size was allocated up front:
+    # MemoryError (8 TiB, or 2 GiB under the limit) instead of CorruptFileError
+    import bz2
+
+    from joblib.numpy_pickle import NumpyArrayWrapper
+
+    w = NumpyArrayWrapper(np.ndarray, (nbytes,), "C", np.dtype("u1"), allow_mmap=True)
+    raw = pickle.dumps(w, protocol=3)[:-1] + b"\x0f" + b"\xff" * 15 + b"\x41" * 4096 + b"."
+    path = tmp_path / "big.pkl"
+    path.write_bytes(bz2.compress(raw))
+    for safe in (False, True):
+        out = _limited_load(path, allow_pickle=not safe)
+        assert out["result"] == "CorruptFileError", out
+        assert "declared" in out["message"]
+
+
+def test_joblib_09_reconstructor_shape_is_never_allocated(tmp_path):
+    # joblib <= 0.9's ZNDArrayWrapper carries numpy's reconstructor arguments, whose shape
+    # is always (0,): a forged (2**40,) was allocated before the companion file was read
+    import zlib
+
+    from joblib.numpy_pickle_compat import ZNDArrayWrapper
+
+    def zfile(b: bytes) -> bytes:
+        return b"ZF" + hex(len(b)).encode().ljust(19) + zlib.compress(b)
+
+    (tmp_path / "arr.z").write_bytes(zfile(np.arange(3.0).tobytes()))
+    path = tmp_path / "old.pkl"
+    for shape, want in [((0,), "loaded"), ((1 << 40,), "CorruptFileError")]:
+        w = ZNDArrayWrapper.__new__(ZNDArrayWrapper)
+        w.filename, w.init_args = "arr.z", (np.ndarray, shape, b"b")
+        w.state = (1, (3,), np.dtype("f8"), False)
+        path.write_bytes(zfile(pickle.dumps({"x": w}, protocol=2)))
+        assert _limited_load(path)["result"] == want
+    with pytest.warns(DeprecationWarning):
+        w.init_args = (np.ndarray, (0,), b"b")
+        path.write_bytes(zfile(pickle.dumps({"x": w}, protocol=2)))
+        assert joblite.load(path)["x"].tolist() == [0.0, 1.0, 2.0]

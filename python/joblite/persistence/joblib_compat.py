@@ -300,9 +300,14 @@ class NumpyArrayWrapper:
         left = u.fh.remaining()
         if left is not None and nbytes > left:
             raise EOFError(f"array of {nbytes} bytes declared, fewer left in the file")
-        buf = np.empty(nbytes, dtype=np.uint8)  # pages cost memory only once written
-        if u.fh.readinto(buf) != nbytes:
-            raise EOFError("array data ends early")
+        if u.fh.size is None and nbytes > _PIECE:
+            # a decoded stream (bz2 has no useful bound; xz's is 65536x the file): memory
+            # grows with the bytes that really arrive, never reserved for a declared size
+            buf = np.frombuffer(_read_growing(u.fh, nbytes), dtype=np.uint8)
+        else:
+            buf = np.empty(nbytes, dtype=np.uint8)  # pages cost memory only once written
+            if u.fh.readinto(buf) != nbytes:
+                raise EOFError("array data ends early")
         arr = buf.view(dtype)
         arr = arr.reshape(shape[::-1]).T if order == "F" else arr.reshape(shape)
         return _native(arr) if u.native else arr
@@ -333,6 +338,17 @@ class NumpyArrayWrapper:
                 stacklevel=2,
             )
         return arr
+
+
+def _read_growing(fh: _Input, nbytes: int) -> bytearray:
+    """``nbytes`` bytes of ``fh``, read a piece at a time into a growing buffer."""
+    out = bytearray()
+    while len(out) < nbytes:
+        piece = fh.read(min(_PIECE, nbytes - len(out)))
+        if not piece:
+            raise EOFError(f"array of {nbytes} bytes declared, the stream ends after {len(out)}")
+        out += piece
+    return out
 
 
 class NDArrayWrapper:
@@ -369,14 +385,17 @@ class ZNDArrayWrapper(NDArrayWrapper):
         subclass, shape, dtype_code = self.init_args
         if u.safe is not None and subclass is not NDARRAY:
             raise refuse(f"array subclass {subclass!r}")
+        # numpy's reduce always gives (0,): the state brings the real shape, checked against
+        # the data; any other shape would allocate what no byte of the file accounts for
+        if not isinstance(shape, tuple) or 0 not in shape:
+            raise ValueError(f"array reconstructor with non-empty shape {shape!r}")
         arr = np.ndarray.__new__(np.ndarray, shape, dtype_code)
         with open_regular(self._companion(u)) as f:
             data = read_zfile(f.read())
         state = (*tuple(self.state), data)
-        if u.safe is not None:
-            for item in state:
-                if isinstance(item, np.dtype):
-                    check_dtype(item)
+        for item in state:
+            if isinstance(item, np.dtype):
+                check_dtype(item, allow_object=u.safe is None)
         arr.__setstate__(state)
         return arr
 
