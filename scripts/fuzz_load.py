@@ -94,14 +94,18 @@ SPECIAL = [0, 1, 2, 7, 63, 64, 65, 0xFFFF, 1 << 31, (1 << 32) - 1, 1 << 32, 1 <<
 SPECIAL += [(1 << 64) - 1, (1 << 64) - 2]
 
 
-def mutate(data: bytes, rng: random.Random, checksummed: bool) -> bytes:
-    """One seeded mutation of ``data``."""
+def mutate(data: bytes, rng: random.Random, checksummed: bool) -> tuple[bytes, str]:
+    """One seeded mutation of ``data``, and its kind."""
     buf = bytearray(data)
     at = _index_at(data)
     kinds = ["flip", "flips", "trunc", "byte", "insert", "delete", "dup"]
     if checksummed and at >= 0 and data[:2] != b"\x78" and data[:2] != b"\x1f\x8b":
         kinds += ["index"] * 6  # forged field, valid checksum (none, lz4, zstd)
+    if checksummed and data[:3] == b"\x80\x05\x8e" and at == 11:
+        kinds += ["forge"] * 6  # pickle bytes changed, every checksum recomputed
     kind = rng.choice(kinds)
+    if kind == "forge":
+        return forge_body(buf, at, rng), kind
     if kind == "flip":
         p = rng.randrange(len(buf))
         buf[p] ^= 1 << rng.randrange(8)
@@ -110,7 +114,7 @@ def mutate(data: bytes, rng: random.Random, checksummed: bool) -> bytes:
             p = rng.randrange(len(buf))
             buf[p] ^= 1 << rng.randrange(8)
     elif kind == "trunc":
-        return bytes(buf[: rng.randrange(len(buf))])
+        return bytes(buf[: rng.randrange(len(buf))]), kind
     elif kind == "byte":
         buf[rng.randrange(len(buf))] = rng.choice([0, 0xFF, 0x7F, 0x80, rng.randrange(256)])
     elif kind == "insert":
@@ -134,6 +138,30 @@ def mutate(data: bytes, rng: random.Random, checksummed: bool) -> bytes:
         if at + field + 8 <= at + n - 8:
             struct.pack_into("<Q", buf, at + field, value)
         _reseal_index(buf, at)
+    return bytes(buf), kind
+
+
+def forge_body(buf: bytearray, at: int, rng: random.Random) -> bytes:
+    """Change bytes of one chunk of an uncompressed dump and recompute its XXH3 and the
+    index's: damage no checksum can see (what a forger does)."""
+    from joblite import _core
+
+    n_chunks = struct.unpack_from("<Q", buf, at + 16)[0]
+    if not n_chunks:
+        return bytes(buf)
+    k = rng.randrange(n_chunks)
+    entry = at + 64 + 40 * k
+    stored_off, stored_len = struct.unpack_from("<2Q", buf, entry)
+    start = struct.unpack_from("<Q", buf, at + 48)[0] + stored_off
+    for _ in range(rng.randint(1, 4)):
+        p = start + rng.randrange(stored_len)
+        if rng.random() < 0.5:
+            buf[p] ^= 1 << rng.randrange(8)
+        else:
+            buf[p] = rng.choice([0x80, 0x97, 0x94, 0x2E, 0x28, 0x62, 0x52, 0xFF, 0x00])
+    chunk = bytes(buf[start : start + stored_len])
+    struct.pack_into("<Q", buf, entry + 32, _core.xxh3_64(chunk))
+    _reseal_index(buf, at)
     return bytes(buf)
 
 
@@ -357,7 +385,7 @@ def main() -> None:
         with open(path, "rb") as f:
             data = f.read()
         for _ in range(args.mutants):
-            m = mutate(data, rng, checksummed)
+            m, kind = mutate(data, rng, checksummed)
             name = os.path.join(folder, f"m{len(jobs):06d}.bin")
             with open(name, "wb") as f:
                 f.write(m)
@@ -369,7 +397,8 @@ def main() -> None:
                     seed=os.path.basename(path),
                     mode=mode,
                     value=vi,
-                    checksummed=checksummed,
+                    checksummed=checksummed and kind != "forge",
+                    kind=kind,
                     size=len(m),
                 )
             )

@@ -366,3 +366,75 @@ def test_joblib_09_reconstructor_shape_is_never_allocated(tmp_path):
         w.init_args = (np.ndarray, (0,), b"b")
         path.write_bytes(zfile(pickle.dumps({"x": w}, protocol=2)))
         assert joblite.load(path)["x"].tolist() == [0.0, 1.0, 2.0]
+
+
+# --- array and dtype states numpy takes as given ------------------------------------------
+
+
+def _short_object_state_pickle() -> bytes:
+    # an object array of shape (19,) whose state lists 3 items: numpy reads the other 16
+    # pointers from memory it never wrote
+    state = (1, (19,), np.dtype("O"), False, [1, "a", None])
+    return pickle.dumps(_Reduce(_reconstruct, (np.ndarray, (0,), b"b"), state), protocol=5)
+
+
+def test_object_array_state_shorter_than_its_shape(tmp_path):
+    # before: SIGSEGV from a plain pickle file (both modes) and from a format-2 dump in
+    # safe mode (the fuzzer found it as one flipped byte of a joblib object-array file)
+    pkl = tmp_path / "short.pkl"
+    pkl.write_bytes(_short_object_state_pickle())
+    assert load_in_child(pkl)["result"] == "CorruptFileError"
+    assert load_in_child(pkl, allow_pickle=False)["result"] == "UnsafeLoadError"
+    jl = tmp_path / "short.jl"
+    jl.write_bytes(_format2_dump(_short_object_state_pickle()))
+    assert load_in_child(jl, allow_pickle=False)["result"] == "UnsafeLoadError"
+
+
+def test_damaged_object_array_in_a_joblib_file(tmp_path):
+    # the fuzzer's case: joblib's nested pickle of an object array, its shape 3 -> 19
+    import joblib
+
+    path = tmp_path / "obj.pkl"
+    joblib.dump({"obj": np.array([1, "a", None], dtype=object)}, path)
+    data = path.read_bytes()
+    inner = data.index(b"ub\x80") + 2
+    at = data.index(b"K\x01K\x03\x85", inner)  # state version 1, shape (3,)
+    path.write_bytes(data[:at] + b"K\x01K\x13\x85" + data[at + 5 :])
+    for mmap_mode in (None, "r+"):
+        out = load_in_child(path, mmap_mode=mmap_mode)
+        assert out["result"] == "CorruptFileError", out
+        assert "19" in out["message"]
+
+
+def _names_fields_mismatch_dtype():
+    # names ("a", "b"), fields {"|": ..., "b": ...}: one fuzzed BINGET; numpy's byteswap and
+    # printing then look "a" up and crash
+    fields = {"|": (np.dtype(">i4"), 0), "b": (np.dtype(">f8"), 4)}
+    return _Reduce(np.dtype, ("V12", False, True), (3, "|", None, ("a", "b"), fields, 12, 1, 0))
+
+
+def test_dtype_names_disagreeing_with_fields(tmp_path):
+    # before: a format-2 dump whose checksums were recomputed after the change crashed
+    # load (SIGSEGV in the swap to native order), in the default mode too
+    args = (b"\x41" * 60, _names_fields_mismatch_dtype(), (5,), "C")
+    body = pickle.dumps(_Reduce(_frombuffer, args), protocol=5)
+    jl = tmp_path / "names.jl"
+    jl.write_bytes(_format2_dump(body))
+    for kwargs in ({}, {"allow_pickle": False}, {"mmap_mode": "r"}):
+        out = load_in_child(jl, **kwargs)
+        assert out["result"] == "CorruptFileError", (kwargs, out)
+        assert "names do not list" in out["message"]
+    pkl = tmp_path / "names.pkl"
+    pkl.write_bytes(body)
+    assert load_in_child(pkl, allow_pickle=False)["result"] == "CorruptFileError"
+
+
+def test_numpy_system_error_on_a_damaged_dtype_state_is_corrupt_file(tmp_path):
+    # numpy raises SystemError ("bad argument to internal function") for some dtype states
+    # no writer makes; it passed through load as it was
+    dt = _Reduce(np.dtype, ("V8", False, True), (3, "|", None, ("a",), {"a": 5}, 8, 1, 0))
+    path = tmp_path / "bad.pkl"
+    path.write_bytes(_frombuffer_pickle(dt))
+    for allow in (True, False):
+        out = load_in_child(path, allow_pickle=allow)
+        assert out["result"] == "CorruptFileError", out

@@ -34,7 +34,7 @@ from .. import _core
 from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs
 from .files import DAMAGE, check_regular, open_regular
-from .safe import NDARRAY, SafeGlobals, check_dtype, refuse
+from .safe import NDARRAY, SafeGlobals, check_build, check_built, check_dtype, refuse
 
 _ZFILE_PREFIX = b"ZF"
 _REGISTERED_KIND = "registered:"
@@ -424,6 +424,14 @@ class _InnerUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
     def find_class(self, module: str, name: str) -> Any:
         return self._find(module, name)
 
+    def load_build(self) -> None:
+        inst, state = self.stack[-2:]
+        check_build(inst, state, True)  # numpy trusts an array's state: checked first
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+        check_built(self.stack[-1], True)
+
+    dispatch[pickle.BUILD[0]] = load_build
+
 
 class _LookupError(Exception):
     """A global named by the stream could not be imported (re-raised as the original)."""
@@ -466,8 +474,11 @@ class JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
             raise _LookupError(exc) from exc
 
     def load_build(self) -> None:
+        inst, state = self.stack[-2:]
+        check_build(inst, state, self.safe is None)  # before numpy trusts it
         pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
         top = self.stack[-1]
+        check_built(top, self.safe is None)
         if isinstance(top, (NumpyArrayWrapper, NDArrayWrapper)):
             arr = top.read(self)
             if self.safe is not None:

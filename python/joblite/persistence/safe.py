@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from ..exceptions import UnsafeLoadError
@@ -105,6 +106,14 @@ NDARRAY = _NdarrayName()
 _PLAIN_KINDS = frozenset("biufcmMSUV")
 
 
+def _describe(dtype: Any) -> str:
+    """``str(dtype)``, or what can be said of a dtype too damaged for numpy to print."""
+    try:
+        return str(dtype)
+    except Exception:  # noqa: BLE001 - numpy's printing of a forged dtype may raise anything
+        return f"<damaged, {getattr(dtype, 'itemsize', '?')}-byte items>"
+
+
 def check_dtype(dtype: Any, allow_object: bool = False) -> None:
     """Refuse a dtype holding objects anywhere, and one whose layout is impossible
     (``allow_object``: objects are fine where the dtype's ``hasobject`` flag says so).
@@ -127,17 +136,26 @@ def check_dtype(dtype: Any, allow_object: bool = False) -> None:
         dt = todo.pop()
         if dt.hasobject or dt.kind == "O":
             if not allow_object:
-                raise refuse(f"a numpy array or scalar of object dtype ({dtype})")
+                raise refuse(f"a numpy array or scalar of object dtype ({_describe(dtype)})")
             if not dtype.hasobject:
-                raise ValueError(f"dtype {dtype} holds objects its flags deny")
+                raise ValueError(f"dtype {_describe(dtype)} holds objects its flags deny")
             continue
         fields = dt.fields
         sub = dt.subdtype
-        if fields:
-            for entry in fields.values():
+        if fields is not None or dt.names is not None:
+            names = dt.names
+            if not isinstance(fields, Mapping) or not isinstance(names, tuple):
+                raise ValueError(f"dtype {_describe(dtype)} has names or fields without the other")
+            for key, entry in fields.items():  # a key no name lists can only be a title
+                if key not in names and (len(entry) < 3 or entry[2] != key):
+                    raise ValueError(f"dtype {_describe(dtype)} has a field its names do not list")
+            for name in names:
+                entry = fields.get(name)
+                if not isinstance(entry, tuple) or not isinstance(entry[0], np.dtype):
+                    raise ValueError(f"dtype {_describe(dtype)} names a field it does not have")
                 fdt, off = entry[0], entry[1]
                 if not isinstance(off, int) or off < 0 or off + fdt.itemsize > dt.itemsize:
-                    raise ValueError(f"dtype {dtype} has a field outside its items")
+                    raise ValueError(f"dtype {_describe(dtype)} has a field outside its items")
                 todo.append(fdt)
         elif sub is not None:
             base, shape = sub
@@ -145,10 +163,43 @@ def check_dtype(dtype: Any, allow_object: bool = False) -> None:
             for d in shape:
                 n *= d
             if base.itemsize * n > dt.itemsize:
-                raise ValueError(f"dtype {dtype} has a sub-array larger than its items")
+                raise ValueError(f"dtype {_describe(dtype)} has a sub-array larger than its items")
             todo.append(base)
         elif dt.kind not in _PLAIN_KINDS and not allow_object:
-            raise refuse(f"a numpy array or scalar of dtype {dtype}")
+            raise refuse(f"a numpy array or scalar of dtype {_describe(dtype)}")
+
+
+def check_build(inst: Any, state: Any, allow_object: bool) -> None:
+    """Check the state a BUILD is about to give a numpy array, before numpy sees it.
+
+    ``ndarray.__setstate__`` trusts its state: an object dtype with a list shorter than the
+    shape fills the rest from memory it never wrote (a crash, with numpy 2.4), and a forged
+    dtype is taken as it is. Raises ValueError (damage) or UnsafeLoadError (an object
+    dtype when ``allow_object`` is False).
+    """
+    import numpy as np
+
+    if not isinstance(inst, np.ndarray) or not isinstance(state, tuple) or len(state) < 4:
+        return
+    shape, dtype, data = state[-4], state[-3], state[-1]
+    if isinstance(dtype, np.dtype):
+        check_dtype(dtype, allow_object)
+    if isinstance(data, list):
+        count = 1
+        for n in shape if isinstance(shape, tuple) else (shape,):
+            if not isinstance(n, int) or n < 0:
+                raise ValueError(f"array state has a bad shape {shape!r}")
+            count *= n
+        if len(data) != count:
+            raise ValueError(f"array state holds {len(data)} items for shape {shape!r}")
+
+
+def check_built(inst: Any, allow_object: bool) -> None:
+    """Check a dtype after a BUILD set its state (which numpy takes as given)."""
+    import numpy as np
+
+    if isinstance(inst, np.dtype):
+        check_dtype(inst, allow_object)
 
 
 class SafeGlobals:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 from typing import Any, Optional
 
 from ..exceptions import CorruptFileError, UnsafeLoadError
 from .files import DAMAGE
-from .safe import SafeGlobals
+from .safe import SafeGlobals, check_build, check_built, check_dtype
 
 
 def frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None) -> Any:
@@ -21,6 +22,7 @@ def frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = N
     if isinstance(buf, memoryview):
         base, readonly = buf.obj, buf.readonly
     dtype = np.dtype(dtype)
+    check_dtype(dtype, allow_object=True)  # a BUILD can forge a dtype's fields and flags
     if isinstance(base, np.memmap) and dtype.itemsize and base.size % dtype.itemsize == 0:
         arr = base.view(dtype)
     else:
@@ -69,6 +71,43 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """The safe mode's unpickler: the pure-Python one, so that every BUILD is checked
+    before numpy takes its state as given (an object array's state with a list shorter than
+    its shape crashes numpy; a dtype's state sets flags that hide object fields)."""
+
+    dispatch = pickle._Unpickler.dispatch.copy()  # type: ignore[attr-defined]
+
+    def __init__(self, file: Any, buffers: list, safe: SafeGlobals, native: bool) -> None:
+        super().__init__(file, buffers=buffers)
+        self._safe = safe
+        self._native = native
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = self._safe.find_class(module, name)
+        if self._native and name == "_frombuffer":
+            return lambda *args: native_order(found(*args))
+        return found
+
+    def load_build(self) -> None:
+        inst, state = self.stack[-2:]
+        check_build(inst, state, False)
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+        check_built(self.stack[-1], False)
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def load_bytearray8(self) -> None:
+        # the stock one allocates (and zeroes) the declared length before reading
+        (n,) = struct.unpack("<Q", self.read(8))
+        data = self.read(n)
+        if len(data) != n:
+            raise EOFError("BYTEARRAY8 declares more bytes than the stream holds")
+        self.append(bytearray(data))
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+
+
 def unpickle_stream(
     stream: Any,
     buffers: list[Any],
@@ -85,10 +124,11 @@ def unpickle_stream(
     try:
         if allow_pickle and mmap_mode is None and not native:
             return pickle.loads(stream, buffers=buffers)
-        safe = None if allow_pickle else SafeGlobals()
-        value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
-        if safe is not None:
-            safe.check()
+        if allow_pickle:
+            return _Unpickler(io.BytesIO(stream), buffers, None, native).load()
+        safe = SafeGlobals()
+        value = _SafeUnpickler(io.BytesIO(stream), buffers, safe, native).load()
+        safe.check()
         return value
     except (Warning, UnsafeLoadError, CorruptFileError, ImportError, AttributeError):
         raise  # a global that cannot be imported is no damage (a class that moved)
