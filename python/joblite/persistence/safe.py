@@ -110,7 +110,7 @@ def _describe(dtype: Any) -> str:
     """``str(dtype)``, or what can be said of a dtype too damaged for numpy to print."""
     try:
         return str(dtype)
-    except Exception:  # noqa: BLE001 - numpy's printing of a forged dtype may raise anything
+    except Exception:
         return f"<damaged, {getattr(dtype, 'itemsize', '?')}-byte items>"
 
 
@@ -146,6 +146,7 @@ def check_dtype(dtype: Any, allow_object: bool = False) -> None:
             names = dt.names
             if not isinstance(fields, Mapping) or not isinstance(names, tuple):
                 raise ValueError(f"dtype {_describe(dtype)} has names or fields without the other")
+            entry: Any
             for key, entry in fields.items():  # a key no name lists can only be a title
                 if key not in names and (len(entry) < 3 or entry[2] != key):
                     raise ValueError(f"dtype {_describe(dtype)} has a field its names do not list")

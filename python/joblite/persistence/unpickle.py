@@ -71,12 +71,16 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+#: the pure-Python unpickler (typeshed does not describe its internals: stack, read, ...)
+_PyUnpickler: Any = pickle._Unpickler  # type: ignore[attr-defined]
+
+
+class _SafeUnpickler(_PyUnpickler):  # type: ignore[misc]
     """The safe mode's unpickler: the pure-Python one, so that every BUILD is checked
     before numpy takes its state as given (an object array's state with a list shorter than
     its shape crashes numpy; a dtype's state sets flags that hide object fields)."""
 
-    dispatch = pickle._Unpickler.dispatch.copy()  # type: ignore[attr-defined]
+    dispatch = _PyUnpickler.dispatch.copy()
 
     def __init__(self, file: Any, buffers: list, safe: SafeGlobals, native: bool) -> None:
         super().__init__(file, buffers=buffers)
@@ -92,7 +96,7 @@ class _SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
     def load_build(self) -> None:
         inst, state = self.stack[-2:]
         check_build(inst, state, False)
-        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+        _PyUnpickler.load_build(self)
         check_built(self.stack[-1], False)
 
     dispatch[pickle.BUILD[0]] = load_build
