@@ -438,3 +438,24 @@ def test_numpy_system_error_on_a_damaged_dtype_state_is_corrupt_file(tmp_path):
     for allow in (True, False):
         out = load_in_child(path, allow_pickle=allow)
         assert out["result"] == "CorruptFileError", out
+
+
+@pytest.mark.parametrize(
+    "kind, state",
+    [
+        ("M8[D]", (4, "o", None, None, None, -1, -1, 0)),  # datetime without its unit
+        ("M8[D]", (3, "<", None, None, None, -1, -1, 0)),
+        ("f8", (3, ">", None, -1, -1, 0)),  # a 6-item state numpy accepts and crashes on
+    ],
+)
+def test_dtype_states_numpy_crashes_on(tmp_path, kind, state):
+    # found by the fuzzer in joblib files (one damaged byte): numpy's dtype.__setstate__
+    # accepted these and crashed the interpreter (SIGSEGV)
+    dt = _Reduce(np.dtype, (kind[:2], False, True), state)
+    args = (b"\x00" * 16, dt, (2,), "C")
+    path = tmp_path / "state.pkl"
+    path.write_bytes(pickle.dumps(_Reduce(_frombuffer, args), protocol=3))
+    for allow in (True, False):
+        out = load_in_child(path, allow_pickle=allow)
+        assert out["result"] == "CorruptFileError", out
+        assert "numpy writes" in out["message"] or "unit" in out["message"]

@@ -180,6 +180,9 @@ def check_build(inst: Any, state: Any, allow_object: bool) -> None:
     """
     import numpy as np
 
+    if isinstance(inst, np.dtype):
+        _check_dtype_state(inst, state)
+        return
     if not isinstance(inst, np.ndarray) or not isinstance(state, tuple) or len(state) < 4:
         return
     shape, dtype, data = state[-4], state[-3], state[-1]
@@ -193,6 +196,28 @@ def check_build(inst: Any, state: Any, allow_object: bool) -> None:
             count *= n
         if len(data) != count:
             raise ValueError(f"array state holds {len(data)} items for shape {shape!r}")
+
+
+def _check_dtype_state(inst: Any, state: Any) -> None:
+    """A dtype's state laid out as numpy writes it (since numpy 1.7): ``(3, byteorder,
+    subarray, names, fields, elsize, alignment, flags)``, version 4 with metadata as a ninth
+    item. numpy 2.4 crashes on other layouts it accepts (a 6-item state of a float dtype;
+    a datetime dtype's state without its unit)."""
+    if not (
+        isinstance(state, tuple)
+        and len(state) in (8, 9)
+        and state[0] in (3, 4)
+        and state[1] in ("<", ">", "|", "=")
+        and (state[2] is None or isinstance(state[2], tuple))
+        and (state[3] is None or isinstance(state[3], tuple))
+        and (state[4] is None or isinstance(state[4], dict))
+        and all(type(x) is int for x in state[5:8])
+    ):
+        raise ValueError("a dtype's state is not laid out as numpy writes it")
+    if inst.kind in "mM":
+        meta = state[8] if len(state) == 9 else None
+        if not (isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[1], tuple)):
+            raise ValueError("a datetime dtype's state lacks its unit")
 
 
 def check_built(inst: Any, allow_object: bool) -> None:
