@@ -459,3 +459,18 @@ def test_dtype_states_numpy_crashes_on(tmp_path, kind, state):
         out = load_in_child(path, allow_pickle=allow)
         assert out["result"] == "CorruptFileError", out
         assert "numpy writes" in out["message"] or "unit" in out["message"]
+
+
+@pytest.mark.parametrize(
+    "op", [b"\x8e", b"\x8d", b"\x96"], ids=["bytes8", "unicode8", "bytearray8"]
+)
+@pytest.mark.parametrize("allow_pickle", [False, True])
+def test_format2_counted_argument_past_the_stream_end(tmp_path, op, allow_pickle):
+    # found by the fuzzer (pickle bytes changed, checksums recomputed): the C unpickler
+    # allocates a BINBYTES8 / BINUNICODE8 / BYTEARRAY8's declared length before reading it,
+    # so load raised MemoryError for 2**40 bytes instead of CorruptFileError
+    path = tmp_path / "counted.jl"
+    path.write_bytes(_format2_dump(b"\x80\x05" + op + struct.pack("<Q", 1 << 40) + b"xy."))
+    out = _limited_load(path, allow_pickle=allow_pickle)
+    assert out["result"] == "CorruptFileError", out
+    assert "past its end" in out["message"]

@@ -369,14 +369,17 @@ impl Plan {
     }
 }
 
-/// Refuses a stream whose memo opcodes name an index no pickler would have written there.
+/// Refuses a stream whose memo opcodes name an index no pickler would have written there,
+/// or whose counted argument (BINBYTES8, BINUNICODE8, BYTEARRAY8, ...) runs past its end.
 ///
 /// CPython's C unpickler grows its memo to twice the index a PUT / BINPUT / LONG_BINPUT
 /// names, and zeroes it: five stream bytes (`r` and a u32) ask for up to 64 GiB. A pickler
 /// numbers its memo entries in order (the index is the count of entries made before), so a
 /// memo index beyond the memo operations seen so far can only be forged. The walk follows
 /// the unpickler opcode by opcode; it stops at STOP, at an opcode the unpickler does not
-/// know, or at an argument that runs past the end (the unpickler fails there first).
+/// know, or at another argument that runs past the end (the unpickler fails there first). A
+/// counted argument is different: the C unpickler allocates its declared length (up to
+/// 2**63 bytes) before it reads it, so it is refused here.
 fn check_memo(stream: &Stream) -> Result<(), Error> {
     let mut pieces: Vec<&[u8]> = Vec::with_capacity(2 * stream.parts.len() + 1);
     pieces.push(&[0x80, 5]);
@@ -413,7 +416,16 @@ fn check_memo(stream: &Stream) -> Result<(), Error> {
                 };
                 let ok = match arg {
                     MemoArg::Fixed(n) => cur.skip(n as u64),
-                    MemoArg::Counted(w) => cur.le(w).is_some_and(|n| cur.skip(n)),
+                    MemoArg::Counted(w) => match cur.le(w) {
+                        // the C unpickler allocates a counted argument before reading it
+                        Some(n) if !cur.skip(n) => {
+                            return Err(corrupt(format!(
+                                "the pickle stream declares a {n}-byte argument past its end"
+                            )))
+                        }
+                        Some(_) => true,
+                        None => false,
+                    },
                     MemoArg::Lines(n) => (0..n).all(|_| cur.line().is_some()),
                 };
                 if !ok {
@@ -659,6 +671,33 @@ mod tests {
         assert_eq!(opened.dump_len, h_len + 2);
         let (stream, _) = opened.plan.stream(&src, true).unwrap();
         assert_eq!(stream.to_vec(), b"\x80\x05N.");
+    }
+
+    fn walk(body: &[u8], parts: Vec<(usize, usize)>) -> Result<(), Error> {
+        check_memo(&Stream {
+            area: body.to_vec(),
+            parts,
+        })
+    }
+
+    #[test]
+    fn memo_indices_and_counted_lengths_are_bounded() {
+        // in order: MEMOIZE, BINPUT 1, LONG_BINPUT 2, PUT 3 (the next index each time)
+        let ok = b"N\x94Nq\x01Nr\x02\x00\x00\x00Np3\n.";
+        assert!(walk(ok, vec![(0, ok.len())]).is_ok());
+        for bad in [
+            &b"Nr\x00\x00\x00\x04."[..], // LONG_BINPUT 2**26 on an empty memo
+            b"Nq\x05.",                  // BINPUT 5
+            b"Np99999999\n.",            // PUT
+            b"\x8e\x00\x00\x00\x00\x00\x01\x00\x00xy.", // BINBYTES8 of 2**40 bytes
+        ] {
+            assert!(walk(bad, vec![(0, bad.len())]).is_err(), "{bad:?}");
+        }
+        // an argument may not hide the rest of the stream; NEXT_BUFFER joins the parts
+        let two = b"C\x02ab\x94N\x94.";
+        assert!(walk(two, vec![(0, 5), (5, two.len())]).is_ok());
+        // a stream cut in an argument other than a count is left to the unpickler
+        assert!(walk(b"J\x01", vec![(0, 2)]).is_ok());
     }
 
     #[test]
