@@ -474,3 +474,77 @@ def test_format2_counted_argument_past_the_stream_end(tmp_path, op, allow_pickle
     out = _limited_load(path, allow_pickle=allow_pickle)
     assert out["result"] == "CorruptFileError", out
     assert "past its end" in out["message"]
+
+
+# --- every prefix of small files ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["none", "zlib", "gzip", "bz2", "xz", "lz4", "zstd", "lzma"])
+def test_every_prefix_of_a_small_dump_is_refused(codec):
+    # truncation at every byte, from bytes and from an unseekable stream: CorruptFileError,
+    # never a damaged value
+    import io
+
+    if codec == "zstd":
+        pytest.importorskip("zstandard")
+    value = {"a": np.arange(20, dtype=np.int16), "s": "x", "t": (1.5, None)}
+    data = joblite.dumps(value, compress=codec if codec != "none" else 0)
+    assert joblite.loads(data)["s"] == "x"
+
+    class Stream(io.RawIOBase):
+        def __init__(self, b: bytes) -> None:
+            self.f = io.BytesIO(b)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:
+            chunk = self.f.read(min(len(b), 7))
+            b[: len(chunk)] = chunk
+            return len(chunk)
+
+        def tell(self) -> int:
+            raise OSError("unseekable")
+
+    def exact(got) -> bool:
+        return (
+            got.keys() == value.keys()
+            and got["a"].dtype == value["a"].dtype
+            and np.array_equal(got["a"], value["a"])
+            and (got["s"], got["t"]) == (value["s"], value["t"])
+        )
+
+    for cut in range(1, len(data)):
+        # a cut that only loses what follows the dump (an lzma end marker) may load, exactly
+        try:
+            assert exact(joblite.loads(data[:cut])), cut
+        except CorruptFileError:
+            pass
+        if cut % 7 == 0:
+            try:
+                assert exact(joblite.load(Stream(data[:cut]))), cut
+            except CorruptFileError:
+                pass
+    if codec != "lzma":  # every other codec's dump ends with its last chunk
+        for cut in range(1, len(data)):
+            with pytest.raises(CorruptFileError):
+                joblite.loads(data[:cut])
+
+
+@pytest.mark.parametrize("compress", [0, 3, "gzip", "bz2", "xz", "lzma", "lz4"])
+def test_every_prefix_of_a_small_joblib_file_is_refused(compress):
+    # joblib's own files have no checksums, but a cut one is still detected, or (a cut lz4
+    # end mark) loads the exact value
+    import io
+
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump({"a": np.arange(20, dtype=np.int16), "s": "x"}, buf, compress=compress)
+    data = buf.getvalue()
+    for cut in range(1, len(data)):
+        try:
+            got = joblite.loads(data[:cut])
+        except CorruptFileError:
+            continue
+        assert got["s"] == "x" and got["a"].tolist() == list(range(20)), cut
