@@ -548,3 +548,15 @@ def test_every_prefix_of_a_small_joblib_file_is_refused(compress):
         except CorruptFileError:
             continue
         assert got["s"] == "x" and got["a"].tolist() == list(range(20)), cut
+
+
+def test_dtype_flags_claiming_objects_it_does_not_hold(tmp_path):
+    # fuzzer, one damaged byte of a joblib file holding a float32 scalar: the dtype's state
+    # set object flags on float32, and numpy raised RuntimeError from `scalar`
+    dt = _Reduce(np.dtype, ("f4", False, True), (3, "<", None, None, None, -1, -1, 0x3F))
+    path = tmp_path / "flags.pkl"
+    path.write_bytes(pickle.dumps(_Reduce(scalar, (dt, b"\x00" * 4)), protocol=3))
+    for allow in (True, False):
+        out = load_in_child(path, allow_pickle=allow)
+        assert out["result"] == "CorruptFileError", out
+        assert "claims objects" in out["message"]

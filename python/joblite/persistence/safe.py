@@ -115,59 +115,66 @@ def _describe(dtype: Any) -> str:
 
 
 def check_dtype(dtype: Any, allow_object: bool = False) -> None:
-    """Refuse a dtype holding objects anywhere, and one whose layout is impossible
-    (``allow_object``: objects are fine where the dtype's ``hasobject`` flag says so).
+    """Refuse a dtype holding objects anywhere, and one whose layout or flags are impossible
+    (``allow_object``: objects are fine where the dtype's flags say so).
 
     The ``hasobject`` flag alone cannot be trusted: ``numpy.dtype.__setstate__`` (a BUILD
     in the stream) takes the flags as given, so a structured dtype can hold an object
-    field without the flag, and then a few stream bytes become object pointers. Its fields
-    can likewise be placed past its itemsize (reads outside the array's memory). So every
-    field and sub-array is walked: leaves must be plain kinds, and each field must lie
-    inside its parent.
+    field without the flag (a few stream bytes become object pointers), or a float dtype
+    can claim objects. Its fields can likewise be placed past its itemsize (reads outside
+    the array's memory) or disagree with its names. So every field and sub-array is walked:
+    each must lie inside its parent, each level's flags must match what it holds, and
+    leaves must be plain kinds (objects only with ``allow_object``).
     """
-    if dtype is None:
-        return
     import numpy as np
 
-    if not isinstance(dtype, np.dtype):
-        return  # not a dtype at all: numpy refuses it where it is used
-    todo = [dtype]
-    while todo:
-        dt = todo.pop()
-        if dt.hasobject or dt.kind == "O":
-            if not allow_object:
-                raise refuse(f"a numpy array or scalar of object dtype ({_describe(dtype)})")
-            if not dtype.hasobject:
-                raise ValueError(f"dtype {_describe(dtype)} holds objects its flags deny")
-            continue
-        fields = dt.fields
-        sub = dt.subdtype
-        if fields is not None or dt.names is not None:
-            names = dt.names
-            if not isinstance(fields, Mapping) or not isinstance(names, tuple):
-                raise ValueError(f"dtype {_describe(dtype)} has names or fields without the other")
-            entry: Any
-            for key, entry in fields.items():  # a key no name lists can only be a title
-                if key not in names and (len(entry) < 3 or entry[2] != key):
-                    raise ValueError(f"dtype {_describe(dtype)} has a field its names do not list")
-            for name in names:
-                entry = fields.get(name)
-                if not isinstance(entry, tuple) or not isinstance(entry[0], np.dtype):
-                    raise ValueError(f"dtype {_describe(dtype)} names a field it does not have")
-                fdt, off = entry[0], entry[1]
-                if not isinstance(off, int) or off < 0 or off + fdt.itemsize > dt.itemsize:
-                    raise ValueError(f"dtype {_describe(dtype)} has a field outside its items")
-                todo.append(fdt)
-        elif sub is not None:
-            base, shape = sub
-            n = 1
-            for d in shape:
-                n *= d
-            if base.itemsize * n > dt.itemsize:
-                raise ValueError(f"dtype {_describe(dtype)} has a sub-array larger than its items")
-            todo.append(base)
-        elif dt.kind not in _PLAIN_KINDS and not allow_object:
-            raise refuse(f"a numpy array or scalar of dtype {_describe(dtype)}")
+    if isinstance(dtype, np.dtype):
+        _walk_dtype(dtype, dtype, allow_object)
+
+
+def _walk_dtype(dt: Any, top: Any, allow_object: bool) -> bool:
+    """Check ``dt`` (a part of ``top``); whether it holds objects."""
+    import numpy as np
+
+    fields, sub = dt.fields, dt.subdtype
+    if fields is None and dt.names is None and sub is None:  # a leaf
+        if dt.kind in _PLAIN_KINDS:
+            if dt.hasobject:
+                raise ValueError(f"dtype {_describe(top)} claims objects it does not hold")
+            return False
+        if not allow_object:
+            raise refuse(f"a numpy array or scalar of dtype {_describe(top)}")
+        return True
+    holds = False
+    if sub is not None and fields is None:
+        base, shape = sub
+        n = 1
+        for d in shape:
+            n *= d
+        if base.itemsize * n > dt.itemsize:
+            raise ValueError(f"dtype {_describe(top)} has a sub-array larger than its items")
+        holds = _walk_dtype(base, top, allow_object)
+    else:
+        names = dt.names
+        if not isinstance(fields, Mapping) or not isinstance(names, tuple):
+            raise ValueError(f"dtype {_describe(top)} has names or fields without the other")
+        entry: Any
+        for key, entry in fields.items():  # a key no name lists can only be a title
+            if key not in names and (len(entry) < 3 or entry[2] != key):
+                raise ValueError(f"dtype {_describe(top)} has a field its names do not list")
+        for name in names:
+            entry = fields.get(name)
+            if not isinstance(entry, tuple) or not isinstance(entry[0], np.dtype):
+                raise ValueError(f"dtype {_describe(top)} names a field it does not have")
+            fdt, off = entry[0], entry[1]
+            if not isinstance(off, int) or off < 0 or off + fdt.itemsize > dt.itemsize:
+                raise ValueError(f"dtype {_describe(top)} has a field outside its items")
+            holds = _walk_dtype(fdt, top, allow_object) or holds
+    if holds and not dt.hasobject:
+        raise ValueError(f"dtype {_describe(top)} holds objects its flags deny")
+    if dt.hasobject and not holds:
+        raise ValueError(f"dtype {_describe(top)} claims objects it does not hold")
+    return holds
 
 
 def check_build(inst: Any, state: Any, allow_object: bool) -> None:
