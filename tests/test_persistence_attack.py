@@ -550,13 +550,19 @@ def test_every_prefix_of_a_small_joblib_file_is_refused(compress):
         assert got["s"] == "x" and got["a"].tolist() == list(range(20)), cut
 
 
-def test_dtype_flags_claiming_objects_it_does_not_hold(tmp_path):
-    # fuzzer, one damaged byte of a joblib file holding a float32 scalar: the dtype's state
-    # set object flags on float32, and numpy raised RuntimeError from `scalar`
-    dt = _Reduce(np.dtype, ("f4", False, True), (3, "<", None, None, None, -1, -1, 0x3F))
-    path = tmp_path / "flags.pkl"
-    path.write_bytes(pickle.dumps(_Reduce(scalar, (dt, b"\x00" * 4)), protocol=3))
-    for allow in (True, False):
-        out = load_in_child(path, allow_pickle=allow)
-        assert out["result"] == "CorruptFileError", out
-        assert "claims objects" in out["message"]
+@pytest.mark.parametrize("flags", [0x3F, 0x52])
+def test_dtype_flags_claiming_objects_it_does_not_hold(tmp_path, flags):
+    # fuzzer, one damaged byte of a joblib file (and a forged dump) holding a float32
+    # scalar: the dtype's state set object flags (0x52: LIST_PICKLE without HASOBJECT) on
+    # float32, and numpy raised RuntimeError from `scalar`
+    dt = _Reduce(np.dtype, ("f4", False, True), (3, "<", None, None, None, -1, -1, flags))
+    body = pickle.dumps(_Reduce(scalar, (dt, b"\x00" * 4)), protocol=5)
+    pkl = tmp_path / "flags.pkl"
+    pkl.write_bytes(pickle.dumps(_Reduce(scalar, (dt, b"\x00" * 4)), protocol=3))
+    jl = tmp_path / "flags.jl"
+    jl.write_bytes(_format2_dump(body))
+    for path in (pkl, jl):
+        for allow in (True, False):
+            out = load_in_child(path, allow_pickle=allow)
+            assert out["result"] == "CorruptFileError", (path.name, allow, out)
+            assert "claims objects" in out["message"]

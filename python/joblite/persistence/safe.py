@@ -132,14 +132,20 @@ def check_dtype(dtype: Any, allow_object: bool = False) -> None:
         _walk_dtype(dtype, dtype, allow_object)
 
 
+#: numpy's dtype flags that say items hold references (ITEM_REFCOUNT, LIST_PICKLE,
+#: ITEM_IS_POINTER): numpy pickles, copies and frees such items as objects
+_REFERENCE_FLAGS = 0x07
+
+
 def _walk_dtype(dt: Any, top: Any, allow_object: bool) -> bool:
     """Check ``dt`` (a part of ``top``); whether it holds objects."""
     import numpy as np
 
     fields, sub = dt.fields, dt.subdtype
+    claims = bool(dt.flags & _REFERENCE_FLAGS)
     if fields is None and dt.names is None and sub is None:  # a leaf
         if dt.kind in _PLAIN_KINDS:
-            if dt.hasobject:
+            if claims:
                 raise ValueError(f"dtype {_describe(top)} claims objects it does not hold")
             return False
         if not allow_object:
@@ -172,7 +178,7 @@ def _walk_dtype(dt: Any, top: Any, allow_object: bool) -> bool:
             holds = _walk_dtype(fdt, top, allow_object) or holds
     if holds and not dt.hasobject:
         raise ValueError(f"dtype {_describe(top)} holds objects its flags deny")
-    if dt.hasobject and not holds:
+    if claims and not holds:
         raise ValueError(f"dtype {_describe(top)} claims objects it does not hold")
     return holds
 

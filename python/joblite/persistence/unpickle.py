@@ -68,7 +68,16 @@ class _Unpickler(pickle.Unpickler):
             return found
         if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
             return _frombuffer_native if self._native else frombuffer
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        if name == "scalar" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            return lambda dtype, *args: found(_checked(dtype), *args)
+        return found
+
+
+def _checked(dtype: Any) -> Any:
+    """``dtype`` once its fields and flags are known sound (a BUILD may have forged them)."""
+    check_dtype(dtype, allow_object=True)
+    return dtype
 
 
 #: the pure-Python unpickler (typeshed does not describe its internals: stack, read, ...)
