@@ -269,7 +269,9 @@ impl Plan {
             return Err(corrupt("pickle stream does not end with STOP"));
         }
         parts.push((p0, area.len()));
-        Ok((Stream { area, parts }, small))
+        let stream = Stream { area, parts };
+        check_memo(&stream)?;
+        Ok((stream, small))
     }
 
     /// Checks the bytes after the last chunk (zlib / gzip trailer) against the index.
@@ -348,6 +350,178 @@ impl Plan {
                 Ok(())
             })
         })
+    }
+}
+
+/// Refuses a stream whose memo opcodes name an index no pickler would have written there,
+/// or whose counted argument (BINBYTES8, BINUNICODE8, BYTEARRAY8, ...) runs past its end.
+///
+/// CPython's C unpickler grows its memo to twice the index a PUT / BINPUT / LONG_BINPUT
+/// names, and zeroes it: five stream bytes (`r` and a u32) ask for up to 64 GiB. A pickler
+/// numbers its memo entries in order (the index is the count of entries made before), so a
+/// memo index beyond the memo operations seen so far can only be forged. The walk follows
+/// the unpickler opcode by opcode; it stops at STOP, at an opcode the unpickler does not
+/// know, or at another argument that runs past the end (the unpickler fails there first). A
+/// counted argument is different: the C unpickler allocates its declared length (up to
+/// 2**63 bytes) before it reads it, so it is refused here.
+fn check_memo(stream: &Stream) -> Result<(), Error> {
+    let mut pieces: Vec<&[u8]> = Vec::with_capacity(2 * stream.parts.len() + 1);
+    pieces.push(&[0x80, 5]);
+    for (k, &(a, b)) in stream.parts.iter().enumerate() {
+        if k > 0 {
+            pieces.push(&[0x97]);
+        }
+        pieces.push(&stream.area[a..b]);
+    }
+    let mut cur = Cursor {
+        pieces: &pieces,
+        at: (0, 0),
+    };
+    let mut memo_ops = 0u64;
+    let too_far = |idx: u64, made: u64| {
+        corrupt(format!(
+            "the pickle stream stores memo entry {idx} after only {made} memo operations \
+             (a forged stream: it would make the unpickler allocate its memo that large)"
+        ))
+    };
+    while let Some(op) = cur.next() {
+        let idx = match op {
+            b'.' => return Ok(()),
+            0x94 => None, // MEMOIZE: the next entry
+            b'q' => cur.le(1),
+            b'r' => cur.le(4),
+            b'p' => match cur.line() {
+                Some(line) => Some(parse_index(&line).unwrap_or(u64::MAX)),
+                None => return Ok(()),
+            },
+            _ => {
+                let Some(arg) = memo_arg(op) else {
+                    return Ok(());
+                };
+                let ok = match arg {
+                    MemoArg::Fixed(n) => cur.skip(n as u64),
+                    MemoArg::Counted(w) => match cur.le(w) {
+                        // the C unpickler allocates a counted argument before reading it
+                        Some(n) if !cur.skip(n) => {
+                            return Err(corrupt(format!(
+                                "the pickle stream declares a {n}-byte argument past its end"
+                            )))
+                        }
+                        Some(_) => true,
+                        None => false,
+                    },
+                    MemoArg::Lines(n) => (0..n).all(|_| cur.line().is_some()),
+                };
+                if !ok {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        match (op, idx) {
+            (0x94, _) => {}
+            (_, None) => return Ok(()), // the argument runs past the end
+            (_, Some(i)) if i > memo_ops => return Err(too_far(i, memo_ops)),
+            _ => {}
+        }
+        memo_ops += 1;
+    }
+    Ok(())
+}
+
+/// A decimal memo index (PUT's text argument), as the unpickler's `int()` reads it.
+fn parse_index(line: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(line).ok()?;
+    text.trim().parse::<u64>().ok()
+}
+
+/// How an opcode's argument is laid out (pickletools' table; memo opcodes apart).
+enum MemoArg {
+    Fixed(usize),
+    /// a little-endian length of this many bytes, then that many bytes
+    Counted(usize),
+    /// text up to a newline, this many times
+    Lines(usize),
+}
+
+fn memo_arg(op: u8) -> Option<MemoArg> {
+    use MemoArg::*;
+    Some(match op {
+        b'(' | b'0' | b'1' | b'2' | b'N' | b'Q' | b'R' | b'a' | b'b' | b'd' | b'}' | b'e'
+        | b'l' | b']' | b'o' | b's' | b't' | b')' | b'u' => Fixed(0),
+        0x81 | 0x85..=0x89 | 0x8f..=0x93 | 0x97 | 0x98 => Fixed(0),
+        b'F' | b'I' | b'L' | b'P' | b'S' | b'V' | b'g' => Lines(1),
+        b'c' | b'i' => Lines(2),
+        b'J' => Fixed(4),
+        b'K' | b'h' | 0x80 | 0x82 => Fixed(1),
+        b'M' | 0x83 => Fixed(2),
+        b'j' | 0x84 => Fixed(4),
+        b'G' | 0x95 => Fixed(8),
+        b'T' | b'X' | b'B' | 0x8b => Counted(4),
+        b'U' | b'C' | 0x8a | 0x8c => Counted(1),
+        0x8d | 0x8e | 0x96 => Counted(8),
+        _ => return None,
+    })
+}
+
+/// Reads the concatenation of `pieces` in order, without joining them.
+struct Cursor<'a> {
+    pieces: &'a [&'a [u8]],
+    /// (piece, offset in it)
+    at: (usize, usize),
+}
+
+impl Cursor<'_> {
+    fn next(&mut self) -> Option<u8> {
+        loop {
+            let piece = self.pieces.get(self.at.0)?;
+            if let Some(&b) = piece.get(self.at.1) {
+                self.at.1 += 1;
+                return Some(b);
+            }
+            self.at = (self.at.0 + 1, 0);
+        }
+    }
+
+    /// Skips `n` bytes; false when fewer are left.
+    fn skip(&mut self, mut n: u64) -> bool {
+        while n > 0 {
+            let Some(piece) = self.pieces.get(self.at.0) else {
+                return false;
+            };
+            let here = (<[u8]>::len(piece) - self.at.1) as u64;
+            if n <= here {
+                self.at.1 += n as usize;
+                return true;
+            }
+            n -= here;
+            self.at = (self.at.0 + 1, 0);
+        }
+        true
+    }
+
+    /// A little-endian unsigned integer of `w` bytes.
+    fn le(&mut self, w: usize) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..w {
+            v |= u64::from(self.next()?) << (8 * i);
+        }
+        Some(v)
+    }
+
+    /// The bytes up to the next newline (which is consumed); None at the end.
+    fn line(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        loop {
+            match self.next()? {
+                b'\n' => return Some(out),
+                b => {
+                    if out.len() < 32 {
+                        out.push(b); // a memo index is short; longer text is skipped
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -481,6 +655,33 @@ mod tests {
         assert_eq!(opened.dump_len, h_len + 2);
         let (stream, _) = opened.plan.stream(&src, true).unwrap();
         assert_eq!(stream.to_vec(), b"\x80\x05N.");
+    }
+
+    fn walk(body: &[u8], parts: Vec<(usize, usize)>) -> Result<(), Error> {
+        check_memo(&Stream {
+            area: body.to_vec(),
+            parts,
+        })
+    }
+
+    #[test]
+    fn memo_indices_and_counted_lengths_are_bounded() {
+        // in order: MEMOIZE, BINPUT 1, LONG_BINPUT 2, PUT 3 (the next index each time)
+        let ok = b"N\x94Nq\x01Nr\x02\x00\x00\x00Np3\n.";
+        assert!(walk(ok, vec![(0, ok.len())]).is_ok());
+        for bad in [
+            &b"Nr\x00\x00\x00\x04."[..], // LONG_BINPUT 2**26 on an empty memo
+            b"Nq\x05.",                  // BINPUT 5
+            b"Np99999999\n.",            // PUT
+            b"\x8e\x00\x00\x00\x00\x00\x01\x00\x00xy.", // BINBYTES8 of 2**40 bytes
+        ] {
+            assert!(walk(bad, vec![(0, bad.len())]).is_err(), "{bad:?}");
+        }
+        // an argument may not hide the rest of the stream; NEXT_BUFFER joins the parts
+        let two = b"C\x02ab\x94N\x94.";
+        assert!(walk(two, vec![(0, 5), (5, two.len())]).is_ok());
+        // a stream cut in an argument other than a count is left to the unpickler
+        assert!(walk(b"J\x01", vec![(0, 2)]).is_ok());
     }
 
     #[test]

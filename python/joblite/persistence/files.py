@@ -88,6 +88,7 @@ DAMAGE = (
     struct.error,
     OverflowError,
     RecursionError,
+    SystemError,  # numpy's C code on arguments no writer makes ("bad argument to internal")
     zlib.error,
     lzma.LZMAError,
 )

@@ -34,7 +34,7 @@ from .. import _core
 from ..exceptions import CorruptFileError, UnsafeLoadError
 from . import codecs
 from .files import DAMAGE, check_regular, open_regular
-from .safe import NDARRAY, SafeGlobals, refuse
+from .safe import NDARRAY, SafeGlobals, check_build, check_built, check_dtype, refuse
 
 _ZFILE_PREFIX = b"ZF"
 _REGISTERED_KIND = "registered:"
@@ -270,9 +270,9 @@ class NumpyArrayWrapper:
         shape = tuple(int(x) for x in self.shape)
         order = getattr(self, "order", "C")
         align = getattr(self, "numpy_array_alignment_bytes", None)
+        # object fields hidden from `hasobject`, fields outside the items: never read into
+        check_dtype(dtype, allow_object=u.safe is None)
         if dtype.hasobject:
-            if u.safe is not None:
-                raise refuse(f"a numpy array of object dtype ({dtype})")
             return _InnerUnpickler(u.fh, u.find_class).load()
         count = 1
         for n in shape:
@@ -291,9 +291,14 @@ class NumpyArrayWrapper:
         left = u.fh.remaining()
         if left is not None and nbytes > left:
             raise EOFError(f"array of {nbytes} bytes declared, fewer left in the file")
-        buf = np.empty(nbytes, dtype=np.uint8)  # pages cost memory only once written
-        if u.fh.readinto(buf) != nbytes:
-            raise EOFError("array data ends early")
+        if u.fh.size is None and nbytes > _PIECE:
+            # a decoded stream (bz2 has no useful bound; xz's is 65536x the file): memory
+            # grows with the bytes that really arrive, never reserved for a declared size
+            buf = np.frombuffer(_read_growing(u.fh, nbytes), dtype=np.uint8)
+        else:
+            buf = np.empty(nbytes, dtype=np.uint8)  # pages cost memory only once written
+            if u.fh.readinto(buf) != nbytes:
+                raise EOFError("array data ends early")
         arr = buf.view(dtype)
         arr = arr.reshape(shape[::-1]).T if order == "F" else arr.reshape(shape)
         return _native(arr) if u.native else arr
@@ -326,6 +331,17 @@ class NumpyArrayWrapper:
         return arr
 
 
+def _read_growing(fh: _Input, nbytes: int) -> bytearray:
+    """``nbytes`` bytes of ``fh``, read a piece at a time into a growing buffer."""
+    out = bytearray()
+    while len(out) < nbytes:
+        piece = fh.read(min(_PIECE, nbytes - len(out)))
+        if not piece:
+            raise EOFError(f"array of {nbytes} bytes declared, the stream ends after {len(out)}")
+        out += piece
+    return out
+
+
 class NDArrayWrapper:
     """Stands for joblib <= 0.9's NDArrayWrapper: the array is a ``.npy`` file beside."""
 
@@ -346,8 +362,8 @@ class NDArrayWrapper:
         if mmap == "w+":
             mmap = "r+"
         arr = np.load(self._companion(u), mmap_mode=mmap, allow_pickle=u.safe is None)
-        if u.safe is not None and arr.dtype.hasobject:
-            raise refuse(f"a numpy array of object dtype ({arr.dtype})")
+        if u.safe is not None:
+            check_dtype(arr.dtype)
         return _native(arr) if u.native else arr
 
 
@@ -360,14 +376,17 @@ class ZNDArrayWrapper(NDArrayWrapper):
         subclass, shape, dtype_code = self.init_args
         if u.safe is not None and subclass is not NDARRAY:
             raise refuse(f"array subclass {subclass!r}")
+        # numpy's reduce always gives (0,): the state brings the real shape, checked against
+        # the data; any other shape would allocate what no byte of the file accounts for
+        if not isinstance(shape, tuple) or 0 not in shape:
+            raise ValueError(f"array reconstructor with non-empty shape {shape!r}")
         arr = np.ndarray.__new__(np.ndarray, shape, dtype_code)
         with open_regular(self._companion(u)) as f:
             data = read_zfile(f.read())
         state = (*tuple(self.state), data)
-        if u.safe is not None:
-            for item in state:
-                if isinstance(item, np.dtype) and item.hasobject:
-                    raise refuse(f"a numpy array of object dtype ({item})")
+        for item in state:
+            if isinstance(item, np.dtype):
+                check_dtype(item, allow_object=u.safe is None)
         arr.__setstate__(state)
         return arr
 
@@ -379,8 +398,15 @@ _WRAPPERS = {
 }
 
 
-class _InnerUnpickler(pickle.Unpickler):
-    """Reads the nested pickle of an object-dtype array, resolving globals like the outer."""
+class _InnerUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
+    """Reads the nested pickle of an object-dtype array, resolving globals like the outer.
+
+    The pure-Python unpickler, as for the outer stream: the C one sizes its memo by the
+    index a PUT / LONG_BINPUT names, so five damaged bytes could make it ask for (and
+    zero) gigabytes; this one keeps the memo in a dict, and reads BYTEARRAY8 as the outer
+    does (never allocating a declared length before the bytes are there)."""
+
+    dispatch = pickle._Unpickler.dispatch.copy()  # type: ignore[attr-defined]
 
     def __init__(self, fh: Any, find_class: Any) -> None:
         super().__init__(fh)
@@ -388,6 +414,14 @@ class _InnerUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         return self._find(module, name)
+
+    def load_build(self) -> None:
+        inst, state = self.stack[-2:]
+        check_build(inst, state, True)  # numpy trusts an array's state: checked first
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+        check_built(self.stack[-1], True)
+
+    dispatch[pickle.BUILD[0]] = load_build
 
 
 class _LookupError(Exception):
@@ -431,8 +465,11 @@ class JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
             raise _LookupError(exc) from exc
 
     def load_build(self) -> None:
+        inst, state = self.stack[-2:]
+        check_build(inst, state, self.safe is None)  # before numpy trusts it
         pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
         top = self.stack[-1]
+        check_built(top, self.safe is None)
         if isinstance(top, (NumpyArrayWrapper, NDArrayWrapper)):
             arr = top.read(self)
             if self.safe is not None:
@@ -458,6 +495,10 @@ class JoblibUnpickler(pickle._Unpickler):  # type: ignore[name-defined,misc]
         if self.safe is not None:
             self.safe.check()
         return value
+
+
+# the inner stream reads BYTEARRAY8 as the outer one does
+_InnerUnpickler.dispatch[pickle.BYTEARRAY8[0]] = JoblibUnpickler.load_bytearray8
 
 
 def _drain(stream: BinaryIO, limit: int) -> None:

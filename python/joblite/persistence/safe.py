@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from ..exceptions import UnsafeLoadError
@@ -101,9 +102,143 @@ class _NdarrayName:
 NDARRAY = _NdarrayName()
 
 
-def _check_dtype(dtype: Any) -> None:
-    if getattr(dtype, "hasobject", False):
-        raise refuse(f"a numpy array or scalar of object dtype ({dtype})")
+#: kinds of the leaves of a dtype a safe load accepts (no object, no string-dtype arena)
+_PLAIN_KINDS = frozenset("biufcmMSUV")
+
+
+def _describe(dtype: Any) -> str:
+    """``str(dtype)``, or what can be said of a dtype too damaged for numpy to print."""
+    try:
+        return str(dtype)
+    except Exception:
+        return f"<damaged, {getattr(dtype, 'itemsize', '?')}-byte items>"
+
+
+def check_dtype(dtype: Any, allow_object: bool = False) -> None:
+    """Refuse a dtype holding objects anywhere, and one whose layout or flags are impossible
+    (``allow_object``: objects are fine where the dtype's flags say so).
+
+    The ``hasobject`` flag alone cannot be trusted: ``numpy.dtype.__setstate__`` (a BUILD
+    in the stream) takes the flags as given, so a structured dtype can hold an object
+    field without the flag (a few stream bytes become object pointers), or a float dtype
+    can claim objects. Its fields can likewise be placed past its itemsize (reads outside
+    the array's memory) or disagree with its names. So every field and sub-array is walked:
+    each must lie inside its parent, each level's flags must match what it holds, and
+    leaves must be plain kinds (objects only with ``allow_object``).
+    """
+    import numpy as np
+
+    if isinstance(dtype, np.dtype):
+        _walk_dtype(dtype, dtype, allow_object)
+
+
+#: numpy's dtype flags that say items hold references (ITEM_REFCOUNT, LIST_PICKLE,
+#: ITEM_IS_POINTER): numpy pickles, copies and frees such items as objects
+_REFERENCE_FLAGS = 0x07
+
+
+def _walk_dtype(dt: Any, top: Any, allow_object: bool) -> bool:
+    """Check ``dt`` (a part of ``top``); whether it holds objects."""
+    import numpy as np
+
+    fields, sub = dt.fields, dt.subdtype
+    claims = bool(dt.flags & _REFERENCE_FLAGS)
+    if fields is None and dt.names is None and sub is None:  # a leaf
+        if dt.kind in _PLAIN_KINDS:
+            if claims:
+                raise ValueError(f"dtype {_describe(top)} claims objects it does not hold")
+            return False
+        if not allow_object:
+            raise refuse(f"a numpy array or scalar of dtype {_describe(top)}")
+        return True
+    holds = False
+    if sub is not None and fields is None:
+        base, shape = sub
+        n = 1
+        for d in shape:
+            n *= d
+        if base.itemsize * n > dt.itemsize:
+            raise ValueError(f"dtype {_describe(top)} has a sub-array larger than its items")
+        holds = _walk_dtype(base, top, allow_object)
+    else:
+        names = dt.names
+        if not isinstance(fields, Mapping) or not isinstance(names, tuple):
+            raise ValueError(f"dtype {_describe(top)} has names or fields without the other")
+        entry: Any
+        for key, entry in fields.items():  # a key no name lists can only be a title
+            if key not in names and (len(entry) < 3 or entry[2] != key):
+                raise ValueError(f"dtype {_describe(top)} has a field its names do not list")
+        for name in names:
+            entry = fields.get(name)
+            if not isinstance(entry, tuple) or not isinstance(entry[0], np.dtype):
+                raise ValueError(f"dtype {_describe(top)} names a field it does not have")
+            fdt, off = entry[0], entry[1]
+            if not isinstance(off, int) or off < 0 or off + fdt.itemsize > dt.itemsize:
+                raise ValueError(f"dtype {_describe(top)} has a field outside its items")
+            holds = _walk_dtype(fdt, top, allow_object) or holds
+    if holds and not dt.hasobject:
+        raise ValueError(f"dtype {_describe(top)} holds objects its flags deny")
+    if claims and not holds:
+        raise ValueError(f"dtype {_describe(top)} claims objects it does not hold")
+    return holds
+
+
+def check_build(inst: Any, state: Any, allow_object: bool) -> None:
+    """Check the state a BUILD is about to give a numpy array, before numpy sees it.
+
+    ``ndarray.__setstate__`` trusts its state: an object dtype with a list shorter than the
+    shape fills the rest from memory it never wrote (a crash, with numpy 2.4), and a forged
+    dtype is taken as it is. Raises ValueError (damage) or UnsafeLoadError (an object
+    dtype when ``allow_object`` is False).
+    """
+    import numpy as np
+
+    if isinstance(inst, np.dtype):
+        _check_dtype_state(inst, state)
+        return
+    if not isinstance(inst, np.ndarray) or not isinstance(state, tuple) or len(state) < 4:
+        return
+    shape, dtype, data = state[-4], state[-3], state[-1]
+    if isinstance(dtype, np.dtype):
+        check_dtype(dtype, allow_object)
+    if isinstance(data, list):
+        count = 1
+        for n in shape if isinstance(shape, tuple) else (shape,):
+            if not isinstance(n, int) or n < 0:
+                raise ValueError(f"array state has a bad shape {shape!r}")
+            count *= n
+        if len(data) != count:
+            raise ValueError(f"array state holds {len(data)} items for shape {shape!r}")
+
+
+def _check_dtype_state(inst: Any, state: Any) -> None:
+    """A dtype's state laid out as numpy writes it (since numpy 1.7): ``(3, byteorder,
+    subarray, names, fields, elsize, alignment, flags)``, version 4 with metadata as a ninth
+    item. numpy 2.4 crashes on other layouts it accepts (a 6-item state of a float dtype;
+    a datetime dtype's state without its unit)."""
+    if not (
+        isinstance(state, tuple)
+        and len(state) in (8, 9)
+        and state[0] in (3, 4)
+        and state[1] in ("<", ">", "|", "=")
+        and (state[2] is None or isinstance(state[2], tuple))
+        and (state[3] is None or isinstance(state[3], tuple))
+        and (state[4] is None or isinstance(state[4], dict))
+        and all(type(x) is int for x in state[5:8])
+    ):
+        raise ValueError("a dtype's state is not laid out as numpy writes it")
+    if inst.kind in "mM":
+        meta = state[8] if len(state) == 9 else None
+        if not (isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[1], tuple)):
+            raise ValueError("a datetime dtype's state lacks its unit")
+
+
+def check_built(inst: Any, allow_object: bool) -> None:
+    """Check a dtype after a BUILD set its state (which numpy takes as given)."""
+    import numpy as np
+
+    if isinstance(inst, np.dtype):
+        check_dtype(inst, allow_object)
 
 
 class SafeGlobals:
@@ -143,9 +278,12 @@ class SafeGlobals:
         return None
 
     def _frombuffer(self, buf: Any, dtype: Any, shape: Any, order: Any, *rest: Any) -> Any:
+        import numpy as np
+
         from .unpickle import frombuffer
 
-        _check_dtype(dtype)
+        dtype = np.dtype(dtype)
+        check_dtype(dtype)
         arr = frombuffer(buf, dtype, shape, order, *rest)
         self.arrays.append(arr)  # a later BUILD could still give it another dtype
         return arr
@@ -172,11 +310,14 @@ class SafeGlobals:
     def check(self) -> None:
         """Refuse object arrays whose dtype was only known once their state was set."""
         for arr in self.arrays:
-            _check_dtype(getattr(arr, "dtype", None))
+            check_dtype(getattr(arr, "dtype", None))
 
 
 def _scalar(dtype: Any, *args: Any) -> Any:
-    _check_dtype(dtype)
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    check_dtype(dtype)
     try:
         from numpy._core.multiarray import scalar  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x

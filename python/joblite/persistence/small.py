@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import pickletools
 from typing import Any, Optional
 
 from ..exceptions import CorruptFileError
@@ -75,4 +76,27 @@ def decode(data: bytes, path: Optional[str], allow_pickle: bool = True) -> Any:
         raise CorruptFileError(path, "small-result record is truncated or damaged (checksum)")
     if allow_pickle:
         return pickle.loads(body)  # checksummed: the fastest path for the most common hit
+    _check_memo(body, path)
     return unpickle_stream(body, [], path, allow_pickle, None, False)
+
+
+def _check_memo(body: bytes, path: Optional[str]) -> None:
+    """Refuse a forged pickle whose PUT / LONG_BINPUT names a memo index beyond the memo
+    operations before it: the C unpickler would grow (and zero) its memo to twice that
+    index, gigabytes from five bytes. A pickler numbers its memo entries in order."""
+    if b"r" not in body and b"p" not in body:  # no LONG_BINPUT / PUT opcode can be there
+        return
+    made = 0
+    try:
+        for op, arg, _ in pickletools.genops(body):
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and (
+                not isinstance(arg, int) or arg > made
+            ):
+                break
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                made += 1
+        else:
+            return
+    except ValueError as e:  # pickletools on bytes that are no pickle
+        raise CorruptFileError(path, f"small-result record is not a pickle ({e})") from e
+    raise CorruptFileError(path, f"small-result record stores memo entry {arg} out of order")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 from typing import Any, Optional
 
 from ..exceptions import CorruptFileError, UnsafeLoadError
 from .files import DAMAGE
-from .safe import SafeGlobals
+from .safe import SafeGlobals, check_build, check_built, check_dtype
 
 
 def frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None) -> Any:
@@ -21,6 +22,7 @@ def frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = N
     if isinstance(buf, memoryview):
         base, readonly = buf.obj, buf.readonly
     dtype = np.dtype(dtype)
+    check_dtype(dtype, allow_object=True)  # a BUILD can forge a dtype's fields and flags
     if isinstance(base, np.memmap) and dtype.itemsize and base.size % dtype.itemsize == 0:
         arr = base.view(dtype)
     else:
@@ -66,7 +68,57 @@ class _Unpickler(pickle.Unpickler):
             return found
         if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
             return _frombuffer_native if self._native else frombuffer
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        if name == "scalar" and module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            return lambda dtype, *args: found(_checked(dtype), *args)
+        return found
+
+
+def _checked(dtype: Any) -> Any:
+    """``dtype`` once its fields and flags are known sound (a BUILD may have forged them)."""
+    check_dtype(dtype, allow_object=True)
+    return dtype
+
+
+#: the pure-Python unpickler (typeshed does not describe its internals: stack, read, ...)
+_PyUnpickler: Any = pickle._Unpickler  # type: ignore[attr-defined]
+
+
+class _SafeUnpickler(_PyUnpickler):  # type: ignore[misc]
+    """The safe mode's unpickler: the pure-Python one, so that every BUILD is checked
+    before numpy takes its state as given (an object array's state with a list shorter than
+    its shape crashes numpy; a dtype's state sets flags that hide object fields)."""
+
+    dispatch = _PyUnpickler.dispatch.copy()
+
+    def __init__(self, file: Any, buffers: list, safe: SafeGlobals, native: bool) -> None:
+        super().__init__(file, buffers=buffers)
+        self._safe = safe
+        self._native = native
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = self._safe.find_class(module, name)
+        if self._native and name == "_frombuffer":
+            return lambda *args: native_order(found(*args))
+        return found
+
+    def load_build(self) -> None:
+        inst, state = self.stack[-2:]
+        check_build(inst, state, False)
+        _PyUnpickler.load_build(self)
+        check_built(self.stack[-1], False)
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def load_bytearray8(self) -> None:
+        # the stock one allocates (and zeroes) the declared length before reading
+        (n,) = struct.unpack("<Q", self.read(8))
+        data = self.read(n)
+        if len(data) != n:
+            raise EOFError("BYTEARRAY8 declares more bytes than the stream holds")
+        self.append(bytearray(data))
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
 
 
 def unpickle_stream(
@@ -85,10 +137,11 @@ def unpickle_stream(
     try:
         if allow_pickle and mmap_mode is None and not native:
             return pickle.loads(stream, buffers=buffers)
-        safe = None if allow_pickle else SafeGlobals()
-        value = _Unpickler(io.BytesIO(stream), buffers, safe, native).load()
-        if safe is not None:
-            safe.check()
+        if allow_pickle:
+            return _Unpickler(io.BytesIO(stream), buffers, None, native).load()
+        safe = SafeGlobals()
+        value = _SafeUnpickler(io.BytesIO(stream), buffers, safe, native).load()
+        safe.check()
         return value
     except (Warning, UnsafeLoadError, CorruptFileError, ImportError, AttributeError):
         raise  # a global that cannot be imported is no damage (a class that moved)
