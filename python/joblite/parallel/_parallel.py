@@ -283,6 +283,13 @@ class Parallel:
     def __repr__(self) -> str:
         return f"Parallel(n_jobs={self.n_jobs})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy is a Parallel that is not running and not inside a ``with`` block: its
+        # backend (without this process's pool) is configured by its own first call.
+        state = self.__dict__.copy()
+        state.update(_managed=False, _running=False, _call=None, _completion=None)
+        return state
+
     def __enter__(self) -> Parallel:
         self._configure()
         self._managed = True
