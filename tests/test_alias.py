@@ -7,6 +7,7 @@ fresh interpreter; this process keeps the real joblib (the bridge tests need it)
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -92,6 +93,28 @@ def test_alias_gives_joblite_under_joblibs_names():
 def test_environment_variable_installs_it_at_joblite_import():
     out = run("import joblite, joblib; print(joblib.__name__)", env={"JOBLITE_AS_JOBLIB": "1"})
     assert out.strip() == "joblite.alias.joblib"
+
+
+def test_pytest_plugin_route_runs_a_suite_on_the_alias(tmp_path):
+    # docs/alias.md: a library's conftest imports joblib before any test runs, so the
+    # variable alone leaves pytest on the real joblib; ``-p joblite`` imports joblite first
+    if importlib.util.find_spec("joblib") is None:
+        pytest.skip("needs the real joblib (a test dependency)")
+    (tmp_path / "conftest.py").write_text("import joblib\nSEEN = joblib.__name__\n")
+    (tmp_path / "test_seen.py").write_text(
+        "import conftest\n\ndef test_seen():\n    print('SEEN', conftest.SEEN)\n"
+    )
+    base = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider"]
+    base += ["-p", "no:randomly", "-o", "addopts=", "test_seen.py"]
+    env = {**ENV, "JOBLITE_AS_JOBLIB": "1"}
+    seen = {}
+    for route, args in (("plugin", ["-p", "joblite"]), ("variable alone", [])):
+        proc = subprocess.run(
+            [*base, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        seen[route] = [line.split()[1] for line in proc.stdout.splitlines() if "SEEN" in line]
+    assert seen == {"plugin": ["joblite.alias.joblib"], "variable alone": ["joblib"]}
 
 
 def test_unsupported_submodule_says_so():

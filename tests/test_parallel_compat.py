@@ -505,3 +505,19 @@ def test_calls_joblib_code_builds_by_hand_still_run():
                 calls
             )
             assert out == [1, 3, 5, 7, 5, 10]
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_a_parallel_that_ran_on_processes_pickles(backend):
+    # docs/compatibility.md: Parallel objects are picklable; one that has run keeps its
+    # worker pool (locks, threads): the copy gets none and starts its own
+    parallel = Parallel(n_jobs=2, backend=backend)
+    assert parallel(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+    copy = pickle.loads(pickle.dumps(parallel))
+    assert copy(delayed(abs)(-i) for i in range(5)) == list(range(5))
+    assert parallel(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+    with Parallel(n_jobs=2, backend=backend) as managed:
+        assert managed(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+        copy = pickle.loads(pickle.dumps(managed))
+        assert copy(delayed(abs)(-i) for i in range(4)) == list(range(4))
+        assert managed(delayed(abs)(-i) for i in range(2)) == [0, 1]

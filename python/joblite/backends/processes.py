@@ -99,6 +99,14 @@ class _ProcessBackend(ParallelBackendBase):
         self._max_nbytes: Optional[int] = None
         self._mmap_mode: Any = "r"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (a pickled Parallel that has run) starts without this process's pool and
+        # shared folder, as a fresh backend: it makes its own when it is configured.
+        state = self.__dict__.copy()
+        state["_executor"] = None
+        state["_folder"] = None
+        return state
+
     def effective_n_jobs(self, n_jobs: int) -> int:
         """joblib's rule, and 1 (with joblib's warning) where workers cannot start here."""
         n_jobs = super().effective_n_jobs(n_jobs)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from ..backends import ParallelBackendBase, cpu_count, register_parallel_backend
 from ._config import effective_n_jobs, parallel_backend, parallel_config
-from ._parallel import Parallel, delayed, wrap_non_picklable_objects
+from ._parallel import BatchCompletionCallBack, Parallel, delayed, wrap_non_picklable_objects
 from ._progress import ProgressEvent
 
 __all__ = [
+    "BatchCompletionCallBack",
     "Parallel",
     "ParallelBackendBase",
     "ProgressEvent",

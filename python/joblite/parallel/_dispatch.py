@@ -118,8 +118,9 @@ class CallPlan:
     managed: bool
     # Arguments of the driver's configure() besides n_jobs (temp_folder, max_nbytes, ...).
     driver_options: Mapping[str, Any]
-    # After each batch, call the listener's print_progress (verbose, or joblib's hook
-    # overridden by a subclass of Parallel).
+    # After each batch, call the listener's print_progress (verbose, joblib's hook
+    # overridden by a subclass or a patch of Parallel, or joblib's BatchCompletionCallBack
+    # replaced).
     print_hook: bool
 
 
@@ -151,8 +152,9 @@ class CallListener:
     ) -> None:
         """joblib's counters changed (after dispatching or completing batches)."""
 
-    def print_progress(self) -> None:
-        """A batch completed (called when ``CallPlan.print_hook`` is set)."""
+    def print_progress(self, size: int, dispatched_at: float, results: list) -> None:
+        """A batch of ``size`` tasks, dispatched at ``dispatched_at`` (``time.monotonic()``),
+        completed with ``results`` (called when ``CallPlan.print_hook`` is set)."""
 
     def ended(self) -> None:
         """The call is over (results all returned, or it failed or was closed)."""
@@ -329,7 +331,7 @@ class Dispatcher:
                         indices, self.n_completed, self.n_dispatched, self.shown_total
                     )
                 if self.hook:
-                    self.listener.print_progress()
+                    self.listener.print_progress(size, dispatched_at, results)
                 if not ordered:
                     yield results
                     continue
@@ -373,6 +375,7 @@ class Dispatcher:
                 self.n_dispatched += len(tasks)
                 self.n_dispatched_batches += 1
                 self._count()
+                dispatched_at = time.monotonic()
                 results = []
                 for task in tasks:
                     if plan.return_exceptions:
@@ -393,7 +396,7 @@ class Dispatcher:
                         self.shown_total,
                     )
                 if hook:
-                    self.listener.print_progress()
+                    self.listener.print_progress(len(tasks), dispatched_at, results)
                 yield results
             self.n_total = self.n_completed
             self.reporter.finished(self.n_completed)

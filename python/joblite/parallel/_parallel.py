@@ -7,7 +7,10 @@ The dispatch loop itself (batching, back-pressure, ordering, errors, timeouts) i
 from __future__ import annotations
 
 import numbers
+import sys
+import time
 from collections.abc import Iterable
+from concurrent.futures import Future
 from types import MappingProxyType
 from typing import Any, Callable, Optional, Union
 
@@ -216,6 +219,8 @@ class Parallel:
         self._running = False
         self._auto = AutoBatching()  # what batch_size="auto" learnt, kept across calls
         self._call: Any = None  # the Dispatcher of the current call
+        # the class that replaced BatchCompletionCallBack for the current call, if any
+        self._completion: Optional[type] = None
 
     def _choose_backend(
         self, backend: Any, config: dict[str, Any], backend_kwargs: dict, n_jobs: Any
@@ -278,6 +283,13 @@ class Parallel:
     def __repr__(self) -> str:
         return f"Parallel(n_jobs={self.n_jobs})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy is a Parallel that is not running and not inside a ``with`` block: its
+        # backend (without this process's pool) is configured by its own first call.
+        state = self.__dict__.copy()
+        state.update(_managed=False, _running=False, _call=None, _completion=None)
+        return state
+
     def __enter__(self) -> Parallel:
         self._configure()
         self._managed = True
@@ -312,7 +324,12 @@ class Parallel:
 
     def _plan(self) -> CallPlan:
         """This call's plan: the options as they are now, fixed for the whole call."""
-        overridden = type(self).print_progress is not Parallel.print_progress
+        # overridden by a subclass, on the instance, or patched on the class itself
+        # (joblib_progress assigns ``Parallel.print_progress``)
+        hook = self.print_progress
+        overridden = getattr(hook, "__func__", hook) is not _DEFAULT_PRINT_PROGRESS
+        self._completion = _replaced_completion_callback()
+        overridden = overridden or self._completion is not None
         return CallPlan(
             n_jobs=self.n_jobs,
             batch_size=self.batch_size,
@@ -382,6 +399,56 @@ class Parallel:
             raise
 
 
+_DEFAULT_PRINT_PROGRESS = Parallel.print_progress
+
+
+class BatchCompletionCallBack:
+    """joblib's per-batch completion callback, for code that replaces it.
+
+    joblib builds one per dispatched batch and calls it when the batch completes.
+    Progress-bar recipes (``tqdm_joblib`` and its many copies) subclass it and assign the
+    subclass to ``joblib.parallel.BatchCompletionCallBack`` for the duration of a call.
+    joblite's dispatch loop keeps the counters itself and never builds this class; when the
+    name is replaced (in :mod:`joblite.parallel`, or in ``joblib.parallel`` under the alias of
+    :func:`joblite.install_as_joblib`) at the start of a call, each batch of that call builds
+    one instance of the replacement when it completes and calls it with a done
+    :class:`concurrent.futures.Future` holding the batch's results, in the thread that runs
+    the call, just before :meth:`Parallel.print_progress`.
+
+    Parameters
+    ----------
+    dispatch_timestamp : float
+        When the batch was dispatched (``time.time()``).
+    batch_size : int
+        Number of tasks in the batch.
+    parallel : Parallel
+        The Parallel running the call; its counters already include this batch.
+    """
+
+    def __init__(self, dispatch_timestamp: float, batch_size: int, parallel: Parallel) -> None:
+        self.dispatch_timestamp = dispatch_timestamp
+        self.batch_size = batch_size
+        self.parallel = parallel
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        """The batch completed: nothing more to do (joblite has counted it already)."""
+
+
+# the modules where code replacing BatchCompletionCallBack assigns it (looked up by name:
+# the alias is above this layer, and imported only where it is installed)
+_COMPLETION_MODULES = ("joblite.parallel", "joblite.alias.joblib.parallel")
+
+
+def _replaced_completion_callback() -> Optional[type]:
+    """The class that replaced :class:`BatchCompletionCallBack`, if any."""
+    for name in _COMPLETION_MODULES:
+        module = sys.modules.get(name)
+        replaced = getattr(module, "BatchCompletionCallBack", BatchCompletionCallBack)
+        if replaced is not BatchCompletionCallBack:
+            return replaced  # type: ignore[no-any-return]
+    return None
+
+
 class _Listener(CallListener):
     """How a call of a :class:`Parallel` reports back to it: joblib's counters on the
     instance, its ``print_progress`` hook, and the end of the call."""
@@ -407,9 +474,18 @@ class _Listener(CallListener):
         parallel.n_completed_tasks = completed_tasks
         parallel.n_completed_batches = completed_batches
 
-    def print_progress(self) -> None:
-        self.parallel.print_progress()
+    def print_progress(self, size: int, dispatched_at: float, results: list) -> None:
+        parallel = self.parallel
+        completion = parallel._completion
+        if completion is not None:
+            # joblib calls its BatchCompletionCallBack with the batch's finished future
+            done: Future = Future()
+            done.set_result(results)
+            dispatch_timestamp = time.time() - (time.monotonic() - dispatched_at)
+            completion(dispatch_timestamp, size, parallel)(done)
+        parallel.print_progress()
 
     def ended(self) -> None:
         self.parallel._running = False
         self.parallel._call = None  # do not keep the input alive after the call
+        self.parallel._completion = None

@@ -17,6 +17,7 @@ from ...backends import (
     register_parallel_backend,
 )
 from ...parallel import (
+    BatchCompletionCallBack,
     Parallel,
     delayed,
     effective_n_jobs,
@@ -101,6 +102,7 @@ DEFAULT_MP_CONTEXT: Optional[Any] = None
 __all__ = [
     "BACKENDS",
     "AutoBatchingMixin",
+    "BatchCompletionCallBack",
     "BatchedCalls",
     "FallbackToBackend",
     "LokyBackend",
