@@ -841,6 +841,26 @@ pub mod arrow {
     /// Bytes of a views array gathered on the stack before they reach the data sink.
     const GATHER_BLOCK: usize = PARALLEL_THRESHOLD;
 
+    /// Arrays of at least this many rows write their lengths and their bytes on two core
+    /// threads at once (the lengths are a loop over the rows; the bytes, a gather and a hash).
+    const SPLIT_ROWS: usize = 1 << 16;
+
+    /// Runs `lengths` and `values` (which write to sinks of their own, so the streams do not
+    /// depend on it) at the same time on the core threads when `split`, else one after the
+    /// other; the first error wins.
+    fn lengths_and_values(
+        split: bool,
+        lengths: impl FnOnce() -> Result<(), Malformed> + Send,
+        values: impl FnOnce() -> Result<(), Malformed> + Send,
+    ) -> Result<(), Malformed> {
+        let (a, b) = if split {
+            crate::core_threads::install(|| rayon::join(lengths, values))
+        } else {
+            (lengths(), values())
+        };
+        a.and(b)
+    }
+
     fn feed_views(
         arr: &Strings<'_>,
         views: &[u8],
@@ -852,7 +872,44 @@ pub mod arrow {
     ) -> Result<(), Malformed> {
         // `Strings::new` checked that views[offset .. offset + len] are in the buffer.
         let views = &views[arr.offset * 16..(arr.offset + arr.len) * 16];
+        lengths_and_values(
+            arr.len >= SPLIT_ROWS,
+            || view_lengths(arr, views, row_base, nulls, lengths),
+            || view_values(arr, views, buffers, data),
+        )
+    }
+
+    /// The null positions and the lengths of the non-null values of a views array.
+    fn view_lengths(
+        arr: &Strings<'_>,
+        views: &[u8],
+        row_base: u64,
+        nulls: &mut Sink<'_>,
+        lengths: &mut Sink<'_>,
+    ) -> Result<(), Malformed> {
         let mut out = Varints::new();
+        for (i, view) in views.chunks_exact(16).enumerate() {
+            if arr.validity.is_some() && !arr.is_valid(i) {
+                nulls.u64(row_base + i as u64);
+                continue;
+            }
+            let len = i32_at(view, 0);
+            if len < 0 {
+                return bad("negative length in a string view");
+            }
+            out.push(len as u64, lengths);
+        }
+        out.flush(lengths);
+        Ok(())
+    }
+
+    /// The bytes of the non-null values of a views array, in order.
+    fn view_values(
+        arr: &Strings<'_>,
+        views: &[u8],
+        buffers: &[&[u8]],
+        data: &mut Sink<'_>,
+    ) -> Result<(), Malformed> {
         // A buffer kept from an earlier call on this thread (already paged in); a full block
         // is past `PARALLEL_THRESHOLD / 4`, so it reaches the hasher without another copy.
         let mut gather = SPARE
@@ -863,7 +920,6 @@ pub mod arrow {
         let mut n = 0usize;
         for (i, view) in views.chunks_exact(16).enumerate() {
             if arr.validity.is_some() && !arr.is_valid(i) {
-                nulls.u64(row_base + i as u64);
                 continue;
             }
             let len = i32_at(view, 0);
@@ -871,7 +927,6 @@ pub mod arrow {
                 return bad("negative length in a string view");
             }
             let len = len as usize;
-            out.push(len as u64, lengths);
             if n >= GATHER_BLOCK {
                 data.bytes(&gather[..n]);
                 n = 0;
@@ -902,7 +957,6 @@ pub mod arrow {
                 n += len;
             }
         }
-        out.flush(lengths);
         data.bytes(&gather[..n]);
         give_back(gather);
         Ok(())
@@ -926,21 +980,29 @@ pub mod arrow {
         let mut out = Varints::new();
         let words = offsets[W::WIDTH..].chunks_exact(W::WIDTH);
         if arr.validity.is_none() {
-            // No nulls: the values are data[first .. last offset], in one piece.
-            for word in words {
-                let b = W::read(word).ok_or_else(outside)?;
-                if b < a {
-                    return Err(outside());
-                }
-                out.push(b - a, lengths);
-                a = b;
-            }
-            if a > limit {
+            // No nulls: the values are data[first .. last offset], in one piece (the loop
+            // checks that the offsets between never decrease).
+            let last = W::read(&offsets[offsets.len() - W::WIDTH..]).ok_or_else(outside)?;
+            if last < first || last > limit {
                 return Err(outside());
             }
-            out.flush(lengths);
-            data.bytes(&buf[first as usize..a as usize]);
-            return Ok(());
+            let values = &buf[first as usize..last as usize];
+            let lengths_of = move || {
+                for word in words {
+                    let b = W::read(word).ok_or_else(outside)?;
+                    if b < a {
+                        return Err(outside());
+                    }
+                    out.push(b - a, lengths);
+                    a = b;
+                }
+                out.flush(lengths);
+                Ok(())
+            };
+            return lengths_and_values(arr.len >= SPLIT_ROWS, lengths_of, || {
+                data.bytes(values);
+                Ok(())
+            });
         }
         // Runs of adjacent values in the data buffer are appended in one piece.
         let mut run = (a, a);

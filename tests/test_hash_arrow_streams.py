@@ -491,3 +491,29 @@ def test_dictionary_indices_out_of_range_in_a_late_block_raise(index):
     )
     with pytest.raises(ValueError, match="malformed Arrow array: dictionary index out of range"):
         chunked_digest([arr])
+
+
+@pytest.mark.parametrize("type_name", PLAIN_TYPES)
+@pytest.mark.parametrize("nulls", [False, True])
+def test_tall_string_columns_match_the_reference(type_name, nulls):
+    # tall enough (2**16 rows and more) for the Rust reader to write lengths and bytes on two
+    # threads at once; short values (inline in a view) and long ones
+    values = [("v" * (i % 29)) + str(i) for i in range(70_000)]
+    if nulls:
+        values = [None if i % 11 == 3 else v for i, v in enumerate(values)]
+    arr = typed(values, type_name)
+    expected = reference_digest(values, dictionary=False)
+    assert chunked_digest([arr]) == expected
+    assert chunked_digest([arr.slice(0, 65_537), arr.slice(65_537)]) == expected
+    assert chunked_digest([arr.slice(1)]) != expected
+
+
+def test_tall_string_columns_with_decreasing_offsets_raise():
+    arr = pa.array([str(i) for i in range(70_000)])
+    offsets = bytearray(arr.buffers()[1])
+    offsets[4 * 50_000 : 4 * 50_001] = (1).to_bytes(4, "little")  # one offset goes back
+    broken = pa.Array.from_buffers(
+        pa.string(), len(arr), [None, pa.py_buffer(bytes(offsets)), arr.buffers()[2]]
+    )
+    with pytest.raises(ValueError, match="malformed Arrow array"):
+        chunked_digest([broken])
