@@ -1097,31 +1097,23 @@ pub mod arrow {
             lengths: &mut Sink<'_>,
             data: &mut Sink<'_>,
         ) -> Result<(), Malformed> {
+            // one reader per index type (`Indices::new` allowed only these widths)
+            macro_rules! feed {
+                ($word:ty) => {
+                    self.feed_words::<$word>(
+                        indices, dictionary, row_base, nulls, ids, lengths, data,
+                    )
+                };
+            }
             match (indices.width, indices.signed) {
-                (1, true) => {
-                    self.feed_words::<i8>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (1, false) => {
-                    self.feed_words::<u8>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (2, true) => {
-                    self.feed_words::<i16>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (2, false) => {
-                    self.feed_words::<u16>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (4, true) => {
-                    self.feed_words::<i32>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (4, false) => {
-                    self.feed_words::<u32>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (8, true) => {
-                    self.feed_words::<i64>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                _ => {
-                    self.feed_words::<u64>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
+                (1, true) => feed!(i8),
+                (1, false) => feed!(u8),
+                (2, true) => feed!(i16),
+                (2, false) => feed!(u16),
+                (4, true) => feed!(i32),
+                (4, false) => feed!(u32),
+                (8, true) => feed!(i64),
+                _ => feed!(u64),
             }
         }
 

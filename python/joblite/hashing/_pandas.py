@@ -91,7 +91,8 @@ def _index_values(index: Any) -> tuple:
     values = _values(index.array)
     array = values[1]
     if values[0] == "numpy" and array.dtype == np.dtype(np.int64) and array.ndim == 1:
-        found = _core.int64_progression(np.ascontiguousarray(array))
+        contiguous: Any = np.ascontiguousarray(array)  # numpy's stubs lack the buffer protocol
+        found = _core.int64_progression(contiguous)
         if found is not None:
             return _progression(found[0], found[1], len(array))
     return values
