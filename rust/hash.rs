@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 /// Version tag of the encoding. It is the first thing every digest covers, so changing the walk
 /// (and this tag with it) can never produce a stale cache hit. Documented in `docs/hash.md`.
-pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v4\0";
+pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v5\0";
 
 /// Buffers at least this large are hashed with blake3's multi-threaded mode.
 pub const PARALLEL_THRESHOLD: usize = 1 << 20;
@@ -841,6 +841,26 @@ pub mod arrow {
     /// Bytes of a views array gathered on the stack before they reach the data sink.
     const GATHER_BLOCK: usize = PARALLEL_THRESHOLD;
 
+    /// Arrays of at least this many rows write their lengths and their bytes on two core
+    /// threads at once (the lengths are a loop over the rows; the bytes, a gather and a hash).
+    const SPLIT_ROWS: usize = 1 << 16;
+
+    /// Runs `lengths` and `values` (which write to sinks of their own, so the streams do not
+    /// depend on it) at the same time on the core threads when `split`, else one after the
+    /// other; the first error wins.
+    fn lengths_and_values(
+        split: bool,
+        lengths: impl FnOnce() -> Result<(), Malformed> + Send,
+        values: impl FnOnce() -> Result<(), Malformed> + Send,
+    ) -> Result<(), Malformed> {
+        let (a, b) = if split {
+            crate::core_threads::install(|| rayon::join(lengths, values))
+        } else {
+            (lengths(), values())
+        };
+        a.and(b)
+    }
+
     fn feed_views(
         arr: &Strings<'_>,
         views: &[u8],
@@ -852,7 +872,44 @@ pub mod arrow {
     ) -> Result<(), Malformed> {
         // `Strings::new` checked that views[offset .. offset + len] are in the buffer.
         let views = &views[arr.offset * 16..(arr.offset + arr.len) * 16];
+        lengths_and_values(
+            arr.len >= SPLIT_ROWS,
+            || view_lengths(arr, views, row_base, nulls, lengths),
+            || view_values(arr, views, buffers, data),
+        )
+    }
+
+    /// The null positions and the lengths of the non-null values of a views array.
+    fn view_lengths(
+        arr: &Strings<'_>,
+        views: &[u8],
+        row_base: u64,
+        nulls: &mut Sink<'_>,
+        lengths: &mut Sink<'_>,
+    ) -> Result<(), Malformed> {
         let mut out = Varints::new();
+        for (i, view) in views.chunks_exact(16).enumerate() {
+            if arr.validity.is_some() && !arr.is_valid(i) {
+                nulls.u64(row_base + i as u64);
+                continue;
+            }
+            let len = i32_at(view, 0);
+            if len < 0 {
+                return bad("negative length in a string view");
+            }
+            out.push(len as u64, lengths);
+        }
+        out.flush(lengths);
+        Ok(())
+    }
+
+    /// The bytes of the non-null values of a views array, in order.
+    fn view_values(
+        arr: &Strings<'_>,
+        views: &[u8],
+        buffers: &[&[u8]],
+        data: &mut Sink<'_>,
+    ) -> Result<(), Malformed> {
         // A buffer kept from an earlier call on this thread (already paged in); a full block
         // is past `PARALLEL_THRESHOLD / 4`, so it reaches the hasher without another copy.
         let mut gather = SPARE
@@ -863,7 +920,6 @@ pub mod arrow {
         let mut n = 0usize;
         for (i, view) in views.chunks_exact(16).enumerate() {
             if arr.validity.is_some() && !arr.is_valid(i) {
-                nulls.u64(row_base + i as u64);
                 continue;
             }
             let len = i32_at(view, 0);
@@ -871,7 +927,6 @@ pub mod arrow {
                 return bad("negative length in a string view");
             }
             let len = len as usize;
-            out.push(len as u64, lengths);
             if n >= GATHER_BLOCK {
                 data.bytes(&gather[..n]);
                 n = 0;
@@ -902,7 +957,6 @@ pub mod arrow {
                 n += len;
             }
         }
-        out.flush(lengths);
         data.bytes(&gather[..n]);
         give_back(gather);
         Ok(())
@@ -926,21 +980,29 @@ pub mod arrow {
         let mut out = Varints::new();
         let words = offsets[W::WIDTH..].chunks_exact(W::WIDTH);
         if arr.validity.is_none() {
-            // No nulls: the values are data[first .. last offset], in one piece.
-            for word in words {
-                let b = W::read(word).ok_or_else(outside)?;
-                if b < a {
-                    return Err(outside());
-                }
-                out.push(b - a, lengths);
-                a = b;
-            }
-            if a > limit {
+            // No nulls: the values are data[first .. last offset], in one piece (the loop
+            // checks that the offsets between never decrease).
+            let last = W::read(&offsets[offsets.len() - W::WIDTH..]).ok_or_else(outside)?;
+            if last < first || last > limit {
                 return Err(outside());
             }
-            out.flush(lengths);
-            data.bytes(&buf[first as usize..a as usize]);
-            return Ok(());
+            let values = &buf[first as usize..last as usize];
+            let lengths_of = move || {
+                for word in words {
+                    let b = W::read(word).ok_or_else(outside)?;
+                    if b < a {
+                        return Err(outside());
+                    }
+                    out.push(b - a, lengths);
+                    a = b;
+                }
+                out.flush(lengths);
+                Ok(())
+            };
+            return lengths_and_values(arr.len >= SPLIT_ROWS, lengths_of, || {
+                data.bytes(values);
+                Ok(())
+            });
         }
         // Runs of adjacent values in the data buffer are appended in one piece.
         let mut run = (a, a);
@@ -965,6 +1027,9 @@ pub mod arrow {
         data.bytes(&buf[run.0 as usize..run.1 as usize]);
         Ok(())
     }
+
+    /// Rows of a dictionary column whose ids are looked up as one block.
+    const ID_BLOCK: usize = 4096;
 
     /// The index buffer of a dictionary array.
     pub struct Indices<'a> {
@@ -1032,31 +1097,23 @@ pub mod arrow {
             lengths: &mut Sink<'_>,
             data: &mut Sink<'_>,
         ) -> Result<(), Malformed> {
+            // one reader per index type (`Indices::new` allowed only these widths)
+            macro_rules! feed {
+                ($word:ty) => {
+                    self.feed_words::<$word>(
+                        indices, dictionary, row_base, nulls, ids, lengths, data,
+                    )
+                };
+            }
             match (indices.width, indices.signed) {
-                (1, true) => {
-                    self.feed_words::<i8>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (1, false) => {
-                    self.feed_words::<u8>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (2, true) => {
-                    self.feed_words::<i16>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (2, false) => {
-                    self.feed_words::<u16>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (4, true) => {
-                    self.feed_words::<i32>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (4, false) => {
-                    self.feed_words::<u32>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                (8, true) => {
-                    self.feed_words::<i64>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
-                _ => {
-                    self.feed_words::<u64>(indices, dictionary, row_base, nulls, ids, lengths, data)
-                }
+                (1, true) => feed!(i8),
+                (1, false) => feed!(u8),
+                (2, true) => feed!(i16),
+                (2, false) => feed!(u16),
+                (4, true) => feed!(i32),
+                (4, false) => feed!(u32),
+                (8, true) => feed!(i64),
+                _ => feed!(u64),
             }
         }
 
@@ -1073,46 +1130,82 @@ pub mod arrow {
         ) -> Result<(), Malformed> {
             const UNSEEN: u64 = u64::MAX;
             const NULL: u64 = u64::MAX - 1;
+            /// In `short`: the row's id is not known to be one byte long (unseen, a null
+            /// entry, an id of 128 or more, or an index out of range).
+            const LONG: u8 = 0x80;
             debug_assert_eq!(W::WIDTH, indices.width);
             // Sized by the dictionary, which `Strings::new` checked against its buffers.
             let mut local = vec![UNSEEN; dictionary.len()];
+            // The LEB128 encoding of each entry's id when it is one byte (id < 128), else LONG.
+            let mut short = vec![LONG; dictionary.len()];
             // `Indices::new` checked that the slice is in the buffer.
             let words =
                 &indices.buf[indices.offset * W::WIDTH..(indices.offset + indices.len) * W::WIDTH];
             let mut out = Varints::new();
-            for (i, word) in words.chunks_exact(W::WIDTH).enumerate() {
-                if indices.validity.is_some() && !bit(indices.validity, indices.offset + i) {
-                    nulls.u64(row_base + i as u64);
-                    continue;
+            let mut block = [0u8; ID_BLOCK];
+            let mut fast = indices.validity.is_none();
+            let mut resolved = 0usize; // entries of `local` given their id
+            for (b, rows) in words.chunks(ID_BLOCK * W::WIDTH).enumerate() {
+                let first_row = b * ID_BLOCK;
+                if fast {
+                    // Every row's id already known and one byte long (the common case of a
+                    // small dictionary once its entries have been met): the ids stream gets
+                    // the block as one table lookup a row, the same bytes the loop below
+                    // writes. Any other block takes that loop.
+                    let mut seen = 0u8;
+                    for (slot, word) in block.iter_mut().zip(rows.chunks_exact(W::WIDTH)) {
+                        let k = W::read(word).map_or(usize::MAX, |k| k as usize);
+                        *slot = short.get(k).copied().unwrap_or(LONG);
+                        seen |= *slot;
+                    }
+                    if seen & LONG == 0 {
+                        out.flush(ids);
+                        ids.bytes(&block[..rows.len() / W::WIDTH]);
+                        continue;
+                    }
                 }
-                let k = W::read(word)
-                    .and_then(|k| usize::try_from(k).ok())
-                    .filter(|&k| k < local.len())
-                    .ok_or_else(|| Malformed("dictionary index out of range".into()))?;
-                let mut id = local[k];
-                if id == UNSEEN {
-                    id = if dictionary.is_valid(k) {
-                        let value = dictionary.get(k)?;
-                        match self.ids.get(value) {
-                            Some(&id) => id,
-                            None => {
-                                let id = self.ids.len() as u64;
-                                self.ids.insert(value.into(), id);
-                                lengths.varint(value.len() as u64);
-                                data.bytes(value);
-                                id
+                let known = resolved;
+                for (j, word) in rows.chunks_exact(W::WIDTH).enumerate() {
+                    let i = first_row + j;
+                    if indices.validity.is_some() && !bit(indices.validity, indices.offset + i) {
+                        nulls.u64(row_base + i as u64);
+                        continue;
+                    }
+                    let k = W::read(word)
+                        .and_then(|k| usize::try_from(k).ok())
+                        .filter(|&k| k < local.len())
+                        .ok_or_else(|| Malformed("dictionary index out of range".into()))?;
+                    let mut id = local[k];
+                    if id == UNSEEN {
+                        id = if dictionary.is_valid(k) {
+                            let value = dictionary.get(k)?;
+                            match self.ids.get(value) {
+                                Some(&id) => id,
+                                None => {
+                                    let id = self.ids.len() as u64;
+                                    self.ids.insert(value.into(), id);
+                                    lengths.varint(value.len() as u64);
+                                    data.bytes(value);
+                                    id
+                                }
                             }
+                        } else {
+                            NULL
+                        };
+                        local[k] = id;
+                        resolved += 1;
+                        if id < 0x80 {
+                            short[k] = id as u8;
                         }
+                    }
+                    if id == NULL {
+                        nulls.u64(row_base + i as u64);
                     } else {
-                        NULL
-                    };
-                    local[k] = id;
+                        out.push(id, ids);
+                    }
                 }
-                if id == NULL {
-                    nulls.u64(row_base + i as u64);
-                } else {
-                    out.push(id, ids);
-                }
+                // a block that met no new value would fail the table again: stop trying
+                fast &= resolved > known;
             }
             out.flush(ids);
             Ok(())
@@ -1128,9 +1221,86 @@ pub fn digest_bytes(algorithm: Algorithm, data: &[u8]) -> Vec<u8> {
     enc.finish()
 }
 
+/// Values checked per piece of work when a large array is tested for a progression.
+const PROGRESSION_PIECE: usize = 1 << 16;
+
+/// `(first, step)` when `values` (native-endian `i64`s; a length that is not a multiple of 8
+/// is not an array of them) form an arithmetic progression in wrapping `i64` arithmetic,
+/// `values[i] == first + i * step`, else `None`. Fewer than two values are a progression of
+/// step 0 (`first` 0 when there is none). Wrapping arithmetic keeps the description exact:
+/// `(first, step, len)` gives back every value, so two arrays with one description are equal.
+/// Large arrays are checked on the core threads; a mismatch stops the check early.
+pub fn int64_progression(values: &[u8]) -> Option<(i64, i64)> {
+    if values.len() % 8 != 0 {
+        return None;
+    }
+    let at = |i: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&values[i * 8..i * 8 + 8]);
+        i64::from_ne_bytes(word)
+    };
+    let n = values.len() / 8;
+    if n < 2 {
+        return Some((if n == 1 { at(0) } else { 0 }, 0));
+    }
+    let (first, step) = (at(0), at(1).wrapping_sub(at(0)));
+    let piece_holds = |(p, piece): (usize, &[u8])| {
+        let mut expected = first.wrapping_add(((p * PROGRESSION_PIECE) as i64).wrapping_mul(step));
+        piece.chunks_exact(8).all(|word| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word); // chunks_exact: always 8 bytes
+            let ok = i64::from_ne_bytes(bytes) == expected;
+            expected = expected.wrapping_add(step);
+            ok
+        })
+    };
+    let holds = if values.len() >= PARALLEL_THRESHOLD {
+        crate::core_threads::install(|| {
+            values
+                .par_chunks(PROGRESSION_PIECE * 8)
+                .enumerate()
+                .all(piece_holds)
+        })
+    } else {
+        values
+            .chunks(PROGRESSION_PIECE * 8)
+            .enumerate()
+            .all(piece_holds)
+    };
+    holds.then_some((first, step))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn words(values: &[i64]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_ne_bytes()).collect()
+    }
+
+    #[test]
+    fn progressions_are_found_and_only_they() {
+        assert_eq!(int64_progression(&words(&[])), Some((0, 0)));
+        assert_eq!(int64_progression(&words(&[7])), Some((7, 0)));
+        assert_eq!(int64_progression(&words(&[5, 2, -1])), Some((5, -3)));
+        assert_eq!(int64_progression(&words(&[4, 4, 4])), Some((4, 0)));
+        assert_eq!(int64_progression(&words(&[0, 1, 3])), None);
+        assert_eq!(int64_progression(&[0u8; 12]), None);
+        // wrapping: the description still gives back every value
+        assert_eq!(
+            int64_progression(&words(&[i64::MIN, i64::MAX])),
+            Some((i64::MIN, -1))
+        );
+        // large (parallel) arrays, with one value off in a late piece and in the last one
+        let n = 3 * PROGRESSION_PIECE + 11;
+        let mut values: Vec<i64> = (0..n as i64).map(|i| 10 + 3 * i).collect();
+        assert_eq!(int64_progression(&words(&values)), Some((10, 3)));
+        for at in [2 * PROGRESSION_PIECE + 5, n - 1] {
+            values[at] += 1;
+            assert_eq!(int64_progression(&words(&values)), None);
+            values[at] -= 1;
+        }
+    }
 
     #[test]
     fn buffering_does_not_change_the_digest() {
@@ -1261,6 +1431,24 @@ mod tests {
         Ok((n.finish(), l.finish(), d.finish()))
     }
 
+    type Checked<'a> = Result<arrow::Strings<'a>, arrow::Malformed>;
+
+    /// Rows `offset..offset + len` of a string array with 32-bit `offsets` into `data`.
+    fn offsets32<'a>(
+        offsets: &'a [u8],
+        data: &'a [u8],
+        validity: Option<&'a [u8]>,
+        offset: usize,
+        len: usize,
+    ) -> Checked<'a> {
+        arrow::Strings::new(
+            arrow::Layout::Offsets32 { offsets, data },
+            validity,
+            offset,
+            len,
+        )
+    }
+
     fn view(len: i32, inline: &[u8], buffer: i32, offset: i32) -> Vec<u8> {
         let mut v = len.to_le_bytes().to_vec();
         if len <= 12 {
@@ -1293,16 +1481,7 @@ mod tests {
         ]
         .concat();
         let buffers: Vec<&[u8]> = vec![b"ignoredthirteen bytes!".get(5..).unwrap()];
-        let a = arrow::Strings::new(
-            arrow::Layout::Offsets32 {
-                offsets: &offsets,
-                data,
-            },
-            None,
-            0,
-            3,
-        )
-        .unwrap();
+        let a = offsets32(&offsets, data, None, 0, 3).unwrap();
         let b = arrow::Strings::new(
             arrow::Layout::Offsets64 {
                 offsets: &wide,
@@ -1336,46 +1515,10 @@ mod tests {
     fn malformed_arrays_are_errors() {
         let data = b"abc";
         let offsets: Vec<u8> = [0i32, 2, 9].iter().flat_map(|o| o.to_le_bytes()).collect();
-        assert!(arrow::Strings::new(
-            arrow::Layout::Offsets32 {
-                offsets: &offsets,
-                data
-            },
-            None,
-            0,
-            3
-        )
-        .is_err());
-        assert!(arrow::Strings::new(
-            arrow::Layout::Offsets32 {
-                offsets: &offsets,
-                data
-            },
-            None,
-            usize::MAX,
-            1
-        )
-        .is_err());
-        assert!(arrow::Strings::new(
-            arrow::Layout::Offsets32 {
-                offsets: &offsets,
-                data
-            },
-            Some(&[]),
-            0,
-            1
-        )
-        .is_err());
-        let past = arrow::Strings::new(
-            arrow::Layout::Offsets32 {
-                offsets: &offsets,
-                data,
-            },
-            None,
-            0,
-            2,
-        )
-        .unwrap();
+        assert!(offsets32(&offsets, data, None, 0, 3).is_err());
+        assert!(offsets32(&offsets, data, None, usize::MAX, 1).is_err());
+        assert!(offsets32(&offsets, data, Some(&[]), 0, 1).is_err());
+        let past = offsets32(&offsets, data, None, 0, 2).unwrap();
         let mut e = Encoder::bare(Algorithm::Blake3);
         let mut sink = arrow::Sink::new(&mut e);
         let (mut e2, mut e3) = (
@@ -1398,16 +1541,7 @@ mod tests {
         .unwrap();
         assert!(arrow::feed_strings(&short, 0, &mut sink, &mut s2, &mut s3).is_err());
         let mut ids = arrow::DictionaryIds::new();
-        let dict = arrow::Strings::new(
-            arrow::Layout::Offsets32 {
-                offsets: &offsets,
-                data,
-            },
-            None,
-            0,
-            1,
-        )
-        .unwrap();
+        let dict = offsets32(&offsets, data, None, 0, 1).unwrap();
         let indices = arrow::Indices::new(&[0, 1], 1, false, None, 0, 2).unwrap();
         let mut e4 = Encoder::bare(Algorithm::Blake3);
         let mut s4 = arrow::Sink::new(&mut e4);

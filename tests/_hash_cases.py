@@ -110,6 +110,74 @@ def _range_index() -> tuple:
     return pd.Series([1.0, 2.0, 3.0]), pd.Series([1.0, 2.0, 3.0], index=pd.Index([0, 1, 2]))
 
 
+@case("pandas: stepped RangeIndex vs the same int64 Index", True, ("pandas",))
+def _stepped_range_index() -> tuple:
+    import pandas as pd
+
+    values = np.arange(5, 5000, 3, dtype=np.int64)
+    ranged = pd.Series(values * 2.0, index=pd.RangeIndex(5, 5000, 3))
+    return ranged, pd.Series(values * 2.0, index=pd.Index(values.copy()))
+
+
+@case("pandas: descending RangeIndex vs the same int64 Index", True, ("pandas",))
+def _descending_range_index() -> tuple:
+    import pandas as pd
+
+    index = pd.RangeIndex(50, -7, -4, name="t")
+    return pd.DataFrame({"x": range(len(index))}, index=index), pd.DataFrame(
+        {"x": range(len(index))}, index=pd.Index(list(index), dtype=np.int64, name="t")
+    )
+
+
+@case("pandas: one-row RangeIndex vs the same int64 Index", True, ("pandas",))
+def _one_row_range_index() -> tuple:
+    import pandas as pd
+
+    return pd.Series([1.0], index=pd.RangeIndex(7, 8, 5)), pd.Series([1.0], index=[7])
+
+
+@case("pandas: empty RangeIndex vs an empty int64 Index", True, ("pandas",))
+def _empty_range_index() -> tuple:
+    import pandas as pd
+
+    empty = pd.Index([], dtype=np.int64)
+    return pd.Series([], dtype=float, index=pd.RangeIndex(3, 3)), pd.Series(
+        [], dtype=float, index=empty
+    )
+
+
+@case("pandas: RangeIndex vs an int64 Index with its last value changed", False, ("pandas",))
+def _range_index_last_value() -> tuple:
+    import pandas as pd
+
+    values = np.arange(300_000, dtype=np.int64)  # large: checked on the core threads
+    values[-1] += 1
+    return pd.Series(0.0, index=pd.RangeIndex(300_000)), pd.Series(0.0, index=values)
+
+
+@case("pandas: RangeIndex vs the same values as int32", False, ("pandas",))
+def _range_index_int32() -> tuple:
+    import pandas as pd
+
+    return pd.Series([1.0, 2.0]), pd.Series([1.0, 2.0], index=pd.Index([0, 1], dtype=np.int32))
+
+
+@case("pandas: RangeIndex vs another step", False, ("pandas",))
+def _range_index_step() -> tuple:
+    import pandas as pd
+
+    return pd.Series([1.0, 2.0], index=pd.RangeIndex(0, 4, 2)), pd.Series(
+        [1.0, 2.0], index=pd.RangeIndex(0, 6, 3)
+    )
+
+
+@case("pandas: int64 index, progression vs not", False, ("pandas",))
+def _progression_vs_values() -> tuple:
+    import pandas as pd
+
+    return pd.Series([1.0, 2.0, 3.0], index=[0, 2, 4]), pd.Series([1.0, 2.0, 3.0], index=[0, 2, 5])
+
+
 @case("pandas: MultiIndex with unused levels", True, ("pandas",))
 def _multiindex() -> tuple:
     import pandas as pd

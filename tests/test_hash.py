@@ -254,14 +254,14 @@ def test_encoding_matches_the_documented_byte_stream():
     def u64(n):
         return struct.pack("<Q", n)
 
-    stream = b"joblite-hash-v4\x00" + b"l" + u64(2) + b"i" + u64(1) + b"s" + u64(1) + b"a"
+    stream = b"joblite-hash-v5\x00" + b"l" + u64(2) + b"i" + u64(1) + b"s" + u64(1) + b"a"
     assert jhash([1, "a"], hash_name="md5") == hashlib.md5(stream).hexdigest()
-    stream = b"joblite-hash-v4\x00" + b"t" + u64(2) + b"f" + struct.pack("<d", -0.0) + b"N"
+    stream = b"joblite-hash-v5\x00" + b"t" + u64(2) + b"f" + struct.pack("<d", -0.0) + b"N"
     assert jhash((-0.0, None), hash_name="sha1") == hashlib.sha1(stream).hexdigest()
     arr = np.arange(6, dtype="<i4").reshape(2, 3)
     descr = repr(arr.dtype.descr).encode()
     stream = (
-        b"joblite-hash-v4\x00A"
+        b"joblite-hash-v5\x00A"
         + u64(len(descr))
         + descr
         + u64(4)
@@ -276,7 +276,7 @@ def test_encoding_matches_the_documented_byte_stream():
 
 def test_golden_digests_pin_the_encoding():
     """A change here means the walk changed: bump HASH_ENCODING_VERSION and update."""
-    assert joblite.hashing.HASH_ENCODING_VERSION == "joblite-hash-v4"
+    assert joblite.hashing.HASH_ENCODING_VERSION == "joblite-hash-v5"
     got = {
         "none": jhash(None),
         "int": jhash(1),
@@ -287,13 +287,13 @@ def test_golden_digests_pin_the_encoding():
         "big_array": jhash(np.arange(2**18, dtype="<i8")),
     }
     assert got == {
-        "none": "d39638235ecf0e6fdffdd43cf2c3d2a0057251061154df881e73c446500ae974",
-        "int": "940729dbb4c4fdfcba7c5bb4bb7975c5134e6c1522bda5fe23276c645f6f1205",
-        "nested": "5dff29b1e5931cb97b0eac17790dfe7ed4fade2e764745b60bfd8162e0a879d0",
-        "set": "0d1a1fdbb7c50bbe4a5d37431c3dff4feb1fbbfb1dba4dca37e01947e22a274c",
-        "array": "54f910d7657271a6bd8c188db29218f32d3b65d7e2c98bf4dd11cf4af8382216",
-        "md5": "c18a72e7f5c5e1cdfde270a7890e1aae",
-        "big_array": "69902d6a9f51e3cd6e0b49809b4e049003604480929ff790b00bdf58dc341d90",
+        "none": "56b68bada5602b64e33a16ea65f36a0236a995034dd26959b420db7855719e87",
+        "int": "1e891878752b8a5b56ceffa3b0608feec64f12a1034e4735136a8356e705ade3",
+        "nested": "2cdf74ded02b5f9aa2715281ff2b2aaed5d282565e9f61adc2cfe2b2943cf52a",
+        "set": "bd0585ad8727ad0a655ffa918e8bdcd490ca97f63c325e409ea96f6773724ab8",
+        "array": "62f63ebaccd8f85fe67a94120ed17ce13893746ff6fa459f0329c21536c8095d",
+        "md5": "c8ed3e96c83ec93a5f81e55732531804",
+        "big_array": "a8103911c305f2cd299601607feec766d065147dd33b0a1aa2c61c68d2e3af45",
     }
 
 

@@ -442,3 +442,78 @@ def test_buffers_reused_between_calls_start_empty():
     for _ in range(3):
         assert chunked_digest([views]) == reference_digest(VALUES * 50, dictionary=False)
         assert chunked_digest([encoded]) == reference_digest(["x", "y", "x"], dictionary=True)
+
+
+def _long_dictionary_column(n_rows: int, n_values: int, late: int | None, index_type: str) -> list:
+    """Row ``i`` holds ``v{i % n_values}``, except that ``v-late`` first appears at row
+    ``late``; numbered by a shuffled dictionary, so ids and indices differ."""
+    values = [f"v{i % n_values}" for i in range(n_rows)]
+    if late is not None:
+        values[late] = values[-1] = "v-late"
+    order = sorted(set(values), reverse=True)  # not the order of first appearance
+    position = {v: k for k, v in enumerate(order)}
+    indices = pa.array([position[v] for v in values]).cast(getattr(pa, index_type)())
+    return values, pa.DictionaryArray.from_arrays(indices, pa.array(order))
+
+
+@pytest.mark.parametrize("index_type", ["int8", "uint8", "int16", "uint32", "int64"])
+@pytest.mark.parametrize("late", [None, 3, 9_000, 12_287])
+def test_long_dictionary_columns_match_the_reference(index_type, late):
+    # more rows than the Rust reader looks up as one block (4096), a value first met late
+    values, arr = _long_dictionary_column(12_288, 7, late, index_type)
+    expected = reference_digest(values, dictionary=True)
+    assert chunked_digest([arr]) == expected
+    # chunks with dictionaries of their own, cut inside a block
+    cuts = [0, 5_000, 5_001, 10_000, len(values)]
+    chunks = [arr.slice(a, b - a) for a, b in zip(cuts, cuts[1:])]
+    assert chunked_digest([pa.array(c.to_pylist()).dictionary_encode() for c in chunks]) == expected
+    assert chunked_digest(chunks) == expected
+
+
+@pytest.mark.parametrize("index_type", ["int16", "int32", "uint32"])
+def test_long_dictionary_columns_with_ids_of_two_bytes_match_the_reference(index_type):
+    values, arr = _long_dictionary_column(20_000, 300, 15_000, index_type)
+    assert chunked_digest([arr]) == reference_digest(values, dictionary=True)
+    with_nulls = pa.DictionaryArray.from_arrays(
+        pa.array([None if i % 1000 == 7 else k for i, k in enumerate(arr.indices.to_pylist())]),
+        arr.dictionary,
+    )
+    values = [None if i % 1000 == 7 else v for i, v in enumerate(values)]
+    assert chunked_digest([with_nulls]) == reference_digest(values, dictionary=True)
+
+
+@pytest.mark.parametrize("index", [7, -1, 127])
+def test_dictionary_indices_out_of_range_in_a_late_block_raise(index):
+    indices = [i % 3 for i in range(10_000)]
+    indices[9_000] = index
+    arr = pa.DictionaryArray.from_arrays(
+        pa.array(indices, type=pa.int8()), pa.array(["a", "b", "c"]), safe=False
+    )
+    with pytest.raises(ValueError, match="malformed Arrow array: dictionary index out of range"):
+        chunked_digest([arr])
+
+
+@pytest.mark.parametrize("type_name", PLAIN_TYPES)
+@pytest.mark.parametrize("nulls", [False, True])
+def test_tall_string_columns_match_the_reference(type_name, nulls):
+    # tall enough (2**16 rows and more) for the Rust reader to write lengths and bytes on two
+    # threads at once; short values (inline in a view) and long ones
+    values = [("v" * (i % 29)) + str(i) for i in range(70_000)]
+    if nulls:
+        values = [None if i % 11 == 3 else v for i, v in enumerate(values)]
+    arr = typed(values, type_name)
+    expected = reference_digest(values, dictionary=False)
+    assert chunked_digest([arr]) == expected
+    assert chunked_digest([arr.slice(0, 65_537), arr.slice(65_537)]) == expected
+    assert chunked_digest([arr.slice(1)]) != expected
+
+
+def test_tall_string_columns_with_decreasing_offsets_raise():
+    arr = pa.array([str(i) for i in range(70_000)])
+    offsets = bytearray(arr.buffers()[1])
+    offsets[4 * 50_000 : 4 * 50_001] = (1).to_bytes(4, "little")  # one offset goes back
+    broken = pa.Array.from_buffers(
+        pa.string(), len(arr), [None, pa.py_buffer(bytes(offsets)), arr.buffers()[2]]
+    )
+    with pytest.raises(ValueError, match="malformed Arrow array"):
+        chunked_digest([broken])

@@ -34,6 +34,7 @@ __all__ = [
     "f2_stream_len",
     "get_thread_limit",
     "hash",
+    "int64_progression",
     "run_call",
     "set_thread_limit",
     "split_calls",
@@ -48,6 +49,9 @@ HASH_ENCODING_VERSION: str
 
 def hash(obj: object, hash_name: str = "blake3", coerce_mmap: bool = False) -> str:
     """Content hash of ``obj`` (see :func:`joblite.hash`)."""
+
+def int64_progression(values: _Buffer) -> _Optional[tuple[int, int]]:
+    """``(first, step)`` when the native int64 values form an arithmetic progression."""
 
 @_final
 class StreamHasher:

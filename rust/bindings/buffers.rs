@@ -3,7 +3,7 @@
 //! reads or writes with the GIL released, and where a new `bytes` object is filled by Rust.
 //! The SAFETY argument for all of them is written here once.
 
-use pyo3::buffer::PyBuffer;
+use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -15,22 +15,38 @@ pub fn export(obj: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
     PyBuffer::<u8>::get(obj)
 }
 
+/// A buffer export of `obj` whatever its item format (a numpy `int64` array, an Arrow
+/// buffer), held until dropped; view its bytes with [`raw_bytes_of`].
+pub fn export_raw(obj: &Bound<'_, PyAny>) -> PyResult<PyUntypedBuffer> {
+    PyUntypedBuffer::get(obj)
+}
+
 /// The C-contiguous bytes of the export `buf`, usable with the GIL released.
 pub fn bytes_of(buf: &PyBuffer<u8>) -> PyResult<&[u8]> {
-    let ptr = buf
-        .as_slice_ptr()
-        .filter(|_| buf.is_c_contiguous())
-        .ok_or_else(|| PyBufferError::new_err("buffer is not contiguous"))?;
-    // SAFETY: (this argument covers `bytes_of_mut` too) `buf` holds a buffer export
-    // (PyObject_GetBuffer) of a C-contiguous buffer of `len_bytes` u8 items, and an export
-    // keeps the memory alive and in place until it is released (when `buf` is dropped; a
-    // `bytearray` cannot be resized and a memory map cannot be closed while exported). The
-    // returned slice borrows `buf`, so it cannot outlive the export. Python code in another
+    raw_bytes_of(buf)
+}
+
+/// The C-contiguous bytes of the export `buf` of any item format, usable with the GIL
+/// released.
+pub fn raw_bytes_of(buf: &PyUntypedBuffer) -> PyResult<&[u8]> {
+    if !buf.is_c_contiguous() {
+        return Err(PyBufferError::new_err("buffer is not contiguous"));
+    }
+    let (ptr, len) = (buf.buf_ptr() as *const u8, buf.len_bytes());
+    if len == 0 || ptr.is_null() {
+        return Ok(&[]);
+    }
+    // SAFETY: (this argument covers `bytes_of` and `bytes_of_mut` too) `buf` holds a buffer
+    // export (PyObject_GetBuffer) of a C-contiguous buffer of `len_bytes` bytes at `buf_ptr`
+    // (non-null, checked above), and an export keeps the memory alive and in place until it
+    // is released (when `buf` is dropped; a `bytearray` cannot be resized and a memory map
+    // cannot be closed while exported). The returned slice borrows `buf`, so it cannot
+    // outlive the export. Python code in another
     // thread may still write to the memory while the GIL is released: that is the contract
     // of `bytes(memoryview)` racing a writer (the bytes read may be mixed), u8 has no
     // invalid bit patterns, and no decision of the core that memory safety depends on is
     // taken from bytes read twice (offsets are bounds-checked where they are used).
-    Ok(unsafe { ptr.as_ref() })
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
 /// A buffer export held by a Rust object that outlives the call that made it (a reader

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::os::raw::c_int;
 
+use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyRecursionError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::intern;
@@ -20,6 +21,7 @@ use pyo3::types::{
     PyTuple, PyType,
 };
 
+use super::buffers::{export_raw, raw_bytes_of};
 use crate::hash::arrow::{DictionaryIds, Indices, Layout, Malformed, Sink, Strings};
 use crate::hash::{feed_strided, tag, Algorithm, Encoder, PARALLEL_THRESHOLD};
 
@@ -1122,46 +1124,6 @@ fn hash(
     }
 }
 
-/// A contiguous buffer export (`PyObject_GetBuffer` with `PyBUF_SIMPLE`), released on drop.
-struct ByteView {
-    view: Box<ffi::Py_buffer>,
-}
-
-impl ByteView {
-    fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        // SAFETY: an all-zero Py_buffer is a valid "empty" value to pass to PyObject_GetBuffer,
-        // which fills it on success. It is boxed so its address stays put while exported.
-        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
-        // SAFETY: `obj` is a live object (we hold the GIL and a reference); PyBUF_SIMPLE asks
-        // for one C-contiguous block of bytes, and the exporter refuses a non-contiguous one.
-        let rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_SIMPLE) };
-        if rc != 0 {
-            return Err(PyErr::fetch(obj.py()));
-        }
-        Ok(Self { view })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        let len = usize::try_from(self.view.len).unwrap_or(0);
-        if len == 0 || self.view.buf.is_null() {
-            return &[];
-        }
-        // SAFETY: a successful PyBUF_SIMPLE export is `len` contiguous readable bytes at `buf`,
-        // valid until PyBuffer_Release (in Drop), and `self` outlives the returned slice.
-        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, len) }
-    }
-}
-
-impl Drop for ByteView {
-    fn drop(&mut self) {
-        // PyBuffer_Release needs the GIL; a ByteView only lives inside a call that holds it.
-        Python::attach(|_| {
-            // SAFETY: `view` was filled by a successful PyObject_GetBuffer and is released once.
-            unsafe { ffi::PyBuffer_Release(&mut *self.view) }
-        });
-    }
-}
-
 /// A blake3 digest of a stream of buffers, for the content handlers of `joblite.hashing`: the
 /// digest depends only on the concatenated bytes, never on how they were split between
 /// calls (so a column hashes the same whatever its chunking).
@@ -1184,8 +1146,8 @@ impl StreamHasher {
     /// Appends the bytes of a C-contiguous buffer (bytes, memoryview, numpy array, Arrow
     /// buffer); large ones are hashed on several threads with the GIL released.
     fn update(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let view = ByteView::get(data)?;
-        let bytes = view.bytes();
+        let view = export_raw(data)?;
+        let bytes = raw_bytes_of(&view)?;
         let enc = self
             .enc
             .as_mut()
@@ -1220,17 +1182,22 @@ impl StreamHasher {
 /// The buffers of one Arrow string/binary array as handed over from Python: a validity
 /// bitmap (or None), the offsets or views buffer, then the data buffer(s) (None: empty).
 struct StringBuffers {
-    validity: Option<ByteView>,
-    main: ByteView,
-    data: Vec<Option<ByteView>>,
+    validity: Option<PyUntypedBuffer>,
+    main: PyUntypedBuffer,
+    data: Vec<Option<PyUntypedBuffer>>,
 }
 
-fn optional_view(obj: &Bound<'_, PyAny>) -> PyResult<Option<ByteView>> {
+fn optional_export(obj: &Bound<'_, PyAny>) -> PyResult<Option<PyUntypedBuffer>> {
     if obj.is_none() {
         Ok(None)
     } else {
-        ByteView::get(obj).map(Some)
+        export_raw(obj).map(Some)
     }
+}
+
+/// The bytes of an optional export (None: no buffer, empty).
+fn optional_bytes(buf: Option<&PyUntypedBuffer>) -> PyResult<Option<&[u8]>> {
+    buf.map(raw_bytes_of).transpose()
 }
 
 impl StringBuffers {
@@ -1241,31 +1208,31 @@ impl StringBuffers {
             ));
         };
         Ok(Self {
-            validity: optional_view(validity)?,
-            main: ByteView::get(main)?,
-            data: data.iter().map(optional_view).collect::<PyResult<_>>()?,
+            validity: optional_export(validity)?,
+            main: export_raw(main)?,
+            data: data.iter().map(optional_export).collect::<PyResult<_>>()?,
         })
     }
 
     fn strings(&self, kind: &str, offset: usize, len: usize) -> PyResult<Strings<'_>> {
-        let data = |k: usize| {
-            self.data
-                .get(k)
-                .and_then(Option::as_ref)
-                .map_or(&[][..], ByteView::bytes)
-        };
+        let main = raw_bytes_of(&self.main)?;
+        let mut data = self
+            .data
+            .iter()
+            .map(|buf| Ok(optional_bytes(buf.as_ref())?.unwrap_or_default()))
+            .collect::<PyResult<Vec<&[u8]>>>()?;
         let layout = match kind {
-            "offsets32" => Layout::Offsets32 {
-                offsets: self.main.bytes(),
-                data: data(0),
-            },
-            "offsets64" => Layout::Offsets64 {
-                offsets: self.main.bytes(),
-                data: data(0),
-            },
+            "offsets32" | "offsets64" => {
+                let (offsets, data) = (main, data.first().copied().unwrap_or_default());
+                if kind == "offsets32" {
+                    Layout::Offsets32 { offsets, data }
+                } else {
+                    Layout::Offsets64 { offsets, data }
+                }
+            }
             "views" => Layout::Views {
-                views: self.main.bytes(),
-                buffers: (0..self.data.len()).map(data).collect(),
+                views: main,
+                buffers: std::mem::take(&mut data),
             },
             _ => {
                 return Err(PyValueError::new_err(format!(
@@ -1273,7 +1240,7 @@ impl StringBuffers {
                 )))
             }
         };
-        let validity = self.validity.as_ref().map(ByteView::bytes);
+        let validity = optional_bytes(self.validity.as_ref())?;
         Strings::new(layout, validity, offset, len).map_err(malformed)
     }
 }
@@ -1385,12 +1352,12 @@ impl ArrowDictionaryIds {
                 "dictionary indices need a validity and a values buffer",
             ));
         };
-        let (validity, buf) = (optional_view(validity)?, ByteView::get(buf)?);
+        let (validity, buf) = (optional_export(validity)?, export_raw(buf)?);
         let indices = Indices::new(
-            buf.bytes(),
+            raw_bytes_of(&buf)?,
             index_width,
             index_signed,
-            validity.as_ref().map(ByteView::bytes),
+            optional_bytes(validity.as_ref())?,
             offset,
             length,
         )
@@ -1404,8 +1371,28 @@ impl ArrowDictionaryIds {
     }
 }
 
+/// `(first, step)` when the C-contiguous buffer `values` of native `int64`s is an arithmetic
+/// progression (wrapping), else None: the canonical content of an `int64` pandas Index
+/// (docs/hash.md). Large buffers are checked with the GIL released.
+#[pyfunction]
+fn int64_progression(py: Python<'_>, values: &Bound<'_, PyAny>) -> PyResult<Option<(i64, i64)>> {
+    let view = export_raw(values)?;
+    if view.item_size() != 8 {
+        return Err(PyValueError::new_err(
+            "int64_progression needs 8-byte items",
+        ));
+    }
+    let bytes = raw_bytes_of(&view)?;
+    if bytes.len() >= PARALLEL_THRESHOLD {
+        Ok(py.detach(|| crate::hash::int64_progression(bytes)))
+    } else {
+        Ok(crate::hash::int64_progression(bytes))
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash, m)?)?;
+    m.add_function(wrap_pyfunction!(int64_progression, m)?)?;
     m.add_class::<StreamHasher>()?;
     m.add_class::<ArrowDictionaryIds>()?;
     m.add_function(wrap_pyfunction!(arrow_feed_strings, m)?)?;

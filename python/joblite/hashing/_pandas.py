@@ -58,21 +58,57 @@ def values_content(array: Any) -> tuple:
     return _values(array)
 
 
-def index_content(index: Any) -> tuple:
-    """Content of an Index: names, dtype and values (a RangeIndex as the int64 values it
-    holds, so it equals the same values in an int64 Index)."""
+_INT64_MIN, _INT64_SPAN = -(2**63), 2**64
+
+
+def _progression(first: int, step: int, length: int) -> tuple:
+    """The canonical content of int64 values ``first + i * step`` for ``i < length``
+    (wrapping int64 arithmetic): one description per sequence of values, so a RangeIndex
+    and an int64 Index holding the same values are the same content."""
+    if length == 0:
+        first, step = 0, 0
+    elif length == 1:
+        step = 0
+    step = (step - _INT64_MIN) % _INT64_SPAN + _INT64_MIN
+    return ("int64-progression", first, step, length)
+
+
+def _index_values(index: Any) -> tuple:
+    """Content of the values of a flat Index: an int64 arithmetic progression (a RangeIndex,
+    and any int64 Index whose values are one) as first value, step and length; any other
+    Index as its values."""
     import numpy as np
+    import pandas as pd
+
+    if isinstance(index, pd.RangeIndex):
+        length = len(index)
+        last = index.start + (length - 1) * index.step
+        if length == 0 or all(
+            _INT64_MIN <= v < _INT64_MIN + _INT64_SPAN for v in (index.start, last)
+        ):
+            return _progression(index.start, index.step, length)
+        index = pd.Index(np.arange(index.start, index.stop, index.step, dtype=np.int64))
+    values = _values(index.array)
+    array = values[1]
+    if values[0] == "numpy" and array.dtype == np.dtype(np.int64) and array.ndim == 1:
+        contiguous: Any = np.ascontiguousarray(array)  # numpy's stubs lack the buffer protocol
+        found = _core.int64_progression(contiguous)
+        if found is not None:
+            return _progression(found[0], found[1], len(array))
+    return values
+
+
+def index_content(index: Any) -> tuple:
+    """Content of an Index: names, dtype and values (int64 values that form an arithmetic
+    progression as first value, step and length, so a RangeIndex equals the same values in
+    an int64 Index without being materialised)."""
     import pandas as pd
 
     names = list(index.names)
     if isinstance(index, pd.MultiIndex):
         levels = [_values(index.get_level_values(i).array) for i in range(index.nlevels)]
         return ("MultiIndex", names, len(index), levels)
-    if isinstance(index, pd.RangeIndex):
-        values: Any = ("numpy", np.arange(index.start, index.stop, index.step, dtype=np.int64))
-    else:
-        values = _values(index.array)
-    return ("Index", names, values)
+    return ("Index", names, _index_values(index))
 
 
 #: what pandas itself keeps in a frame's or a Series' ``__dict__`` (pandas 2 and 3)
