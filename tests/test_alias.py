@@ -402,6 +402,30 @@ def test_maxtasksperchild_recycles_multiprocessing_workers():
         assert len(set(Parallel(n_jobs=2)(delayed(_pid)(i) for i in range(8)))) >= 4
 
 
+def test_recycled_workers_never_run_out():
+    """CPython's pool (gh-115634) skipped replacing a worker that exited after its
+    ``max_tasks_per_child`` tasks when a credit of an earlier task was left: with every task
+    submitted at once the pool shrank to no worker and the call hung."""
+    script = textwrap.dedent(
+        """
+        import os
+        from joblite import Parallel, delayed
+        if __name__ == "__main__":
+            for _ in range(5):
+                pids = Parallel(n_jobs=2, backend="multiprocessing", maxtasksperchild=2,
+                                batch_size=1, pre_dispatch="all")(
+                    delayed(os.getpid)() for _ in range(20))
+                assert len(set(pids)) >= 10, pids
+            print("done")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "done"
+
+
 @pytest.mark.parametrize("backend", ["multiprocessing", "loky", "threading", "sequential"])
 def test_unknown_backend_keyword_is_refused(backend):
     with pytest.raises(TypeError, match="'no_such_option'"):

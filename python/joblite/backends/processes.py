@@ -343,6 +343,38 @@ def _init_worker(
         initializer(*initargs)
 
 
+_RECYCLING: Any = None
+
+
+def _recycling_executor() -> Any:
+    """:class:`concurrent.futures.ProcessPoolExecutor` that replaces every worker that exits
+    after its ``max_tasks_per_child`` tasks.
+
+    CPython (3.11 to 3.13, gh-115634) skips the replacement when a task completed earlier
+    left an "idle worker" credit, though that worker may itself have exited since: with
+    ``1 < max_tasks_per_child`` and more tasks than that per worker, the pool shrinks to no
+    worker and the call waits forever. Here a missing worker is always started.
+    """
+    global _RECYCLING
+    if _RECYCLING is None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        class RecyclingProcessPoolExecutor(ProcessPoolExecutor):
+            def _adjust_process_count(self) -> None:
+                processes = getattr(self, "_processes", None)
+                spawn = getattr(self, "_spawn_process", None)
+                if processes is None or spawn is None:  # a Python that changed its pool
+                    super()._adjust_process_count()  # type: ignore[misc]
+                    return
+                if len(processes) < self._max_workers:  # type: ignore[attr-defined]
+                    spawn()
+                else:
+                    self._idle_worker_semaphore.acquire(blocking=False)  # type: ignore[attr-defined]
+
+        _RECYCLING = RecyclingProcessPoolExecutor
+    return _RECYCLING
+
+
 class MultiprocessingBackend(_ProcessBackend):
     """Worker processes from the standard library (:mod:`multiprocessing`'s default
     start method), through :class:`concurrent.futures.ProcessPoolExecutor`."""
@@ -397,7 +429,8 @@ class MultiprocessingBackend(_ProcessBackend):
         def create() -> Any:
             from concurrent.futures import ProcessPoolExecutor
 
-            return ProcessPoolExecutor(
+            cls = _recycling_executor() if recycle else ProcessPoolExecutor
+            return cls(
                 max_workers=n_jobs,
                 mp_context=context,
                 initializer=_init_worker,

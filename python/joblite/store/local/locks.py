@@ -60,6 +60,37 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
+def _create_whole(path: str, content: bytes) -> os.stat_result:
+    """Create ``path`` holding ``content``, never visible without it; ``FileExistsError``
+    when it exists. Where the file system has no hard links, ``O_EXCL`` then a write."""
+    tmp = _files.temp_name(path)
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        try:
+            os.write(fd, content)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+            return st
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here (some network and FUSE file systems)
+            pass
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, content)
+        return os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 class LocalLocks(LocalLayout):
     """Compute-once locks of the local store."""
 
@@ -67,11 +98,17 @@ class LocalLocks(LocalLayout):
         return os.path.join(self.func_dir(func_id), key[:3], key[3:] + ".lock")
 
     def try_lock(self, func_id: str, key: str) -> Optional[str]:
-        """Create the entry's lock file (O_EXCL); break it first if its owner is gone."""
+        """Create the entry's lock file; break it first if its owner is gone.
+
+        The lock is written whole under a temporary name, then linked to its name (a link,
+        like ``O_EXCL``, fails when the name exists): a writer killed at any instant leaves
+        no lock without its owner in it, which nobody could tell from a live one's.
+        """
         path = self._lock_path(func_id, key)
-        for _ in range(2):
+        owner = f"{os.getpid()} {_HOST} {time.time():.3f} {_own_marker()}\n".encode()
+        for _ in range(3):
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                st = _create_whole(path, owner)
             except FileNotFoundError:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 continue
@@ -80,11 +117,6 @@ class LocalLocks(LocalLayout):
                     break_lock(path)
                     continue
                 return None
-            try:
-                os.write(fd, f"{os.getpid()} {_HOST} {time.time():.3f} {_own_marker()}\n".encode())
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
             with _held_lock:
                 _held.add((st.st_dev, st.st_ino))  # the file, however its path is spelled
             return path
@@ -101,6 +133,8 @@ class LocalLocks(LocalLayout):
         if age > self.stale_lock_after:
             return True
         parts = text.split()
+        if not parts:  # no owner written (joblite before 0.2, or a file system that lost it)
+            return age > 5.0
         if len(parts) >= 2 and parts[1] == _HOST:
             try:
                 pid = int(parts[0])
