@@ -32,8 +32,8 @@ pub const BYTES: u8 = 0;
 pub const BYTEARRAY: u8 = 1;
 pub const STR: u8 = 2;
 
-/// How an opcode's argument is laid out.
-enum Arg {
+/// How an opcode's argument is laid out (pickletools' table), for every walk of a stream.
+pub(crate) enum Arg {
     Fixed(usize),
     /// a little-endian length of this many bytes, then that many bytes
     Counted(usize),
@@ -41,7 +41,7 @@ enum Arg {
     Lines(usize),
 }
 
-fn arg_of(op: u8) -> Option<Arg> {
+pub(crate) fn arg_of(op: u8) -> Option<Arg> {
     use Arg::*;
     Some(match op {
         b'(' | b'.' | b'0' | b'1' | b'2' | b'N' | b'Q' | b'R' | b'a' | b'b' | b'd' | b'}'

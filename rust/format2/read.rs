@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::head;
 use super::index::{self, Chunk, Index};
+use super::pickle_scan::{self, Arg};
 pub use super::source::Source;
 use super::source::Window;
 use super::{checksum, chunk, corrupt, Codec, Error};
@@ -395,12 +396,12 @@ fn check_memo(stream: &Stream) -> Result<(), Error> {
                 None => return Ok(()),
             },
             _ => {
-                let Some(arg) = memo_arg(op) else {
+                let Some(arg) = pickle_scan::arg_of(op) else {
                     return Ok(());
                 };
                 let ok = match arg {
-                    MemoArg::Fixed(n) => cur.skip(n as u64),
-                    MemoArg::Counted(w) => match cur.le(w) {
+                    Arg::Fixed(n) => cur.skip(n as u64),
+                    Arg::Counted(w) => match cur.le(w) {
                         // the C unpickler allocates a counted argument before reading it
                         Some(n) if !cur.skip(n) => {
                             return Err(corrupt(format!(
@@ -410,7 +411,7 @@ fn check_memo(stream: &Stream) -> Result<(), Error> {
                         Some(_) => true,
                         None => false,
                     },
-                    MemoArg::Lines(n) => (0..n).all(|_| cur.line().is_some()),
+                    Arg::Lines(n) => (0..n).all(|_| cur.line().is_some()),
                 };
                 if !ok {
                     return Ok(());
@@ -433,35 +434,6 @@ fn check_memo(stream: &Stream) -> Result<(), Error> {
 fn parse_index(line: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(line).ok()?;
     text.trim().parse::<u64>().ok()
-}
-
-/// How an opcode's argument is laid out (pickletools' table; memo opcodes apart).
-enum MemoArg {
-    Fixed(usize),
-    /// a little-endian length of this many bytes, then that many bytes
-    Counted(usize),
-    /// text up to a newline, this many times
-    Lines(usize),
-}
-
-fn memo_arg(op: u8) -> Option<MemoArg> {
-    use MemoArg::*;
-    Some(match op {
-        b'(' | b'0' | b'1' | b'2' | b'N' | b'Q' | b'R' | b'a' | b'b' | b'd' | b'}' | b'e'
-        | b'l' | b']' | b'o' | b's' | b't' | b')' | b'u' => Fixed(0),
-        0x81 | 0x85..=0x89 | 0x8f..=0x93 | 0x97 | 0x98 => Fixed(0),
-        b'F' | b'I' | b'L' | b'P' | b'S' | b'V' | b'g' => Lines(1),
-        b'c' | b'i' => Lines(2),
-        b'J' => Fixed(4),
-        b'K' | b'h' | 0x80 | 0x82 => Fixed(1),
-        b'M' | 0x83 => Fixed(2),
-        b'j' | 0x84 => Fixed(4),
-        b'G' | 0x95 => Fixed(8),
-        b'T' | b'X' | b'B' | 0x8b => Counted(4),
-        b'U' | b'C' | 0x8a | 0x8c => Counted(1),
-        0x8d | 0x8e | 0x96 => Counted(8),
-        _ => return None,
-    })
 }
 
 /// Reads the concatenation of `pieces` in order, without joining them.
