@@ -402,6 +402,7 @@ def test_maxtasksperchild_recycles_multiprocessing_workers():
         assert len(set(Parallel(n_jobs=2)(delayed(_pid)(i) for i in range(8)))) >= 4
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="max_tasks_per_child is 3.11+")
 def test_recycled_workers_never_run_out():
     """CPython's pool (gh-115634) skipped replacing a worker that exited after its
     ``max_tasks_per_child`` tasks when a credit of an earlier task was left: with every task
