@@ -40,6 +40,16 @@ def test_a_lock_naming_our_own_pid_that_we_did_not_take_is_broken(tmp_path):
     assert_lock_is_broken(f, lock, 5, 6, within=10)
 
 
+def test_an_empty_lock_left_by_a_killed_writer_is_broken(tmp_path):
+    """A writer killed between creating its lock and writing its owner left an empty lock:
+    before, nobody could tell it from a live one until ``stale_lock_after``."""
+    f, lock = entry_lock(tmp_path, lambda x: x + 1, 5, compute_once_timeout=60)
+    lock.write_bytes(b"")
+    old = time.time() - 10
+    os.utime(lock, (old, old))
+    assert_lock_is_broken(f, lock, 5, 6, within=10)
+
+
 def test_a_lock_whose_pid_now_runs_another_process_is_broken(tmp_path):
     f, lock = entry_lock(tmp_path, lambda x: x * 2, 21, compute_once_timeout=60)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
