@@ -49,27 +49,6 @@ pub fn raw_bytes_of(buf: &PyUntypedBuffer) -> PyResult<&[u8]> {
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// A buffer export held by a Rust object that outlives the call that made it (a reader
-/// over the bytes), viewed as bytes in place, without a copy.
-pub struct HeldView(PyBuffer<u8>);
-
-impl HeldView {
-    /// Exports `obj` and checks that it can be viewed (C-contiguous).
-    pub fn new(obj: &Bound<'_, PyAny>) -> PyResult<HeldView> {
-        let buf = export(obj)?;
-        bytes_of(&buf)?;
-        Ok(HeldView(buf))
-    }
-}
-
-impl AsRef<[u8]> for HeldView {
-    fn as_ref(&self) -> &[u8] {
-        // `bytes_of`'s SAFETY argument holds for as long as `self` keeps the export; it
-        // succeeded in `new`, and an export's layout does not change while it is held
-        bytes_of(&self.0).unwrap_or(&[])
-    }
-}
-
 /// The writable C-contiguous bytes of the export `buf`, usable with the GIL released.
 ///
 /// Callers hand each destination to one job only (the Python side makes a fresh array per

@@ -132,10 +132,11 @@ class _ZlibReader(io.RawIOBase):
 
 
 class _Lz4Reader(io.RawIOBase):
-    """An lz4 frame stream decoded piece by piece (in Rust, GIL released)."""
+    """An lz4 frame stream decoded piece by piece (in Rust, GIL released), reading the
+    compressed file as it goes (never whole)."""
 
     def __init__(self, fh: BinaryIO) -> None:
-        self._frames = _core.Lz4FrameReader(fh.read())
+        self._frames = _core.Lz4FrameReader(fh)
 
     def readable(self) -> bool:
         return True

@@ -1,0 +1,105 @@
+"""Regressions from a second attacker's pass over ``joblite.load``: joblib-format files
+(every compressor, old and new), memory maps, file objects and forged format-2 records.
+
+Loads that could crash or allocate run in a child interpreter (under an address-space limit
+where memory is the question), so that a crash fails the test instead of ending the run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import joblite
+import numpy as np
+import pytest
+from joblite import CorruptFileError
+
+_CHILD = r"""
+import json, resource, sys, warnings
+warnings.simplefilter("ignore")
+import joblite, numpy as np
+limit = json.loads(sys.argv[3])
+if limit:
+    with open("/proc/self/status") as f:
+        vm = [int(x.split()[1]) * 1024 for x in f if x.startswith("VmSize")][0]
+    resource.setrlimit(resource.RLIMIT_AS, (vm + limit, vm + limit))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = {}
+try:
+    v = joblite.load(sys.argv[1], **json.loads(sys.argv[2]))
+    out["result"] = "loaded"
+    if isinstance(v, np.ndarray):
+        out["shape"] = list(v.shape)
+        out["size"] = int(v.size)
+        out["dtype"] = str(v.dtype)
+        out["items"] = len(v[::-1][:3].tolist())  # hung on an array numpy cannot represent
+except Exception as e:
+    out["result"] = type(e).__name__
+    out["message"] = str(e)[:300]
+out["growth"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+print(json.dumps(out))
+"""
+
+
+def load_in_child(path, limit: int = 1 << 30, timeout: float = 120, **kwargs) -> dict:
+    """``joblite.load(path, **kwargs)`` in a child limited to ``limit`` bytes of address
+    space more than it uses after import; what it gave, how much its peak RSS grew."""
+    args = [sys.executable, "-c", _CHILD, str(path), json.dumps(kwargs), json.dumps(limit)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"the load killed the interpreter: {done.stderr[-2000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _wrapper_file(shape, dtype, data: bytes = b"", order: str = "C") -> bytes:
+    """A joblib >= 1.2 file: one NumpyArrayWrapper (allow_mmap) followed by ``data``."""
+    from joblib.numpy_pickle import NumpyArrayWrapper
+
+    w = NumpyArrayWrapper(np.ndarray, shape, order, np.dtype(dtype), allow_mmap=True)
+    raw = pickle.dumps(w, protocol=3)  # unframed: joblib reads the array bytes inline
+    assert raw.endswith(b"b.")
+    return raw[:-1] + b"\x0f" + b"\xff" * 15 + data + b"."
+
+
+# --- joblib lz4 files: read as they are decoded, never whole -------------------------------
+
+
+def test_joblib_lz4_file_is_not_read_whole(tmp_path):
+    # before: _Lz4Reader read the whole compressed file into memory first (a 1 KB pickle
+    # followed by 192 MB cost 192 MB); joblib stops reading at the pickle's end
+    joblib = pytest.importorskip("joblib")
+    pytest.importorskip("lz4")
+    path = tmp_path / "tail.pkl.lz4"
+    joblib.dump({"a": np.arange(10)}, path, compress="lz4")
+    with open(path, "ab") as f:
+        for _ in range(48):
+            f.write(os.urandom(4 << 20))
+    out = load_in_child(path, limit=0)
+    assert out["result"] == "loaded", out
+    assert out["growth"] < 64 << 20, out
+
+
+def test_joblib_lz4_file_still_loads_from_every_source(tmp_path):
+    joblib = pytest.importorskip("joblib")
+    pytest.importorskip("lz4")
+    value = {"a": np.arange(100_000.0), "b": np.ones((50, 3), order="F"), "s": "x" * 1000}
+    path = tmp_path / "v.pkl.lz4"
+    joblib.dump(value, path, compress="lz4")
+    data = path.read_bytes()
+    for got in (
+        joblite.load(path),
+        joblite.loads(data),
+        joblite.load(io.BytesIO(data)),
+        joblite.load(path, allow_pickle=False),
+    ):
+        assert got["s"] == value["s"]
+        np.testing.assert_array_equal(got["a"], value["a"])
+        np.testing.assert_array_equal(got["b"], value["b"])
+    with pytest.raises(CorruptFileError, match="v.pkl.lz4"):
+        bad = tmp_path / "v.pkl.lz4"
+        bad.write_bytes(data[: len(data) // 2])
+        joblite.load(bad)
