@@ -103,3 +103,29 @@ def test_joblib_lz4_file_still_loads_from_every_source(tmp_path):
         bad = tmp_path / "v.pkl.lz4"
         bad.write_bytes(data[: len(data) // 2])
         joblite.load(bad)
+
+
+# --- joblib arrays whose shape numpy cannot represent ---------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["V0", "S0", "U0"])
+@pytest.mark.parametrize("shape", [(1 << 62, 1 << 62), (1 << 40,) * 3, (1 << 32, 1 << 32)])
+@pytest.mark.parametrize("mmap_mode", [None, "r", "c"])
+def test_zero_itemsize_shape_overflowing_intp(tmp_path, dtype, shape, mmap_mode):
+    # before: with mmap_mode, np.memmap made an array of shape (2**62, 2**62) whose size
+    # wrapped to 0 (numpy refuses to make one with np.empty); `v[::-1][:3]` then never ended
+    path = tmp_path / "zero.pkl"
+    path.write_bytes(_wrapper_file(shape, dtype))
+    out = load_in_child(path, timeout=60, mmap_mode=mmap_mode)
+    assert out["result"] == "CorruptFileError", out
+    assert str(path) in out["message"]
+
+
+def test_zero_size_arrays_of_large_shapes_still_load(tmp_path):
+    joblib = pytest.importorskip("joblib")
+    for value in (np.empty((0, 1 << 40)), np.empty((1 << 20, 0), "S0"), np.empty((3, 0, 5))):
+        path = tmp_path / "empty.pkl"
+        joblib.dump(value, path)
+        for mmap_mode in (None, "r"):
+            got = joblite.load(path, mmap_mode=mmap_mode)
+            assert got.shape == value.shape and got.dtype == value.dtype

@@ -275,11 +275,7 @@ class NumpyArrayWrapper:
         check_dtype(dtype, allow_object=u.safe is None)
         if dtype.hasobject:
             return _InnerUnpickler(u.fh, u.find_class).load()
-        count = 1
-        for n in shape:
-            if n < 0:
-                raise ValueError(f"negative dimension in shape {shape}")
-            count *= n
+        count = _checked_count(shape, dtype.itemsize)
         nbytes = count * dtype.itemsize
         if u.mmap_mode is not None and getattr(self, "allow_mmap", False) and u.path:
             return self._read_mmap(u, dtype, shape, order, align, nbytes)
@@ -330,6 +326,26 @@ class NumpyArrayWrapper:
                 stacklevel=2,
             )
         return arr
+
+
+_MAX_INTP = (1 << 63) - 1
+
+
+def _checked_count(shape: tuple, itemsize: int) -> int:
+    """The number of items of ``shape``, refused where numpy refuses to make such an array:
+    a negative dimension, or the nonzero dimensions times the itemsize (at least 1) past
+    the largest ``intp``. A memory map of a zero-size dtype skips numpy's own check, and
+    would give an array whose size wrapped around (numpy then loops on it forever)."""
+    count = 1
+    nonzero = max(itemsize, 1)
+    for n in shape:
+        if n < 0:
+            raise ValueError(f"negative dimension in shape {shape}")
+        count *= n
+        nonzero *= n or 1
+        if nonzero > _MAX_INTP:
+            raise ValueError(f"array of shape {shape} and itemsize {itemsize} is too big")
+    return count
 
 
 def _read_growing(fh: _Input, nbytes: int) -> bytearray:
