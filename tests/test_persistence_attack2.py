@@ -129,3 +129,41 @@ def test_zero_size_arrays_of_large_shapes_still_load(tmp_path):
         for mmap_mode in (None, "r"):
             got = joblite.load(path, mmap_mode=mmap_mode)
             assert got.shape == value.shape and got.dtype == value.dtype
+
+
+# --- flexible dtypes whose state sets an impossible itemsize --------------------------------
+
+
+def _scalar_with_dtype_state(kind: str, elsize: int) -> bytes:
+    """A protocol-4 pickle of numpy's scalar reconstructor on ``np.dtype(kind)`` whose
+    BUILD state sets ``elsize`` (what a joblib file's bytes can say)."""
+    try:  # numpy >= 2
+        from numpy._core.multiarray import scalar
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import scalar
+
+    class Dt:
+        def __reduce__(self):
+            return (np.dtype, (kind, False, True), (3, "<", None, None, None, elsize, 1, 0))
+
+    class Sc:
+        def __reduce__(self):
+            return (scalar, (Dt(), b"\x00\x00 @"))
+
+    return pickle.dumps([Sc()], protocol=4)
+
+
+@pytest.mark.parametrize("kind, elsize", [("S0", -1), ("V0", -1), ("U0", -1), ("U0", 6)])
+@pytest.mark.parametrize("how", ["joblib", "format2"])
+@pytest.mark.parametrize("allow_pickle", [True, False])
+def test_flexible_dtype_with_an_impossible_itemsize(tmp_path, kind, elsize, how, allow_pickle):
+    # found by the fuzzer (a joblib lzma file whose float32 scalar's dtype became 'S0'):
+    # numpy made dtype('S-1'), and the scalar built on it crashed the interpreter (SIGSEGV)
+    from test_persistence_attack import _format2_dump
+
+    body = _scalar_with_dtype_state(kind, elsize)
+    path = tmp_path / "scalar.pkl"
+    path.write_bytes(body if how == "joblib" else _format2_dump(b"\x80\x05" + body[2:]))
+    out = load_in_child(path, allow_pickle=allow_pickle)
+    assert out["result"] == "CorruptFileError", out
+    assert "itemsize" in out["message"]

@@ -143,6 +143,10 @@ def _walk_dtype(dt: Any, top: Any, allow_object: bool) -> bool:
 
     fields, sub = dt.fields, dt.subdtype
     claims = bool(dt.flags & _REFERENCE_FLAGS)
+    # a BUILD sets a flexible dtype's itemsize as given: numpy then makes `S-1` or a
+    # 6-byte `U1`, whose scalars and arrays crash it (a string of length -1)
+    if dt.itemsize < 0 or (dt.kind == "U" and dt.itemsize % 4):
+        raise ValueError(f"dtype {_describe(top)} has an impossible itemsize {dt.itemsize}")
     if fields is None and dt.names is None and sub is None:  # a leaf
         if dt.kind in _PLAIN_KINDS:
             if claims:
