@@ -451,6 +451,11 @@ def _read_compressed_header_dump(fobj: Any, data: bytearray, name: Optional[str]
 def _load_fileobj(fobj: Any, allow_pickle: bool, mmap_mode: Optional[str] = None) -> Any:
     name = getattr(fobj, "name", None)
     name = name if isinstance(name, str) else None
+    if isinstance(fobj, io.TextIOBase):
+        raise TypeError(
+            f"load needs a binary file object; {name or fobj!r} is opened in text mode "
+            "(open it with mode 'rb')"
+        )
     if mmap_mode is not None:
         if isinstance(fobj, io.BytesIO):
             warnings.warn(
@@ -473,6 +478,11 @@ def _load_fileobj(fobj: Any, allow_pickle: bool, mmap_mode: Optional[str] = None
     except (OSError, AttributeError, ValueError):
         start = None
     data = fobj.read() if start is not None else _read_one_dump(fobj, name)
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(
+            f"load needs a binary file object; {name or fobj!r}.read() returned "
+            f"{type(data).__name__}, not bytes"
+        )
     view = memoryview(data)
     if view.nbytes == 0:
         raise CorruptFileError(name, "data is empty")
@@ -481,7 +491,13 @@ def _load_fileobj(fobj: Any, allow_pickle: bool, mmap_mode: Optional[str] = None
         if start is not None:
             fobj.seek(start + reader.dump_len)
         return format2.load_reader(reader, None, None, allow_pickle, True, True)
-    return loads(data, allow_pickle=allow_pickle)
+    end: list[int] = []
+    value = _loads(view, allow_pickle, end)
+    if start is not None and end:
+        # an uncompressed joblib pickle: left just after it, as joblib's reader leaves a
+        # file (several dumps can follow one another)
+        fobj.seek(start + end[0])
+    return value
 
 
 def dumps(value: Any, compress: Any = 0) -> bytes:
@@ -527,7 +543,10 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
     joblite.CorruptFileError
         The data is empty, truncated, damaged or not a dump (``path`` is None).
     """
-    view = memoryview(data)
+    return _loads(memoryview(data), allow_pickle)
+
+
+def _loads(view: memoryview, allow_pickle: bool, end: Optional[list] = None) -> Any:
     if view.nbytes == 0:
         raise CorruptFileError(None, "data is empty")
     head = bytes(view[:16])
@@ -544,7 +563,7 @@ def loads(data: Any, *, allow_pickle: bool = True) -> Any:
         if reader is not None:
             return format2.load_reader(reader, None, None, allow_pickle, True, True)
     try:
-        return joblib_compat.load(None, bytes(view), head, None, not allow_pickle, None, True)
+        return joblib_compat.load(None, bytes(view), head, None, not allow_pickle, None, True, end)
     except (KeyError, IndexError, EOFError, struct.error, pickle.UnpicklingError) as e:
         if isinstance(e, UnsafeLoadError):
             raise

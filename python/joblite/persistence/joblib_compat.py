@@ -530,7 +530,8 @@ def _drain(stream: BinaryIO, limit: int) -> None:
         left -= len(piece)
 
 
-_DAMAGE = DAMAGE
+# a damaged codec name in a py2 pickle (`_codecs.encode(text, "lathn1")`): damage too
+_DAMAGE = (*DAMAGE, LookupError)
 
 
 def load(
@@ -541,12 +542,15 @@ def load(
     safe: bool,
     fh: Optional[BinaryIO] = None,
     native: Optional[bool] = None,
+    end: Optional[list] = None,
 ) -> Any:
     """Load a joblib file or joblib bytes, whatever its version.
 
     ``fh`` is the file opened by the caller (a regular file, positioned anywhere), ``data``
     the bytes of an in-memory file; with neither, ``path`` is opened. ``native``: swap arrays
     to the host's byte order (None: when they are not memory-mapped, joblib's "auto").
+    ``end``: where the bytes of an uncompressed in-memory file's pickle end is appended to it
+    (the position joblib leaves a file object at).
     """
     kind = detect(head)
     what = "joblib file" if kind is not None or head[:1] == b"\x80" else "joblite/joblib file"
@@ -554,7 +558,7 @@ def load(
     try:
         if fh is None:
             fh = own = io.BytesIO(data) if data is not None else open(path, "rb")  # type: ignore[arg-type]
-        return _load(fh, path, kind, mmap_mode, safe, native)
+        return _load(fh, path, kind, mmap_mode, safe, native, end)
     except CorruptFileError as exc:
         if exc.path is None and path is not None:
             raise CorruptFileError(path, exc.reason) from exc
@@ -591,6 +595,7 @@ def _load(
     mmap_mode: Optional[str],
     safe: bool,
     native: Optional[bool],
+    end: Optional[list] = None,
 ) -> Any:
     fh.seek(0)
     if kind == "zfile":
@@ -606,7 +611,10 @@ def _load(
         if size is None:  # in-memory bytes
             size = fh.seek(0, io.SEEK_END)
             fh.seek(0)
-            return _unpickle(_Input(fh, size, None), path, None, safe, native, mmap_mode)
+            value = _unpickle(_Input(fh, size, None), path, None, safe, native, mmap_mode)
+            if end is not None:
+                end.append(fh.tell())
+            return value
         return _unpickle(_Input(fh, size, None), path, mmap_mode, safe, native)
     compressed = fh.seek(0, io.SEEK_END)
     fh.seek(0)

@@ -154,6 +154,12 @@ def _walk_dtype(dt: Any, top: Any, allow_object: bool) -> bool:
             return False
         if not allow_object:
             raise refuse(f"a numpy array or scalar of dtype {_describe(top)}")
+        # an object dtype whose flags deny references (a BUILD sets them as given): numpy
+        # then maps or copies raw bytes as object pointers
+        if dt.flags & _REFERENCE_FLAGS != _REFERENCE_FLAGS or not dt.hasobject:
+            raise ValueError(f"dtype {_describe(top)} holds objects its flags deny")
+        if dt.itemsize != np.dtype(object).itemsize:
+            raise ValueError(f"dtype {_describe(top)} has an impossible itemsize {dt.itemsize}")
         return True
     holds = False
     if sub is not None and fields is None:
