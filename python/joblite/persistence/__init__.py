@@ -420,32 +420,79 @@ def _read_compressed_header_dump(fobj: Any, data: bytearray, name: Optional[str]
     index is verified. A stream that ends early leaves ``data`` short (the reader then
     reports the truncation)."""
     head = _core.F2HeadStream.start(data, name)
+    first: Any = data
+    repaired = False
     if head is None:
-        return False
-    want = head.feed(data)
+        # an opening one or two bits off bz2's / xz's: decoded with the magic restored, so
+        # that a damaged dump is refused at its header stream instead of read to the end
+        # of the stream (on a socket kept open, that never comes)
+        first = _restored_opening(data)
+        head = _core.F2HeadStream.start(first, name) if first is not None else None
+        if head is None:
+            return False
+        repaired = True
+    try:
+        _read_header_stream(fobj, data, head, first, name)
+    except CorruptFileError:
+        if not repaired:
+            raise
+        data += fobj.read()  # no dump's header stream: whatever it is, read as before
+        return True
+    if repaired and head.dump_len is not None:
+        raise CorruptFileError(
+            name, "it holds a joblite format-2 index but its opening bytes are damaged"
+        )
+    return True
+
+
+#: the openings of bz2 and xz streams (a dump of those codecs starts with one)
+_STREAM_OPENINGS = (b"BZh", b"\xfd7zXZ\x00")
+
+
+def _restored_opening(data: bytearray) -> Optional[bytes]:
+    """``data`` with its first bytes set to bz2's or xz's opening when they are one or two
+    bits off it (None otherwise)."""
+    for opening in _STREAM_OPENINGS:
+        head = data[: len(opening)]
+        if len(head) < len(opening):
+            continue
+        off = sum(bin(a ^ b).count("1") for a, b in zip(head, opening))
+        if 0 < off <= 2:
+            fixed = bytearray(data)
+            fixed[: len(opening)] = opening
+            if opening == b"BZh" and not 0x31 <= fixed[3] <= 0x39:
+                fixed[3] = 0x39  # the block size digit, if that was the damaged bit
+            return bytes(fixed)
+    return None
+
+
+def _read_header_stream(
+    fobj: Any, data: bytearray, head: Any, first: Any, name: Optional[str]
+) -> None:
+    """The loop of :func:`_read_compressed_header_dump`: ``first`` is fed for ``data``."""
+    want = head.feed(first)
     peek = getattr(fobj, "peek", None)
     while want is not None and want > len(data):
         if head.dump_len is not None or peek is None:
             at = len(data)
             if not format2._read_into(fobj, data, want - at):
-                return True
+                return
             if head.dump_len is None:
                 with memoryview(data) as view:
                     want = head.feed(view[at:])
             continue
         ahead = peek(1)  # what is buffered (waits for one byte when nothing is)
         if not ahead:
-            return True
+            return
         want = head.feed(ahead)
         take = len(ahead) if want is None else min(len(ahead), want - len(data))
         if not format2._read_into(fobj, data, take):  # the bytes peek showed
-            return True
+            return
     if want is None:
         data += fobj.read()  # a stream that is no dump's header: a joblib file, read whole
     elif head.dump_len is not None and head.dump_len < len(data):
         # no valid dump is that short after its header stream (each read assumed one chunk)
         raise CorruptFileError(name, "the dump ends inside the bytes its header stream needed")
-    return True
 
 
 def _load_fileobj(fobj: Any, allow_pickle: bool, mmap_mode: Optional[str] = None) -> Any:
