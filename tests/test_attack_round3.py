@@ -1,0 +1,81 @@
+"""Third attacker's pass over the cache: each test reproduces a wrong answer found by trying
+to break Memory through its public API, and checks the behaviour that replaced it."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+import warnings
+
+import pytest
+from joblite import Memory
+
+PLUGIN = """
+SCALE = {scale}
+
+
+def scaled(x):
+    return x * SCALE
+"""
+
+
+def _load_unregistered(path, name="plugin"):
+    """A module loaded from a file the way plugin systems do it: never put in sys.modules."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_same_code_in_two_unregistered_modules_never_shares_results(tmp_path):
+    # Two copies of one plugin file, loaded as module objects that are not in sys.modules,
+    # differ only by a module constant: same module name, qualified name and code. The
+    # second copy used to get the first copy's result (x * 2 for x * 100).
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "plugin.py").write_text(PLUGIN.format(scale=2))
+    (tmp_path / "b" / "plugin.py").write_text(PLUGIN.format(scale=100))
+    assert "plugin" not in sys.modules
+    first = _load_unregistered(tmp_path / "a" / "plugin.py")
+    second = _load_unregistered(tmp_path / "b" / "plugin.py")
+    mem = Memory(tmp_path / "cache", verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the two share a name: a collision warning is fine
+        assert mem.cache(first.scaled)(3) == 6
+        assert mem.cache(second.scaled)(3) == 300
+        assert mem.cache(first.scaled)(3) == 6
+
+
+def test_exec_made_functions_reading_different_globals_never_share(tmp_path):
+    source = "def scaled(x):\n    return x * SCALE\n"
+    small: dict = {"SCALE": 2}
+    big: dict = {"SCALE": 100}
+    exec(source, small)
+    exec(source, big)
+    mem = Memory(tmp_path, verbose=0)
+    assert mem.cache(small["scaled"])(3) == 6
+    assert mem.cache(big["scaled"])(3) == 300
+
+
+def test_an_unregistered_module_function_still_hits_across_decorations(tmp_path):
+    (tmp_path / "plugin.py").write_text(PLUGIN.format(scale=2))
+    module = _load_unregistered(tmp_path / "plugin.py")
+    mem = Memory(tmp_path / "cache", verbose=0)
+    assert mem.cache(module.scaled)(4) == 8
+    reloaded = _load_unregistered(tmp_path / "plugin.py")
+    # same file, same constants: the same key, a hit (no recomputation needed)
+    assert mem.cache(reloaded.scaled).check_call_in_cache(4)
+
+
+def test_an_unhashable_global_of_an_unregistered_function_keeps_the_joblib_key(tmp_path):
+    import threading
+
+    module = types.ModuleType("plugin_with_lock")
+    exec("def locked(x):\n    with LOCK:\n        return x + 1\n", module.__dict__)
+    module.LOCK = threading.Lock()
+    mem = Memory(tmp_path, verbose=0)
+    with pytest.warns(UserWarning, match="global LOCK"):
+        cached = mem.cache(module.locked)
+    assert cached(1) == 2
+    assert cached(1) == 2
