@@ -345,9 +345,10 @@ def _closure_digest(func: Callable, name: str) -> Optional[str]:
                 warnings.warn(
                     f"{name} is not found by its module and name (its module is not in "
                     f"sys.modules), so joblite keys it by what it reads, but {name}"
-                    f"{getattr(exc, 'path', '') or ''} cannot be hashed ({exc.reason}); its cache is keyed by its name and code "
-                    "alone, as joblib does, so two copies of it may share results. Teach "
-                    "joblite the type with joblite.register_hash_handler",
+                    f"{getattr(exc, 'path', '') or ''} cannot be hashed ({exc.reason}); its "
+                    "cache is keyed by its name and code alone, as joblib does, so two copies "
+                    "of it may share results. Teach joblite the type with "
+                    "joblite.register_hash_handler",
                     UserWarning,
                     stacklevel=5,
                 )
