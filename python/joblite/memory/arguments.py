@@ -325,16 +325,17 @@ def _closure_digest(func: Callable, name: str) -> Optional[str]:
         known = None
     if known is not None:
         return str(known)
-    state = closure_state(func)
+    captured = closure_state(func)
     unlisted = _unlisted_module_function(target)
-    if state is None and unlisted is None:
+    if captured is None and unlisted is None:
         return None
+    state: tuple = captured or ()
     if unlisted is not None:
         # Its module and name do not lead back to it (a plugin file loaded without entering
         # sys.modules, an exec'd namespace): two such copies of one code share a name, so
         # what the function reads (its globals, defaults and code) tells them apart, as the
         # hash keys such a function given as an argument.
-        state = (*(state or ()), ("<function by value>", unlisted))
+        state = (*state, ("<function by value>", unlisted))
     for var, value in state:
         try:
             _core.hash(value)
