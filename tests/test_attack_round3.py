@@ -79,3 +79,66 @@ def test_an_unhashable_global_of_an_unregistered_function_keeps_the_joblib_key(t
         cached = mem.cache(module.locked)
     assert cached(1) == 2
     assert cached(1) == 2
+
+
+def _quick_or_slow(i):
+    import time
+
+    time.sleep(0.05 if i == 0 else 20)
+    return i
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing"])
+def test_breaking_out_of_a_generator_does_not_leave_its_tasks_blocking_the_next_call(backend):
+    # `for r in Parallel(return_as=...)(...): break` on the first good result is how early
+    # stopping is written. The batches still running (20 s each here) used to keep the
+    # workers busy: the next call waited for them, and so did the interpreter's exit.
+    import time
+
+    from joblite import Parallel, delayed
+
+    for return_as in ("generator", "generator_unordered"):
+        gen = Parallel(n_jobs=2, backend=backend, return_as=return_as)(
+            delayed(_quick_or_slow)(i) for i in range(10)
+        )
+        for first in gen:
+            assert first == 0
+            break
+        gen.close()
+        start = time.monotonic()
+        again = Parallel(n_jobs=2, backend=backend)(delayed(abs)(-i) for i in range(4))
+        assert again == [0, 1, 2, 3]
+        assert time.monotonic() - start < 10
+
+
+def test_a_script_that_breaks_out_of_a_generator_exits_promptly(tmp_path):
+    import subprocess
+    import textwrap
+    import time
+
+    script = tmp_path / "early_stop.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import time
+            from joblite import Parallel, delayed
+
+            def slow(i):
+                time.sleep(0.05 if i == 0 else 20)
+                return i
+
+            for r in Parallel(n_jobs=2, return_as="generator_unordered")(
+                delayed(slow)(i) for i in range(10)
+            ):
+                break
+            print("stopped", r, flush=True)
+            """
+        )
+    )
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped 0"
+    assert time.monotonic() - start < 15

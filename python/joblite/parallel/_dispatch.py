@@ -566,7 +566,10 @@ class Dispatcher:
         if not backend.uses_processes:
             return  # threads cannot be killed: the running batches end on their own
         interrupted = not isinstance(error, (Exception, GeneratorExit))
+        # A generator closed early (a `break` on the first good result) kills its running
+        # batches too, as joblib does: left running, they kept the workers busy, so the next
+        # call and the interpreter's exit waited for work whose results nobody reads.
         still_running = any(not future.done() for future in futures)
-        if interrupted or (still_running and not isinstance(error, GeneratorExit)):
+        if interrupted or still_running:
             # in a `with Parallel(...)` block the next call reuses this backend
             backend.abort_everything(ensure_ready=self.plan.managed)
