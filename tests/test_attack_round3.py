@@ -142,3 +142,56 @@ def test_a_script_that_breaks_out_of_a_generator_exits_promptly(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "stopped 0"
     assert time.monotonic() - start < 15
+
+
+@pytest.mark.parametrize("how", ["timeout", "error", "break", "managed-timeout"])
+def test_threads_left_running_by_an_aborted_call_do_not_block_the_next_call(how):
+    # Threads cannot be killed: an aborted call (a timeout, a failing task, a generator
+    # closed early) leaves its running batches on the workers. The thread pool is shared by
+    # every call of one n_jobs, so the next call used to queue behind them: forever, when
+    # they hang (joblib's next call gets fresh threads).
+    import threading
+    import time
+
+    from joblite import Parallel, delayed
+
+    release = threading.Event()
+
+    def task(i):
+        if i != 2:
+            release.wait(60)  # tasks 0, 1 and 3: every worker ends up stuck
+        elif how == "error":
+            raise ValueError("task 2 failed")
+        return i
+
+    def calls():
+        return (delayed(task)(i) for i in range(6))
+
+    n_jobs = 3  # a pool of its own in this test run
+    try:
+        if how == "timeout":
+            with pytest.raises(TimeoutError):
+                Parallel(n_jobs=n_jobs, backend="threading", timeout=0.5)(calls())
+        elif how == "error":
+            with pytest.raises(ValueError, match="task 2 failed"):
+                Parallel(n_jobs=n_jobs, backend="threading")(calls())
+        elif how == "break":
+            gen = Parallel(n_jobs=n_jobs, backend="threading", return_as="generator_unordered")
+            for value in gen(calls()):
+                assert value == 2
+                break
+        if how != "managed-timeout":
+            time.sleep(0.3)  # the worker that ran task 2 has taken task 3
+        if how == "managed-timeout":
+            with Parallel(n_jobs=n_jobs, backend="threading", timeout=0.5) as parallel:
+                with pytest.raises(TimeoutError):
+                    parallel(calls())
+                start = time.monotonic()
+                assert parallel(delayed(abs)(-i) for i in range(6)) == list(range(6))
+                assert time.monotonic() - start < 10
+        start = time.monotonic()
+        again = Parallel(n_jobs=n_jobs, backend="threading")(delayed(abs)(-i) for i in range(6))
+        assert again == list(range(6))
+        assert time.monotonic() - start < 10
+    finally:
+        release.set()
