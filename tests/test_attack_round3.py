@@ -195,3 +195,26 @@ def test_threads_left_running_by_an_aborted_call_do_not_block_the_next_call(how)
         assert time.monotonic() - start < 10
     finally:
         release.set()
+
+
+def test_a_function_of_a_module_replaced_by_a_stand_in_keeps_its_name_key(tmp_path, monkeypatch):
+    # Some packages replace their module in sys.modules by an object that forwards to it: its
+    # functions are still found by name, so they keep the name key (no by-value walk of their
+    # globals, no warning about a global that cannot be hashed).
+    import threading
+
+    real = types.ModuleType("stand_in_target")
+    exec("def locked(x):\n    with LOCK:\n        return x + 1\n", real.__dict__)
+    real.LOCK = threading.Lock()
+
+    class StandIn(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    monkeypatch.setitem(sys.modules, "stand_in_target", StandIn("stand_in_target"))
+    mem = Memory(tmp_path, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cached = mem.cache(real.locked)
+        assert cached(1) == 2
+        assert cached.check_call_in_cache(1)
