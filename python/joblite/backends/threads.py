@@ -25,6 +25,8 @@ from .base import BatchedCalls, ParallelBackendBase
 _pools: dict[tuple[int, int], tuple[Any, list[threading.Thread]]] = {}
 _pools_pid = os.getpid()
 _pools_lock = threading.Lock()
+# pools taken out of service by retire_thread_pool, closed at exit with the others
+_retired: list[tuple[Any, list[threading.Thread]]] = []
 _groups = itertools.count(1)
 
 
@@ -54,6 +56,17 @@ def get_thread_pool(n_threads: int, nesting_level: int = 0) -> Any:
                 thread.start()
             entry = _pools[key] = (pool, threads)
         return entry[0]
+
+
+def retire_thread_pool(pool: Any) -> None:
+    """Stop handing ``pool`` to new calls: its workers are stuck with batches of an aborted
+    call (threads cannot be killed), so a call queued behind them would wait for those, or
+    forever if they hang. Calls still holding it keep using it; it is closed at exit."""
+    with _pools_lock:
+        for key, (current, threads) in list(_pools.items()):
+            if current is pool:
+                del _pools[key]
+                _retired.append((current, threads))
 
 
 def _name_native_thread(name: str) -> None:
@@ -91,8 +104,9 @@ def _shutdown_pools() -> None:
     # Close the queues so that idle workers return before the interpreter finalizes;
     # a worker still running a task is left to the interpreter, as any daemon thread.
     with _pools_lock:
-        entries = list(_pools.values()) if _pools_pid == os.getpid() else []
+        entries = list(_pools.values()) + _retired if _pools_pid == os.getpid() else []
         _pools.clear()
+        _retired.clear()
     deadline = perf_counter() + _EXIT_GRACE_SECONDS
     for pool, _ in entries:
         pool.shutdown(wait=False)
@@ -149,3 +163,13 @@ class ThreadingBackend(ParallelBackendBase):
         if self._pool is not None:
             self._pool.cancel(self._group)
         self._pool = None
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        """Batches of the aborted call still run on the workers: later calls get a fresh pool
+        (as joblib's next call gets fresh threads) instead of queueing behind them."""
+        pool = self._pool
+        self.terminate()
+        if pool is not None:
+            retire_thread_pool(pool)
+        if ensure_ready:  # the next call of a `with Parallel(...)` block
+            self._pool = get_thread_pool(self.n_jobs, self.nesting_level)

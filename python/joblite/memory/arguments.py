@@ -8,6 +8,7 @@ import inspect
 import pprint
 import re
 import sys
+import types
 import warnings
 import weakref
 from typing import Any, Callable, Optional
@@ -297,6 +298,24 @@ class CallBinder:
 _closure_digests: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _unlisted_module_function(target: Any) -> Optional[Any]:
+    """``target`` when it is a plain function of a module that is not the one of its name in
+    ``sys.modules`` (so its name does not identify it), else ``None``.
+
+    Lambdas, nested functions (keyed by their closure and line) and a script's functions
+    (``__main__`` is named differently in workers) are left out.
+    """
+    if not isinstance(target, types.FunctionType) or "<" in target.__qualname__:
+        return None
+    module = target.__module__
+    if module in ("__main__", "__mp_main__"):
+        return None
+    listed = sys.modules.get(module) if isinstance(module, str) else None
+    if listed is not None and getattr(listed, "__dict__", None) is target.__globals__:
+        return None
+    return target
+
+
 def _closure_digest(func: Callable, name: str) -> Optional[str]:
     target = unwrap(func)[0]
     target = getattr(target, "__func__", target)
@@ -306,15 +325,35 @@ def _closure_digest(func: Callable, name: str) -> Optional[str]:
         known = None
     if known is not None:
         return str(known)
-    state = closure_state(func)
-    if state is None:
+    captured = closure_state(func)
+    unlisted = _unlisted_module_function(target)
+    if captured is None and unlisted is None:
         return None
+    state: tuple = captured or ()
+    if unlisted is not None:
+        # Its module and name do not lead back to it (a plugin file loaded without entering
+        # sys.modules, an exec'd namespace): two such copies of one code share a name, so
+        # what the function reads (its globals, defaults and code) tells them apart, as the
+        # hash keys such a function given as an argument.
+        state = (*state, ("<function by value>", unlisted))
     for var, value in state:
         try:
             _core.hash(value)
         except UnhashableError as exc:
             # Never refuse what joblib caches: key this closure as joblib does (by its code
             # alone), and say so once, when it is decorated.
+            if value is unlisted:
+                warnings.warn(
+                    f"{name} is not found by its module and name (its module is not in "
+                    f"sys.modules), so joblite keys it by what it reads, but {name}"
+                    f"{getattr(exc, 'path', '') or ''} cannot be hashed ({exc.reason}); its "
+                    "cache is keyed by its name and code alone, as joblib does, so two copies "
+                    "of it may share results. Teach joblite the type with "
+                    "joblite.register_hash_handler",
+                    UserWarning,
+                    stacklevel=5,
+                )
+                return None
             warnings.warn(
                 f"{name} captured {var!r} (a {type(value).__name__}), which cannot be hashed "
                 f"({exc.reason}); its cache is keyed by its code alone, as joblib does, so "

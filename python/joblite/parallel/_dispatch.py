@@ -563,10 +563,17 @@ class Dispatcher:
     def _abort(self, error: BaseException, futures: list) -> None:
         backend = self.backend
         backend.cancel(futures)
-        if not backend.uses_processes:
-            return  # threads cannot be killed: the running batches end on their own
-        interrupted = not isinstance(error, (Exception, GeneratorExit))
+        # A generator closed early (a `break` on the first good result) kills its running
+        # batches too, as joblib does: left running, they kept the workers busy, so the next
+        # call and the interpreter's exit waited for work whose results nobody reads.
         still_running = any(not future.done() for future in futures)
-        if interrupted or (still_running and not isinstance(error, GeneratorExit)):
+        if not backend.uses_processes:
+            # threads cannot be killed: the running batches end on their own, on workers
+            # that the next calls no longer queue behind
+            if still_running and getattr(backend, "uses_threads", False):
+                backend.abort_everything(ensure_ready=self.plan.managed)
+            return
+        interrupted = not isinstance(error, (Exception, GeneratorExit))
+        if interrupted or still_running:
             # in a `with Parallel(...)` block the next call reuses this backend
             backend.abort_everything(ensure_ready=self.plan.managed)
