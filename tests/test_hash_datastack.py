@@ -242,8 +242,8 @@ def test_tall_frames_with_columns_swapped_moved_or_renamed_differ():
     }
     frames = [("pandas", variants)]
     try:
-        import pyarrow as pa
         import polars as pl
+        import pyarrow as pa
     except ImportError:
         pass
     else:

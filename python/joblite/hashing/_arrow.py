@@ -225,12 +225,12 @@ def _table(schema: Any, batches: Any, dictionaries: dict | None = None) -> tuple
     # are the same as one after another.
     if isinstance(batches, list):
         rows = sum(len(batch) for batch in batches)
-        map_ordered(
-            lambda i: feed(i, [batch.column(i) for batch in batches]), range(len(columns)), rows
-        )
+        items = [(i, [batch.column(i) for batch in batches]) for i in range(len(columns))]
+        map_ordered(lambda item: feed(*item), items, rows)
     else:
         for batch in batches:
-            map_ordered(lambda i: feed(i, [batch.column(i)]), range(len(columns)), len(batch))
+            items = [(i, [array]) for i, array in enumerate(batch.columns)]
+            map_ordered(lambda item: feed(*item), items, len(batch))
     metadata = dict(schema.metadata) if schema.metadata else None
     return (
         "table",
