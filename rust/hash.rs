@@ -922,24 +922,23 @@ pub mod arrow {
         k: usize,
     }
 
+    /// Blocks kept per thread between calls (their buffers already paged in and sized).
+    const SPARE_GATHERED: usize = 2;
+
+    thread_local! {
+        static GATHERED: std::cell::RefCell<Vec<Gathered>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
     impl Gathered {
         fn new() -> Self {
-            let spare = || {
-                let mut buf = SPARE
-                    .with(|spare| spare.borrow_mut().pop())
-                    .unwrap_or_default();
-                buf.clear();
-                buf
-            };
-            let (mut lengths, mut data) = (spare(), spare());
-            lengths.resize(GATHERED_ROWS * 10, 0);
-            data.resize(GATHER_BLOCK + 16, 0);
-            Self {
-                lengths,
-                data,
-                n: 0,
-                k: 0,
-            }
+            GATHERED
+                .with(|spare| spare.borrow_mut().pop())
+                .unwrap_or_else(|| Self {
+                    lengths: vec![0; GATHERED_ROWS * 10],
+                    data: vec![0; GATHER_BLOCK + 16],
+                    n: 0,
+                    k: 0,
+                })
         }
 
         /// Gathers rows from `*row` on until about `GATHER_BLOCK` bytes or `GATHERED_ROWS`
@@ -1018,9 +1017,14 @@ pub mod arrow {
             }
         }
 
+        /// Keeps the block for the next call on this thread.
         fn give_back(self) {
-            give_back(self.lengths);
-            give_back(self.data);
+            GATHERED.with(|spare| {
+                let mut spare = spare.borrow_mut();
+                if spare.len() < SPARE_GATHERED {
+                    spare.push(self);
+                }
+            });
         }
     }
 
