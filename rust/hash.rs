@@ -1675,6 +1675,57 @@ mod tests {
     }
 
     #[test]
+    fn gathered_views_give_the_streams_of_the_row_loops() {
+        // Without nulls a views array is read in one pass, in blocks (1 MiB of bytes or 2**16
+        // rows); with a validity bitmap (all valid) by the two row loops: same streams.
+        let buffer: Vec<u8> = (0..(1usize << 20) + 8).map(|j| (j % 251) as u8).collect();
+        let mut lens: Vec<usize> = (0..70_000).map(|i| (i * 7) % 41).collect();
+        lens[10] = 1 << 20; // exactly a block
+        lens[11] = (1 << 20) + 3; // larger than a block
+        lens[12] = 200;
+        lens[69_999] = (1 << 20) + 1;
+        let views: Vec<u8> = lens
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &len)| {
+                let start = i % 5;
+                let inline = &buffer[start..start + len.min(12)];
+                view(len as i32, inline, 0, start as i32)
+            })
+            .collect();
+        let valid = vec![0xffu8; lens.len().div_ceil(8)];
+        let run = |validity: Option<&[u8]>| {
+            let arr = arrow::Strings::new(
+                arrow::Layout::Views {
+                    views: &views,
+                    buffers: vec![&buffer[..]],
+                },
+                validity,
+                0,
+                lens.len(),
+            )
+            .unwrap();
+            let mut encs: Vec<Encoder> = (0..3).map(|_| Encoder::bare(Algorithm::Blake3)).collect();
+            let [n, l, d] = &mut encs[..] else {
+                unreachable!()
+            };
+            let (mut sn, mut sl, mut sd) = (
+                arrow::Sink::new(n),
+                arrow::Sink::new(l),
+                arrow::Sink::new(d),
+            );
+            arrow::feed_strings(&arr, 0, &mut sn, &mut sl, &mut sd).unwrap();
+            let written = (sn.finish(), sl.finish(), sd.finish());
+            let digests: Vec<Vec<u8>> = encs.into_iter().map(Encoder::finish).collect();
+            (written, digests)
+        };
+        let (one_pass, row_loops) = (run(None), run(Some(&valid)));
+        let expected: u64 = lens.iter().map(|&len| len as u64).sum();
+        assert_eq!(one_pass.0 .2, expected);
+        assert_eq!(one_pass, row_loops);
+    }
+
+    #[test]
     fn offsets_and_views_layouts_give_the_same_streams() {
         let data = b"abthirteen bytes!";
         let offsets: Vec<u8> = [0i32, 2, 2, 17]
