@@ -911,6 +911,23 @@ pub mod arrow {
         )
     }
 
+    /// The value of a view longer than 12 bytes: `len` bytes of the buffer it names, checked.
+    fn out_of_line<'b>(
+        view: &[u8],
+        len: usize,
+        buffers: &[&'b [u8]],
+    ) -> Result<&'b [u8], Malformed> {
+        let (index, start) = (i32_at(view, 8), i32_at(view, 12));
+        let buffer = usize::try_from(index)
+            .ok()
+            .and_then(|k| buffers.get(k))
+            .ok_or_else(|| Malformed("string view points to a missing buffer".into()))?;
+        usize::try_from(start)
+            .ok()
+            .and_then(|start| buffer.get(start..start.checked_add(len)?))
+            .ok_or_else(|| Malformed("string view points outside its buffer".into()))
+    }
+
     /// Rows of a views array gathered as one block at most (bounds the lengths of a block).
     const GATHERED_ROWS: usize = 1 << 16;
 
@@ -973,15 +990,7 @@ pub mod arrow {
                     i += 1;
                     continue;
                 }
-                let (index, start) = (i32_at(view, 8), i32_at(view, 12));
-                let buffer = usize::try_from(index)
-                    .ok()
-                    .and_then(|b| buffers.get(b))
-                    .ok_or_else(|| Malformed("string view points to a missing buffer".into()))?;
-                let value = usize::try_from(start)
-                    .ok()
-                    .and_then(|start| buffer.get(start..start.checked_add(len)?))
-                    .ok_or_else(|| Malformed("string view points outside its buffer".into()))?;
+                let value = out_of_line(view, len, buffers)?;
                 if len <= GATHER_BLOCK {
                     if n + len > GATHER_BLOCK {
                         break; // the next block begins with this row
@@ -1128,15 +1137,7 @@ pub mod arrow {
                 n += len;
                 continue;
             }
-            let (index, start) = (i32_at(view, 8), i32_at(view, 12));
-            let buffer = usize::try_from(index)
-                .ok()
-                .and_then(|k| buffers.get(k))
-                .ok_or_else(|| Malformed("string view points to a missing buffer".into()))?;
-            let value = usize::try_from(start)
-                .ok()
-                .and_then(|start| buffer.get(start..start.checked_add(len)?))
-                .ok_or_else(|| Malformed("string view points outside its buffer".into()))?;
+            let value = out_of_line(view, len, buffers)?;
             if n + len > GATHER_BLOCK {
                 data.bytes(&gather[..n]);
                 n = 0;
