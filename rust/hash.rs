@@ -785,13 +785,36 @@ pub mod arrow {
             sink.bytes(&self.buf[..self.n]);
             self.n = 0;
         }
+
+        /// Appends numbers that are all below 0x80 (one LEB128 byte each: the byte is the
+        /// number), as `push` would one by one.
+        #[inline]
+        fn push_small(&mut self, small: &[u8], sink: &mut Sink<'_>) {
+            debug_assert!(small.iter().all(|&b| b < 0x80));
+            if self.n + small.len() > VARINT_BLOCK {
+                self.flush(sink);
+            }
+            if small.len() > VARINT_BLOCK {
+                sink.bytes(small);
+            } else {
+                self.buf[self.n..self.n + small.len()].copy_from_slice(small);
+                self.n += small.len();
+            }
+        }
     }
+
+    /// Rows whose lengths are computed as one block (all below 0x80: one byte each, checked
+    /// for the whole block at once; any other block takes the row loop).
+    const LENGTH_BLOCK: usize = 4096;
 
     /// A little-endian integer of an Arrow buffer (offsets and indices).
     trait Word: Copy {
         const WIDTH: usize;
         /// The value read from `WIDTH` bytes, or None when it is negative.
         fn read(bytes: &[u8]) -> Option<u64>;
+        /// The value read from `WIDTH` bytes as `u64` bits (a negative value sign-extended,
+        /// so it is far above any length; a `u64` above `i64::MAX` likewise).
+        fn bits(bytes: &[u8]) -> u64;
     }
 
     macro_rules! word {
@@ -803,6 +826,12 @@ pub mod arrow {
                     let mut b = [0u8; std::mem::size_of::<$t>()];
                     b.copy_from_slice(bytes);
                     u64::try_from(<$t>::from_le_bytes(b)).ok()
+                }
+                #[inline(always)]
+                fn bits(bytes: &[u8]) -> u64 {
+                    let mut b = [0u8; std::mem::size_of::<$t>()];
+                    b.copy_from_slice(bytes);
+                    <$t>::from_le_bytes(b) as i64 as u64
                 }
             }
         };
@@ -872,11 +901,182 @@ pub mod arrow {
     ) -> Result<(), Malformed> {
         // `Strings::new` checked that views[offset .. offset + len] are in the buffer.
         let views = &views[arr.offset * 16..(arr.offset + arr.len) * 16];
+        if arr.validity.is_none() {
+            return gathered_views(arr.len >= SPLIT_ROWS, views, buffers, lengths, data);
+        }
         lengths_and_values(
             arr.len >= SPLIT_ROWS,
             || view_lengths(arr, views, row_base, nulls, lengths),
             || view_values(arr, views, buffers, data),
         )
+    }
+
+    /// The value of a view longer than 12 bytes: `len` bytes of the buffer it names, checked.
+    fn out_of_line<'b>(
+        view: &[u8],
+        len: usize,
+        buffers: &[&'b [u8]],
+    ) -> Result<&'b [u8], Malformed> {
+        let (index, start) = (i32_at(view, 8), i32_at(view, 12));
+        let buffer = usize::try_from(index)
+            .ok()
+            .and_then(|k| buffers.get(k))
+            .ok_or_else(|| Malformed("string view points to a missing buffer".into()))?;
+        usize::try_from(start)
+            .ok()
+            .and_then(|start| buffer.get(start..start.checked_add(len)?))
+            .ok_or_else(|| Malformed("string view points outside its buffer".into()))
+    }
+
+    /// Rows of a views array gathered as one block at most (bounds the lengths of a block).
+    const GATHERED_ROWS: usize = 1 << 16;
+
+    /// One block of a views array: the LEB128 lengths and the bytes of its values.
+    struct Gathered {
+        lengths: Vec<u8>,
+        data: Vec<u8>,
+        n: usize,
+        k: usize,
+    }
+
+    /// Blocks kept per thread between calls (their buffers already paged in and sized).
+    const SPARE_GATHERED: usize = 2;
+
+    thread_local! {
+        static GATHERED: std::cell::RefCell<Vec<Gathered>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    impl Gathered {
+        fn new() -> Self {
+            GATHERED
+                .with(|spare| spare.borrow_mut().pop())
+                .unwrap_or_else(|| Self {
+                    lengths: vec![0; GATHERED_ROWS * 10],
+                    data: vec![0; GATHER_BLOCK + 16],
+                    n: 0,
+                    k: 0,
+                })
+        }
+
+        /// Gathers rows from `*row` on until about `GATHER_BLOCK` bytes or `GATHERED_ROWS`
+        /// rows are in the block. A value larger than a block ends it, its length counted
+        /// in the block: it is returned, to be written right after the block's bytes.
+        fn fill<'b>(
+            &mut self,
+            views: &[u8],
+            buffers: &[&'b [u8]],
+            row: &mut usize,
+        ) -> Result<Option<&'b [u8]>, Malformed> {
+            // Local cursors (kept in registers): `n` into the bytes, `k` into the lengths.
+            let (data, lens) = (&mut self.data[..], &mut self.lengths[..]);
+            let (mut n, mut k, mut i) = (0usize, 0usize, *row);
+            let end = (views.len() / 16).min(i + GATHERED_ROWS);
+            let mut large = None;
+            while i < end && n < GATHER_BLOCK {
+                let view = &views[i * 16..i * 16 + 16];
+                let len = i32_at(view, 0);
+                if len < 0 {
+                    *row = i;
+                    return bad("negative length in a string view");
+                }
+                let len = len as usize;
+                if len <= 12 {
+                    // Inline: the 12 bytes after the length, of which the first `len` count
+                    // (`n` < GATHER_BLOCK, and the buffer has 16 bytes more).
+                    data[n..n + 12].copy_from_slice(&view[4..16]);
+                    n += len;
+                    lens[k] = len as u8; // < 0x80: one LEB128 byte
+                    k += 1;
+                    i += 1;
+                    continue;
+                }
+                let value = out_of_line(view, len, buffers)?;
+                if len <= GATHER_BLOCK {
+                    if n + len > GATHER_BLOCK {
+                        break; // the next block begins with this row
+                    }
+                    data[n..n + len].copy_from_slice(value);
+                    n += len;
+                } else {
+                    large = Some(value);
+                }
+                let mut v = len as u64;
+                while v >= 0x80 {
+                    lens[k] = (v as u8) | 0x80;
+                    k += 1;
+                    v >>= 7;
+                }
+                lens[k] = v as u8;
+                k += 1;
+                i += 1;
+                if large.is_some() {
+                    break;
+                }
+            }
+            (self.n, self.k, *row) = (n, k, i);
+            Ok(large)
+        }
+
+        /// Writes the block (then the large value that ended it, if any) to the streams.
+        fn write(&self, large: Option<&[u8]>, lengths: &mut Sink<'_>, data: &mut Sink<'_>) {
+            lengths.bytes(&self.lengths[..self.k]);
+            data.bytes(&self.data[..self.n]);
+            if let Some(value) = large {
+                data.bytes(value);
+            }
+        }
+
+        /// Keeps the block for the next call on this thread.
+        fn give_back(self) {
+            GATHERED.with(|spare| {
+                let mut spare = spare.borrow_mut();
+                if spare.len() < SPARE_GATHERED {
+                    spare.push(self);
+                }
+            });
+        }
+    }
+
+    /// A views array without nulls in one pass over its views: blocks of lengths and bytes
+    /// gathered, each written to the streams while the next one is gathered (on two core
+    /// threads when `split`). The streams are those of `view_lengths` and `view_values`.
+    fn gathered_views(
+        split: bool,
+        views: &[u8],
+        buffers: &[&[u8]],
+        lengths: &mut Sink<'_>,
+        data: &mut Sink<'_>,
+    ) -> Result<(), Malformed> {
+        let rows = views.len() / 16;
+        let (mut current, mut next) = (Gathered::new(), Gathered::new());
+        let mut row = 0usize;
+        let mut run = || {
+            let mut large = current.fill(views, buffers, &mut row)?;
+            loop {
+                if row == rows {
+                    current.write(large, lengths, data);
+                    return Ok(());
+                }
+                let mut gather = || next.fill(views, buffers, &mut row);
+                let following = if split {
+                    let write = || current.write(large, lengths, data);
+                    rayon::join(gather, write).0?
+                } else {
+                    current.write(large, lengths, data);
+                    gather()?
+                };
+                std::mem::swap(&mut current, &mut next);
+                large = following;
+            }
+        };
+        let result = if split {
+            crate::core_threads::install(run)
+        } else {
+            run()
+        };
+        current.give_back();
+        next.give_back();
+        result
     }
 
     /// The null positions and the lengths of the non-null values of a views array.
@@ -937,15 +1137,7 @@ pub mod arrow {
                 n += len;
                 continue;
             }
-            let (index, start) = (i32_at(view, 8), i32_at(view, 12));
-            let buffer = usize::try_from(index)
-                .ok()
-                .and_then(|k| buffers.get(k))
-                .ok_or_else(|| Malformed("string view points to a missing buffer".into()))?;
-            let value = usize::try_from(start)
-                .ok()
-                .and_then(|start| buffer.get(start..start.checked_add(len)?))
-                .ok_or_else(|| Malformed("string view points outside its buffer".into()))?;
+            let value = out_of_line(view, len, buffers)?;
             if n + len > GATHER_BLOCK {
                 data.bytes(&gather[..n]);
                 n = 0;
@@ -978,7 +1170,6 @@ pub mod arrow {
         let first = W::read(&offsets[..W::WIDTH]).ok_or_else(outside)?;
         let mut a = first;
         let mut out = Varints::new();
-        let words = offsets[W::WIDTH..].chunks_exact(W::WIDTH);
         if arr.validity.is_none() {
             // No nulls: the values are data[first .. last offset], in one piece (the loop
             // checks that the offsets between never decrease).
@@ -987,14 +1178,34 @@ pub mod arrow {
                 return Err(outside());
             }
             let values = &buf[first as usize..last as usize];
+            let rest = &offsets[W::WIDTH..];
             let lengths_of = move || {
-                for word in words {
-                    let b = W::read(word).ok_or_else(outside)?;
-                    if b < a {
-                        return Err(outside());
+                let mut small = [0u8; LENGTH_BLOCK];
+                for block in rest.chunks(LENGTH_BLOCK * W::WIDTH) {
+                    // Fast path: every length of the block in 0..0x80 (a decreasing offset
+                    // makes its difference wrap far above), written as one byte each.
+                    let (mut prev, mut above) = (a, 0u64);
+                    for (slot, word) in small.iter_mut().zip(block.chunks_exact(W::WIDTH)) {
+                        let b = W::bits(word);
+                        let d = b.wrapping_sub(prev);
+                        above |= d;
+                        *slot = d as u8;
+                        prev = b;
                     }
-                    out.push(b - a, lengths);
-                    a = b;
+                    if above < 0x80 {
+                        // `a` >= 0 and each step in 0..0x80: every offset read is >= 0.
+                        out.push_small(&small[..block.len() / W::WIDTH], lengths);
+                        a = prev;
+                        continue;
+                    }
+                    for word in block.chunks_exact(W::WIDTH) {
+                        let b = W::read(word).ok_or_else(outside)?;
+                        if b < a {
+                            return Err(outside());
+                        }
+                        out.push(b - a, lengths);
+                        a = b;
+                    }
                 }
                 out.flush(lengths);
                 Ok(())
@@ -1005,6 +1216,7 @@ pub mod arrow {
             });
         }
         // Runs of adjacent values in the data buffer are appended in one piece.
+        let words = offsets[W::WIDTH..].chunks_exact(W::WIDTH);
         let mut run = (a, a);
         for (i, word) in words.enumerate() {
             let b = W::read(word).ok_or_else(outside)?;
@@ -1461,6 +1673,57 @@ mod tests {
             v.extend_from_slice(&offset.to_le_bytes());
         }
         v
+    }
+
+    #[test]
+    fn gathered_views_give_the_streams_of_the_row_loops() {
+        // Without nulls a views array is read in one pass, in blocks (1 MiB of bytes or 2**16
+        // rows); with a validity bitmap (all valid) by the two row loops: same streams.
+        let buffer: Vec<u8> = (0..(1usize << 20) + 8).map(|j| (j % 251) as u8).collect();
+        let mut lens: Vec<usize> = (0..70_000).map(|i| (i * 7) % 41).collect();
+        lens[10] = 1 << 20; // exactly a block
+        lens[11] = (1 << 20) + 3; // larger than a block
+        lens[12] = 200;
+        lens[69_999] = (1 << 20) + 1;
+        let views: Vec<u8> = lens
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &len)| {
+                let start = i % 5;
+                let inline = &buffer[start..start + len.min(12)];
+                view(len as i32, inline, 0, start as i32)
+            })
+            .collect();
+        let valid = vec![0xffu8; lens.len().div_ceil(8)];
+        let run = |validity: Option<&[u8]>| {
+            let arr = arrow::Strings::new(
+                arrow::Layout::Views {
+                    views: &views,
+                    buffers: vec![&buffer[..]],
+                },
+                validity,
+                0,
+                lens.len(),
+            )
+            .unwrap();
+            let mut encs: Vec<Encoder> = (0..3).map(|_| Encoder::bare(Algorithm::Blake3)).collect();
+            let [n, l, d] = &mut encs[..] else {
+                unreachable!()
+            };
+            let (mut sn, mut sl, mut sd) = (
+                arrow::Sink::new(n),
+                arrow::Sink::new(l),
+                arrow::Sink::new(d),
+            );
+            arrow::feed_strings(&arr, 0, &mut sn, &mut sl, &mut sd).unwrap();
+            let written = (sn.finish(), sl.finish(), sd.finish());
+            let digests: Vec<Vec<u8>> = encs.into_iter().map(Encoder::finish).collect();
+            (written, digests)
+        };
+        let (one_pass, row_loops) = (run(None), run(Some(&valid)));
+        let expected: u64 = lens.iter().map(|&len| len as u64).sum();
+        assert_eq!(one_pass.0 .2, expected);
+        assert_eq!(one_pass, row_loops);
     }
 
     #[test]

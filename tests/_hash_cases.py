@@ -56,6 +56,71 @@ def frame() -> Any:
     )
 
 
+def tall_frame() -> Any:
+    """A frame tall enough for its columns to be hashed on threads at once (2**17 rows)."""
+    import pandas as pd
+
+    n = 131_075
+    rng = np.random.default_rng(3)
+    return pd.DataFrame(
+        {
+            "a": rng.standard_normal(n),
+            "b": rng.standard_normal(n),
+            "s": pd.array([f"v{i % 101}" for i in range(n)], dtype="str"),
+            "c": pd.Categorical(np.arange(n) % 5),
+        }
+    )
+
+
+@case("tall pandas: copy with its columns in separate blocks", True, ("pandas",))
+def _tall_copy() -> tuple:
+    import pandas as pd
+
+    df = tall_frame()
+    return df, pd.DataFrame({name: df[name].copy() for name in df.columns})
+
+
+@case("tall pandas: the values of two float columns swapped", False, ("pandas",))
+def _tall_values_swapped() -> tuple:
+    df = tall_frame()
+    other = df.copy()
+    other["a"], other["b"] = df["b"].to_numpy(), df["a"].to_numpy()
+    return df, other
+
+
+@case("tall pandas: a column moved to another position", False, ("pandas",))
+def _tall_moved() -> tuple:
+    df = tall_frame()
+    return df, df[["b", "a", "s", "c"]]
+
+
+@case("tall pandas: two column names swapped", False, ("pandas",))
+def _tall_names_swapped() -> tuple:
+    df = tall_frame()
+    return df, df.rename(columns={"a": "b", "b": "a"})
+
+
+@case("tall Arrow table: one chunk vs batches of 40,000 rows", True, ("pandas", "pyarrow"))
+def _tall_arrow_chunks() -> tuple:
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(tall_frame(), preserve_index=False)
+    return table, pa.Table.from_batches(table.to_batches(max_chunksize=40_000))
+
+
+@case("tall Arrow table: the last row of one column changed", False, ("pandas", "pyarrow"))
+def _tall_arrow_last_row() -> tuple:
+    import pyarrow as pa
+
+    df = tall_frame()
+    other = df.copy()
+    other.loc[len(df) - 1, "b"] = 0.5
+    return (
+        pa.Table.from_pandas(df, preserve_index=False),
+        pa.Table.from_pandas(other, preserve_index=False),
+    )
+
+
 @case("pandas: copy", True, ("pandas",))
 def _copy() -> tuple:
     df = frame()

@@ -517,3 +517,48 @@ def test_tall_string_columns_with_decreasing_offsets_raise():
     )
     with pytest.raises(ValueError, match="malformed Arrow array"):
         chunked_digest([broken])
+
+
+def _sized(sizes: list[int]) -> list:
+    return [("x" * size)[:-1] + chr(97 + i % 26) if size else "" for i, size in enumerate(sizes)]
+
+
+@pytest.mark.parametrize("type_name", PLAIN_TYPES)
+@pytest.mark.parametrize("case", ["long lengths", "large values", "empty"])
+def test_tall_columns_of_long_large_and_empty_values_match_the_reference(type_name, case):
+    # The readers take lengths below 0x80 a block of rows at a time and gather a views
+    # array's bytes in blocks of 1 MiB / 2**16 rows: blocks that hold lengths of two LEB128
+    # bytes (127, 128, 300) next to blocks that do not, values that end a byte block or are
+    # larger than one, and rows of empty values only (row-bounded blocks) must all give the
+    # streams of the reference.
+    n = 70_000
+    if case == "long lengths":
+        sizes = [i % 100 for i in range(n)]
+        sizes[20_000:24_096] = [i % 200 for i in range(4096)]
+        sizes[5], sizes[6], sizes[69_999] = 127, 128, 300
+    elif case == "large values":
+        sizes = [(i * 7) % 90 for i in range(n)]
+        sizes[30_000], sizes[30_001], sizes[30_003] = (1 << 20) + 5, 1 << 20, (1 << 20) - 1
+        sizes[n - 1] = (1 << 20) + 1
+    else:
+        sizes = [0] * n
+        sizes[66_000] = 3
+    values = _sized(sizes)
+    arr = typed(values, type_name)
+    expected = reference_digest(values, dictionary=False)
+    assert chunked_digest([arr]) == expected
+    assert chunked_digest([arr.slice(0, 30_001), arr.slice(30_001)]) == expected
+    changed = list(values)
+    changed[66_000] = "abd" if case == "empty" else changed[66_000] + "!"
+    assert chunked_digest([typed(changed, type_name)]) != expected
+
+
+def test_tall_views_with_a_late_bad_view_raise():
+    # a negative length and a view outside its buffer past the first gathered block
+    good = view(3, inline=b"abc")
+    data = pa.py_buffer(b"0123456789abcdef")
+    for bad in (struct.pack("<i12s", -5, b""), view(20, buffer_index=0, offset=0)):
+        views = good * 70_000 + bad + good * 10
+        arr = pa.Array.from_buffers(pa.string_view(), 70_011, [None, pa.py_buffer(views), data])
+        with pytest.raises(ValueError, match="malformed Arrow array"):
+            chunked_digest([arr])

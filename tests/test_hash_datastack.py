@@ -158,6 +158,154 @@ def test_large_frame_hash_does_not_copy_the_frame():
     assert peak < n
 
 
+# ------------------------------------------ tall frames: their columns hashed on threads at once
+
+TALL = 131_075  # at least joblite.hashing._parallel.PARALLEL_ROWS: the columns run at once
+
+
+def _tall_frame(pd, n=TALL):
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame(
+        {
+            "i": np.arange(n, dtype=np.int64),
+            "f": rng.standard_normal(n),
+            "c": pd.Categorical(np.arange(n) % 7),
+            "s": pd.array([f"v{k % 1009}" for k in range(n)], dtype="str"),
+            "o": np.array([f"w{k % 13}" for k in range(n)], dtype=object),
+            "d": pd.date_range("2020-01-01", periods=n, freq="s", tz="UTC"),
+        }
+    )
+    df.loc[7, "f"] = np.nan
+    df.loc[9, "s"] = None
+    return df
+
+
+class _Stream:
+    """A producer of the Arrow PyCapsule stream interface (as duckdb's results are)."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def __arrow_c_stream__(self, requested_schema=None):
+        return self.table.__arrow_c_stream__(requested_schema)
+
+
+def _tall_objects():
+    """Factories of tall frames and tables (a fresh object per call: a reader is one-shot)."""
+    pd = pytest.importorskip("pandas")
+    df = _tall_frame(pd)
+    objects = {"pandas": lambda: df}
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return objects
+    table = pa.Table.from_pandas(df.drop(columns=["o"]), preserve_index=False)
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=50_000))
+    objects["arrow table"] = lambda: table
+    objects["arrow table, 3 batches"] = lambda: chunked
+    objects["arrow stream"] = lambda: _Stream(chunked)  # read batch by batch
+    try:
+        import polars as pl
+    except ImportError:
+        return objects
+    frame = pl.from_arrow(table)
+    objects["polars"] = lambda: frame
+    return objects
+
+
+def test_tall_frames_hash_the_same_on_any_number_of_core_threads():
+    objects = _tall_objects()
+    for name, make in objects.items():
+        digests = {}
+        for limit in (1, 2, 3, 8):
+            with joblite.thread_limits(limit):
+                digests[limit] = joblite.hash(make())
+        assert len(set(digests.values())) == 1, (name, digests)
+    if "arrow stream" in objects:  # chunking is not content, threads or not
+        with joblite.thread_limits(2):
+            assert joblite.hash(objects["arrow table"]()) == joblite.hash(
+                objects["arrow table, 3 batches"]()
+            )
+
+
+def test_tall_frames_with_columns_swapped_moved_or_renamed_differ():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(6)
+    x, y, z = (rng.standard_normal(TALL) for _ in range(3))
+    base = pd.DataFrame({"a": x, "b": y, "c": z})
+    variants = {
+        "base": base,
+        "values swapped": pd.DataFrame({"a": y, "b": x, "c": z}),
+        "columns moved": base[["b", "a", "c"]],
+        "names swapped": base.rename(columns={"a": "b", "b": "a"}),
+        "last moved first": base[["c", "a", "b"]],
+    }
+    frames = [("pandas", variants)]
+    try:
+        import polars as pl
+        import pyarrow as pa
+    except ImportError:
+        pass
+    else:
+        tables = {k: pa.Table.from_pandas(v, preserve_index=False) for k, v in variants.items()}
+        frames.append(("arrow", tables))
+        frames.append(("polars", {k: pl.from_arrow(v) for k, v in tables.items()}))
+    with joblite.thread_limits(2):
+        for family, found in frames:
+            digests = {name: joblite.hash(obj) for name, obj in found.items()}
+            assert len(set(digests.values())) == len(digests), (family, digests)
+
+
+def test_a_tall_frame_inside_a_tall_frame_column():
+    # the inner frame is hashed on a column thread: its columns run one after another there
+    pd = pytest.importorskip("pandas")
+    inner = pd.DataFrame({"x": np.arange(TALL), "y": np.arange(TALL) * 0.5})
+    cells = np.zeros(TALL, dtype=object)
+    cells[3] = inner
+    outer = pd.DataFrame({"i": np.arange(TALL), "frames": cells})
+    with joblite.thread_limits(1):
+        serial = joblite.hash(outer)
+    with joblite.thread_limits(2):
+        assert joblite.hash(outer) == serial
+        inner.loc[5, "y"] = -1.0
+        assert joblite.hash(outer) != serial
+
+
+def test_the_first_column_that_cannot_be_hashed_is_named_in_a_tall_frame():
+    pd = pytest.importorskip("pandas")
+    locks = np.empty(TALL, dtype=object)
+    locks[:] = [threading.Lock() for _ in range(TALL)]
+    df = pd.DataFrame({"ok": np.arange(TALL), "bad1": locks, "fine": np.ones(TALL), "bad2": locks})
+    for _ in range(3):
+        with joblite.thread_limits(2), pytest.raises(UnhashableError) as info:
+            joblite.hash({"df": df})
+        assert info.value.path.startswith("['df']['bad1']")
+
+
+def _hash_in_child(queue):
+    pd = __import__("pandas")
+    queue.put(joblite.hash(_tall_frame(pd)))
+
+
+def test_tall_frames_hash_in_a_forked_child_after_the_parent_did():
+    pd = pytest.importorskip("pandas")
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    with joblite.thread_limits(2):
+        expected = joblite.hash(_tall_frame(pd))  # the parent's column threads are running
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_hash_in_child, args=(queue,))
+        child.start()
+        try:
+            assert queue.get(timeout=120) == expected
+        finally:
+            child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
+    assert child.exitcode == 0
+
+
 # --------------------------------------------------------------------------- the registry
 
 

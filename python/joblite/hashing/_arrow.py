@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import _core
 from ..exceptions import UnhashableError
+from ._parallel import map_ordered
 
 __all__ = [
     "arrow_content",
@@ -210,12 +211,26 @@ def _table(schema: Any, batches: Any, dictionaries: dict | None = None) -> tuple
     """Content of a table; ``dictionaries`` maps a column's position to the dictionary its
     batches' integer arrays index (a dictionary column given as codes and values)."""
     columns = [_ColumnStreams() for _ in schema]
-    for batch in batches:
-        for i, (column, array) in enumerate(zip(columns, batch.columns)):
+
+    def feed(i: int, arrays: Any) -> None:
+        column = columns[i]
+        for array in arrays:
             if dictionaries and i in dictionaries:
                 column.feed_codes(array, dictionaries[i])
             else:
                 column.feed(array)
+
+    # Each column has streams of its own: a tall table's columns are fed on the core threads
+    # at once (a list of batches column by column, a stream batch by batch), and the digests
+    # are the same as one after another.
+    if isinstance(batches, list):
+        rows = sum(len(batch) for batch in batches)
+        items = [(i, [batch.column(i) for batch in batches]) for i in range(len(columns))]
+        map_ordered(lambda item: feed(*item), items, rows)
+    else:
+        for batch in batches:
+            items = [(i, [array]) for i, array in enumerate(batch.columns)]
+            map_ordered(lambda item: feed(*item), items, len(batch))
     metadata = dict(schema.metadata) if schema.metadata else None
     return (
         "table",

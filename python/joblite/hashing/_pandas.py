@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import _core
 from ..exceptions import UnhashableError
+from ._parallel import map_ordered
 from ._registry import slot_state
 
 __all__ = ["dataframe_content", "index_content", "register", "series_content", "values_content"]
@@ -157,13 +158,18 @@ def series_content(series: Any) -> tuple:
 
 def dataframe_content(frame: Any) -> tuple:
     """Content of a DataFrame: columns (labels in order), index, each column, attrs."""
-    columns = []
-    for position, (label, column) in enumerate(frame.items()):
+    unique = frame.columns.is_unique
+
+    def digest(item: tuple[int, tuple[Any, Any]]) -> str:
+        position, (label, column) = item
         try:
-            columns.append(_core.hash(_values(column.array)))
+            return _core.hash(_values(column.array))
         except UnhashableError as exc:
-            where = repr(label) if frame.columns.is_unique else f"{label!r}, at {position}"
+            where = repr(label) if unique else f"{label!r}, at {position}"
             raise exc._under(f"[{where}]") from exc.__cause__
+
+    # each column into a digest of its own, on the core threads at once for a tall frame
+    columns = map_ordered(digest, enumerate(frame.items()), len(frame))
     return (
         index_content(frame.columns),
         index_content(frame.index),
