@@ -130,6 +130,35 @@ struct DtypeInfo {
     hasobject: bool,
 }
 
+/// Hashes object addresses for the walk's maps: a multiply and a rotation (addresses are
+/// distinct and aligned, so no flooding defence is needed; SipHash cost more than the walk).
+#[derive(Default, Clone, Copy)]
+struct ByAddress;
+
+impl std::hash::BuildHasher for ByAddress {
+    type Hasher = AddressHasher;
+    fn build_hasher(&self) -> AddressHasher {
+        AddressHasher(0)
+    }
+}
+
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+
 /// A dict item (key, value) or a set member (key, None).
 type Pair<'py> = (Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
 
@@ -139,12 +168,12 @@ struct Walker<'py> {
     /// dtype address -> info; dtypes of builtin types are singletons, so this stays tiny.
     dtypes: Vec<(usize, DtypeInfo)>,
     /// Mutable containers and reduced objects currently being walked -> their position.
-    on_stack: HashMap<usize, usize>,
+    on_stack: HashMap<usize, usize, ByAddress>,
     /// Mutable containers, arrays and reduced objects met so far in this scope -> the order
     /// they were first met in, with the object kept alive so its address cannot be reused:
     /// an object met again is written as a reference to its first meeting, so `[a, a]` and
     /// `[a, copy(a)]` differ (a function that mutates one and reads the other sees it).
-    seen: HashMap<usize, (usize, Bound<'py, PyAny>)>,
+    seen: HashMap<usize, (usize, Bound<'py, PyAny>), ByAddress>,
     depth: usize,
     /// Where an error happened, innermost segment first (filled while unwinding).
     path: Vec<String>,
@@ -446,6 +475,15 @@ impl<'py> Walker<'py> {
     /// Writes a reference to the first meeting of `obj` and returns true when it was met
     /// before in this scope; otherwise notes it and returns false.
     fn met_again(&mut self, obj: &Bound<'py, PyAny>, enc: &mut Encoder) -> bool {
+        // SAFETY: `obj` is a live object (the Bound holds a strong reference) and the GIL is
+        // held (`Bound<'py, _>`), so reading its reference count reads initialised memory.
+        let references = unsafe { ffi::Py_REFCNT(obj.as_ptr()) };
+        if references <= 2 {
+            // Held only by where the walk found it and by the walk itself (a list's item
+            // referenced nowhere else): it cannot be met again, so it is not noted, and a
+            // list of a million small lists builds no map.
+            return false;
+        }
         let key = obj.as_ptr() as usize;
         if let Some((order, _)) = self.seen.get(&key) {
             enc.tag(tag::SHARED);
@@ -479,7 +517,9 @@ impl<'py> Walker<'py> {
         enc: &mut Encoder,
     ) -> PyResult<()> {
         enc.len(pairs.len());
-        let mut keyed: Vec<([u8; 32], usize)> = Vec::with_capacity(pairs.len());
+        // (digest as two big-endian u128, position): integer order is byte order, much
+        // faster to sort than 32-byte arrays; the position breaks ties in iteration order
+        let mut keyed: Vec<(u128, u128, usize)> = Vec::with_capacity(pairs.len());
         let mut sub = self
             .spare
             .pop()
@@ -490,12 +530,19 @@ impl<'py> Walker<'py> {
                 self.path.push(Self::shown_key(key));
                 return Err(err);
             }
-            keyed.push((sub.finish_reset(), i));
+            let d = sub.finish_reset();
+            let (hi, lo) = d.split_at(16);
+            keyed.push((
+                u128::from_be_bytes(hi.try_into().unwrap_or_default()),
+                u128::from_be_bytes(lo.try_into().unwrap_or_default()),
+                i,
+            ));
         }
         self.spare.push(sub);
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        for (digest, i) in &keyed {
-            enc.raw(digest);
+        keyed.sort_unstable();
+        for (hi, lo, i) in &keyed {
+            enc.raw(&hi.to_be_bytes());
+            enc.raw(&lo.to_be_bytes());
             let (key, value) = &pairs[*i];
             self.walk(value, enc)
                 .inspect_err(|_| self.path.push(Self::shown_key(key)))?;
@@ -1165,8 +1212,8 @@ fn hash(
         py,
         numpy: numpy_types(py)?,
         dtypes: Vec::new(),
-        on_stack: HashMap::new(),
-        seen: HashMap::new(),
+        on_stack: HashMap::default(),
+        seen: HashMap::default(),
         depth: 0,
         path: Vec::new(),
         spare: Vec::new(),
