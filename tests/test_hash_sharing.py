@@ -9,11 +9,10 @@ import subprocess
 import sys
 import textwrap
 
+import joblite
 import numpy as np
 import pandas as pd
 import pytest
-
-import joblite
 from joblite import Memory
 
 
