@@ -280,6 +280,7 @@ def test_encoding_matches_the_documented_byte_stream():
     # a dict: its size, then per item (in the order of the keys' digests) the blake3 digest of
     # the key's own stream (no version prefix) and the value in place
     import blake3  # a dev requirement
+
     key = blake3.blake3(b"s" + u64(1) + b"k").digest()
     stream = b"joblite-hash-v6\x00d" + u64(1) + key + b"i" + u64(1)
     assert jhash({"k": 1}, hash_name="md5") == hashlib.md5(stream).hexdigest()
