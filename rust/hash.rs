@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 /// Version tag of the encoding. It is the first thing every digest covers, so changing the walk
 /// (and this tag with it) can never produce a stale cache hit. Documented in `docs/hash.md`.
-pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v5\0";
+pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v6\0";
 
 /// Buffers at least this large are hashed with blake3's multi-threaded mode.
 pub const PARALLEL_THRESHOLD: usize = 1 << 20;
@@ -107,6 +107,8 @@ pub mod tag {
     pub const FUNCTION: u8 = b'L';
     pub const REDUCE: u8 = b'R';
     pub const BACKREF: u8 = b'@';
+    /// An object met before in the walk (not a cycle): the order of its first meeting.
+    pub const SHARED: u8 = b'=';
     pub const ITEMS_ORDERED: u8 = b'o';
     pub const ITEMS_UNORDERED: u8 = b'u';
     pub const ABSENT: u8 = b'_';

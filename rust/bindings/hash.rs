@@ -130,6 +130,37 @@ struct DtypeInfo {
     hasobject: bool,
 }
 
+/// Hashes object addresses for the walk's maps: a multiply and a rotation (addresses are
+/// distinct and aligned, so no flooding defence is needed; SipHash cost more than the walk).
+#[derive(Default, Clone, Copy)]
+struct ByAddress;
+
+impl std::hash::BuildHasher for ByAddress {
+    type Hasher = AddressHasher;
+    fn build_hasher(&self) -> AddressHasher {
+        AddressHasher(0)
+    }
+}
+
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+}
+
 /// A dict item (key, value) or a set member (key, None).
 type Pair<'py> = (Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
 
@@ -139,7 +170,12 @@ struct Walker<'py> {
     /// dtype address -> info; dtypes of builtin types are singletons, so this stays tiny.
     dtypes: Vec<(usize, DtypeInfo)>,
     /// Mutable containers and reduced objects currently being walked -> their position.
-    on_stack: HashMap<usize, usize>,
+    on_stack: HashMap<usize, usize, ByAddress>,
+    /// Mutable containers, arrays and reduced objects met so far in this scope -> the order
+    /// they were first met in, with the object kept alive so its address cannot be reused:
+    /// an object met again is written as a reference to its first meeting, so `[a, a]` and
+    /// `[a, copy(a)]` differ (a function that mutates one and reads the other sees it).
+    seen: HashMap<usize, (usize, Bound<'py, PyAny>), ByAddress>,
     depth: usize,
     /// Where an error happened, innermost segment first (filled while unwinding).
     path: Vec<String>,
@@ -239,8 +275,8 @@ impl<'py> Walker<'py> {
         if let Ok(d) = obj.cast_exact::<PyDict>() {
             return self.tracked(obj, enc, |w, enc| {
                 enc.tag(tag::DICT);
-                let pairs: Vec<Pair<'py>> = d.iter().map(|(k, v)| (k, Some(v))).collect();
-                w.unordered_pairs(&pairs, enc)
+                let pairs: Vec<_> = d.iter().collect();
+                w.mapping_pairs(&pairs, enc)
             });
         }
         if obj.is_none() {
@@ -269,14 +305,17 @@ impl<'py> Walker<'py> {
         if let Ok(s) = obj.cast_exact::<PySet>() {
             enc.tag(tag::SET);
             let members: Vec<Pair<'py>> = s.iter().map(|k| (k, None)).collect();
-            return self.unordered_pairs(&members, enc);
+            return self.own_scope(|w| w.unordered_pairs(&members, enc));
         }
         if let Ok(s) = obj.cast_exact::<PyFrozenSet>() {
             enc.tag(tag::FROZENSET);
             let members: Vec<Pair<'py>> = s.iter().map(|k| (k, None)).collect();
-            return self.unordered_pairs(&members, enc);
+            return self.own_scope(|w| w.unordered_pairs(&members, enc));
         }
         if let Ok(b) = obj.cast_exact::<PyByteArray>() {
+            if self.met_again(obj, enc) {
+                return Ok(());
+            }
             enc.tag(tag::BYTEARRAY);
             enc.bytes(&b.to_vec());
             return Ok(());
@@ -290,6 +329,9 @@ impl<'py> Walker<'py> {
         if let Some(np) = self.numpy {
             let ty = obj.get_type();
             if ty.is(np.ndarray.bind(py)) || ty.is(np.memmap.bind(py)) {
+                if self.met_again(obj, enc) {
+                    return Ok(());
+                }
                 return self.array(obj, enc);
             }
             if obj.is_instance(np.generic.bind(py))? {
@@ -404,7 +446,8 @@ impl<'py> Walker<'py> {
             self.class_by_value(&ty, module, qualname, true, enc)?;
         }
         let content = handler.call1((obj,))?;
-        self.walk(&content, enc)
+        // how a handler's content shares objects is how it was built, not what it holds
+        self.own_scope(|w| w.walk(&content, enc))
     }
 
     /// Walks a mutable container or reduced object, writing a back-reference instead when it
@@ -421,11 +464,98 @@ impl<'py> Walker<'py> {
             enc.len(position);
             return Ok(());
         }
+        if self.met_again(obj, enc) {
+            return Ok(());
+        }
         let position = self.on_stack.len();
         self.on_stack.insert(key, position);
         let result = body(self, enc);
         self.on_stack.remove(&key);
         result
+    }
+
+    /// Writes a reference to the first meeting of `obj` and returns true when it was met
+    /// before in this scope; otherwise notes it and returns false.
+    fn met_again(&mut self, obj: &Bound<'py, PyAny>, enc: &mut Encoder) -> bool {
+        // SAFETY: `obj` is a live object (the Bound holds a strong reference) and the GIL is
+        // held (`Bound<'py, _>`), so reading its reference count reads initialised memory.
+        let references = unsafe { ffi::Py_REFCNT(obj.as_ptr()) };
+        if references <= 2 {
+            // Held only by where the walk found it and by the walk itself (a list's item
+            // referenced nowhere else): it cannot be met again, so it is not noted, and a
+            // list of a million small lists builds no map.
+            return false;
+        }
+        let key = obj.as_ptr() as usize;
+        if let Some((order, _)) = self.seen.get(&key) {
+            enc.tag(tag::SHARED);
+            enc.len(*order);
+            return true;
+        }
+        let order = self.seen.len();
+        self.seen.insert(key, (order, obj.clone()));
+        false
+    }
+
+    /// Runs `body` in a scope of its own for shared objects: what it meets is neither
+    /// referred to the objects met outside nor referred to from them. For walks whose order
+    /// is not the object's (set members, dict keys) and for content that is not the user's
+    /// objects (a handler's content, a class's namespace, whose digest is kept per class).
+    fn own_scope<T>(&mut self, body: impl FnOnce(&mut Self) -> T) -> T {
+        let outer = std::mem::take(&mut self.seen);
+        let result = body(self);
+        self.seen = outer;
+        result
+    }
+
+    /// The items of a mapping: a count, then per item in the order of the keys' digests
+    /// (iteration order for keys of equal content) the key's digest and the value walked in
+    /// place. Keys are hashed in a scope of their own (they are hashable, so their sharing
+    /// says nothing); values share the mapping's scope, so an object met under two keys, or
+    /// under a key and elsewhere, is written as one object, whatever the insertion order.
+    fn mapping_pairs(
+        &mut self,
+        pairs: &[(Bound<'py, PyAny>, Bound<'py, PyAny>)],
+        enc: &mut Encoder,
+    ) -> PyResult<()> {
+        enc.len(pairs.len());
+        // (digest as two big-endian u128, position): integer order is byte order, much
+        // faster to sort than 32-byte arrays; the position breaks ties in iteration order
+        let mut keyed: Vec<(u128, u128, usize)> = Vec::with_capacity(pairs.len());
+        let mut sub = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Encoder::bare(Algorithm::Blake3));
+        for (i, (key, _)) in pairs.iter().enumerate() {
+            if let Err(err) = self.own_scope(|w| w.walk(key, &mut sub)) {
+                self.spare.push(sub);
+                self.path.push(Self::shown_key(key));
+                return Err(err);
+            }
+            let d = sub.finish_reset();
+            let (hi, lo) = d.split_at(16);
+            keyed.push((
+                u128::from_be_bytes(hi.try_into().unwrap_or_default()),
+                u128::from_be_bytes(lo.try_into().unwrap_or_default()),
+                i,
+            ));
+        }
+        self.spare.push(sub);
+        keyed.sort_unstable();
+        for (hi, lo, i) in &keyed {
+            enc.raw(&hi.to_be_bytes());
+            enc.raw(&lo.to_be_bytes());
+            let (key, value) = &pairs[*i];
+            self.walk(value, enc)
+                .inspect_err(|_| self.path.push(Self::shown_key(key)))?;
+        }
+        Ok(())
+    }
+
+    fn shown_key(key: &Bound<'py, PyAny>) -> String {
+        let shown = key.repr().map(|r| r.to_string()).unwrap_or_default();
+        let shown: String = shown.chars().take(40).collect();
+        format!("[{shown}]")
     }
 
     /// Writes a count, then the sorted digests of each (key, value) pair or member, so the
@@ -685,7 +815,7 @@ impl<'py> Walker<'py> {
         let outer_stack = std::mem::take(&mut self.on_stack);
         let outer_escape = std::mem::replace(&mut self.class_escape, usize::MAX);
         self.class_stack.push(key);
-        let walked = self.walk(&content, &mut sub);
+        let walked = self.own_scope(|w| w.walk(&content, &mut sub));
         self.class_stack.pop();
         self.on_stack = outer_stack;
         let escape = std::mem::replace(&mut self.class_escape, outer_escape);
@@ -951,14 +1081,11 @@ impl<'py> Walker<'py> {
             Ok(())
         } else {
             enc.tag(tag::ITEMS_UNORDERED);
-            let pairs: Vec<Pair<'py>> = items
+            let pairs: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> = items
                 .iter()
-                .map(|kv| {
-                    let (k, v): (Bound<'py, PyAny>, Bound<'py, PyAny>) = kv.extract()?;
-                    Ok((k, Some(v)))
-                })
+                .map(|kv| kv.extract())
                 .collect::<PyResult<_>>()?;
-            self.unordered_pairs(&pairs, enc)
+            self.mapping_pairs(&pairs, enc)
         }
     }
 }
@@ -1087,7 +1214,8 @@ fn hash(
         py,
         numpy: numpy_types(py)?,
         dtypes: Vec::new(),
-        on_stack: HashMap::new(),
+        on_stack: HashMap::default(),
+        seen: HashMap::default(),
         depth: 0,
         path: Vec::new(),
         spare: Vec::new(),

@@ -23,6 +23,9 @@ __all__ = ["ArgumentError", "CallBinder", "ValueDigest", "format_signature", "in
 
 #: argument types keyed inline (hashing them on their own would cost more than it saves)
 _INLINE = frozenset({int, float, str, bytes, bool, type(None)})
+#: argument types whose identity is never part of a key (see CallBinder._shared)
+_IMMUTABLE = _INLINE | {complex, tuple, frozenset, range, slice, type(Ellipsis)}
+_NAMED = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType)
 #: a tuple or list of at most this many such values is keyed inline too
 _INLINE_ITEMS = 16
 
@@ -218,6 +221,9 @@ class CallBinder:
         keyed: tuple = (self.names, keyed_values, code_digest)
         if self.closure_digest is not None:
             keyed = (*keyed, self.closure_digest)
+        shared = self._shared(values)
+        if shared:
+            keyed = (*keyed, ("shared arguments", shared))
         try:
             digest = _core.hash(keyed, "blake3", coerce_mmap)
         except TypeError as exc:  # only plain values are left: cannot happen, but say so
@@ -225,6 +231,30 @@ class CallBinder:
                 f"PicklingError while hashing: {_strip_prefix(str(exc))}"
             ) from exc
         return digest[-32:], keyed_values
+
+    def _shared(self, values: tuple) -> tuple:
+        """``(later, first)`` positions of mutable arguments passed more than once (the same
+        object, counting the items of ``*args`` and ``**kwargs``): ``f(a, a)`` and
+        ``f(a, copy(a))`` are different calls to a function that mutates one and reads the
+        other, as joblib's key tells them apart. Immutable values, functions, classes and
+        modules are left out (passing one twice changes nothing)."""
+        flat: list = []
+        for name, value in zip(self.names, values):
+            if name.startswith("**"):
+                flat.extend(v for _, v in value)
+            elif name.startswith("*"):
+                flat.extend(value)
+            else:
+                flat.append(value)
+        first: dict[int, int] = {}
+        shared = []
+        for position, value in enumerate(flat):
+            if type(value) in _IMMUTABLE or isinstance(value, _NAMED):
+                continue
+            seen = first.setdefault(id(value), position)
+            if seen != position:
+                shared.append((position, seen))
+        return tuple(shared)
 
     def _keyed_values(self, values: tuple, coerce_mmap: bool) -> tuple:
         out = []

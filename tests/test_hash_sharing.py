@@ -1,0 +1,178 @@
+"""Shared objects are content: a cached function that mutates one part of its input and reads
+another returns different results for ``[a, a]`` and ``[a, copy(a)]``, so they never share a
+key (the wrong answer of joblite-hash-v5). Equal structures built differently still hit."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import textwrap
+
+import joblite
+import numpy as np
+import pandas as pd
+import pytest
+from joblite import Memory
+
+
+@pytest.fixture
+def memory(tmp_path):
+    return Memory(tmp_path / "cache", verbose=0)
+
+
+def _mutate_first_read_second(pair):
+    pair[0].append(1)
+    return len(pair[1])
+
+
+def test_a_list_holding_one_list_twice_never_gets_the_result_of_two_lists(memory):
+    f = memory.cache(_mutate_first_read_second)
+    a = []
+    assert f([a, a]) == 1
+    assert f([[], []]) == 0  # was 1: the first call's result
+    b = []
+    assert f([b, b]) == 1  # same sharing, equal content: a hit, and the right value
+
+
+def _mutate_x_read_y(d):
+    d["x"].append(1)
+    return len(d["y"])
+
+
+def test_a_dict_holding_one_list_under_two_keys(memory):
+    f = memory.cache(_mutate_x_read_y)
+    a = []
+    assert f({"x": a, "y": a}) == 1
+    assert f({"x": [], "y": []}) == 0
+    b = []
+    assert f({"y": b, "x": b}) == 1  # insertion order is not content
+
+
+class Holder:
+    def __init__(self, first, second):
+        self.first = first
+        self.second = second
+
+
+def _mutate_attribute(h):
+    h.first[0] = 99
+    return int(h.second[0])
+
+
+def test_an_object_whose_two_attributes_are_one_array(memory):
+    f = memory.cache(_mutate_attribute)
+    x = np.zeros(3)
+    assert f(Holder(x, x)) == 99
+    y = np.zeros(3)
+    assert f(Holder(y, y.copy())) == 0
+
+
+def _mutate_arrays(arrays):
+    arrays[0][0] = 7
+    return int(arrays[1][0])
+
+
+def test_a_list_holding_one_array_twice(memory):
+    f = memory.cache(_mutate_arrays)
+    x = np.zeros(4, dtype=np.int64)
+    assert f([x, x]) == 7
+    assert f([np.zeros(4, dtype=np.int64), np.zeros(4, dtype=np.int64)]) == 0
+
+
+def _mutate_arg_read_other(u, v):
+    u.append(1)
+    return len(v)
+
+
+def _star(*args, **kwargs):
+    args[0].append(1)
+    return len(kwargs["k"])
+
+
+def test_one_mutable_object_passed_as_two_arguments(memory):
+    f = memory.cache(_mutate_arg_read_other)
+    a = []
+    assert f(a, a) == 1
+    assert f([], []) == 0
+    b = []
+    assert f(b, v=b) == 1  # keyword or positional: the same call
+    g = memory.cache(_star)
+    c = []
+    assert g(c, k=c) == 1
+    assert g([], k=[]) == 0
+
+
+def _count(u, v):
+    _count.calls += 1
+    return (u, v)
+
+
+_count.calls = 0
+
+
+def test_immutable_values_passed_twice_still_hit(memory):
+    f = memory.cache(_count)
+    t = (1, 2)
+    f(t, t)
+    f((1, 2), (1, 2))
+    f("s", "s")
+    f("s", "".join(["s"]))
+    assert _count.calls == 2
+
+
+def test_sharing_is_part_of_the_digest_and_only_sharing():
+    a, b = [1], [1]
+    assert joblite.hash([a, a]) != joblite.hash([a, b])
+    assert joblite.hash([a, b]) == joblite.hash([[1], [1]])
+    assert joblite.hash([a, a]) == joblite.hash([b, b])
+    x = np.arange(5)
+    assert joblite.hash((x, x)) != joblite.hash((x, x.copy()))
+    assert joblite.hash({"p": a, "q": a, "r": b}) == joblite.hash({"r": [1], "q": b, "p": b})
+    # a cycle is still a cycle, and equal cycles hit
+    c = []
+    c.append(c)
+    d = []
+    d.append(d)
+    assert joblite.hash(c) == joblite.hash(d)
+
+
+def test_how_a_frame_was_built_is_not_sharing():
+    cats = pd.CategoricalDtype(["a", "b", "c"])
+    shared = pd.DataFrame(
+        {"p": pd.Series(list("abc"), dtype=cats), "q": pd.Series(list("cab"), dtype=cats)}
+    )
+    separate = pd.DataFrame(
+        {
+            "p": pd.Series(list("abc"), dtype=pd.CategoricalDtype(["a", "b", "c"])),
+            "q": pd.Series(list("cab"), dtype=pd.CategoricalDtype(["a", "b", "c"])),
+        }
+    )
+    assert joblite.hash(shared) == joblite.hash(separate)
+    assert joblite.hash(shared) == joblite.hash(copy.deepcopy(shared))
+    # but the same frame twice is sharing, as for any object
+    assert joblite.hash([shared, shared]) != joblite.hash([shared, separate])
+    assert joblite.hash([shared, shared]) == joblite.hash([separate, separate])
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import joblite, numpy as np
+    a = [1, {"k": np.arange(3)}]
+    print(joblite.hash({"x": a, "y": a, "z": [a, [1]]}))
+    """
+)
+
+
+def test_shared_digests_are_stable_across_processes():
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", SCRIPT],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in (0, 1, 12345)
+    }
+    assert len(outs) == 1
