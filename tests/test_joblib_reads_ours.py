@@ -357,3 +357,121 @@ def test_mmap_of_a_compressed_file_warns_like_joblib(tmp_path):
     assert np.array_equal(got["a"], np.arange(1000))
     with pytest.warns(UserWarning, match="In memory persistence"):
         joblite.load(io.BytesIO(path.read_bytes()), mmap_mode="r")
+
+
+def odd_objects() -> dict:
+    """Arrays and containers whose layout differs from a plain float array: every one is
+    placed in the file differently (in band, out of band, as uint8 bytes, shared)."""
+    rng = np.random.default_rng(3)
+    shared = np.arange(300.0)
+    return {
+        "dtypes": [
+            (rng.random(50) * 100).astype(t)
+            for t in ("?", "i1", "u2", "i8", "u8", "f2", "f4", "g", "c8", "c16", "G")
+        ],
+        "text": [
+            np.array(["a", "é€😀", ""], dtype="U4"),
+            np.array([b"a", b"\x00\xff"], dtype="S3"),
+        ],
+        "void": np.frombuffer(bytes(range(48)), dtype="V6"),
+        "object_2d": np.array([[1, "x"], [None, (2, 3)]], dtype=object),
+        "dt64": np.arange("2020-01-01", "2020-03-01", dtype="datetime64[D]").astype("M8[ns]"),
+        "dt64_nat": np.array(["2020-01-01", "NaT"], dtype="M8[s]"),
+        "td64": np.arange(100).astype("m8[ms]"),
+        "dt64_fortran": np.asfortranarray(np.arange(60).astype("M8[h]").reshape(6, 10)),
+        "dt64_strided": np.arange(100).astype("M8[s]")[::3],
+        "dt64_zero_d": np.array(np.datetime64("2020-01-01", "ns")),
+        "dt64_empty": np.zeros((0, 2), dtype="M8[ns]"),
+        "structured": np.array(
+            [(1, 2.5, b"ab"), (3, -1.0, b"c")], dtype=[("i", "<i4"), ("f", ">f8"), ("s", "S2")]
+        ),
+        "structured_nested": np.ones(
+            5, dtype=[("a", [("x", "i2"), ("y", "f4", (2,))]), ("b", "u1")]
+        ),
+        "structured_object": np.array([(1, "x"), (2, None)], dtype=[("i", "i8"), ("o", "O")]),
+        "big_endian": [np.arange(10, dtype=">i4"), (np.arange(4) + 1j).astype(">c16")],
+        "zero_d": [np.array(3.5), np.array("x", dtype=object)],
+        "empty": [np.zeros((0, 3)), np.zeros(0, dtype=object)],
+        "layouts": [
+            np.asfortranarray(rng.random((6, 7))),
+            np.arange(24.0).reshape(2, 3, 4).transpose(1, 2, 0),
+            np.arange(50)[::-1],
+        ],
+        "masked": np.ma.masked_array(np.arange(5.0), mask=[0, 1, 0, 1, 0]),
+        "shared": [shared, shared, {"view": shared[10:20]}],
+        "scalars": [np.float32(1.5), np.int64(7), np.bool_(True), np.datetime64("2020-01-01")],
+        "many_small": [np.arange(i) for i in range(100)],
+    }
+
+
+def same_strict(a, b) -> bool:
+    """Equal values, dtypes (byte order aside: joblib 1.4+ gives native order for its own
+    files), shapes and, for masked arrays, masks."""
+    if isinstance(a, np.ma.MaskedArray):
+        return (
+            isinstance(b, np.ma.MaskedArray)
+            and np.array_equal(a.mask, b.mask)
+            and same_strict(a.data, b.data)
+        )
+    if isinstance(a, np.ndarray):
+        if not isinstance(b, np.ndarray) or a.shape != b.shape:
+            return False
+        if a.dtype.newbyteorder("=") != b.dtype.newbyteorder("=") and a.dtype != b.dtype:
+            return False
+        if a.dtype.hasobject:
+            return repr(a.tolist()) == repr(b.tolist())
+        if a.dtype.kind in "fc":
+            return np.array_equal(a, b, equal_nan=True)
+        if a.dtype == b.dtype:  # void, structured (packed: no padding bytes), datetime
+            return np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+        return bool(np.array_equal(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_strict(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same_strict, a, b))
+    return type(a) is type(b) and bool(a == b)
+
+
+ODD_CODECS = [0, 3, ("zlib", 9), "gzip", "bz2", "lzma", "xz", "lz4"]
+
+
+@pytest.mark.parametrize("compress", ODD_CODECS, ids=str)
+def test_joblib_loads_odd_dtypes_and_layouts(tmp_path, compress):
+    data = odd_objects()
+    path = tmp_path / "odd.pkl"
+    joblite.dump(data, path, compress=compress)
+    got = _joblib_load(path)
+    for key in data:
+        assert same_strict(data[key], got[key]), key
+    assert same_strict(data, joblite.load(path))
+    if compress == 0:
+        mapped = _joblib_load(path, mmap_mode="r")
+        for key in data:
+            assert same_strict(data[key], mapped[key]), key
+
+
+def test_joblib_loads_pandas_and_fitted_estimators(tmp_path):
+    pd = pytest.importorskip("pandas")
+    datasets = pytest.importorskip("sklearn.datasets")
+    ensemble = pytest.importorskip("sklearn.ensemble")
+    text = pytest.importorskip("sklearn.feature_extraction.text")
+
+    frame = pd.DataFrame(
+        {
+            "i": np.arange(20),
+            "s": [f"s{i}" for i in range(20)],
+            "c": pd.Categorical(["a", "b"] * 10),
+            "tz": pd.date_range("2020-01-01", periods=20, freq="D", tz="Europe/Paris"),
+            "n": pd.array([1, None] * 10, dtype="Int64"),
+        }
+    )
+    X, y = datasets.make_classification(n_samples=100, n_features=6, random_state=0)
+    forest = ensemble.RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    tfidf = text.TfidfVectorizer().fit(["a b c", "the cat sat"])
+    for compress in (0, 3, "lz4"):
+        path = tmp_path / f"m{compress}.pkl"
+        joblite.dump({"frame": frame, "forest": forest, "tfidf": tfidf}, path, compress=compress)
+        got = _joblib_load(path, mmap_mode="r" if compress == 0 else None)
+        pd.testing.assert_frame_equal(got["frame"], frame)
+        assert np.array_equal(got["forest"].predict_proba(X), forest.predict_proba(X))
+        assert (got["tfidf"].transform(["a cat"]) != tfidf.transform(["a cat"])).nnz == 0

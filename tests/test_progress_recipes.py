@@ -134,3 +134,37 @@ def test_recipes_under_the_alias_behave_as_in_joblib(backend):
         outputs[which] = proc.stdout.split()
     assert outputs["joblib"] == ["joblib", "True", "12", "12"]
     assert outputs["alias"] == ["joblite.alias.joblib", "True", "12", "12"]
+
+
+def _completion_trace(parallel_class, delayed_fn, backend, n_jobs, as_generator):
+    """joblib's documented tqdm recipe (``examples/parallel/parallel_with_tqdm.py``):
+    ``print_progress`` overridden, reading ``n_completed_tasks`` and ``_is_completed()``."""
+
+    class Tracing(parallel_class):
+        def print_progress(self):
+            self.trace.append((self.n_completed_tasks, self._is_completed()))
+
+    parallel = Tracing(n_jobs=n_jobs, backend=backend, batch_size=1)
+    parallel.trace = []
+    tasks = [delayed_fn(abs)(-i) for i in range(7)]
+    out = parallel(iter(tasks) if as_generator else tasks)
+    return out, parallel.trace, parallel._is_completed()
+
+
+@pytest.mark.parametrize("as_generator", [False, True], ids=["list", "generator"])
+@pytest.mark.parametrize("backend,n_jobs", [("sequential", 1), ("threading", 2), ("loky", 2)])
+def test_print_progress_override_sees_completion_like_joblib(backend, n_jobs, as_generator):
+    joblib = pytest.importorskip("joblib")
+    out, trace, after = _completion_trace(Parallel, delayed, backend, n_jobs, as_generator)
+    assert out == list(range(7))
+    # one call per task; the last call (one more, at the end of an input of unknown
+    # length, as joblib's sequential path makes) and only it sees the call completed
+    assert [n for n, _ in trace][:7] == list(range(1, 8))
+    assert trace[-1] == (7, True)
+    assert not any(done for _, done in trace[:-1])
+    assert len(trace) in (7, 8)
+    assert after is True
+    j_out, j_trace, j_after = _completion_trace(
+        joblib.Parallel, joblib.delayed, backend, n_jobs, as_generator
+    )
+    assert (out, [d for _, d in trace][-1], after) == (j_out, [d for _, d in j_trace][-1], j_after)

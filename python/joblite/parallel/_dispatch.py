@@ -156,6 +156,11 @@ class CallListener:
         """A batch of ``size`` tasks, dispatched at ``dispatched_at`` (``time.monotonic()``),
         completed with ``results`` (called when ``CallPlan.print_hook`` is set)."""
 
+    def input_ended(self) -> None:
+        """Every task completed, but the input's end was found only after the last batch's
+        ``print_progress`` (an input of unknown length): one more call, where
+        ``Parallel._is_completed()`` is true (joblib's sequential path makes it too)."""
+
     def ended(self) -> None:
         """The call is over (results all returned, or it failed or was closed)."""
 
@@ -259,6 +264,8 @@ class Dispatcher:
         ready: dict[int, list] = {}
         next_id = next_yield = 0
         exhausted = False
+        # a print_progress call made before the input's end was known (see input_ended)
+        hooked_early = False
         last_progress = time.monotonic()
         primed = True
         started = False
@@ -332,6 +339,7 @@ class Dispatcher:
                     )
                 if self.hook:
                     self.listener.print_progress(size, dispatched_at, results)
+                    hooked_early = self.n_total is None
                 if not ordered:
                     yield results
                     continue
@@ -340,6 +348,8 @@ class Dispatcher:
                     yield ready.pop(next_yield)
                     next_yield += 1
             self.reporter.finished(self.n_completed)
+            if hooked_early:
+                self.listener.input_ended()
         except BaseException as error:
             self._abort(error, [entry[2] for entry in inflight.values()])
             raise
@@ -365,6 +375,7 @@ class Dispatcher:
                 yield from self._sequential_plain()
                 return
             iterator = iter(self.iterable)
+            hooked_early = False  # see input_ended
             while True:
                 tasks = list(itertools.islice(iterator, size))
                 if not tasks:
@@ -397,9 +408,12 @@ class Dispatcher:
                     )
                 if hook:
                     self.listener.print_progress(len(tasks), dispatched_at, results)
+                    hooked_early = self.n_total is None
                 yield results
             self.n_total = self.n_completed
             self.reporter.finished(self.n_completed)
+            if hooked_early:
+                self.listener.input_ended()
         finally:
             self.reporter.close()
 

@@ -309,6 +309,18 @@ class Parallel:
         if call is not None:
             call.reporter.print_progress(self.n_completed_tasks, call.shown_total)
 
+    def _is_completed(self) -> bool:
+        """Whether every task of the current call has completed.
+
+        joblib's private helper, which joblib's documented ``print_progress`` override
+        (``examples/parallel/parallel_with_tqdm.py``) calls to close its progress bar: true
+        once the input is exhausted and all its tasks are done, and after the call.
+        """
+        call = self._call
+        if call is None:
+            return bool(self.n_completed_tasks == self.n_dispatched_tasks)
+        return call.n_total is not None and self.n_completed_tasks >= call.n_total
+
     def _driver_options(self) -> dict[str, Any]:
         return {
             "temp_folder": self.temp_folder,
@@ -484,6 +496,9 @@ class _Listener(CallListener):
             dispatch_timestamp = time.time() - (time.monotonic() - dispatched_at)
             completion(dispatch_timestamp, size, parallel)(done)
         parallel.print_progress()
+
+    def input_ended(self) -> None:
+        self.parallel.print_progress()
 
     def ended(self) -> None:
         self.parallel._running = False
