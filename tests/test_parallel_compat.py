@@ -523,3 +523,18 @@ def test_a_parallel_that_ran_on_processes_pickles(backend):
         copy = pickle.loads(pickle.dumps(managed))
         assert copy(delayed(abs)(-i) for i in range(4)) == list(range(4))
         assert managed(delayed(abs)(-i) for i in range(2)) == [0, 1]
+
+
+@pytest.mark.parametrize("backend", ["threading", "sequential"])
+def test_n_jobs_given_as_a_numeric_string_runs_as_in_joblib(backend):
+    for n_jobs in ("2", "-1", "1"):
+        got = Parallel(n_jobs=n_jobs, backend=backend)(delayed(abs)(-i) for i in range(5))
+        want = joblib.Parallel(n_jobs=n_jobs, backend=backend)(
+            joblib.delayed(abs)(-i) for i in range(5)
+        )
+        assert got == want == [0, 1, 2, 3, 4]
+    for bad in ("x", "1.5", ""):
+        with pytest.raises(ValueError, match="n_jobs could not be converted to int"):
+            Parallel(n_jobs=bad, backend=backend)
+        with pytest.raises(ValueError, match="n_jobs could not be converted to int"):
+            joblib.Parallel(n_jobs=bad, backend=backend)

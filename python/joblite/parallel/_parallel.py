@@ -207,6 +207,13 @@ class Parallel:
         # n_jobs=None means "not given": parallel_config's value applies (joblib #1473)
         self._n_jobs_arg = n_jobs = NONE if n_jobs is None else n_jobs
         n_jobs = pick(n_jobs, "n_jobs")
+        if isinstance(n_jobs, str):
+            # joblib converts with int(): n_jobs="2" (read from an environment variable or a
+            # command line) runs unchanged
+            try:
+                n_jobs = int(n_jobs)
+            except ValueError:
+                raise ValueError(f"n_jobs could not be converted to int: {n_jobs!r}") from None
         if n_jobs is not None and (
             isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Real) or n_jobs == 0
         ):
