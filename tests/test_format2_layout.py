@@ -266,7 +266,7 @@ def test_the_writer_refuses_a_stream_that_disagrees_with_its_buffers():
 def test_a_large_str_gets_the_bytes_the_pickler_gives_it(value, compress):
     from joblite.persistence import format2
 
-    stream, buffers = format2._stream(value)
+    stream, _ = format2._stream(value)
     if len(value) >= MiB and value.isascii():
         assert any(part is value for part in stream)  # the characters, never copied
     f = io.BytesIO()
