@@ -2,8 +2,8 @@
 //! pool while the calling thread writes them, then the header unit with the index.
 
 use std::io::{Seek, SeekFrom, Write};
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::thread::Thread;
 
 use super::chunk::{self, Stored};
@@ -72,33 +72,40 @@ fn write_parts<W: Write>(out: &mut W, parts: &[&[u8]]) -> Result<(), Error> {
     Ok(())
 }
 
+/// How many written chunks may wait for their checksum before the writing thread takes the
+/// oldest one itself (the core thread that should have is not running: a busy machine).
+const LAG: usize = 2;
+
 /// Writes the chunks of an uncompressed dump in order and returns their checksums.
 ///
 /// The calling thread only writes and never waits: one core thread follows it and
 /// checksums each chunk as soon as it is written, while its bytes are still in cache from
 /// the copy into the file (memory is read about once, and no core waits on another's
-/// checksum). With one core thread, or inside a pool, each chunk is checksummed right after
-/// it is written, by the writing thread.
+/// checksum). When that thread falls [`LAG`] chunks behind (it is not getting a core), the
+/// writing thread checksums the oldest waiting chunk itself, and it checksums whatever is
+/// left once everything is written. With one core thread, or inside a pool, each chunk is
+/// checksummed right after it is written, by the writing thread.
 fn write_checksummed<W: Write + Send>(
     out: &mut W,
     chunks: &[Vec<&[u8]>],
 ) -> Result<Vec<u64>, Error> {
-    if chunks.len() < 2
-        || crate::core_threads::limit() < 2
-        || rayon::current_thread_index().is_some()
-    {
-        let mut sums = Vec::with_capacity(chunks.len());
+    let n = chunks.len();
+    if n < 2 || crate::core_threads::limit() < 2 || rayon::current_thread_index().is_some() {
+        let mut sums = Vec::with_capacity(n);
         for parts in chunks {
             write_parts(out, parts)?;
             sums.push(chunk_sum(parts));
         }
         return Ok(sums);
     }
-    // chunks written so far; set when the writer gave up (the follower then stops)
+    let sums: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    // the next chunk to checksum: each side claims a chunk by taking this number
+    let next = AtomicUsize::new(0);
+    // chunks written so far; `stop` is set when the writer gave up (the follower then stops)
     let written = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let follower: OnceLock<Thread> = OnceLock::new();
-    let sums: Mutex<Option<Vec<u64>>> = Mutex::new(None);
+    let sum = |i: usize| sums[i].store(chunk_sum(&chunks[i]), Ordering::Relaxed);
     // the follower publishes its handle, then reads `written`; the writer stores `written`,
     // then reads the handle: with a SeqCst fence on each side, either the follower sees the
     // new count or the writer sees the handle and unparks it, so no wake-up is lost
@@ -108,22 +115,24 @@ fn write_checksummed<W: Write + Send>(
             t.unpark();
         }
     };
-    let res = crate::core_threads::install(|| {
+    crate::core_threads::install(|| {
         rayon::in_place_scope(|s| {
             s.spawn(|_| {
                 let _ = follower.set(std::thread::current());
                 fence(Ordering::SeqCst);
-                let mut mine = Vec::with_capacity(chunks.len());
-                for (i, parts) in chunks.iter().enumerate() {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        return;
+                    }
                     while written.load(Ordering::SeqCst) <= i {
                         if stop.load(Ordering::SeqCst) {
                             return;
                         }
                         std::thread::park();
                     }
-                    mine.push(chunk_sum(parts));
+                    sum(i);
                 }
-                *sums.lock().unwrap_or_else(|p| p.into_inner()) = Some(mine);
             });
             for (i, parts) in chunks.iter().enumerate() {
                 if let Err(e) = write_parts(out, parts) {
@@ -133,14 +142,25 @@ fn write_checksummed<W: Write + Send>(
                 }
                 written.store(i + 1, Ordering::SeqCst);
                 wake();
+                if next.load(Ordering::SeqCst) + LAG <= i + 1 {
+                    let j = next.fetch_add(1, Ordering::SeqCst);
+                    if j < n {
+                        sum(j);
+                    }
+                }
             }
-            Ok(())
+            // everything is written: checksum what the follower has not claimed
+            loop {
+                let j = next.fetch_add(1, Ordering::SeqCst);
+                if j >= n {
+                    return Ok(());
+                }
+                sum(j);
+            }
         })
-    });
-    res?;
-    sums.into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .ok_or_else(|| Error::Invalid("the chunk checksums were not computed".into()))
+    })?;
+    // the scope has ended: every chunk was claimed and its checksum stored
+    Ok(sums.into_iter().map(AtomicU64::into_inner).collect())
 }
 
 /// Writes one dump at `out`'s current position; returns its length in bytes.
