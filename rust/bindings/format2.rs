@@ -53,8 +53,8 @@ impl<'py> StreamPart<'py> {
 ///
 /// Writes the dump of a pickle stream: `stream` is the list of parts the pickler wrote
 /// (protocol 5, PROTO included; a `str` part stands for its UTF-8 bytes, as the pickler
-/// would write them after a BINUNICODE header), `buffers` its out-of-band buffers as contiguous bytes (a
-/// `PickleBuffer`'s `raw()`), in the order of its NEXT_BUFFER opcodes. The layout (records,
+/// writes them after a BINUNICODE header), `buffers` its out-of-band buffers as contiguous
+/// bytes (a `PickleBuffer`'s `raw()`), in the order of its NEXT_BUFFER opcodes. The layout (records,
 /// padding, chunks, index) is computed here (`rust/format2/layout.rs`) for a dump starting
 /// at byte `dump_start` of its file. Writes into the (existing, empty) file `path` and
 /// returns None, or returns the bytes when `path` is None. The GIL is released throughout.
