@@ -77,6 +77,9 @@ def _objects() -> dict[str, Callable[[], Any]]:
     def small() -> Any:
         return {"a": 1, "b": [1.5, "x", None], "c": b"abc"}
 
+    def text() -> Any:  # a large ASCII str alone: written without the pickler (format2.py)
+        return "joblite " * (MiB // 4)
+
     return {
         "buffers": buffers,
         "many": many,
@@ -84,6 +87,7 @@ def _objects() -> dict[str, Callable[[], Any]]:
         "stream": stream,
         "mixed": mixed,
         "small": small,
+        "text": text,
     }
 
 
@@ -196,6 +200,11 @@ GOLDEN: dict[tuple[str, str, int], str] = {
     ("small", "none", 7): "4c360603d281b7eabc825b5373f50135",
     ("small", "none", 77): "4c360603d281b7eabc825b5373f50135",
     ("mixed", "zlib", 5): "cc890f6d8c7f1b6ff02f2942db8f2158",
+    # taken from the writer before a large ASCII str skipped the pickler
+    ("text", "none", 0): "cf3ef0cbe4cc32de92b7629f1835f581",
+    ("text", "none", 7): "9156c1cc5db52ee165bf39f9ee154c89",
+    ("text", "zlib", 0): "c93988073681437719f6e2f8eeab149f",
+    ("text", "lz4", 0): "ddaac4f1d4e34fd923e3aac5835266f3",
 }
 
 
@@ -240,3 +249,43 @@ def test_the_writer_refuses_a_stream_that_disagrees_with_its_buffers():
         dump(None, [stream[:-1]], [b"0123456789"], 0, 0, 0, False)
     with pytest.raises(ValueError, match="codec"):
         dump(None, [stream], [b"0123456789"], 99, 0, 0, False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "a" * MiB,  # the smallest str that becomes a record
+        "xyz" * MiB + "!",
+        "a" * (MiB - 1),  # under it: pickled as usual
+        "\u00e9" * MiB,  # not ASCII: pickled as usual
+        "a" * MiB + "\ud800",  # a lone surrogate (surrogatepass)
+    ],
+    ids=["min", "odd", "under", "latin1", "surrogate"],
+)
+@pytest.mark.parametrize("compress", [0, ("zlib", 1), ("lz4", 1)])
+def test_a_large_str_gets_the_bytes_the_pickler_gives_it(value, compress):
+    from joblite.persistence import format2
+
+    stream, _ = format2._stream(value)
+    if len(value) >= MiB and value.isascii():
+        assert any(part is value for part in stream)  # the characters, never copied
+    f = io.BytesIO()
+    joblite.dump(value, f, compress=compress)
+    name, level = ("none", 0) if compress == 0 else compress
+    parts, _ = format2._pickle(value)
+    want = joblite._core.f2_dump(None, parts, [], format2.CODEC_IDS[name], level, 0, False)
+    assert f.getvalue() == want
+    assert joblite.load(io.BytesIO(want)) == value
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_uncompressed_checksums_do_not_depend_on_the_core_threads(tmp_path, threads):
+    # the writing thread and a core thread share the checksums of the chunks (one thread:
+    # the writer alone); the bytes are the frozen ones either way
+    with joblite.thread_limits(threads):
+        for name in ("mixed", "in_band"):
+            path = tmp_path / f"{name}.pkl"
+            joblite.dump(_objects()[name](), path)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:32]
+            assert digest == GOLDEN[(name, "none", 0)]
+            joblite.load(path)  # every chunk verified

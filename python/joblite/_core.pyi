@@ -5,6 +5,7 @@ from typing import Any as _Any
 from typing import Callable as _Callable
 from typing import ClassVar as _ClassVar
 from typing import Optional as _Optional
+from typing import Union as _Union
 from typing import final as _final
 from typing import overload as _overload
 
@@ -200,7 +201,7 @@ F2_IN_BAND_SUFFIX: tuple[bytes, ...]
 
 def f2_dump(
     path: _Optional[str],
-    stream: list[_Buffer],
+    stream: list[_Union[_Buffer, str]],
     buffers: list[_Buffer],
     codec: int,
     level: int,

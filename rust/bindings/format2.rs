@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyString, PyTuple};
 
 use super::buffers::{bytes_of, bytes_of_mut, export, new_bytes_filled};
 use crate::format2::head_stream;
@@ -24,12 +24,37 @@ fn to_pyerr(py: Python<'_>, path: Option<&PathBuf>, err: Error) -> PyErr {
     super::errors::to_pyerr(py, path.map(|p| p.as_path()), err)
 }
 
+/// A part of the pickle stream, held for the call: a buffer export, or a `str` standing for
+/// its UTF-8 bytes (CPython's own UTF-8 of the string: for an ASCII string, its characters
+/// themselves, never copied).
+enum StreamPart<'py> {
+    Buffer(PyBuffer<u8>),
+    Str(Bound<'py, PyString>),
+}
+
+impl<'py> StreamPart<'py> {
+    fn hold(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        match obj.cast::<PyString>() {
+            Ok(s) => Ok(StreamPart::Str(s.clone())),
+            Err(_) => Ok(StreamPart::Buffer(export(obj)?)),
+        }
+    }
+
+    fn bytes(&self) -> PyResult<&[u8]> {
+        match self {
+            StreamPart::Buffer(buf) => bytes_of(buf),
+            StreamPart::Str(s) => Ok(s.to_str()?.as_bytes()),
+        }
+    }
+}
+
 /// f2_dump(path, stream, buffers, codec, level, dump_start, fsync)
 /// --
 ///
 /// Writes the dump of a pickle stream: `stream` is the list of parts the pickler wrote
-/// (protocol 5, PROTO included), `buffers` its out-of-band buffers as contiguous bytes (a
-/// `PickleBuffer`'s `raw()`), in the order of its NEXT_BUFFER opcodes. The layout (records,
+/// (protocol 5, PROTO included; a `str` part stands for its UTF-8 bytes, as the pickler
+/// writes them after a BINUNICODE header), `buffers` its out-of-band buffers as contiguous
+/// bytes (a `PickleBuffer`'s `raw()`), in the order of its NEXT_BUFFER opcodes. The layout (records,
 /// padding, chunks, index) is computed here (`rust/format2/layout.rs`) for a dump starting
 /// at byte `dump_start` of its file. Writes into the (existing, empty) file `path` and
 /// returns None, or returns the bytes when `path` is None. The GIL is released throughout.
@@ -47,8 +72,14 @@ fn f2_dump(
 ) -> PyResult<Option<Py<PyBytes>>> {
     let codec = Codec::from_id(codec)
         .ok_or_else(|| PyValueError::new_err(format!("unknown format-2 codec id {codec}")))?;
-    let held = stream.iter().map(export).collect::<PyResult<Vec<_>>>()?;
-    let parts = held.iter().map(bytes_of).collect::<PyResult<Vec<_>>>()?;
+    let held = stream
+        .iter()
+        .map(StreamPart::hold)
+        .collect::<PyResult<Vec<_>>>()?;
+    let parts = held
+        .iter()
+        .map(StreamPart::bytes)
+        .collect::<PyResult<Vec<_>>>()?;
     let held_bufs = buffers.iter().map(export).collect::<PyResult<Vec<_>>>()?;
     let bufs = held_bufs
         .iter()

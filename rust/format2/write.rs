@@ -2,6 +2,9 @@
 //! pool while the calling thread writes them, then the header unit with the index.
 
 use std::io::{Seek, SeekFrom, Write};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::thread::Thread;
 
 use super::chunk::{self, Stored};
 use super::head;
@@ -50,8 +53,118 @@ fn cut<'a>(parts: &[&'a [u8]], bounds: &[u64]) -> Result<Vec<Vec<&'a [u8]>>, Err
     Ok(chunks)
 }
 
+/// The XXH3 checksum of one uncompressed chunk (the concatenation of `parts`).
+fn chunk_sum(parts: &[&[u8]]) -> u64 {
+    match parts {
+        [one] => checksum(one),
+        _ => {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            parts.iter().for_each(|p| h.update(p));
+            h.digest()
+        }
+    }
+}
+
+fn write_parts<W: Write>(out: &mut W, parts: &[&[u8]]) -> Result<(), Error> {
+    for p in parts {
+        out.write_all(p)?;
+    }
+    Ok(())
+}
+
+/// How many written chunks may wait for their checksum before the writing thread takes the
+/// oldest one itself (the core thread that should have is not running: a busy machine).
+const LAG: usize = 2;
+
+/// Writes the chunks of an uncompressed dump in order and returns their checksums.
+///
+/// The calling thread only writes and never waits: one core thread follows it and
+/// checksums each chunk as soon as it is written, while its bytes are still in cache from
+/// the copy into the file (memory is read about once, and no core waits on another's
+/// checksum). When that thread falls [`LAG`] chunks behind (it is not getting a core), the
+/// writing thread checksums the oldest waiting chunk itself, and it checksums whatever is
+/// left once everything is written. With one core thread, or inside a pool, each chunk is
+/// checksummed right after it is written, by the writing thread.
+fn write_checksummed<W: Write + Send>(
+    out: &mut W,
+    chunks: &[Vec<&[u8]>],
+) -> Result<Vec<u64>, Error> {
+    let n = chunks.len();
+    if n < 2 || crate::core_threads::limit() < 2 || rayon::current_thread_index().is_some() {
+        let mut sums = Vec::with_capacity(n);
+        for parts in chunks {
+            write_parts(out, parts)?;
+            sums.push(chunk_sum(parts));
+        }
+        return Ok(sums);
+    }
+    let sums: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    // the next chunk to checksum: each side claims a chunk by taking this number
+    let next = AtomicUsize::new(0);
+    // chunks written so far; `stop` is set when the writer gave up (the follower then stops)
+    let written = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let follower: OnceLock<Thread> = OnceLock::new();
+    let sum = |i: usize| sums[i].store(chunk_sum(&chunks[i]), Ordering::Relaxed);
+    // the follower publishes its handle, then reads `written`; the writer stores `written`,
+    // then reads the handle: with a SeqCst fence on each side, either the follower sees the
+    // new count or the writer sees the handle and unparks it, so no wake-up is lost
+    let wake = || {
+        fence(Ordering::SeqCst);
+        if let Some(t) = follower.get() {
+            t.unpark();
+        }
+    };
+    crate::core_threads::install(|| {
+        rayon::in_place_scope(|s| {
+            s.spawn(|_| {
+                let _ = follower.set(std::thread::current());
+                fence(Ordering::SeqCst);
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= n {
+                        return;
+                    }
+                    while written.load(Ordering::SeqCst) <= i {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        std::thread::park();
+                    }
+                    sum(i);
+                }
+            });
+            for (i, parts) in chunks.iter().enumerate() {
+                if let Err(e) = write_parts(out, parts) {
+                    stop.store(true, Ordering::SeqCst);
+                    wake();
+                    return Err(e);
+                }
+                written.store(i + 1, Ordering::SeqCst);
+                wake();
+                if next.load(Ordering::SeqCst) + LAG <= i + 1 {
+                    let j = next.fetch_add(1, Ordering::SeqCst);
+                    if j < n {
+                        sum(j);
+                    }
+                }
+            }
+            // everything is written: checksum what the follower has not claimed
+            loop {
+                let j = next.fetch_add(1, Ordering::SeqCst);
+                if j >= n {
+                    return Ok(());
+                }
+                sum(j);
+            }
+        })
+    })?;
+    // the scope has ended: every chunk was claimed and its checksum stored
+    Ok(sums.into_iter().map(AtomicU64::into_inner).collect())
+}
+
 /// Writes one dump at `out`'s current position; returns its length in bytes.
-pub fn write<W: Write + Seek>(
+pub fn write<W: Write + Seek + Send>(
     out: &mut W,
     codec: Codec,
     level: i32,
@@ -70,24 +183,31 @@ pub fn write<W: Write + Seek>(
     let mut entries: Vec<Chunk> = Vec::with_capacity(chunks.len());
     let mut checks: Vec<u32> = Vec::with_capacity(chunks.len());
     let (mut stored_pos, mut raw_pos) = (0u64, h_len);
-    {
+    if codec == Codec::None {
+        let sums = write_checksummed(out, &chunks)?;
+        for (parts, xxh3) in chunks.iter().zip(sums) {
+            let raw_len: u64 = parts.iter().map(|s| s.len() as u64).sum();
+            entries.push(Chunk {
+                stored_off: stored_pos,
+                stored_len: raw_len,
+                raw_off: raw_pos,
+                raw_len,
+                xxh3,
+            });
+            checks.push(0);
+            stored_pos += raw_len;
+            raw_pos += raw_len;
+        }
+    } else {
         let mut sink = |i: usize, res: Result<(Stored, u64), Error>| -> Result<(), Error> {
             let (st, sum) = res?;
             let raw_len: u64 = chunks[i].iter().map(|s| s.len() as u64).sum();
-            let stored_len = if codec == Codec::None {
-                for s in &chunks[i] {
-                    out.write_all(s)?;
-                }
-                raw_len
+            let stored_len = st.bytes.len() as u64;
+            if framed.is_some() {
+                out.write_all(&st.bytes)?;
             } else {
-                let n = st.bytes.len() as u64;
-                if framed.is_some() {
-                    out.write_all(&st.bytes)?;
-                } else {
-                    stored_chunks.push(Some(st.bytes));
-                }
-                n
-            };
+                stored_chunks.push(Some(st.bytes));
+            }
             entries.push(Chunk {
                 stored_off: stored_pos,
                 stored_len,
@@ -101,35 +221,11 @@ pub fn write<W: Write + Seek>(
             Ok(())
         };
         let map = |parts: &Vec<&[u8]>| -> Result<(Stored, u64), Error> {
-            if codec == Codec::None {
-                let sum = if parts.len() == 1 {
-                    checksum(parts[0])
-                } else {
-                    let mut h = xxhash_rust::xxh3::Xxh3::new();
-                    parts.iter().for_each(|p| h.update(p));
-                    h.digest()
-                };
-                return Ok((
-                    Stored {
-                        bytes: Vec::new(),
-                        raw_check: 0,
-                    },
-                    sum,
-                ));
-            }
             let st = chunk::compress(codec, level, parts)?;
             let sum = checksum(&st.bytes);
             Ok((st, sum))
         };
-        // Uncompressed, the workers checksum at most the two chunks after the one being
-        // written: each is still in cache when the kernel copies it (memory is read about
-        // once, not twice), and no more workers compete with the writing thread for memory
-        // bandwidth (a window of 6 on 2 cores: 10-30% more wall time, arrays and `bytes`).
-        let window = if codec == Codec::None {
-            2
-        } else {
-            2 * std::thread::available_parallelism().map_or(1, |n| n.get()) + 2
-        };
+        let window = 2 * std::thread::available_parallelism().map_or(1, |n| n.get()) + 2;
         crate::core_threads::map_ordered(&chunks, window, map, &mut sink)?;
     }
     let buffers = layout
@@ -270,6 +366,70 @@ mod tests {
                 out.copy_from_slice(small[0].as_deref().unwrap());
             }
             assert_eq!(out, data, "{codec:?}");
+        }
+    }
+
+    /// A file that fails once `limit` bytes were written.
+    struct Failing {
+        inner: Cursor<Vec<u8>>,
+        limit: u64,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.inner.position() + buf.len() as u64 > self.limit {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.inner.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for Failing {
+        fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    #[test]
+    fn uncompressed_chunks_are_checksummed_while_written() {
+        // a 5.5 MiB buffer: several chunks, checksummed by the follower thread
+        let data: Vec<u8> = (0..(11u32 << 19))
+            .map(|i| (i * 7 + i / 4099) as u8)
+            .collect();
+        let stream: &[u8] = b"\x80\x05]\x97a.";
+        let layout = crate::format2::layout::plan(&[stream], &[&data], Codec::None, 0).unwrap();
+        let mut cur = Cursor::new(Vec::new());
+        write(&mut cur, Codec::None, 0, &layout).unwrap();
+        let bytes = cur.into_inner();
+        let src: &[u8] = &bytes;
+        let plan = crate::format2::read::open(&src, 0).unwrap().unwrap().plan;
+        assert!(plan.index.chunks.len() >= 6, "{}", plan.index.chunks.len());
+        for c in &plan.index.chunks {
+            let at = (plan.index.base + c.stored_off) as usize;
+            let want = checksum(&bytes[at..at + c.stored_len as usize]);
+            assert_eq!(c.xxh3, want);
+        }
+        let mut out = vec![0u8; data.len()];
+        plan.read_buffers(&src, vec![(0, &mut out[..])], true)
+            .unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn a_failed_write_stops_the_checksums_and_returns_the_error() {
+        let data = vec![5u8; 4 << 20];
+        let stream: &[u8] = b"\x80\x05]\x97a.";
+        let layout = crate::format2::layout::plan(&[stream], &[&data], Codec::None, 0).unwrap();
+        for limit in [0u64, 100, 3 << 20, (4 << 20) + 100] {
+            let mut out = Failing {
+                inner: Cursor::new(Vec::new()),
+                limit,
+            };
+            let err = write(&mut out, Codec::None, 0, &layout).unwrap_err();
+            assert!(err.to_string().contains("disk full"), "{limit}: {err}");
         }
     }
 }

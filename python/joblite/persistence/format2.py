@@ -112,6 +112,16 @@ def _pickle(value: Any, protocol: int = 5) -> tuple[list, list]:
     return out.parts, buffers
 
 
+def _stream(value: Any) -> tuple[list, list]:
+    """:func:`_pickle`, except for a large ASCII ``str``: its stream is written here as the
+    C pickler writes it (BINUNICODE, MEMOIZE, STOP), with the string itself as the payload
+    part (``f2_dump`` takes a ``str`` part as its UTF-8 bytes, which for ASCII are its
+    characters): the pickler would first copy them into a new ``bytes`` object."""
+    if type(value) is str and IN_BAND_MIN <= len(value) < 1 << 32 and value.isascii():
+        return [b"\x80\x05X" + len(value).to_bytes(4, "little"), value, b"\x94."], []
+    return _pickle(value)
+
+
 def _raw(pb: pickle.PickleBuffer) -> memoryview:
     try:
         return pb.raw()
@@ -124,7 +134,7 @@ def _dump(
 ) -> Optional[bytes]:
     """Pickle ``value`` and hand the stream and its buffers to Rust, which lays out and
     writes the dump (into ``path``, or returned)."""
-    stream, pbufs = _pickle(value)
+    stream, pbufs = _stream(value)
     views = [_raw(pb) for pb in pbufs]
     out: Optional[bytes] = _core.f2_dump(
         path, stream, views, CODEC_IDS[codec], level, dump_start, fsync
