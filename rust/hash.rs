@@ -1352,6 +1352,11 @@ pub mod arrow {
             let mut local = vec![UNSEEN; dictionary.len()];
             // The LEB128 encoding of each entry's id when it is one byte (id < 128), else LONG.
             let mut short = vec![LONG; dictionary.len()];
+            // `short` again, padded to 256 entries of LONG, for dictionaries of fewer than 256
+            // entries (categories): an index clamped to 255 needs no bounds check, so the
+            // block loop below compiles to straight loads.
+            let mut table = [LONG; 256];
+            let small = dictionary.len() < 256;
             // `Indices::new` checked that the slice is in the buffer.
             let words =
                 &indices.buf[indices.offset * W::WIDTH..(indices.offset + indices.len) * W::WIDTH];
@@ -1367,10 +1372,18 @@ pub mod arrow {
                     // the block as one table lookup a row, the same bytes the loop below
                     // writes. Any other block takes that loop.
                     let mut seen = 0u8;
-                    for (slot, word) in block.iter_mut().zip(rows.chunks_exact(W::WIDTH)) {
-                        let k = W::read(word).map_or(usize::MAX, |k| k as usize);
-                        *slot = short.get(k).copied().unwrap_or(LONG);
-                        seen |= *slot;
+                    if small {
+                        for (slot, word) in block.iter_mut().zip(rows.chunks_exact(W::WIDTH)) {
+                            let k = W::bits(word).min(255) as usize;
+                            *slot = table[k];
+                            seen |= *slot;
+                        }
+                    } else {
+                        for (slot, word) in block.iter_mut().zip(rows.chunks_exact(W::WIDTH)) {
+                            let k = W::read(word).map_or(usize::MAX, |k| k as usize);
+                            *slot = short.get(k).copied().unwrap_or(LONG);
+                            seen |= *slot;
+                        }
                     }
                     if seen & LONG == 0 {
                         out.flush(ids);
@@ -1410,6 +1423,9 @@ pub mod arrow {
                         resolved += 1;
                         if id < 0x80 {
                             short[k] = id as u8;
+                            if small {
+                                table[k] = id as u8; // k < len < 256
+                            }
                         }
                     }
                     if id == NULL {

@@ -482,12 +482,24 @@ def test_long_dictionary_columns_with_ids_of_two_bytes_match_the_reference(index
     assert chunked_digest([with_nulls]) == reference_digest(values, dictionary=True)
 
 
-@pytest.mark.parametrize("index", [7, -1, 127])
-def test_dictionary_indices_out_of_range_in_a_late_block_raise(index):
-    indices = [i % 3 for i in range(10_000)]
+@pytest.mark.parametrize(
+    ("index_type", "index"),
+    [
+        (t, k)
+        for t in ["int8", "uint8", "int32", "uint32", "int64", "uint64"]
+        for k in [3, 7, -1, 127, 255, 256, 2**31, -(2**40)]
+        if np.iinfo(t).min <= k <= np.iinfo(t).max
+    ],
+)
+def test_dictionary_indices_out_of_range_in_a_late_block_raise(index_type, index):
+    # a small dictionary (fewer than 256 entries: the block table path) met in full in the
+    # first block, then a bad index late in the column
+    indices = np.array([i % 3 for i in range(10_000)], dtype=index_type)
     indices[9_000] = index
     arr = pa.DictionaryArray.from_arrays(
-        pa.array(indices, type=pa.int8()), pa.array(["a", "b", "c"]), safe=False
+        pa.array(indices, type=pa.from_numpy_dtype(indices.dtype)),
+        pa.array(["a", "b", "c"]),
+        safe=False,
     )
     with pytest.raises(ValueError, match="malformed Arrow array: dictionary index out of range"):
         chunked_digest([arr])

@@ -220,23 +220,42 @@ def _table(schema: Any, batches: Any, dictionaries: dict | None = None) -> tuple
             else:
                 column.feed(array)
 
+    def slow(item: tuple[int, Any]) -> bool:
+        # row loops on one thread (fixed-width columns hash on all the core threads)
+        return bool(dictionaries and item[0] in dictionaries) or _has_row_loops(
+            schema.field(item[0]).type
+        )
+
     # Each column has streams of its own: a tall table's columns are fed on the core threads
     # at once (a list of batches column by column, a stream batch by batch), and the digests
     # are the same as one after another.
     if isinstance(batches, list):
         rows = sum(len(batch) for batch in batches)
         items = [(i, [batch.column(i) for batch in batches]) for i in range(len(columns))]
-        map_ordered(lambda item: feed(*item), items, rows)
+        map_ordered(lambda item: feed(*item), items, rows, slow)
     else:
         for batch in batches:
             items = [(i, [array]) for i, array in enumerate(batch.columns)]
-            map_ordered(lambda item: feed(*item), items, len(batch))
+            map_ordered(lambda item: feed(*item), items, len(batch), slow)
     metadata = dict(schema.metadata) if schema.metadata else None
     return (
         "table",
         [_field(f) for f in schema],
         metadata,
         [c.digest() for c in columns],
+    )
+
+
+def _has_row_loops(t: Any) -> bool:
+    """Whether a column of type ``t`` is read row by row (strings, binaries, dictionaries,
+    nested types) rather than hashed as whole buffers."""
+    import pyarrow as pa
+
+    return (
+        _layout(t) is not None
+        or pa.types.is_dictionary(t)
+        or pa.types.is_nested(t)
+        or pa.types.is_boolean(t)
     )
 
 

@@ -169,7 +169,11 @@ def dataframe_content(frame: Any) -> tuple:
             raise exc._under(f"[{where}]") from exc.__cause__
 
     # each column into a digest of its own, on the core threads at once for a tall frame
-    columns = map_ordered(digest, enumerate(frame.items()), len(frame))
+    def slow(item: tuple[int, tuple[Any, Any]]) -> bool:
+        # columns read row by row (strings, categoricals, objects) start first
+        return item[1][1].dtype.kind not in "iufcmMb"
+
+    columns = map_ordered(digest, enumerate(frame.items()), len(frame), slow)
     return (
         index_content(frame.columns),
         index_content(frame.index),

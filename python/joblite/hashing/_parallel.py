@@ -51,20 +51,31 @@ def _executor(size: int) -> ThreadPoolExecutor:
         return executor
 
 
-def map_ordered(fn: Callable[[T], R], items: Iterable[T], rows: int) -> list[R]:
+def map_ordered(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    rows: int,
+    slow: Callable[[T], bool] | None = None,
+) -> list[R]:
     """``[fn(item) for item in items]``, the items run at once on threads when the frame has
     at least :data:`PARALLEL_ROWS` rows and the core limit allows more than one thread.
 
     The results are in the items' order; an exception raised for an item is raised for the
     first such item in that order (the items not yet started are cancelled). Inside a column
-    thread (a frame nested in a column) the items run one after another.
+    thread (a frame nested in a column) the items run one after another. Items for which
+    ``slow`` is true (columns with single-threaded row loops: strings, dictionaries) are
+    started first, so that none of them is left alone at the end while a thread idles.
     """
     work = list(items)
     limit = int(_core.get_thread_limit())
     if len(work) < 2 or rows < PARALLEL_ROWS or limit < 2 or getattr(_worker, "active", False):
         return [fn(item) for item in work]
     executor = _executor(limit)
-    futures: list[Future[R]] = [executor.submit(fn, item) for item in work]
+    order = list(range(len(work)))
+    if slow is not None:
+        order.sort(key=lambda i: not slow(work[i]))  # stable: slow ones first, in order
+    started: dict[int, Future[R]] = {i: executor.submit(fn, work[i]) for i in order}
+    futures = [started[i] for i in range(len(work))]
     try:
         return [future.result() for future in futures]
     finally:
