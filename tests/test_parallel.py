@@ -542,7 +542,8 @@ def test_n_jobs_rules():
     assert Parallel().n_jobs == 1
     assert Parallel(n_jobs=-1).n_jobs == n_cpus
     assert Parallel(n_jobs=3.0).n_jobs == 3
-    for bad in (0, "2", True):
+    assert Parallel(n_jobs="2").n_jobs == 2  # int() of it, as joblib does
+    for bad in (0, "0", "two", "1.5", True):
         with pytest.raises(ValueError, match="n_jobs"):
             Parallel(n_jobs=bad)
     with joblite.parallel_config(n_jobs=2):
