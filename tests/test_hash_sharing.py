@@ -176,3 +176,42 @@ def test_shared_digests_are_stable_across_processes():
         for seed in (0, 1, 12345)
     }
     assert len(outs) == 1
+
+
+def test_immutable_values_met_twice_or_copied_hash_equal():
+    # joblib's test_numpy_dtype_pickling: a structured dtype's reduction hands out its cached
+    # fields dict, the same object for both meetings of one dtype; it is not the input's sharing
+    import datetime
+    import decimal
+    import fractions
+    import pickle
+
+    plain = np.dtype("f4")
+    structured = np.dtype([("name", np.str_, 16), ("grades", np.float64, (2,))])
+    for value in [
+        plain,
+        structured,
+        datetime.datetime(2026, 12, 7, 9, 0),
+        decimal.Decimal("1.5"),
+        fractions.Fraction(1, 3),
+        pd.Timestamp("2026-12-07"),
+    ]:
+        copy_of = pickle.loads(pickle.dumps(value))
+        assert copy_of is not value or isinstance(value, np.dtype)
+        assert joblite.hash([value, value]) == joblite.hash([value, copy_of])
+        assert joblite.hash([value, value]) == joblite.hash([copy_of, copy_of])
+
+
+def test_a_set_held_twice_is_shared():
+    s = {1, 2}
+    assert joblite.hash([s, s]) != joblite.hash([s, {1, 2}])
+    assert joblite.hash([s, s]) == joblite.hash([{1, 2}] * 2)
+
+
+def test_orders_do_not_depend_on_what_else_the_program_holds():
+    # the first list is held by a variable in one call and by nothing else in the other: the
+    # shared list that follows must be written as the same reference in both
+    held = [9]
+    b = [1]
+    assert joblite.hash([held, b, b]) == joblite.hash([[9], b, b])
+    assert joblite.hash({"a": held, "b": b, "c": b}) == joblite.hash({"a": [9], "b": b, "c": b})

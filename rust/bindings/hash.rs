@@ -52,6 +52,8 @@ struct NumpyTypes {
 
 static NUMPY: PyOnceLock<NumpyTypes> = PyOnceLock::new();
 static COPYREG_DISPATCH: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+/// `object.__hash__`, the identity hash a class keeps unless it hashes by value.
+static OBJECT_HASH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static ORDERED_DICT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 /// `joblite.exceptions.UnhashableError`, the one error meaning "cannot hash this".
 static UNHASHABLE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -161,6 +163,17 @@ impl std::hash::Hasher for AddressHasher {
     }
 }
 
+/// What [`Walker::meet`] found.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Meeting {
+    /// Met before in this scope: a reference to it was written.
+    Again,
+    /// Met for the first time (and noted, when it may be met again).
+    First,
+    /// An immutable value: not noted, and its content is walked in a scope of its own.
+    Immutable,
+}
+
 /// A dict item (key, value) or a set member (key, None).
 type Pair<'py> = (Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
 
@@ -176,6 +189,8 @@ struct Walker<'py> {
     /// an object met again is written as a reference to its first meeting, so `[a, a]` and
     /// `[a, copy(a)]` differ (a function that mutates one and reads the other sees it).
     seen: HashMap<usize, (usize, Bound<'py, PyAny>), ByAddress>,
+    /// Mutable objects met so far in this scope (the order the next one gets).
+    met: usize,
     depth: usize,
     /// Where an error happened, innermost segment first (filled while unwinding).
     path: Vec<String>,
@@ -303,6 +318,9 @@ impl<'py> Walker<'py> {
             return Ok(());
         }
         if let Ok(s) = obj.cast_exact::<PySet>() {
+            if self.met_again(obj, true, enc) {
+                return Ok(());
+            }
             enc.tag(tag::SET);
             let members: Vec<Pair<'py>> = s.iter().map(|k| (k, None)).collect();
             return self.own_scope(|w| w.unordered_pairs(&members, enc));
@@ -313,7 +331,7 @@ impl<'py> Walker<'py> {
             return self.own_scope(|w| w.unordered_pairs(&members, enc));
         }
         if let Ok(b) = obj.cast_exact::<PyByteArray>() {
-            if self.met_again(obj, enc) {
+            if self.met_again(obj, true, enc) {
                 return Ok(());
             }
             enc.tag(tag::BYTEARRAY);
@@ -329,7 +347,7 @@ impl<'py> Walker<'py> {
         if let Some(np) = self.numpy {
             let ty = obj.get_type();
             if ty.is(np.ndarray.bind(py)) || ty.is(np.memmap.bind(py)) {
-                if self.met_again(obj, enc) {
+                if self.met_again(obj, true, enc) {
                     return Ok(());
                 }
                 return self.array(obj, enc);
@@ -464,37 +482,60 @@ impl<'py> Walker<'py> {
             enc.len(position);
             return Ok(());
         }
-        if self.met_again(obj, enc) {
+        let meeting = self.meet(obj, false, enc);
+        if meeting == Meeting::Again {
             return Ok(());
         }
         let position = self.on_stack.len();
         self.on_stack.insert(key, position);
-        let result = body(self, enc);
+        let result = if meeting == Meeting::Immutable {
+            // what an immutable value's reduction shares (a structured dtype's cached fields
+            // dict, met again in its copy's reduction or not) says nothing about the input
+            self.own_scope(|w| body(w, enc))
+        } else {
+            body(self, enc)
+        };
         self.on_stack.remove(&key);
         result
     }
 
-    /// Writes a reference to the first meeting of `obj` and returns true when it was met
-    /// before in this scope; otherwise notes it and returns false.
-    fn met_again(&mut self, obj: &Bound<'py, PyAny>, enc: &mut Encoder) -> bool {
-        // SAFETY: `obj` is a live object (the Bound holds a strong reference) and the GIL is
-        // held (`Bound<'py, _>`), so reading its reference count reads initialised memory.
-        let references = unsafe { ffi::Py_REFCNT(obj.as_ptr()) };
-        if references <= 2 {
-            // Held only by where the walk found it and by the walk itself (a list's item
-            // referenced nowhere else): it cannot be met again, so it is not noted, and a
-            // list of a million small lists builds no map.
-            return false;
-        }
+    /// Writes a reference to the first meeting of `obj` when it was met before in this scope;
+    /// otherwise notes it when its type is known to be mutable, or [`mutable`] says so.
+    fn met_again(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        mutable_type: bool,
+        enc: &mut Encoder,
+    ) -> bool {
+        self.meet(obj, mutable_type, enc) == Meeting::Again
+    }
+
+    fn meet(&mut self, obj: &Bound<'py, PyAny>, mutable_type: bool, enc: &mut Encoder) -> Meeting {
         let key = obj.as_ptr() as usize;
         if let Some((order, _)) = self.seen.get(&key) {
             enc.tag(tag::SHARED);
             enc.len(*order);
-            return true;
+            return Meeting::Again;
         }
-        let order = self.seen.len();
-        self.seen.insert(key, (order, obj.clone()));
-        false
+        if !mutable_type && !mutable(obj) {
+            // an immutable value (a dtype, a datetime, a Decimal) met twice or once is the
+            // same input: noting it would only make equal inputs miss
+            return Meeting::Immutable;
+        }
+        // Every mutable object met counts, so the orders written do not depend on which
+        // objects are referenced from elsewhere in the program.
+        let order = self.met;
+        self.met += 1;
+        // SAFETY: `obj` is a live object (the Bound holds a strong reference) and the GIL is
+        // held (`Bound<'py, _>`), so reading its reference count reads initialised memory.
+        let references = unsafe { ffi::Py_REFCNT(obj.as_ptr()) };
+        if references > 2 {
+            // Only an object held elsewhere too can be met again: one held by nothing but
+            // its container and the walk (a list's small lists) is not noted, and a list of
+            // a million of them builds no map.
+            self.seen.insert(key, (order, obj.clone()));
+        }
+        Meeting::First
     }
 
     /// Runs `body` in a scope of its own for shared objects: what it meets is neither
@@ -503,8 +544,10 @@ impl<'py> Walker<'py> {
     /// objects (a handler's content, a class's namespace, whose digest is kept per class).
     fn own_scope<T>(&mut self, body: impl FnOnce(&mut Self) -> T) -> T {
         let outer = std::mem::take(&mut self.seen);
+        let outer_met = std::mem::replace(&mut self.met, 0);
         let result = body(self);
         self.seen = outer;
+        self.met = outer_met;
         result
     }
 
@@ -1090,6 +1133,40 @@ impl<'py> Walker<'py> {
     }
 }
 
+/// Whether a function could change `obj` in place, so that which of its inputs are one
+/// object matters: lists, dicts, sets and bytearrays (and their subclasses), numpy arrays, and
+/// objects with an instance `__dict__` that do not hash by value (a user's class, a DataFrame,
+/// a function; numpy arrays are noted by their own branch of the walk). Immutable
+/// values (dtypes, datetimes, Decimals, Arrow tables, tuples) are left out.
+fn mutable(obj: &Bound<'_, PyAny>) -> bool {
+    if obj.is_instance_of::<PyList>()
+        || obj.is_instance_of::<PyDict>()
+        || obj.is_instance_of::<PySet>()
+        || obj.is_instance_of::<PyByteArray>()
+    {
+        return true;
+    }
+    let py = obj.py();
+    if !obj.hasattr(intern!(py, "__dict__")).unwrap_or(false) {
+        return false;
+    }
+    // A class that hashes by value (a `__hash__` of its own that answers: a frozen
+    // dataclass, a pandas Timestamp) promises its value does not change; one that keeps
+    // object's identity hash, or is unhashable, may be changed in place.
+    let default = OBJECT_HASH.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import(intern!(py, "builtins"))?
+            .getattr(intern!(py, "object"))?
+            .getattr(intern!(py, "__hash__"))?
+            .unbind())
+    });
+    match (obj.get_type().getattr(intern!(py, "__hash__")), default) {
+        // (a `__hash__` that refuses, as pandas' DataFrame's does, says mutable too)
+        (Ok(own), Ok(default)) => own.is_none() || own.is(default.bind(py)) || obj.hash().is_err(),
+        _ => true,
+    }
+}
+
 /// Whether `obj` is what its module and qualified name lead to (as pickle finds a function
 /// or class by reference); anything else (a function or class made by a factory under a fixed
 /// name, a definition later replaced under its name, a module not in `sys.modules`) is
@@ -1216,6 +1293,7 @@ fn hash(
         dtypes: Vec::new(),
         on_stack: HashMap::default(),
         seen: HashMap::default(),
+        met: 0,
         depth: 0,
         path: Vec::new(),
         spare: Vec::new(),
