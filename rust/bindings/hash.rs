@@ -174,9 +174,6 @@ enum Meeting {
     Immutable,
 }
 
-/// A dict item (key, value) or a set member (key, None).
-type Pair<'py> = (Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
-
 struct Walker<'py> {
     py: Python<'py>,
     numpy: Option<&'py NumpyTypes>,
@@ -322,13 +319,13 @@ impl<'py> Walker<'py> {
                 return Ok(());
             }
             enc.tag(tag::SET);
-            let members: Vec<Pair<'py>> = s.iter().map(|k| (k, None)).collect();
-            return self.own_scope(|w| w.unordered_pairs(&members, enc));
+            let members: Vec<Bound<'py, PyAny>> = s.iter().collect();
+            return self.unordered_members(&members, enc);
         }
         if let Ok(s) = obj.cast_exact::<PyFrozenSet>() {
             enc.tag(tag::FROZENSET);
-            let members: Vec<Pair<'py>> = s.iter().map(|k| (k, None)).collect();
-            return self.own_scope(|w| w.unordered_pairs(&members, enc));
+            let members: Vec<Bound<'py, PyAny>> = s.iter().collect();
+            return self.unordered_members(&members, enc);
         }
         if let Ok(b) = obj.cast_exact::<PyByteArray>() {
             if self.met_again(obj, true, enc) {
@@ -562,30 +559,16 @@ impl<'py> Walker<'py> {
         enc: &mut Encoder,
     ) -> PyResult<()> {
         enc.len(pairs.len());
-        // (digest as two big-endian u128, position): integer order is byte order, much
-        // faster to sort than 32-byte arrays; the position breaks ties in iteration order
-        let mut keyed: Vec<(u128, u128, usize)> = Vec::with_capacity(pairs.len());
-        let mut sub = self
-            .spare
-            .pop()
-            .unwrap_or_else(|| Encoder::bare(Algorithm::Blake3));
+        // (digest, position): the position breaks ties in iteration order
+        let mut keyed: Vec<((u128, u128), usize)> = Vec::with_capacity(pairs.len());
         for (i, (key, _)) in pairs.iter().enumerate() {
-            if let Err(err) = self.own_scope(|w| w.walk(key, &mut sub)) {
-                self.spare.push(sub);
-                self.path.push(Self::shown_key(key));
-                return Err(err);
-            }
-            let d = sub.finish_reset();
-            let (hi, lo) = d.split_at(16);
-            keyed.push((
-                u128::from_be_bytes(hi.try_into().unwrap_or_default()),
-                u128::from_be_bytes(lo.try_into().unwrap_or_default()),
-                i,
-            ));
+            let digest = self
+                .sub_digest(key)
+                .inspect_err(|_| self.path.push(Self::shown_key(key)))?;
+            keyed.push((digest, i));
         }
-        self.spare.push(sub);
         keyed.sort_unstable();
-        for (hi, lo, i) in &keyed {
+        for ((hi, lo), i) in &keyed {
             enc.raw(&hi.to_be_bytes());
             enc.raw(&lo.to_be_bytes());
             let (key, value) = &pairs[*i];
@@ -595,42 +578,47 @@ impl<'py> Walker<'py> {
         Ok(())
     }
 
+    /// The blake3 digest of `obj`'s encoding (no version tag), walked in a scope of its own,
+    /// as two big-endian u128: integer order is byte order, and much faster to sort than
+    /// memcmp on byte arrays.
+    fn sub_digest(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<(u128, u128)> {
+        let mut sub = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Encoder::bare(Algorithm::Blake3));
+        let walked = self.own_scope(|w| w.walk(obj, &mut sub));
+        let d = sub.finish_reset(); // also clears what a failed walk left
+        self.spare.push(sub);
+        walked?;
+        let (hi, lo) = d.split_at(16);
+        Ok((
+            u128::from_be_bytes(hi.try_into().unwrap_or_default()),
+            u128::from_be_bytes(lo.try_into().unwrap_or_default()),
+        ))
+    }
+
     fn shown_key(key: &Bound<'py, PyAny>) -> String {
         let shown = key.repr().map(|r| r.to_string()).unwrap_or_default();
         let shown: String = shown.chars().take(40).collect();
         format!("[{shown}]")
     }
 
-    /// Writes a count, then the sorted digests of each (key, value) pair or member, so the
-    /// result does not depend on iteration order (and never on Python's salted `hash()`).
-    fn unordered_pairs(&mut self, pairs: &[Pair<'py>], enc: &mut Encoder) -> PyResult<()> {
-        enc.len(pairs.len());
-        // Digests as pairs of big-endian u128: integer order is byte order, and much faster
-        // to sort than memcmp on byte arrays.
-        let mut digests: Vec<(u128, u128)> = Vec::with_capacity(pairs.len());
-        let mut sub = self
-            .spare
-            .pop()
-            .unwrap_or_else(|| Encoder::bare(Algorithm::Blake3));
-        for (key, value) in pairs {
-            let walked = self.walk(key, &mut sub).and_then(|()| match value {
-                Some(v) => self.walk(v, &mut sub),
-                None => Ok(()),
-            });
-            if let Err(err) = walked {
-                let shown = key.repr().map(|r| r.to_string()).unwrap_or_default();
-                let shown: String = shown.chars().take(40).collect();
-                self.path.push(format!("[{shown}]"));
-                return Err(err);
-            }
-            let d = sub.finish_reset();
-            let (hi, lo) = d.split_at(16);
-            digests.push((
-                u128::from_be_bytes(hi.try_into().unwrap_or_default()),
-                u128::from_be_bytes(lo.try_into().unwrap_or_default()),
-            ));
+    /// Writes a count, then the sorted digests of each member (each in a scope of its own),
+    /// so the result does not depend on iteration order (and never on Python's salted
+    /// `hash()`).
+    fn unordered_members(
+        &mut self,
+        members: &[Bound<'py, PyAny>],
+        enc: &mut Encoder,
+    ) -> PyResult<()> {
+        enc.len(members.len());
+        let mut digests: Vec<(u128, u128)> = Vec::with_capacity(members.len());
+        for member in members {
+            let digest = self
+                .sub_digest(member)
+                .inspect_err(|_| self.path.push(Self::shown_key(member)))?;
+            digests.push(digest);
         }
-        self.spare.push(sub);
         digests.sort_unstable();
         for (hi, lo) in &digests {
             enc.raw(&hi.to_be_bytes());
