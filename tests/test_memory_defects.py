@@ -227,11 +227,13 @@ def test_concurrent_clear_is_not_a_failure(tmp_path):
             str(tmp_path),
         ]
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for i in range(300):
-            assert f(1000 + i % 7).shape == (1000 + i % 7,)
-    clearer.wait()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for i in range(300):
+                assert f(1000 + i % 7).shape == (1000 + i % 7,)
+    finally:
+        clearer.wait()
 
 
 def test_fsspec_deleted_output_warns_and_recomputes(tmp_path):
@@ -389,3 +391,22 @@ def test_check_call_in_cache_answers_what_the_call_will_do_after_age_limit(tmp_p
     f(1)
     assert calls == [1, 1]
     assert f.check_call_in_cache(1)
+
+
+def test_a_store_cleared_at_every_write_returns_the_result_without_warning(tmp_path, monkeypatch):
+    # what a clear in a tight loop (another process) does at worst: the entry being written
+    # vanishes at every attempt; the result is returned and not cached, with no warning (a
+    # clear just after the write would leave the same), and the next call computes again
+    from joblite.store.local.layout import LocalLayout
+
+    def always_cleared(self, *args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", str(tmp_path / ".writing"))
+
+    monkeypatch.setattr(LocalLayout, "_store_entry_once", always_cleared)
+    calls = []
+    f = Memory(tmp_path, verbose=0).cache(lambda x: calls.append(x) or x + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert f(1) == 2
+        assert f(1) == 2
+    assert calls == [1, 1]

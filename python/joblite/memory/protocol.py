@@ -20,6 +20,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 from .. import __version__
 from ..exceptions import CacheWarning, CorruptFileError
 from ..logger import emit, format_time, short_format_time
+from ..store.base import ClearedWhileStoring
 from .arguments import CallBinder, format_signature, input_reprs
 from .chain import digests_of, has_maps, plain_arrays, register_loaded
 from .explain import MissExplanation, argument_parts, explain_call
@@ -372,6 +373,9 @@ class FunctionCache:
         store = self.store_backend
         try:
             metadata = store.store_entry(self.func_id, key, stored, metadata, self.compress)
+        except ClearedWhileStoring as exc:
+            _log.debug("[Memory] %s: cleared while its result was stored (%s)", name, exc)
+            return output, metadata
         except Exception as exc:
             warnings.warn(
                 CacheWarning(

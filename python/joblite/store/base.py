@@ -12,6 +12,7 @@ from typing import Any, Optional
 from .._files import parse_age, parse_bytes
 
 __all__ = [
+    "ClearedWhileStoring",
     "EntryInfo",
     "StoreBackendBase",
     "parse_age",
@@ -19,6 +20,12 @@ __all__ = [
     "parse_metadata",
     "select_for_removal",
 ]
+
+
+class ClearedWhileStoring(FileNotFoundError):
+    """A store kept losing the entry it was writing to a concurrent ``clear`` (another
+    process clearing the cache in a loop): the result is returned and not cached, which is
+    what a clear just after the write would have left, so it is no failure worth a warning."""
 
 
 @dataclass

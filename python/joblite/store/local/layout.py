@@ -28,7 +28,7 @@ from typing import Any, Optional
 from ... import _files
 from ...exceptions import CorruptFileError
 from ...persistence import dump, load, loads, small
-from ..base import StoreBackendBase, parse_metadata
+from ..base import ClearedWhileStoring, StoreBackendBase, parse_metadata
 
 FORMAT_VERSION = 1
 OUTPUT_NAME = f"output.v{FORMAT_VERSION}"
@@ -168,9 +168,9 @@ class LocalLayout(StoreBackendBase):
         for attempt in range(attempts):
             try:
                 return self._store_entry_once(func_id, key, output, metadata, compress)
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 if attempt == attempts - 1:
-                    raise
+                    raise ClearedWhileStoring(str(exc)) from exc
         raise AssertionError("unreachable")
 
     def _store_entry_once(
