@@ -215,3 +215,19 @@ def test_orders_do_not_depend_on_what_else_the_program_holds():
     b = [1]
     assert joblite.hash([held, b, b]) == joblite.hash([[9], b, b])
     assert joblite.hash({"a": held, "b": b, "c": b}) == joblite.hash({"a": [9], "b": b, "c": b})
+
+
+def _mutate_through_first_tuple(pair):
+    pair[0][0].append(1)
+    return len(pair[1][0])
+
+
+def test_a_tuple_met_twice_shares_what_it_holds(memory):
+    # the tuple is walked twice; the list inside it is held by nothing else
+    t = ([],)
+    assert joblite.hash([t, t]) != joblite.hash([t, ([],)])
+    assert joblite.hash([t, t]) == joblite.hash([([],)] * 2)
+    f = memory.cache(_mutate_through_first_tuple)
+    u = ([],)
+    assert f([u, u]) == 1
+    assert f([([],), ([],)]) == 0

@@ -188,6 +188,8 @@ struct Walker<'py> {
     seen: HashMap<usize, (usize, Bound<'py, PyAny>), ByAddress>,
     /// Mutable objects met so far in this scope (the order the next one gets).
     met: usize,
+    /// How many tuples the walk is inside now.
+    in_tuple: usize,
     depth: usize,
     /// Where an error happened, innermost segment first (filled while unwinding).
     path: Vec<String>,
@@ -262,11 +264,15 @@ impl<'py> Walker<'py> {
         if let Ok(t) = obj.cast_exact::<PyTuple>() {
             enc.tag(tag::TUPLE);
             enc.len(t.len());
-            for (i, item) in t.iter().enumerate() {
+            // a tuple is not noted, so one met twice is walked twice: what it holds may be met
+            // twice through this one reference (see `meet`)
+            self.in_tuple += 1;
+            let walked = t.iter().enumerate().try_for_each(|(i, item)| {
                 self.walk(&item, enc)
-                    .inspect_err(|_| self.path.push(format!("[{i}]")))?;
-            }
-            return Ok(());
+                    .inspect_err(|_| self.path.push(format!("[{i}]")))
+            });
+            self.in_tuple -= 1;
+            return walked;
         }
         if let Ok(l) = obj.cast_exact::<PyList>() {
             return self.tracked(obj, enc, |w, enc| {
@@ -526,10 +532,11 @@ impl<'py> Walker<'py> {
         // SAFETY: `obj` is a live object (the Bound holds a strong reference) and the GIL is
         // held (`Bound<'py, _>`), so reading its reference count reads initialised memory.
         let references = unsafe { ffi::Py_REFCNT(obj.as_ptr()) };
-        if references > 2 {
+        if references > 2 || self.in_tuple > 0 {
             // Only an object held elsewhere too can be met again: one held by nothing but
             // its container and the walk (a list's small lists) is not noted, and a list of
-            // a million of them builds no map.
+            // a million of them builds no map. Inside a tuple its one container may itself
+            // be met (and walked) twice, so everything there is noted.
             self.seen.insert(key, (order, obj.clone()));
         }
         Meeting::First
@@ -1282,6 +1289,7 @@ fn hash(
         on_stack: HashMap::default(),
         seen: HashMap::default(),
         met: 0,
+        in_tuple: 0,
         depth: 0,
         path: Vec::new(),
         spare: Vec::new(),
