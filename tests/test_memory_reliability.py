@@ -118,6 +118,65 @@ def test_threads_compute_once(tmp_path):
     assert calls == [21]
 
 
+def test_threads_compute_once_many_rounds(tmp_path):
+    # CI once saw two of eight threads compute: a thread found the lock file of another
+    # thread of its own process before that thread had counted it as its own, took our pid
+    # in it for a previous process's and broke it (about 1 round in 30 before the fix)
+    for round_ in range(40):
+        mem = Memory(tmp_path / str(round_), verbose=0)
+        calls = []
+        gate = threading.Barrier(8)
+
+        @mem.cache
+        def quick(x):
+            calls.append(x)
+            time.sleep(0.01)
+            return x * 2
+
+        def run():
+            gate.wait()
+            quick(round_)
+
+        threads = [threading.Thread(target=run) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert calls == [round_], f"round {round_}: computed {len(calls)} times"
+
+
+@pytest.mark.parametrize("moment", ["just linked", "being removed"])
+def test_lock_of_a_sibling_thread_is_never_broken(tmp_path, monkeypatch, moment):
+    # the two instants at which another thread of this process could see our lock file
+    # while it is not counted as ours: right after it appears, right before it goes
+    f, lock = entry_lock(tmp_path, lambda x: x + 1, 5)
+    store, key = f.store_backend, f._get_args_id(5)
+    seen = []
+
+    def other_thread_tries():
+        t = threading.Thread(target=lambda: seen.append(store.try_lock(f.func_id, key)))
+        t.start()
+        t.join()
+
+    real_link, real_unlink = os.link, os.unlink
+
+    def link(src, dst, *a, **k):
+        real_link(src, dst, *a, **k)
+        if moment == "just linked" and str(dst) == str(lock):
+            other_thread_tries()
+
+    def unlink(path, *a, **k):
+        if moment == "being removed" and str(path) == str(lock):
+            other_thread_tries()
+        real_unlink(path, *a, **k)
+
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(os, "unlink", unlink)
+    assert f(5) == 6
+    assert seen == [None]  # the other thread waited: it neither broke nor took the lock
+    assert not lock.exists()
+
+
 def test_stale_lock_of_dead_owner_is_broken(tmp_path):
     f, lock = entry_lock(tmp_path, lambda x: x + 1, 5)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

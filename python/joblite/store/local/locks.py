@@ -8,15 +8,17 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from typing import Any, Optional
 
 from ... import _files
 from .layout import LocalLayout
 
 _HOST = socket.gethostname()
-#: lock files this process holds (an owner pid equal to ours on any other lock file is a
-#: previous process that had our pid: a restarted container's, say)
-_held: set[tuple[int, int]] = set()
+#: lock files this process holds, by (device, inode), counted (an owner pid equal to ours on
+#: any other lock file is a previous process that had our pid: a restarted container's, say).
+#: A count, not a set: a released lock's inode can be reused at once by the next lock file.
+_held: Counter[tuple[int, int]] = Counter()
 _held_lock = threading.Lock()
 
 
@@ -52,7 +54,7 @@ def _own_marker() -> str:
 def _after_fork() -> None:
     # a lock held by another thread at the fork would stay locked in the child forever
     global _held, _held_lock
-    _held = set()
+    _held = Counter()
     _held_lock = threading.Lock()
 
 
@@ -60,9 +62,29 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
+def _hold(st: os.stat_result) -> tuple[int, int]:
+    ident = (st.st_dev, st.st_ino)
+    with _held_lock:
+        _held[ident] += 1
+    return ident
+
+
+def _unhold(ident: tuple[int, int]) -> None:
+    with _held_lock:
+        if _held[ident] <= 1:
+            del _held[ident]
+        else:
+            _held[ident] -= 1
+
+
 def _create_whole(path: str, content: bytes) -> os.stat_result:
     """Create ``path`` holding ``content``, never visible without it; ``FileExistsError``
-    when it exists. Where the file system has no hard links, ``O_EXCL`` then a write."""
+    when it exists. Where the file system has no hard links, ``O_EXCL`` then a write.
+
+    The file is counted among this process's locks (``_held``) *before* it can be seen under
+    its name: another thread of this process that finds it must never take our pid in it
+    for a previous process's and break it (the lock would then be taken twice).
+    """
     tmp = _files.temp_name(path)
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     try:
@@ -71,13 +93,15 @@ def _create_whole(path: str, content: bytes) -> os.stat_result:
             st = os.fstat(fd)
         finally:
             os.close(fd)
+        ident = _hold(st)
         try:
             os.link(tmp, path)
             return st
         except FileExistsError:
+            _unhold(ident)
             raise
         except OSError:  # no hard links here (some network and FUSE file systems)
-            pass
+            _unhold(ident)
     finally:
         try:
             os.unlink(tmp)
@@ -85,6 +109,8 @@ def _create_whole(path: str, content: bytes) -> os.stat_result:
             pass
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     try:
+        st = os.fstat(fd)
+        _hold(st)  # before the owner is written: an empty lock file is never judged ours
         os.write(fd, content)
         return os.fstat(fd)
     finally:
@@ -117,9 +143,7 @@ class LocalLocks(LocalLayout):
                     break_lock(path)
                     continue
                 return None
-            with _held_lock:
-                _held.add((st.st_dev, st.st_ino))  # the file, however its path is spelled
-            return path
+            return path  # counted in _held by _create_whole: the file, however it is spelled
         return None
 
     def _lock_is_stale(self, path: str) -> bool:
@@ -144,7 +168,7 @@ class LocalLocks(LocalLayout):
                 # ours only if this process took it; otherwise a previous process with our
                 # pid (a restarted container) died holding it: waiting would wait on itself
                 with _held_lock:
-                    return (st.st_dev, st.st_ino) not in _held
+                    return _held[(st.st_dev, st.st_ino)] == 0
             if not _files.pid_alive(pid):
                 return True
             if len(parts) >= 4 and parts[3] != "-":
@@ -157,13 +181,18 @@ class LocalLocks(LocalLayout):
     def release_lock(self, token: Any) -> None:
         """Remove a lock file this process created."""
         if isinstance(token, str):
+            # removed while still counted as ours, so that no thread of this process can take
+            # it for a dead process's lock and break it meanwhile (whose next lock we would
+            # then remove here)
             try:
                 st = os.stat(token)
-                with _held_lock:
-                    _held.discard((st.st_dev, st.st_ino))
+            except OSError:
+                return
+            try:
                 os.unlink(token)
             except OSError:
                 pass
+            _unhold((st.st_dev, st.st_ino))
 
 
 def break_lock(path: str) -> None:
