@@ -123,26 +123,30 @@ def test_threads_compute_once_many_rounds(tmp_path):
     # thread of its own process before that thread had counted it as its own, took our pid
     # in it for a previous process's and broke it (about 1 round in 30 before the fix)
     for round_ in range(40):
-        mem = Memory(tmp_path / str(round_), verbose=0)
-        calls = []
-        gate = threading.Barrier(8)
-
-        @mem.cache
-        def quick(x):
-            calls.append(x)
-            time.sleep(0.01)
-            return x * 2
-
-        def run():
-            gate.wait()
-            quick(round_)
-
-        threads = [threading.Thread(target=run) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        calls = _eight_threads_once(Memory(tmp_path / str(round_), verbose=0), round_)
         assert calls == [round_], f"round {round_}: computed {len(calls)} times"
+
+
+def _eight_threads_once(mem, arg):
+    calls = []
+    gate = threading.Barrier(8)
+
+    @mem.cache
+    def quick(x):
+        calls.append(x)
+        time.sleep(0.01)
+        return x * 2
+
+    def run():
+        gate.wait()
+        quick(arg)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return calls
 
 
 @pytest.mark.parametrize("moment", ["just linked", "being removed"])

@@ -134,7 +134,7 @@ class LocalLocks(LocalLayout):
         owner = f"{os.getpid()} {_HOST} {time.time():.3f} {_own_marker()}\n".encode()
         for _ in range(3):
             try:
-                st = _create_whole(path, owner)
+                _create_whole(path, owner)
             except FileNotFoundError:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 continue
