@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copyreg
 import pickle
+import sys
 from typing import Any, Callable, Optional
 
 from .. import _core
@@ -70,6 +71,62 @@ def _array_reducer() -> dict:
     return table
 
 
+#: polars frames of at least this many bytes are written as numpy columns (below: polars' pickle)
+POLARS_COLUMNS_MIN = 1 << 20
+
+
+def _polars_reducer(polars: Any) -> dict:
+    """Dispatch entries writing a large polars frame or series whose columns are all plain
+    numbers (integers, floats, booleans; no nulls, no sorted flag) as numpy arrays, out of
+    band like any array, rebuilt by ``polars.DataFrame(dict)`` / ``polars.Series(name,
+    array)``: polars' own pickle (``serialize``) copies the whole frame into one IPC ``bytes``
+    first (2/3 of joblib's dump time), and that byte format is not stable across polars
+    versions, while numpy columns are. Both rebuild the same frame: same names, order,
+    dtypes and values; polars wraps a numpy column without a copy. Any other frame (strings,
+    nulls, dates, nested, a sorted flag to keep, a subclass) keeps polars' pickle."""
+    plain = {
+        polars.Int8,
+        polars.Int16,
+        polars.Int32,
+        polars.Int64,
+        polars.UInt8,
+        polars.UInt16,
+        polars.UInt32,
+        polars.UInt64,
+        polars.Float32,
+        polars.Float64,
+        polars.Boolean,
+    }
+
+    def column(s: Any) -> Any:
+        """``s`` as a numpy array polars rebuilds exactly, or None."""
+        if s.dtype not in plain or s.null_count() or any(s.flags.values()):
+            return None
+        arr = s.to_numpy()  # no copy for a numeric column in one chunk
+        return arr if arr.ndim == 1 and len(arr) == len(s) and not arr.dtype.hasobject else None
+
+    def frame(df: Any) -> Any:
+        if df.width and df.estimated_size() >= POLARS_COLUMNS_MIN:
+            columns = {}
+            for s in df.iter_columns():
+                arr = column(s)
+                if arr is None:
+                    break
+                columns[s.name] = arr
+            else:
+                return polars.DataFrame, (columns,)
+        return df.__reduce_ex__(5)
+
+    def series(s: Any) -> Any:
+        if s.estimated_size() >= POLARS_COLUMNS_MIN:
+            arr = column(s)
+            if arr is not None:
+                return polars.Series, (s.name, arr)
+        return s.__reduce_ex__(5)
+
+    return {polars.DataFrame: frame, polars.Series: series}
+
+
 class _Pickler(pickle.Pickler):
     pass
 
@@ -87,6 +144,7 @@ class _Parts:
 
 
 _DISPATCH: Optional[dict] = None
+_DISPATCH_POLARS = False
 
 #: `bytes` / `bytearray` / `str` payloads of at least this many bytes (a `str`: its UTF-8
 #: bytes) become records of their own (docs/format.md, "In-band objects")
@@ -101,9 +159,14 @@ IN_BAND_SUFFIX: tuple[bytes, ...] = _core.F2_IN_BAND_SUFFIX
 
 def _pickle(value: Any, protocol: int = 5) -> tuple[list, list]:
     """The pickle stream of ``value`` as the parts the pickler wrote, and its buffers."""
-    global _DISPATCH
+    global _DISPATCH, _DISPATCH_POLARS
     if _DISPATCH is None:
         _DISPATCH = _array_reducer()
+    if not _DISPATCH_POLARS and "polars" in sys.modules:  # never imported here
+        polars = sys.modules["polars"]
+        if hasattr(polars, "DataFrame") and hasattr(polars, "Series"):  # not half imported
+            _DISPATCH = {**_DISPATCH, **_polars_reducer(polars)}
+            _DISPATCH_POLARS = True
     buffers: list[pickle.PickleBuffer] = []
     out = _Parts()
     p = _Pickler(out, protocol=5, buffer_callback=buffers.append)
