@@ -19,7 +19,7 @@ const LZ4_BD: u8 = 0x70;
 pub const LZ4_BLOCK_MAX: usize = 4 << 20;
 
 pub fn lz4_header() -> [u8; 7] {
-    let hc = (xxhash_rust::xxh32::xxh32(&[LZ4_FLG, LZ4_BD], 0) >> 8) as u8;
+    let hc = (twox_hash::XxHash32::oneshot(0, &[LZ4_FLG, LZ4_BD]) >> 8) as u8;
     [
         LZ4_MAGIC[0],
         LZ4_MAGIC[1],

@@ -88,5 +88,5 @@ impl Codec {
 
 /// XXH3-64 of a chunk's stored bytes.
 pub fn checksum(data: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(data)
+    twox_hash::XxHash3_64::oneshot(data)
 }

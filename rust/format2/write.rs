@@ -1,6 +1,7 @@
 //! Writing a format-2 dump: chunks compressed (or, uncompressed, checksummed) on the worker
 //! pool while the calling thread writes them, then the header unit with the index.
 
+use std::hash::Hasher;
 use std::io::{Seek, SeekFrom, Write};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -58,9 +59,9 @@ fn chunk_sum(parts: &[&[u8]]) -> u64 {
     match parts {
         [one] => checksum(one),
         _ => {
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            parts.iter().for_each(|p| h.update(p));
-            h.digest()
+            let mut h = twox_hash::XxHash3_64::new();
+            parts.iter().for_each(|p| h.write(p));
+            h.finish()
         }
     }
 }
