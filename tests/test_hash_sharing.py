@@ -4,7 +4,9 @@ key (the wrong answer of joblite-hash-v5). Equal structures built differently st
 
 from __future__ import annotations
 
+import collections
 import copy
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -231,3 +233,162 @@ def test_a_tuple_met_twice_shares_what_it_holds(memory):
     u = ([],)
     assert f([u, u]) == 1
     assert f([([],), ([],)]) == 0
+
+
+# --- one rule for both levels: an object passed twice as arguments of a cached function
+# counts exactly when it counts met twice inside one argument -------------------------------
+
+
+class _Plain:
+    def __init__(self, x):
+        self.x = x
+
+
+class _ValueHashed:
+    def __init__(self, x):
+        self.x = x
+
+    def __eq__(self, other):
+        return isinstance(other, _ValueHashed) and other.x == self.x
+
+    def __hash__(self):
+        return hash(self.x)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frozen:
+    x: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _FrozenHoldingList:
+    x: list
+
+
+def _kinds():
+    """``(name, value, an equal copy that is another object, whether sharing counts)``."""
+    import datetime
+    import decimal
+
+    def structured():
+        return np.dtype([("a", "<f8"), ("b", "<i4")])
+
+    return [
+        ("list", [1], [1], True),
+        ("dict", {"k": 1}, {"k": 1}, True),
+        ("set", {1}, {1}, True),
+        ("bytearray", bytearray(b"ab"), bytearray(b"ab"), True),
+        ("numpy array", np.arange(3), np.arange(3), True),
+        ("object with __dict__", _Plain(1), _Plain(1), True),
+        ("list subclass", type("L", (list,), {})([1]), None, True),
+        ("tuple of lists", ([1], [2]), ([1], [2]), True),
+        ("tuple of tuples of a dict", ((1, ({"k": 1},)),), ((1, ({"k": 1},)),), True),
+        ("frozen dataclass holding a list", _FrozenHoldingList([1]), _FrozenHoldingList([1]), True),
+        ("object with value __hash__", _ValueHashed(1), _ValueHashed(1), False),
+        ("frozen dataclass", _Frozen(1), _Frozen(1), False),
+        ("datetime", datetime.datetime(2026, 12, 7, 9), datetime.datetime(2026, 12, 7, 9), False),
+        ("Decimal", decimal.Decimal("1.5"), decimal.Decimal("1.5"), False),
+        ("dtype", structured(), structured(), False),
+        ("pandas Timestamp", pd.Timestamp("2026-12-07"), pd.Timestamp("2026-12-07"), False),
+        ("tuple of ints", (1, (2, 3)), tuple([1, tuple([2, 3])]), False),
+        ("frozenset", frozenset({1, 2}), frozenset({1, 2}), False),
+        ("namedtuple", _Pair(1, 2), _Pair(1, 2), False),
+        ("numpy scalar", np.float64(1.5), np.float64(1.5), False),
+    ]
+
+
+_Pair = collections.namedtuple("_Pair", "a b")
+
+
+def _two_arguments(u, v):
+    _two_arguments.calls += 1
+    return 0
+
+
+_two_arguments.calls = 0
+
+
+def _top_level_counts(memory, value, other):
+    """Whether ``f(value, value)`` and ``f(value, other)`` are different calls for Memory."""
+    f = memory.cache(_two_arguments)
+    before = _two_arguments.calls
+    f(value, value)
+    f(value, other)
+    return _two_arguments.calls - before == 2
+
+
+@pytest.mark.parametrize("kind", [k[0] for k in _kinds()])
+def test_sharing_counts_the_same_at_top_level_and_inside_an_argument(tmp_path, kind):
+    _, value, other, counts = next(k for k in _kinds() if k[0] == kind)
+    if other is None:
+        other = copy.copy(value)
+    assert other is not value
+    assert joblite.hash(value) == joblite.hash(other)  # equal copies
+    inside = joblite.hash([value, value]) != joblite.hash([value, other])
+    top = _top_level_counts(Memory(tmp_path / "cache", verbose=0), value, other)
+    assert (inside, top) == (counts, counts)
+
+
+def test_sharing_of_a_value_hashed_object_depends_on_whether_this_one_hashes():
+    # one type, two answers: a frozen dataclass's hash refuses a list field
+    ints, lists = _FrozenHoldingList(1), _FrozenHoldingList([1])
+    assert joblite.hash([ints, ints]) == joblite.hash([ints, _FrozenHoldingList(1)])
+    assert joblite.hash([lists, lists]) != joblite.hash([lists, _FrozenHoldingList([1])])
+
+
+def test_a_class_whose_hash_changes_after_first_use(tmp_path):
+    class Base:
+        def __init__(self, x):
+            self.x = x
+
+    class Point(Base):
+        pass
+
+    def counts(value_type):
+        a = value_type(1)
+        return joblite.hash([a, a]) != joblite.hash([a, value_type(1)])
+
+    caches = iter(range(100))
+
+    def both(value_type):
+        a = value_type(1)
+        inside = counts(value_type)
+        # a fresh cache each time: a class walked by value that returns to an earlier
+        # definition would hit that definition's entries
+        memory = Memory(tmp_path / str(next(caches)), verbose=0)
+        top = _top_level_counts(memory, a, value_type(1))
+        assert inside == top
+        return inside
+
+    for _ in range(3):  # met several times, so any per-type answer is kept
+        assert both(Point)
+    Point.__hash__ = lambda self: hash(self.x)  # now hashes by value: immutable
+    assert not both(Point)
+    Point.__hash__ = None  # unhashable: mutable again
+    assert both(Point)
+    del Point.__hash__  # back to object's identity hash
+    assert both(Point)
+    Base.__hash__ = lambda self: hash(self.x)  # a base changed: the subclass follows
+    assert not both(Point)
+    del Base.__hash__
+    assert both(Point)
+    # a class that gains a __getattr__ (attribute lookup no longer the generic one) still has
+    # its instance __dict__: still mutable
+    Point.__getattr__ = lambda self, name: 0
+    assert both(Point)
+    Point.__hash__ = lambda self: hash(self.x)
+    assert not both(Point)
+
+
+def test_an_object_whose_class_is_changed_in_place():
+    class Mutable:
+        pass
+
+    class Valued:
+        def __hash__(self):
+            return 1
+
+    a = Mutable()
+    assert joblite.hash([a, a]) != joblite.hash([a, Mutable()])
+    a.__class__ = Valued
+    assert joblite.hash([a, a]) == joblite.hash([a, Valued()])

@@ -35,6 +35,7 @@ __all__ = [
     "f2_stream_len",
     "get_thread_limit",
     "hash",
+    "identity_matters",
     "int64_progression",
     "run_call",
     "set_thread_limit",
@@ -50,6 +51,10 @@ HASH_ENCODING_VERSION: str
 
 def hash(obj: object, hash_name: str = "blake3", coerce_mmap: bool = False) -> str:
     """Content hash of ``obj`` (see :func:`joblite.hash`)."""
+
+def identity_matters(obj: object) -> bool:
+    """Whether ``obj`` met twice differs from ``obj`` and an equal copy (the one rule of what
+    counts as shared, for :func:`joblite.hash` and the arguments of ``Memory``)."""
 
 def int64_progression(values: _Buffer) -> _Optional[tuple[int, int]]:
     """``(first, step)`` when the native int64 values form an arithmetic progression."""

@@ -1128,11 +1128,94 @@ impl<'py> Walker<'py> {
     }
 }
 
-/// Whether a function could change `obj` in place, so that which of its inputs are one
-/// object matters: lists, dicts, sets and bytearrays (and their subclasses), numpy arrays, and
-/// objects with an instance `__dict__` that do not hash by value (a user's class, a DataFrame,
-/// a function; numpy arrays are noted by their own branch of the walk). Immutable
-/// values (dtypes, datetimes, Decimals, Arrow tables, tuples) are left out.
+/// Whether the walk notes `obj` by identity when it is met again, so that which of its inputs
+/// are one object changes the digest (`hash([a, a]) != hash([a, copy(a)])`): the one rule of
+/// what counts as shared, used by the walk and, through `_core.identity_matters`, by
+/// `Memory` for arguments passed twice. It mirrors the branches of [`Walker::walk_inner`]:
+/// lists, dicts, sets, bytearrays and numpy arrays are noted; strings, numbers, bytes,
+/// frozensets, numpy scalars, functions, classes, modules and memoryviews are not; a tuple is
+/// not noted itself, but one met twice meets its items twice, so it counts when one of them
+/// does; anything else (walked through a handler or its reduction) counts when [`mutable`]
+/// says so.
+fn identity_matters(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = obj.py();
+    let numpy = numpy_types(py)?;
+    // Tuples met through tuples (a DAG of tuples is visited once per tuple, not per path).
+    let mut pending = vec![obj.clone()];
+    let mut visited: HashMap<usize, (), ByAddress> = HashMap::default();
+    while let Some(item) = pending.pop() {
+        if let Ok(t) = item.cast_exact::<PyTuple>() {
+            if visited.insert(t.as_ptr() as usize, ()).is_none() {
+                if visited.len() > MAX_DEPTH * 64 {
+                    return Ok(true); // more tuples than a walk would follow: assume shared
+                }
+                pending.extend(t.iter());
+            }
+            continue;
+        }
+        if noted_when_met_again(py, numpy, &item)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether the walk notes `obj` itself (not a tuple's items): see [`identity_matters`].
+fn noted_when_met_again(
+    py: Python<'_>,
+    numpy: Option<&NumpyTypes>,
+    obj: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
+    if obj.is_exact_instance_of::<PyString>()
+        || obj.is_exact_instance_of::<PyInt>()
+        || obj.is_exact_instance_of::<PyFloat>()
+        || obj.is_none()
+        || obj.is_exact_instance_of::<pyo3::types::PyBool>()
+        || obj.is_exact_instance_of::<PyBytes>()
+        || obj.is_exact_instance_of::<PyFrozenSet>()
+        || obj.is_exact_instance_of::<PyComplex>()
+    {
+        return Ok(false);
+    }
+    if obj.is_exact_instance_of::<PyList>()
+        || obj.is_exact_instance_of::<PyDict>()
+        || obj.is_exact_instance_of::<PySet>()
+        || obj.is_exact_instance_of::<PyByteArray>()
+    {
+        return Ok(true);
+    }
+    let ty = obj.get_type();
+    if let Some(np) = numpy {
+        if ty.is(np.ndarray.bind(py)) || ty.is(np.memmap.bind(py)) {
+            return Ok(true);
+        }
+        if obj.is_instance(np.generic.bind(py))? {
+            return Ok(false);
+        }
+    }
+    // Taking the address of the interpreter's static type objects reads nothing.
+    let function_type = &raw mut ffi::PyFunction_Type;
+    let memoryview_type = &raw mut ffi::PyMemoryView_Type;
+    let module_type = &raw mut ffi::PyModule_Type;
+    let ty_ptr = ty.as_ptr();
+    if ty_ptr == function_type.cast()
+        || ty_ptr == memoryview_type.cast()
+        || ty_ptr == module_type.cast()
+        || obj.cast::<PyType>().is_ok()
+    {
+        return Ok(false);
+    }
+    Ok(mutable(obj))
+}
+
+/// Whether a function could change `obj` in place, for objects walked through a handler or
+/// their reduction: lists, dicts, sets and bytearrays (and their subclasses), and objects with
+/// an instance `__dict__` that do not hash by value (a user's class, a DataFrame). Immutable
+/// values (dtypes, datetimes, Decimals, Arrow tables, namedtuples) are left out.
+///
+/// The answer depends on the type alone except for classes with a `__hash__` of their own
+/// (which must also answer for this object), so it is kept per type in [`TYPE_VERDICTS`]
+/// where the type's lookups are plain enough to be decided once (see [`type_verdict`]).
 fn mutable(obj: &Bound<'_, PyAny>) -> bool {
     if obj.is_instance_of::<PyList>()
         || obj.is_instance_of::<PyDict>()
@@ -1141,6 +1224,17 @@ fn mutable(obj: &Bound<'_, PyAny>) -> bool {
     {
         return true;
     }
+    match cached_verdict(obj) {
+        Some(Verdict::Mutable) => true,
+        Some(Verdict::Immutable) => false,
+        Some(Verdict::HashDecides) => obj.hash().is_err(),
+        None => mutable_by_lookup(obj),
+    }
+}
+
+/// [`mutable`] asked of the object itself: the definition that [`type_verdict`] decides once
+/// per type where it can.
+fn mutable_by_lookup(obj: &Bound<'_, PyAny>) -> bool {
     let py = obj.py();
     if !obj.hasattr(intern!(py, "__dict__")).unwrap_or(false) {
         return false;
@@ -1148,18 +1242,166 @@ fn mutable(obj: &Bound<'_, PyAny>) -> bool {
     // A class that hashes by value (a `__hash__` of its own that answers: a frozen
     // dataclass, a pandas Timestamp) promises its value does not change; one that keeps
     // object's identity hash, or is unhashable, may be changed in place.
-    let default = OBJECT_HASH.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-        Ok(py
-            .import(intern!(py, "builtins"))?
-            .getattr(intern!(py, "object"))?
-            .getattr(intern!(py, "__hash__"))?
-            .unbind())
-    });
-    match (obj.get_type().getattr(intern!(py, "__hash__")), default) {
+    match (
+        obj.get_type().getattr(intern!(py, "__hash__")),
+        object_hash(py),
+    ) {
         // (a `__hash__` that refuses, as pandas' DataFrame's does, says mutable too)
-        (Ok(own), Ok(default)) => own.is_none() || own.is(default.bind(py)) || obj.hash().is_err(),
+        (Ok(own), Ok(default)) => own.is_none() || own.is(default) || obj.hash().is_err(),
         _ => true,
     }
+}
+
+fn object_hash(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    OBJECT_HASH
+        .get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py
+                .import(intern!(py, "builtins"))?
+                .getattr(intern!(py, "object"))?
+                .getattr(intern!(py, "__hash__"))?
+                .unbind())
+        })
+        .map(|h| h.bind(py))
+}
+
+/// [`mutable`] of every instance of one type, as far as the type decides it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Verdict {
+    Mutable,
+    Immutable,
+    /// Mutable when its (value-based) `__hash__` refuses this object.
+    HashDecides,
+}
+
+/// Slots of the per-thread verdict cache (direct-mapped by type address).
+const VERDICT_SLOTS: usize = 64;
+
+thread_local! {
+    /// (type address, its version tag, verdict), per thread (the GIL serialises the threads
+    /// that could share one). CPython gives a type a new version tag whenever it or a base is
+    /// modified (`C.__hash__ = ...`, `C.__bases__ = ...`) and never hands a tag out twice, so
+    /// an entry whose address and tag both match describes the type as it is now (the same
+    /// guarantee CPython's own method cache rests on); a freed type's address reused by a new
+    /// type comes with a new tag. No type is kept alive.
+    static TYPE_VERDICTS: std::cell::RefCell<[(usize, u32, Verdict); VERDICT_SLOTS]> =
+        const { std::cell::RefCell::new([(0, 0, Verdict::Mutable); VERDICT_SLOTS]) };
+}
+
+/// The version tag of a type, when it has a valid one.
+fn version_tag(ty: &Bound<'_, PyType>) -> Option<u32> {
+    let tp = ty.as_type_ptr();
+    // SAFETY: `ty` is a live type object (the Bound holds a strong reference) and the GIL is
+    // held, so its flags and version tag are initialised and not written concurrently.
+    let (flags, tag) = unsafe { ((*tp).tp_flags, (*tp).tp_version_tag) };
+    (flags & ffi::Py_TPFLAGS_VALID_VERSION_TAG != 0 && tag != 0).then_some(tag)
+}
+
+/// The verdict for the type of `obj` from the cache, computed and kept on a miss; `None` when
+/// the type does not decide it alone (then every object is asked).
+fn cached_verdict(obj: &Bound<'_, PyAny>) -> Option<Verdict> {
+    let ty = obj.get_type();
+    let address = ty.as_ptr() as usize;
+    let slot = (address >> 6) % VERDICT_SLOTS;
+    let tag = version_tag(&ty)?;
+    let hit = TYPE_VERDICTS.with(|cache| {
+        let entry = cache.borrow()[slot];
+        (entry.0 == address && entry.1 == tag).then_some(entry.2)
+    });
+    if hit.is_some() {
+        return hit;
+    }
+    let verdict = type_verdict(&ty)?;
+    // Deciding ran lookups only (no Python code of the user's): keep it when the type was not
+    // modified meanwhile.
+    if version_tag(&ty) == Some(tag) {
+        TYPE_VERDICTS.with(|cache| cache.borrow_mut()[slot] = (address, tag, verdict));
+    }
+    Some(verdict)
+}
+
+/// The first value named `name` in the namespaces of `ty`'s method resolution order (what
+/// attribute lookup on an instance finds on its type), or `None`.
+fn type_lookup<'py>(
+    ty: &Bound<'py, PyType>,
+    name: &Bound<'py, PyString>,
+) -> Option<Bound<'py, PyAny>> {
+    let py = ty.py();
+    let mro = ty.getattr(intern!(py, "__mro__")).ok()?;
+    for base in mro.cast_into::<PyTuple>().ok()?.iter() {
+        let namespace = base.getattr(intern!(py, "__dict__")).ok()?;
+        if namespace.contains(name).ok()? {
+            return namespace.get_item(name).ok();
+        }
+    }
+    None
+}
+
+/// [`mutable_by_lookup`] decided from the type alone, where its lookups cannot depend on the
+/// object: the class is made by `type` itself (no metaclass), reads attributes the generic way
+/// (no `__getattr__` or `__getattribute__` of its own), its `__dict__` is either absent or the
+/// one a class statement makes (which always answers), and its `__hash__` is `None`, a slot
+/// wrapper or a function (looked up as themselves). `None` otherwise.
+fn type_verdict(ty: &Bound<'_, PyType>) -> Option<Verdict> {
+    let py = ty.py();
+    let tp = ty.as_type_ptr();
+    // SAFETY: `ty` is a live type object and the GIL is held (see `version_tag`).
+    let (metatype, getattro, dictoffset) = unsafe {
+        (
+            ffi::Py_TYPE(tp.cast()),
+            (*tp).tp_getattro,
+            (*tp).tp_dictoffset,
+        )
+    };
+    let type_type = &raw mut ffi::PyType_Type;
+    let object_type = &raw mut ffi::PyBaseObject_Type;
+    // SAFETY: `object` is the interpreter's static, initialised type; its getter is
+    // `PyObject_GenericGetAttr`, compared by address as CPython stored it.
+    let generic = unsafe { (*object_type).tp_getattro };
+    if metatype != type_type || getattro.map(|f| f as usize) != generic.map(|f| f as usize) {
+        return None;
+    }
+    let has_dict = match type_lookup(ty, intern!(py, "__dict__")) {
+        None => {
+            // SAFETY: as above.
+            let flags = unsafe { (*tp).tp_flags };
+            if dictoffset != 0 || flags & ffi::Py_TPFLAGS_MANAGED_DICT != 0 {
+                return None; // an instance dict that could hold a "__dict__" key
+            }
+            false
+        }
+        Some(descriptor) => {
+            // the `__dict__` getter of a class statement's class (a data descriptor, so
+            // instance attributes cannot hide it), which answers for every instance
+            let getset = &raw mut ffi::PyGetSetDescr_Type;
+            if descriptor.get_type().as_ptr() != getset.cast() {
+                return None;
+            }
+            let owner = descriptor.getattr(intern!(py, "__objclass__")).ok()?;
+            let owner = owner.cast_into::<PyType>().ok()?;
+            // SAFETY: `owner` is a live type object and the GIL is held.
+            let heap = unsafe { (*owner.as_type_ptr()).tp_flags } & ffi::Py_TPFLAGS_HEAPTYPE != 0;
+            if !heap || !ty.is_subclass(&owner).ok()? {
+                return None;
+            }
+            true
+        }
+    };
+    if !has_dict {
+        return Some(Verdict::Immutable);
+    }
+    let own = type_lookup(ty, intern!(py, "__hash__"))?;
+    let function_type = &raw mut ffi::PyFunction_Type;
+    let wrapper_type = &raw mut ffi::PyWrapperDescr_Type;
+    let kind = own.get_type().as_ptr();
+    if !(own.is_none() || kind == function_type.cast() || kind == wrapper_type.cast()) {
+        return None; // a descriptor whose `__get__` might answer differently
+    }
+    let default = object_hash(py).ok()?;
+    Some(if own.is_none() || own.is(default) {
+        Verdict::Mutable
+    } else {
+        Verdict::HashDecides
+    })
 }
 
 /// Whether `obj` is what its module and qualified name lead to (as pickle finds a function
@@ -1261,6 +1503,13 @@ fn collect_names(code: &Bound<'_, PyAny>, out: &mut Vec<String>) -> PyResult<()>
         }
     }
     Ok(())
+}
+
+/// Whether passing `obj` twice differs from passing an equal copy (see [`identity_matters`]).
+#[pyfunction]
+#[pyo3(name = "identity_matters")]
+fn identity_matters_py(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    identity_matters(obj)
 }
 
 /// Content hash of `obj`; see `joblite.hash` for the documented behaviour.
@@ -1595,6 +1844,7 @@ fn int64_progression(py: Python<'_>, values: &Bound<'_, PyAny>) -> PyResult<Opti
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash, m)?)?;
     m.add_function(wrap_pyfunction!(int64_progression, m)?)?;
+    m.add_function(wrap_pyfunction!(identity_matters_py, m)?)?;
     m.add_class::<StreamHasher>()?;
     m.add_class::<ArrowDictionaryIds>()?;
     m.add_function(wrap_pyfunction!(arrow_feed_strings, m)?)?;

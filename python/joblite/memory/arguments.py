@@ -23,9 +23,6 @@ __all__ = ["ArgumentError", "CallBinder", "ValueDigest", "format_signature", "in
 
 #: argument types keyed inline (hashing them on their own would cost more than it saves)
 _INLINE = frozenset({int, float, str, bytes, bool, type(None)})
-#: argument types whose identity is never part of a key (see CallBinder._shared)
-_IMMUTABLE = _INLINE | {complex, tuple, frozenset, range, slice, type(Ellipsis)}
-_NAMED = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType)
 #: a tuple or list of at most this many such values is keyed inline too
 _INLINE_ITEMS = 16
 
@@ -233,11 +230,13 @@ class CallBinder:
         return digest[-32:], keyed_values
 
     def _shared(self, values: tuple) -> tuple:
-        """``(later, first)`` positions of mutable arguments passed more than once (the same
-        object, counting the items of ``*args`` and ``**kwargs``): ``f(a, a)`` and
-        ``f(a, copy(a))`` are different calls to a function that mutates one and reads the
-        other, as joblib's key tells them apart. Immutable values, functions, classes and
-        modules are left out (passing one twice changes nothing)."""
+        """``(later, first)`` positions of arguments passed more than once as one object
+        (counting the items of ``*args`` and ``**kwargs``) whose identity matters:
+        ``f(a, a)`` and ``f(a, copy(a))`` are different calls to a function that mutates one
+        and reads the other, as joblib's key tells them apart. Which objects count is the
+        rule of the hash walk itself (``_core.identity_matters``: an argument counts here
+        exactly when ``hash([a, a])`` and ``hash([a, copy(a)])`` differ), so the two levels
+        agree; see "Shared objects are content" in docs/hash.md."""
         flat: list = []
         for name, value in zip(self.names, values):
             if name.startswith("**"):
@@ -249,10 +248,10 @@ class CallBinder:
         first: dict[int, int] = {}
         shared = []
         for position, value in enumerate(flat):
-            if type(value) in _IMMUTABLE or isinstance(value, _NAMED):
-                continue
+            if type(value) in _INLINE:
+                continue  # never counts; skipped only to keep the common call cheap
             seen = first.setdefault(id(value), position)
-            if seen != position:
+            if seen != position and _core.identity_matters(value):
                 shared.append((position, seen))
         return tuple(shared)
 
