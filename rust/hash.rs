@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 /// Version tag of the encoding. It is the first thing every digest covers, so changing the walk
 /// (and this tag with it) can never produce a stale cache hit. Documented in `docs/hash.md`.
-pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v6\0";
+pub const ENCODING_VERSION: &[u8] = b"joblite-hash-v7\0";
 
 /// Buffers at least this large are hashed with blake3's multi-threaded mode.
 pub const PARALLEL_THRESHOLD: usize = 1 << 20;

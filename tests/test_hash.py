@@ -254,14 +254,14 @@ def test_encoding_matches_the_documented_byte_stream():
     def u64(n):
         return struct.pack("<Q", n)
 
-    stream = b"joblite-hash-v6\x00" + b"l" + u64(2) + b"i" + u64(1) + b"s" + u64(1) + b"a"
+    stream = b"joblite-hash-v7\x00" + b"l" + u64(2) + b"i" + u64(1) + b"s" + u64(1) + b"a"
     assert jhash([1, "a"], hash_name="md5") == hashlib.md5(stream).hexdigest()
-    stream = b"joblite-hash-v6\x00" + b"t" + u64(2) + b"f" + struct.pack("<d", -0.0) + b"N"
+    stream = b"joblite-hash-v7\x00" + b"t" + u64(2) + b"f" + struct.pack("<d", -0.0) + b"N"
     assert jhash((-0.0, None), hash_name="sha1") == hashlib.sha1(stream).hexdigest()
     arr = np.arange(6, dtype="<i4").reshape(2, 3)
     descr = repr(arr.dtype.descr).encode()
     stream = (
-        b"joblite-hash-v6\x00A"
+        b"joblite-hash-v7\x00A"
         + u64(len(descr))
         + descr
         + u64(4)
@@ -275,20 +275,20 @@ def test_encoding_matches_the_documented_byte_stream():
     # an object met again (not a cycle) is written as the order of its first meeting: the
     # outer list is object 0, `a` object 1
     a = [1]
-    stream = b"joblite-hash-v6\x00l" + u64(2) + b"l" + u64(1) + b"i" + u64(1) + b"=" + u64(1)
+    stream = b"joblite-hash-v7\x00l" + u64(2) + b"l" + u64(1) + b"i" + u64(1) + b"=" + u64(1)
     assert jhash([a, a], hash_name="md5") == hashlib.md5(stream).hexdigest()
     # a dict: its size, then per item (in the order of the keys' digests) the blake3 digest of
     # the key's own stream (no version prefix) and the value in place
     import blake3  # a dev requirement
 
     key = blake3.blake3(b"s" + u64(1) + b"k").digest()
-    stream = b"joblite-hash-v6\x00d" + u64(1) + key + b"i" + u64(1)
+    stream = b"joblite-hash-v7\x00d" + u64(1) + key + b"i" + u64(1)
     assert jhash({"k": 1}, hash_name="md5") == hashlib.md5(stream).hexdigest()
 
 
 def test_golden_digests_pin_the_encoding():
     """A change here means the walk changed: bump HASH_ENCODING_VERSION and update."""
-    assert joblite.hashing.HASH_ENCODING_VERSION == "joblite-hash-v6"
+    assert joblite.hashing.HASH_ENCODING_VERSION == "joblite-hash-v7"
     got = {
         "none": jhash(None),
         "int": jhash(1),
@@ -299,13 +299,13 @@ def test_golden_digests_pin_the_encoding():
         "big_array": jhash(np.arange(2**18, dtype="<i8")),
     }
     assert got == {
-        "none": "50072a764a63fd9dd2efb4c3ba9ae5f8c2771c05aeaabaae87e3e0d78f84e86b",
-        "int": "42017694ba76688d3d0e6459bcbc8e02b9818bda096fa8f179b52a5119a8fcde",
-        "nested": "acb00275d62125eeced03fd3a4d1a047ab632275e6471d484800737bd00d70f6",
-        "set": "2ccd53681223cb0f439e9c23cb2fa648db5ab9f7216da2d01d95eb1a6d502cda",
-        "array": "2ced44ecc573eb4fd5d20623c6d1c37059c804fd80fb764903f22b15e68528a6",
-        "md5": "d8af68138337eb4d7f061da52dedac87",
-        "big_array": "3e8ab26327f6ac255d0fa8befd60a1806a6103f59db0817277d8533e12522eb3",
+        "none": "b4fd21dea85ff94d87c013d214457af9cfde7d46c8ce99f0114fa8bdced35fd4",
+        "int": "6421698d54d2be964d97a1b54cce90bcd11642678e2b5378b695570f9ec29e20",
+        "nested": "07a1881de5319332e31fb2caaf8db78ba8d0b0cd6ebaeeac3d10dd0fcb820ca6",
+        "set": "b205a57830a93fd21aebd30795352aa8df5ff0e7c7daeae85b7de930c688f9e9",
+        "array": "66c917b289a41c9189fa348b4175cf156bc38c409c11355b33bd6db648bb9a07",
+        "md5": "8d51e023e2e41641e700f8aaf44cb347",
+        "big_array": "d257a3d73f48ccdaf4c7eef39717fc35acd6650d01b114819c5ba161c9ea437d",
     }
 
 

@@ -88,7 +88,7 @@ def test_large_array_encoding_matches_the_spec():
     u64 = lambda n: struct.pack("<Q", n)  # noqa: E731
     descr = repr(a.dtype.descr).encode()
     stream = (
-        b"joblite-hash-v6\x00A"
+        b"joblite-hash-v7\x00A"
         + u64(len(descr))
         + descr
         + u64(8)

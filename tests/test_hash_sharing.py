@@ -255,6 +255,13 @@ class _ValueHashed:
         return hash(self.x)
 
 
+class _Slotted:
+    __slots__ = ("x",)
+
+    def __init__(self, x):
+        self.x = x
+
+
 @dataclasses.dataclass(frozen=True)
 class _Frozen:
     x: int
@@ -269,6 +276,7 @@ def _kinds():
     """``(name, value, an equal copy that is another object, whether sharing counts)``."""
     import datetime
     import decimal
+    import fractions
 
     def structured():
         return np.dtype([("a", "<f8"), ("b", "<i4")])
@@ -280,6 +288,10 @@ def _kinds():
         ("bytearray", bytearray(b"ab"), bytearray(b"ab"), True),
         ("numpy array", np.arange(3), np.arange(3), True),
         ("object with __dict__", _Plain(1), _Plain(1), True),
+        ("object with __slots__", _Slotted(1), _Slotted(1), True),
+        ("namedtuple holding a list", _Pair(1, [2]), _Pair(1, [2]), True),
+        ("deque", collections.deque([1]), collections.deque([1]), True),
+        ("numpy Generator", np.random.default_rng(5), np.random.default_rng(5), True),
         ("list subclass", type("L", (list,), {})([1]), None, True),
         ("tuple of lists", ([1], [2]), ([1], [2]), True),
         ("tuple of tuples of a dict", ((1, ({"k": 1},)),), ((1, ({"k": 1},)),), True),
@@ -288,6 +300,7 @@ def _kinds():
         ("frozen dataclass", _Frozen(1), _Frozen(1), False),
         ("datetime", datetime.datetime(2026, 12, 7, 9), datetime.datetime(2026, 12, 7, 9), False),
         ("Decimal", decimal.Decimal("1.5"), decimal.Decimal("1.5"), False),
+        ("Fraction", fractions.Fraction(1, 3), fractions.Fraction(1, 3), False),
         ("dtype", structured(), structured(), False),
         ("pandas Timestamp", pd.Timestamp("2026-12-07"), pd.Timestamp("2026-12-07"), False),
         ("tuple of ints", (1, (2, 3)), tuple([1, tuple([2, 3])]), False),
@@ -392,3 +405,31 @@ def test_an_object_whose_class_is_changed_in_place():
     assert joblite.hash([a, a]) != joblite.hash([a, Mutable()])
     a.__class__ = Valued
     assert joblite.hash([a, a]) == joblite.hash([a, Valued()])
+
+
+def _set_first_read_second(pair):
+    pair[0].x = 5
+    return pair[1].x
+
+
+def test_a_slots_object_held_twice_never_gets_the_result_of_two_objects(memory):
+    # no instance __dict__, but its attributes can be set: a wrong answer in joblite-hash-v6
+    f = memory.cache(_set_first_read_second)
+    a = _Slotted(1)
+    assert f([a, a]) == 5
+    assert f([_Slotted(1), _Slotted(1)]) == 1
+
+
+def _append_through_first_read_second(pair):
+    pair[0].b.append(1)
+    return len(pair[1].b)
+
+
+def test_a_namedtuple_holding_a_list_held_twice(memory):
+    f = memory.cache(_append_through_first_read_second)
+    t = _Pair(1, [])
+    assert f([t, t]) == 1
+    assert f([_Pair(1, []), _Pair(1, [])]) == 0
+    u = _Pair(1, [])
+    assert f((u, u)) == 1
+    assert f((_Pair(1, []), _Pair(1, []))) == 0

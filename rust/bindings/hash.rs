@@ -1209,13 +1209,17 @@ fn noted_when_met_again(
 }
 
 /// Whether a function could change `obj` in place, for objects walked through a handler or
-/// their reduction: lists, dicts, sets and bytearrays (and their subclasses), and objects with
-/// an instance `__dict__` that do not hash by value (a user's class, a DataFrame). Immutable
-/// values (dtypes, datetimes, Decimals, Arrow tables, namedtuples) are left out.
+/// their reduction: lists, dicts, sets and bytearrays (and their subclasses), and any object
+/// whose class does not hash by value: it keeps `object`'s identity hash (a user's class, a
+/// `__slots__` class, a numpy `Generator`, a `deque`), sets `__hash__ = None`, or its own
+/// `__hash__` refuses this object (a DataFrame, a namedtuple or frozen dataclass holding a
+/// list). A class whose `__hash__` answers promises the value does not change: dtypes,
+/// datetimes, Decimals, frozen dataclasses, namedtuples of numbers are left out.
 ///
 /// The answer depends on the type alone except for classes with a `__hash__` of their own
 /// (which must also answer for this object), so it is kept per type in [`TYPE_VERDICTS`]
-/// where the type's lookups are plain enough to be decided once (see [`type_verdict`]).
+/// where the type's lookup of `__hash__` is plain enough to be decided once (see
+/// [`type_verdict`]).
 fn mutable(obj: &Bound<'_, PyAny>) -> bool {
     if obj.is_instance_of::<PyList>()
         || obj.is_instance_of::<PyDict>()
@@ -1226,7 +1230,6 @@ fn mutable(obj: &Bound<'_, PyAny>) -> bool {
     }
     match cached_verdict(obj) {
         Some(Verdict::Mutable) => true,
-        Some(Verdict::Immutable) => false,
         Some(Verdict::HashDecides) => obj.hash().is_err(),
         None => mutable_by_lookup(obj),
     }
@@ -1236,12 +1239,6 @@ fn mutable(obj: &Bound<'_, PyAny>) -> bool {
 /// per type where it can.
 fn mutable_by_lookup(obj: &Bound<'_, PyAny>) -> bool {
     let py = obj.py();
-    if !obj.hasattr(intern!(py, "__dict__")).unwrap_or(false) {
-        return false;
-    }
-    // A class that hashes by value (a `__hash__` of its own that answers: a frozen
-    // dataclass, a pandas Timestamp) promises its value does not change; one that keeps
-    // object's identity hash, or is unhashable, may be changed in place.
     match (
         obj.get_type().getattr(intern!(py, "__hash__")),
         object_hash(py),
@@ -1268,7 +1265,6 @@ fn object_hash(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Verdict {
     Mutable,
-    Immutable,
     /// Mutable when its (value-based) `__hash__` refuses this object.
     HashDecides,
 }
@@ -1311,7 +1307,7 @@ fn cached_verdict(obj: &Bound<'_, PyAny>) -> Option<Verdict> {
         return hit;
     }
     let verdict = type_verdict(&ty)?;
-    // Deciding ran lookups only (no Python code of the user's): keep it when the type was not
+    // Deciding ran lookups in the type's namespaces only: keep it when the type was not
     // modified meanwhile.
     if version_tag(&ty) == Some(tag) {
         TYPE_VERDICTS.with(|cache| cache.borrow_mut()[slot] = (address, tag, verdict));
@@ -1320,7 +1316,7 @@ fn cached_verdict(obj: &Bound<'_, PyAny>) -> Option<Verdict> {
 }
 
 /// The first value named `name` in the namespaces of `ty`'s method resolution order (what
-/// attribute lookup on an instance finds on its type), or `None`.
+/// looking the name up on the class finds when its metaclass is `type`), or `None`.
 fn type_lookup<'py>(
     ty: &Bound<'py, PyType>,
     name: &Bound<'py, PyString>,
@@ -1336,58 +1332,16 @@ fn type_lookup<'py>(
     None
 }
 
-/// [`mutable_by_lookup`] decided from the type alone, where its lookups cannot depend on the
-/// object: the class is made by `type` itself (no metaclass), reads attributes the generic way
-/// (no `__getattr__` or `__getattribute__` of its own), its `__dict__` is either absent or the
-/// one a class statement makes (which always answers), and its `__hash__` is `None`, a slot
-/// wrapper or a function (looked up as themselves). `None` otherwise.
+/// [`mutable_by_lookup`] decided from the type alone, where `cls.__hash__` cannot depend on
+/// anything but the type's namespaces: the class is made by `type` itself (no metaclass that
+/// could answer the lookup its own way), and the `__hash__` found is `None`, a slot wrapper or
+/// a function (each looked up as itself). `None` otherwise.
 fn type_verdict(ty: &Bound<'_, PyType>) -> Option<Verdict> {
     let py = ty.py();
-    let tp = ty.as_type_ptr();
-    // SAFETY: `ty` is a live type object and the GIL is held (see `version_tag`).
-    let (metatype, getattro, dictoffset) = unsafe {
-        (
-            ffi::Py_TYPE(tp.cast()),
-            (*tp).tp_getattro,
-            (*tp).tp_dictoffset,
-        )
-    };
     let type_type = &raw mut ffi::PyType_Type;
-    let object_type = &raw mut ffi::PyBaseObject_Type;
-    // SAFETY: `object` is the interpreter's static, initialised type; its getter is
-    // `PyObject_GenericGetAttr`, compared by address as CPython stored it.
-    let generic = unsafe { (*object_type).tp_getattro };
-    if metatype != type_type || getattro.map(|f| f as usize) != generic.map(|f| f as usize) {
+    // SAFETY: `ty` is a live type object and the GIL is held (see `version_tag`).
+    if unsafe { ffi::Py_TYPE(ty.as_ptr()) } != type_type {
         return None;
-    }
-    let has_dict = match type_lookup(ty, intern!(py, "__dict__")) {
-        None => {
-            // SAFETY: as above.
-            let flags = unsafe { (*tp).tp_flags };
-            if dictoffset != 0 || flags & ffi::Py_TPFLAGS_MANAGED_DICT != 0 {
-                return None; // an instance dict that could hold a "__dict__" key
-            }
-            false
-        }
-        Some(descriptor) => {
-            // the `__dict__` getter of a class statement's class (a data descriptor, so
-            // instance attributes cannot hide it), which answers for every instance
-            let getset = &raw mut ffi::PyGetSetDescr_Type;
-            if descriptor.get_type().as_ptr() != getset.cast() {
-                return None;
-            }
-            let owner = descriptor.getattr(intern!(py, "__objclass__")).ok()?;
-            let owner = owner.cast_into::<PyType>().ok()?;
-            // SAFETY: `owner` is a live type object and the GIL is held.
-            let heap = unsafe { (*owner.as_type_ptr()).tp_flags } & ffi::Py_TPFLAGS_HEAPTYPE != 0;
-            if !heap || !ty.is_subclass(&owner).ok()? {
-                return None;
-            }
-            true
-        }
-    };
-    if !has_dict {
-        return Some(Verdict::Immutable);
     }
     let own = type_lookup(ty, intern!(py, "__hash__"))?;
     let function_type = &raw mut ffi::PyFunction_Type;
