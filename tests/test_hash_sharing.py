@@ -292,6 +292,7 @@ def _kinds():
         ("namedtuple holding a list", _Pair(1, [2]), _Pair(1, [2]), True),
         ("deque", collections.deque([1]), collections.deque([1]), True),
         ("numpy Generator", np.random.default_rng(5), np.random.default_rng(5), True),
+        ("closure", _scaler(2), _scaler(2), True),
         ("list subclass", type("L", (list,), {})([1]), None, True),
         ("tuple of lists", ([1], [2]), ([1], [2]), True),
         ("tuple of tuples of a dict", ((1, ({"k": 1},)),), ((1, ({"k": 1},)),), True),
@@ -311,6 +312,13 @@ def _kinds():
 
 
 _Pair = collections.namedtuple("_Pair", "a b")
+
+
+def _scaler(k):
+    def scale(x):
+        return k * x
+
+    return scale
 
 
 def _two_arguments(u, v):

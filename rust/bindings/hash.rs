@@ -275,7 +275,7 @@ impl<'py> Walker<'py> {
             return walked;
         }
         if let Ok(l) = obj.cast_exact::<PyList>() {
-            return self.tracked(obj, enc, |w, enc| {
+            return self.tracked(obj, true, enc, |w, enc| {
                 enc.tag(tag::LIST);
                 enc.len(l.len());
                 // Index access, not an iterator: the list may be mutated by the objects'
@@ -291,7 +291,7 @@ impl<'py> Walker<'py> {
             });
         }
         if let Ok(d) = obj.cast_exact::<PyDict>() {
-            return self.tracked(obj, enc, |w, enc| {
+            return self.tracked(obj, true, enc, |w, enc| {
                 enc.tag(tag::DICT);
                 let pairs: Vec<_> = d.iter().collect();
                 w.mapping_pairs(&pairs, enc)
@@ -408,9 +408,9 @@ impl<'py> Walker<'py> {
             return Ok(());
         }
         if let Some(handler) = self.handler(obj)? {
-            return self.tracked(obj, enc, |w, enc| w.handled(obj, &handler, enc));
+            return self.tracked(obj, false, enc, |w, enc| w.handled(obj, &handler, enc));
         }
-        self.tracked(obj, enc, |w, enc| w.reduction(obj, enc))
+        self.tracked(obj, false, enc, |w, enc| w.reduction(obj, enc))
     }
 
     /// The content handler registered for the type of `obj` (`joblite.register_hash_handler`,
@@ -476,6 +476,7 @@ impl<'py> Walker<'py> {
     fn tracked(
         &mut self,
         obj: &Bound<'py, PyAny>,
+        known_mutable: bool,
         enc: &mut Encoder,
         body: impl FnOnce(&mut Self, &mut Encoder) -> PyResult<()>,
     ) -> PyResult<()> {
@@ -485,7 +486,7 @@ impl<'py> Walker<'py> {
             enc.len(position);
             return Ok(());
         }
-        let meeting = self.meet(obj, false, enc);
+        let meeting = self.meet(obj, known_mutable, enc);
         if meeting == Meeting::Again {
             return Ok(());
         }
@@ -778,24 +779,16 @@ impl<'py> Walker<'py> {
     /// factory or two scripts' functions of one name never hash equal.
     fn function(&mut self, obj: &Bound<'py, PyAny>, enc: &mut Encoder) -> PyResult<()> {
         let py = self.py;
-        let module = obj.getattr(intern!(py, "__module__"))?;
-        let module = module.str()?;
-        let mut module = module.to_str()?;
-        if module == "__mp_main__" {
-            module = "__main__"; // a spawned worker's name for the parent's script
-        }
-        let qualname = obj.getattr(intern!(py, "__qualname__"))?;
-        let qualname = qualname.cast::<PyString>()?.to_str()?;
+        let (module, qualname) = function_name(obj)?;
+        let (module, qualname) = (module.to_str()?, qualname.to_str()?);
         enc.tag(tag::FUNCTION);
         enc.bytes(module.as_bytes());
         enc.bytes(qualname.as_bytes());
-        if !(qualname.contains('<') || module == "__main__")
-            && found_by_name(py, obj, module, qualname)
-        {
+        if function_by_name(py, obj, module, qualname) {
             enc.len(0);
             return Ok(());
         }
-        self.tracked(obj, enc, |w, enc| {
+        self.tracked(obj, false, enc, |w, enc| {
             enc.len(2);
             let code = obj.getattr(intern!(py, "__code__"))?;
             w.code(&code, enc)?;
@@ -1133,7 +1126,8 @@ impl<'py> Walker<'py> {
 /// what counts as shared, used by the walk and, through `_core.identity_matters`, by
 /// `Memory` for arguments passed twice. It mirrors the branches of [`Walker::walk_inner`]:
 /// lists, dicts, sets, bytearrays and numpy arrays are noted; strings, numbers, bytes,
-/// frozensets, numpy scalars, functions, classes, modules and memoryviews are not; a tuple is
+/// frozensets, numpy scalars, functions found by name, classes, modules and memoryviews are
+/// not; a tuple is
 /// not noted itself, but one met twice meets its items twice, so it counts when one of them
 /// does; anything else (walked through a handler or its reduction) counts when [`mutable`]
 /// says so.
@@ -1198,8 +1192,15 @@ fn noted_when_met_again(
     let memoryview_type = &raw mut ffi::PyMemoryView_Type;
     let module_type = &raw mut ffi::PyModule_Type;
     let ty_ptr = ty.as_ptr();
-    if ty_ptr == function_type.cast()
-        || ty_ptr == memoryview_type.cast()
+    if ty_ptr == function_type.cast() {
+        // a function walked by value (a lambda, a closure) is noted like any object
+        let (module, qualname) = function_name(obj)?;
+        if function_by_name(py, obj, module.to_str()?, qualname.to_str()?) {
+            return Ok(false);
+        }
+        return Ok(mutable(obj));
+    }
+    if ty_ptr == memoryview_type.cast()
         || ty_ptr == module_type.cast()
         || obj.cast::<PyType>().is_ok()
     {
@@ -1356,6 +1357,28 @@ fn type_verdict(ty: &Bound<'_, PyType>) -> Option<Verdict> {
     } else {
         Verdict::HashDecides
     })
+}
+
+/// A function's module (`__mp_main__`, a spawned worker's name for the parent's script,
+/// written `__main__`) and qualified name.
+fn function_name<'py>(
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyString>, Bound<'py, PyString>)> {
+    let py = obj.py();
+    let mut module = obj.getattr(intern!(py, "__module__"))?.str()?;
+    if module.to_str()? == "__mp_main__" {
+        module = intern!(py, "__main__").clone();
+    }
+    let qualname = obj
+        .getattr(intern!(py, "__qualname__"))?
+        .cast_into::<PyString>()?;
+    Ok((module, qualname))
+}
+
+/// Whether a function is walked by name (a module-level function of a real module) rather
+/// than by value.
+fn function_by_name(py: Python<'_>, obj: &Bound<'_, PyAny>, module: &str, qualname: &str) -> bool {
+    !(qualname.contains('<') || module == "__main__") && found_by_name(py, obj, module, qualname)
 }
 
 /// Whether `obj` is what its module and qualified name lead to (as pickle finds a function
