@@ -1084,10 +1084,19 @@ impl<'py> Walker<'py> {
             "<dict items>",
             "<state setter>",
         ];
+        let set_list = Self::set_subclass_list(obj, parts)?;
         for (i, part) in parts.iter().enumerate() {
             let walked = if part.is_none() {
                 enc.tag(tag::ABSENT);
                 Ok(())
+            } else if let (1, Some(list)) = (i, &set_list) {
+                // a set subclass's members in hash-table order (salted by PYTHONHASHSEED,
+                // and by insertion order): written as a set's, order-independent
+                enc.tag(tag::TUPLE);
+                enc.len(1);
+                enc.tag(tag::FROZENSET);
+                let members: Vec<Bound<'py, PyAny>> = list.iter().collect();
+                self.unordered_members(&members, enc)
             } else if i == 3 {
                 self.items(&part, true, enc)
             } else if i == 4 {
@@ -1100,6 +1109,28 @@ impl<'py> Walker<'py> {
             walked.inspect_err(|_| self.path.push(format!(".{}", NAMES[i.min(5)])))?;
         }
         Ok(())
+    }
+
+    /// The member list of a set or frozenset subclass reduced the way `set.__reduce__` does
+    /// it, `(type(obj), (list(obj),), state)`; None for any other reduction.
+    fn set_subclass_list(
+        obj: &Bound<'py, PyAny>,
+        parts: &Bound<'py, PyTuple>,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        if !(obj.is_instance_of::<PySet>() || obj.is_instance_of::<PyFrozenSet>())
+            || parts.len() < 2
+            || !parts.get_item(0)?.is(obj.get_type())
+        {
+            return Ok(None);
+        }
+        let args = parts.get_item(1)?;
+        let Ok(args) = args.cast_exact::<PyTuple>() else {
+            return Ok(None);
+        };
+        if args.len() != 1 {
+            return Ok(None);
+        }
+        Ok(args.get_item(0)?.cast_exact::<PyList>().ok().cloned())
     }
 
     /// The list-items or dict-items iterator of a reduction.

@@ -102,13 +102,19 @@ def _index_values(index: Any) -> tuple:
 def index_content(index: Any) -> tuple:
     """Content of an Index: names, dtype and values (int64 values that form an arithmetic
     progression as first value, step and length, so a RangeIndex equals the same values in
-    an int64 Index without being materialised)."""
+    an int64 Index without being materialised), and the ``freq`` of a DatetimeIndex or
+    TimedeltaIndex that has one."""
     import pandas as pd
 
     names = list(index.names)
     if isinstance(index, pd.MultiIndex):
         levels = [_values(index.get_level_values(i).array) for i in range(index.nlevels)]
         return ("MultiIndex", names, len(index), levels)
+    freq = getattr(index, "freq", None)
+    if freq is not None and isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex)):
+        # a frequency changes what pandas does with the index (`shift`, resampling,
+        # statsmodels), and pickle keeps it: content, as the offset object it is
+        return ("Index", names, _index_values(index), ("freq", freq))
     return ("Index", names, _index_values(index))
 
 
