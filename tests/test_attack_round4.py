@@ -127,3 +127,15 @@ def test_index_freq_key_is_stable_and_distinguishes_frequencies():
     # an Index without a frequency keeps the key it had (no needless miss for old entries)
     plain = pd.Index([1, 2, 3])
     assert joblite.hash(plain) == joblite.hash(pd.Index([1, 2, 3]))
+
+
+def test_xarray_time_coordinate_freq_is_content():
+    xr = pytest.importorskip("xarray")
+    index = pd.date_range("2020-01-01", periods=3, freq="D")
+    a = xr.DataArray([1, 2, 3], dims="t", coords={"t": index})
+    b = a.assign_coords(t=pd.DatetimeIndex(index, freq=None))
+    assert a.indexes["t"].freq is not None and b.indexes["t"].freq is None
+    assert joblite.hash(a) != joblite.hash(b)
+    assert joblite.hash(a.to_dataset(name="v")) != joblite.hash(b.to_dataset(name="v"))
+    again = xr.DataArray([1, 2, 3], dims="t", coords={"t": index.copy()})
+    assert joblite.hash(a) == joblite.hash(again)
