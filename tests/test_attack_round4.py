@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import joblite
 import pytest
@@ -139,3 +140,45 @@ def test_xarray_time_coordinate_freq_is_content():
     assert joblite.hash(a.to_dataset(name="v")) != joblite.hash(b.to_dataset(name="v"))
     again = xr.DataArray([1, 2, 3], dims="t", coords={"t": index.copy()})
     assert joblite.hash(a) == joblite.hash(again)
+
+
+np = pytest.importorskip("numpy")
+
+
+def _reshape(a):
+    a.shape = (2, a.shape[0] // 2)
+
+
+def _retype(a):
+    a.dtype = np.int64
+
+
+def _restride(a):
+    a.strides = (0,)
+
+
+@pytest.mark.parametrize("change", [_reshape, _retype, _restride])
+def test_chained_digest_follows_in_place_shape_dtype_and_strides(tmp_path, change):
+    # A read-only memory map returned by a cached function is keyed by the digest stored
+    # with its entry; setting its shape, dtype or strides in place (allowed on a read-only
+    # array) changes its content, and the stale digest gave the next cached call the
+    # result of the array as it was.
+    memory = Memory(tmp_path, verbose=0, mmap_mode="r")
+
+    @memory.cache
+    def make(n):
+        return np.arange(n, dtype=np.float64)
+
+    @memory.cache
+    def describe(x):
+        return (x.shape, str(x.dtype), x.strides, float(x.reshape(-1)[1]))
+
+    make(1 << 18)  # stored; the next call loads the entry as a read-only map
+    mapped = make(1 << 18)
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    assert describe(mapped) == ((1 << 18,), "float64", (8,), 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # numpy 2.x: prefer views
+        change(mapped)
+    truth = (mapped.shape, str(mapped.dtype), mapped.strides, float(mapped.reshape(-1)[1]))
+    assert describe(mapped) == truth
