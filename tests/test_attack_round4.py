@@ -182,3 +182,32 @@ def test_chained_digest_follows_in_place_shape_dtype_and_strides(tmp_path, chang
         change(mapped)
     truth = (mapped.shape, str(mapped.dtype), mapped.strides, float(mapped.reshape(-1)[1]))
     assert describe(mapped) == truth
+
+
+def test_tensor_grad_is_content(tmp_path):
+    # `.grad` is what an optimizer step or a gradient norm reads; a tensor (or a module whose
+    # parameters) with gradients and the same tensor without them had one key
+    torch = pytest.importorskip("torch")
+    plain = torch.tensor([1.0, 2.0], requires_grad=True)
+    stepped = torch.tensor([1.0, 2.0], requires_grad=True)
+    (stepped * torch.tensor([3.0, 4.0])).sum().backward()
+    assert stepped.grad is not None and plain.grad is None
+    assert joblite.hash(plain) != joblite.hash(stepped)
+    other = torch.tensor([1.0, 2.0], requires_grad=True)
+    other.grad = torch.tensor([5.0, 6.0])
+    assert joblite.hash(stepped) != joblite.hash(other)
+    other.grad = torch.tensor([3.0, 4.0])
+    assert joblite.hash(stepped) == joblite.hash(other)
+
+    first = torch.nn.Linear(2, 1)
+    second = torch.nn.Linear(2, 1)
+    second.load_state_dict(first.state_dict())
+    assert joblite.hash(first) == joblite.hash(second)
+
+    def grad_norm(model):
+        return sum(float(p.grad.norm()) for p in model.parameters() if p.grad is not None)
+
+    cached = Memory(tmp_path, verbose=0).cache(grad_norm)
+    assert cached(first) == 0.0
+    second(torch.ones(1, 2)).sum().backward()
+    assert cached(second) == grad_norm(second) > 0.0
