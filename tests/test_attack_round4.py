@@ -211,3 +211,22 @@ def test_tensor_grad_is_content(tmp_path):
     assert cached(first) == 0.0
     second(torch.ones(1, 2)).sum().backward()
     assert cached(second) == grad_norm(second) > 0.0
+
+
+def test_pandas_allows_duplicate_labels_flag_is_content(tmp_path):
+    # pickle keeps the flag and pandas acts on it (an operation that would duplicate a label
+    # raises, results carry it): a frame with the flag off and the same frame with it on had
+    # one key, so the cached call returned a result where the real call raises
+    frame = pd.DataFrame({"a": [1, 2]})
+    strict = frame.set_flags(allows_duplicate_labels=False)
+    assert joblite.hash(frame) != joblite.hash(strict)
+    assert joblite.hash(frame["a"]) != joblite.hash(strict["a"])
+    assert joblite.hash(frame) == joblite.hash(frame.set_flags(allows_duplicate_labels=True))
+
+    def doubled(df):
+        return pd.concat([df, df])
+
+    cached = Memory(tmp_path, verbose=0).cache(doubled)
+    assert len(cached(frame)) == 4
+    with pytest.raises(pd.errors.DuplicateLabelError):
+        cached(strict)

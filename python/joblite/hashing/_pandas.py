@@ -151,19 +151,31 @@ def _metadata(obj: Any) -> dict:
     return found
 
 
+def _flags(obj: Any, content: tuple) -> tuple:
+    """``content``, with ``allows_duplicate_labels=False`` when set: pickle keeps the flag and
+    pandas acts on it (an operation that would duplicate a label raises). The default adds
+    nothing, so keys of frames without it do not change."""
+    flags = getattr(obj, "flags", None)
+    if flags is not None and getattr(flags, "allows_duplicate_labels", True) is False:
+        return (*content, ("allows_duplicate_labels", False))
+    return content
+
+
 def series_content(series: Any) -> tuple:
-    """Content of a Series: name, index, dtype, values, attrs."""
-    return (
+    """Content of a Series: name, index, dtype, values, attrs, a non-default flag."""
+    content = (
         series.name,
         index_content(series.index),
         _values(series.array),
         dict(series.attrs),
         _metadata(series),
     )
+    return _flags(series, content)
 
 
 def dataframe_content(frame: Any) -> tuple:
-    """Content of a DataFrame: columns (labels in order), index, each column, attrs."""
+    """Content of a DataFrame: columns (labels in order), index, each column, attrs, a
+    non-default flag."""
     unique = frame.columns.is_unique
 
     def digest(item: tuple[int, tuple[Any, Any]]) -> str:
@@ -180,13 +192,14 @@ def dataframe_content(frame: Any) -> tuple:
         return item[1][1].dtype.kind not in "iufcmMb"
 
     columns = map_ordered(digest, enumerate(frame.items()), len(frame), slow)
-    return (
+    content = (
         index_content(frame.columns),
         index_content(frame.index),
         columns,
         dict(frame.attrs),
         _metadata(frame),
     )
+    return _flags(frame, content)
 
 
 def register() -> None:
