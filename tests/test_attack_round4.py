@@ -230,3 +230,54 @@ def test_pandas_allows_duplicate_labels_flag_is_content(tmp_path):
     assert len(cached(frame)) == 4
     with pytest.raises(pd.errors.DuplicateLabelError):
         cached(strict)
+
+
+_SCRIPT_WRAPPER = """
+import functools
+import multiprocessing as mp
+
+import joblite
+
+
+@functools.lru_cache
+def helper(x):
+    return x * {factor}
+
+
+class Token:
+    def __reduce__(self):
+        return "TOKEN"
+
+
+TOKEN = Token()
+
+
+def key():
+    return joblite.hash([helper, TOKEN])
+
+
+if __name__ == "__main__":
+    with mp.get_context("spawn").Pool(1) as pool:
+        theirs = pool.apply(key)
+    print(key() == theirs, key())
+"""
+
+
+def test_script_objects_pickled_by_name_key_alike_in_a_spawned_worker_and_by_content(tmp_path):
+    # An lru_cache of a script's function (and any object that pickles as a global name) was
+    # keyed by the module name it is found under: "__main__" in the parent, "__mp_main__"
+    # in a spawned worker, so the worker's cached calls missed the parent's entries. And the
+    # wrapped function of a script was keyed by name alone, so an edited script (helper
+    # returning x * 3 instead of x * 2) kept the old key: a wrong answer on the next run.
+    script = tmp_path / "job.py"
+    outputs = []
+    for factor in (2, 3):
+        script.write_text(_SCRIPT_WRAPPER.format(factor=factor))
+        proc = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        same_in_worker, key = proc.stdout.split()
+        assert same_in_worker == "True"
+        outputs.append(key)
+    assert outputs[0] != outputs[1]

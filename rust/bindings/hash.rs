@@ -1047,10 +1047,15 @@ impl<'py> Walker<'py> {
                 .and_then(|m| Ok(m.str()?.to_string()))
                 .unwrap_or_default();
             let name = name.to_str()?;
-            if !found_by_name(py, obj, &module, name) {
+            // a script is "__mp_main__" in a spawned worker: one name for both, and its
+            // objects are not found by name from one run to the next (it may be edited)
+            let script = module == "__main__" || module == "__mp_main__";
+            let module = if script { "__main__" } else { module.as_str() };
+            if script || !found_by_name(py, obj, module, name) {
                 if let Ok(wrapped) = obj.getattr(intern!(py, "__wrapped__")) {
                     // a wrapper pickled by a name that does not lead to it (an lru_cache of a
-                    // closure): what it wraps is content, or two such wrappers share a key
+                    // closure) or by a script's name: what it wraps is content, or two such
+                    // wrappers share a key
                     enc.tag(WRAPPED);
                     enc.bytes(module.as_bytes());
                     enc.bytes(name.as_bytes());
