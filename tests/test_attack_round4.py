@@ -281,3 +281,28 @@ def test_script_objects_pickled_by_name_key_alike_in_a_spawned_worker_and_by_con
         assert same_in_worker == "True"
         outputs.append(key)
     assert outputs[0] != outputs[1]
+
+
+class Descending(set):
+    """A set subclass with an iteration order of its own: that order is content."""
+
+    def __iter__(self):
+        return iter(sorted(set.__iter__(self), reverse=True))
+
+
+class Listed(frozenset):
+    """A frozenset subclass whose own reduction keeps a meaningful order."""
+
+    def __new__(cls, items):
+        self = super().__new__(cls, items)
+        self.order = list(items)
+        return self
+
+    def __reduce__(self):
+        return (type(self), (self.order,))
+
+
+def test_set_subclass_with_its_own_order_keeps_it_as_content():
+    assert joblite.hash(Descending([1, 2])) == joblite.hash(Descending([2, 1]))
+    assert joblite.hash(Listed([1, 2])) != joblite.hash(Listed([2, 1]))
+    assert joblite.hash(Listed([1, 2])) == joblite.hash(Listed([1, 2]))

@@ -1116,16 +1116,33 @@ impl<'py> Walker<'py> {
         Ok(())
     }
 
-    /// The member list of a set or frozenset subclass reduced the way `set.__reduce__` does
-    /// it, `(type(obj), (list(obj),), state)`; None for any other reduction.
+    /// The member list of a set or frozenset subclass reduced by the builtin reduction,
+    /// `(type(obj), (list(obj),), state)`, in the builtin iteration order (hash-table order);
+    /// None for any other reduction or an iteration order of the subclass's own, which is
+    /// content.
     fn set_subclass_list(
         obj: &Bound<'py, PyAny>,
         parts: &Bound<'py, PyTuple>,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
-        if !(obj.is_instance_of::<PySet>() || obj.is_instance_of::<PyFrozenSet>())
-            || parts.len() < 2
-            || !parts.get_item(0)?.is(obj.get_type())
-        {
+        let py = obj.py();
+        let base = if obj.is_instance_of::<PySet>() {
+            py.get_type::<PySet>()
+        } else if obj.is_instance_of::<PyFrozenSet>() {
+            py.get_type::<PyFrozenSet>()
+        } else {
+            return Ok(None);
+        };
+        let ty = obj.get_type();
+        for name in [
+            intern!(py, "__reduce__"),
+            intern!(py, "__reduce_ex__"),
+            intern!(py, "__iter__"),
+        ] {
+            if !ty.getattr(name)?.is(&base.getattr(name)?) {
+                return Ok(None);
+            }
+        }
+        if parts.len() < 2 || !parts.get_item(0)?.is(&ty) {
             return Ok(None);
         }
         let args = parts.get_item(1)?;
