@@ -28,7 +28,7 @@ def tensor_content(tensor: Any) -> tuple:
         data = data.cpu()
     data = data.contiguous()
     raw = data.reshape(-1).view(torch.uint8).numpy()  # the bytes, no copy, any dtype
-    content = (
+    content: tuple = (
         "tensor",
         layout,
         str(tensor.dtype),
