@@ -229,18 +229,22 @@ def _in_band(kind: str):
         return bytearray(block * (n // 1024))
     if kind == "str":
         return "abcdefgh" * (n // 8)
-    pl = pytest.importorskip("polars")  # pickles as one Arrow IPC bytes object
+    pl = pytest.importorskip("polars")
     rows = 2_000_000
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "a": np.arange(rows),
             "b": np.random.default_rng(0).standard_normal(rows),
             "c": np.arange(rows) % 7,
         }
     )
+    if kind == "polars":  # plain numbers: joblite writes numpy columns, joblib polars' IPC bytes
+        return frame
+    # a string column: joblite too keeps polars' pickle (one IPC bytes object, in band)
+    return frame.with_columns(c=(pl.col("c") * 1000).cast(pl.String))
 
 
-@pytest.mark.parametrize("kind", ["bytes", "bytearray", "str", "polars"])
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "str", "polars", "polars_str"])
 @pytest.mark.parametrize("lib", ["joblite", "joblib", "pickle"])
 @pytest.mark.parametrize("op", ["dump", "load"])
 def test_in_band_object(benchmark, lib, op, kind):
@@ -264,7 +268,7 @@ def test_in_band_object(benchmark, lib, op, kind):
                 return pickle.load(f)
         return (joblite if lib == "joblite" else joblib).load(path)
 
-    size = f"{IN_BAND_MIB}MB" if kind != "polars" else "2M x 3"
+    size = f"{IN_BAND_MIB}MB" if not kind.startswith("polars") else "2M x 3"
     benchmark.group = f"in-band {kind} {size} {op}"
     try:
         if op == "dump":

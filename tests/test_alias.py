@@ -403,6 +403,23 @@ def test_maxtasksperchild_recycles_multiprocessing_workers():
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="max_tasks_per_child is 3.11+")
+def test_recycling_pool_shut_down_while_a_worker_is_replaced():
+    # seen under load: the pool's manager thread replaced a recycled worker just after a
+    # shutdown(wait=False) had dropped the process table, and died on len(None)
+    import multiprocessing
+
+    from joblite.backends.processes import _recycling_executor
+
+    ex = _recycling_executor()(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1
+    )
+    assert ex.submit(abs, -3).result(timeout=60) == 3
+    ex.shutdown(wait=False)
+    ex._adjust_process_count()  # what the manager thread may still call: nothing to do
+    ex.shutdown(wait=True)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="max_tasks_per_child is 3.11+")
 def test_recycled_workers_never_run_out():
     """CPython's pool (gh-115634) skipped replacing a worker that exited after its
     ``max_tasks_per_child`` tasks when a credit of an earlier task was left: with every task

@@ -1040,10 +1040,15 @@ impl<'py> Walker<'py> {
                 .and_then(|m| Ok(m.str()?.to_string()))
                 .unwrap_or_default();
             let name = name.to_str()?;
-            if !found_by_name(py, obj, &module, name) {
+            // a script is "__mp_main__" in a spawned worker: one name for both, and its
+            // objects are not found by name from one run to the next (it may be edited)
+            let script = module == "__main__" || module == "__mp_main__";
+            let module = if script { "__main__" } else { module.as_str() };
+            if script || !found_by_name(py, obj, module, name) {
                 if let Ok(wrapped) = obj.getattr(intern!(py, "__wrapped__")) {
                     // a wrapper pickled by a name that does not lead to it (an lru_cache of a
-                    // closure): what it wraps is content, or two such wrappers share a key
+                    // closure) or by a script's name: what it wraps is content, or two such
+                    // wrappers share a key
                     enc.tag(WRAPPED);
                     enc.bytes(module.as_bytes());
                     enc.bytes(name.as_bytes());
@@ -1077,10 +1082,19 @@ impl<'py> Walker<'py> {
             "<dict items>",
             "<state setter>",
         ];
+        let set_list = Self::set_subclass_list(obj, parts)?;
         for (i, part) in parts.iter().enumerate() {
             let walked = if part.is_none() {
                 enc.tag(tag::ABSENT);
                 Ok(())
+            } else if let (1, Some(list)) = (i, &set_list) {
+                // a set subclass's members in hash-table order (salted by PYTHONHASHSEED,
+                // and by insertion order): written as a set's, order-independent
+                enc.tag(tag::TUPLE);
+                enc.len(1);
+                enc.tag(tag::FROZENSET);
+                let members: Vec<Bound<'py, PyAny>> = list.iter().collect();
+                self.unordered_members(&members, enc)
             } else if i == 3 {
                 self.items(&part, true, enc)
             } else if i == 4 {
@@ -1093,6 +1107,45 @@ impl<'py> Walker<'py> {
             walked.inspect_err(|_| self.path.push(format!(".{}", NAMES[i.min(5)])))?;
         }
         Ok(())
+    }
+
+    /// The member list of a set or frozenset subclass reduced by the builtin reduction,
+    /// `(type(obj), (list(obj),), state)`, in the builtin iteration order (hash-table order);
+    /// None for any other reduction or an iteration order of the subclass's own, which is
+    /// content.
+    fn set_subclass_list(
+        obj: &Bound<'py, PyAny>,
+        parts: &Bound<'py, PyTuple>,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let py = obj.py();
+        let base = if obj.is_instance_of::<PySet>() {
+            py.get_type::<PySet>()
+        } else if obj.is_instance_of::<PyFrozenSet>() {
+            py.get_type::<PyFrozenSet>()
+        } else {
+            return Ok(None);
+        };
+        let ty = obj.get_type();
+        for name in [
+            intern!(py, "__reduce__"),
+            intern!(py, "__reduce_ex__"),
+            intern!(py, "__iter__"),
+        ] {
+            if !ty.getattr(name)?.is(&base.getattr(name)?) {
+                return Ok(None);
+            }
+        }
+        if parts.len() < 2 || !parts.get_item(0)?.is(&ty) {
+            return Ok(None);
+        }
+        let args = parts.get_item(1)?;
+        let Ok(args) = args.cast_exact::<PyTuple>() else {
+            return Ok(None);
+        };
+        if args.len() != 1 {
+            return Ok(None);
+        }
+        Ok(args.get_item(0)?.cast_exact::<PyList>().ok().cloned())
     }
 
     /// The list-items or dict-items iterator of a reduction.

@@ -361,10 +361,15 @@ def _recycling_executor() -> Any:
 
         class RecyclingProcessPoolExecutor(ProcessPoolExecutor):
             def _adjust_process_count(self) -> None:
-                processes = getattr(self, "_processes", None)
                 spawn = getattr(self, "_spawn_process", None)
-                if processes is None or spawn is None:  # a Python that changed its pool
+                if not hasattr(self, "_processes") or spawn is None:  # a Python that changed
                     super()._adjust_process_count()  # type: ignore[misc]
+                    return
+                processes = self._processes
+                if processes is None:
+                    # shut down (``shutdown(wait=False)``) while the pool's manager thread was
+                    # still handling a recycled worker: nothing to replace (CPython's own code
+                    # raised ``TypeError: len(None)`` in that thread here)
                     return
                 if len(processes) < self._max_workers:  # type: ignore[attr-defined]
                     spawn()

@@ -102,13 +102,19 @@ def _index_values(index: Any) -> tuple:
 def index_content(index: Any) -> tuple:
     """Content of an Index: names, dtype and values (int64 values that form an arithmetic
     progression as first value, step and length, so a RangeIndex equals the same values in
-    an int64 Index without being materialised)."""
+    an int64 Index without being materialised), and the ``freq`` of a DatetimeIndex or
+    TimedeltaIndex that has one."""
     import pandas as pd
 
     names = list(index.names)
     if isinstance(index, pd.MultiIndex):
         levels = [_values(index.get_level_values(i).array) for i in range(index.nlevels)]
         return ("MultiIndex", names, len(index), levels)
+    freq = getattr(index, "freq", None)
+    if freq is not None and isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex)):
+        # a frequency changes what pandas does with the index (`shift`, resampling,
+        # statsmodels), and pickle keeps it: content, as the offset object it is
+        return ("Index", names, _index_values(index), ("freq", freq))
     return ("Index", names, _index_values(index))
 
 
@@ -145,19 +151,31 @@ def _metadata(obj: Any) -> dict:
     return found
 
 
+def _flags(obj: Any, content: tuple) -> tuple:
+    """``content``, with ``allows_duplicate_labels=False`` when set: pickle keeps the flag and
+    pandas acts on it (an operation that would duplicate a label raises). The default adds
+    nothing, so keys of frames without it do not change."""
+    flags = getattr(obj, "flags", None)
+    if flags is not None and getattr(flags, "allows_duplicate_labels", True) is False:
+        return (*content, ("allows_duplicate_labels", False))
+    return content
+
+
 def series_content(series: Any) -> tuple:
-    """Content of a Series: name, index, dtype, values, attrs."""
-    return (
+    """Content of a Series: name, index, dtype, values, attrs, a non-default flag."""
+    content = (
         series.name,
         index_content(series.index),
         _values(series.array),
         dict(series.attrs),
         _metadata(series),
     )
+    return _flags(series, content)
 
 
 def dataframe_content(frame: Any) -> tuple:
-    """Content of a DataFrame: columns (labels in order), index, each column, attrs."""
+    """Content of a DataFrame: columns (labels in order), index, each column, attrs, a
+    non-default flag."""
     unique = frame.columns.is_unique
 
     def digest(item: tuple[int, tuple[Any, Any]]) -> str:
@@ -174,13 +192,14 @@ def dataframe_content(frame: Any) -> tuple:
         return item[1][1].dtype.kind not in "iufcmMb"
 
     columns = map_ordered(digest, enumerate(frame.items()), len(frame), slow)
-    return (
+    content = (
         index_content(frame.columns),
         index_content(frame.index),
         columns,
         dict(frame.attrs),
         _metadata(frame),
     )
+    return _flags(frame, content)
 
 
 def register() -> None:

@@ -1,9 +1,9 @@
 """Tensors by value: torch through its own byte view, other array libraries via DLPack.
 
-A tensor's content is its dtype, shape, device type, ``requires_grad`` and its values in C
-order; strides, storage offsets and the storage beyond the tensor are not content. A tensor on
-another device is copied to the host to be hashed. Never a pickle of the storage (whose bytes
-and order depend on how the tensor was made).
+A tensor's content is its dtype, shape, device type, ``requires_grad``, its values in C
+order and its ``grad`` when it has one; strides, storage offsets and the storage beyond the
+tensor are not content. A tensor on another device is copied to the host to be hashed. Never
+a pickle of the storage (whose bytes and order depend on how the tensor was made).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def tensor_content(tensor: Any) -> tuple:
         data = data.cpu()
     data = data.contiguous()
     raw = data.reshape(-1).view(torch.uint8).numpy()  # the bytes, no copy, any dtype
-    content = (
+    content: tuple = (
         "tensor",
         layout,
         str(tensor.dtype),
@@ -39,7 +39,12 @@ def tensor_content(tensor: Any) -> tuple:
     )
     # attributes set on the tensor (a subclass's state; pickle keeps them too)
     state = getattr(tensor, "__dict__", None)
-    return (*content, dict(state)) if state else content
+    if state:
+        content = (*content, dict(state))
+    # the gradient an optimizer step or a gradient norm reads (pickle drops it; reading it
+    # on a tensor that keeps none warns)
+    grad = tensor.grad if tensor.is_leaf or tensor.retains_grad else None
+    return content if grad is None else (*content, ("grad", tensor_content(grad)))
 
 
 def array_content(array: Any) -> tuple:

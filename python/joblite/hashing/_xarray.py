@@ -16,11 +16,15 @@ def variable_content(variable: Any) -> tuple:
 def _values(variable: Any) -> Any:
     """The values; those held by a pandas Index or extension array of a dtype numpy lacks
     (categorical, tz-aware, period, interval) by their pandas content, since ``.values``
-    would turn them into objects and drop categories, their order or the time zone."""
+    would turn them into objects and drop categories, their order or the time zone; a
+    DatetimeIndex or TimedeltaIndex with a ``freq`` likewise (``.values`` drops it)."""
     import numpy as np
 
     held = getattr(getattr(variable, "_data", None), "array", None)
-    if held is not None and not isinstance(getattr(held, "dtype", None), np.dtype):
+    if held is not None and (
+        not isinstance(getattr(held, "dtype", None), np.dtype)
+        or getattr(held, "freq", None) is not None  # a time index's frequency is content
+    ):
         import pandas as pd
 
         from ._pandas import index_content, values_content

@@ -8,7 +8,8 @@ the same key):
   object that a ``Memory`` with ``mmap_mode="r"`` returned, at the top level of the result or
   one level down in a tuple, list or dict, and is at least ``DIGEST_MIN_BYTES`` big;
 - the memory map is read-only (``mode="r"``, not writeable) and is that very object, not a
-  slice or a view of it;
+  slice or a view of it, with the shape, dtype and strides it was loaded with (a read-only
+  array's ``shape``, ``dtype`` and ``strides`` can still be set in place);
 - the entry file it maps still has the same identity (device, inode, size, modification time)
   as when it was loaded: entries are immutable, and a replaced entry is a new file.
 """
@@ -38,8 +39,8 @@ __all__ = [
 DIGEST_MIN_BYTES = 1 << 20
 
 _lock = threading.Lock()
-# id(memmap) -> (weak reference, digest, filename, file identity)
-_known: dict[int, tuple[Any, str, str, tuple]] = {}
+# id(memmap) -> (weak reference, digest, filename, file identity, array layout)
+_known: dict[int, tuple[Any, str, str, tuple, tuple]] = {}
 
 
 class ArrayDigest:
@@ -56,6 +57,12 @@ class ArrayDigest:
 
     def __reduce__(self) -> tuple:
         return (ArrayDigest, (self.digest,))
+
+
+def _layout(array: Any) -> tuple:
+    """What the stored digest covers besides the file's bytes: shape, dtype, strides and
+    where the data starts (all can be changed on the same object without a write)."""
+    return (array.shape, array.dtype, array.strides, array.__array_interface__["data"][0])
 
 
 def _file_identity(path: str) -> Optional[tuple]:
@@ -139,7 +146,7 @@ def register_loaded(output: Any, digests: dict) -> None:
         ident = id(array)
         ref = weakref.ref(array, functools.partial(_forget, ident))
         with _lock:
-            _known[ident] = (ref, digest, array.filename, identity)
+            _known[ident] = (ref, digest, array.filename, identity, _layout(array))
 
 
 def _forget(ident: int, _ref: Any = None) -> None:
@@ -152,8 +159,8 @@ def _forget(ident: int, _ref: Any = None) -> None:
 def _digest_of(value: Any) -> str:
     entry = _known.get(id(value))
     if entry is not None and entry[0]() is value and not value.flags.writeable:
-        _, digest, filename, identity = entry
-        if _file_identity(filename) == identity:
+        _, digest, filename, identity, layout = entry
+        if _layout(value) == layout and _file_identity(filename) == identity:
             return digest
     return _core.hash(value)
 
