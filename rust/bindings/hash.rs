@@ -232,6 +232,8 @@ impl<'py> Walker<'py> {
     }
 
     fn walk_inner(&mut self, obj: &Bound<'py, PyAny>, enc: &mut Encoder) -> PyResult<()> {
+        // Which of these branches note what they meet is mirrored by `identity_matters`
+        // (Memory's arguments passed twice): keep the two in step.
         let py = self.py;
         if let Ok(s) = obj.cast_exact::<PyString>() {
             enc.tag(tag::STR);
@@ -1175,15 +1177,15 @@ impl<'py> Walker<'py> {
 }
 
 /// Whether the walk notes `obj` by identity when it is met again, so that which of its inputs
-/// are one object changes the digest (`hash([a, a]) != hash([a, copy(a)])`): the one rule of
-/// what counts as shared, used by the walk and, through `_core.identity_matters`, by
-/// `Memory` for arguments passed twice. It mirrors the branches of [`Walker::walk_inner`]:
-/// lists, dicts, sets, bytearrays and numpy arrays are noted; strings, numbers, bytes,
-/// frozensets, numpy scalars, functions found by name, classes, modules and memoryviews are
-/// not; a tuple is
-/// not noted itself, but one met twice meets its items twice, so it counts when one of them
-/// does; anything else (walked through a handler or its reduction) counts when [`mutable`]
-/// says so.
+/// are one object changes the digest (`hash([a, a]) != hash([a, copy(a)])`): the walk's one
+/// rule of what counts as shared (its branches, then [`mutable`]), asked through
+/// `_core.identity_matters` by `Memory` for arguments passed twice. It mirrors the branches
+/// of [`Walker::walk_inner`]: lists, dicts, sets, bytearrays and numpy arrays are noted;
+/// strings, numbers, bytes, frozensets, numpy scalars, functions found by name, classes,
+/// modules and memoryviews are not; a tuple is not noted itself, but one met twice meets its
+/// items twice, so it counts when one of them does; anything else (a function walked by
+/// value, an object walked through a handler or its reduction) counts when [`mutable`] says
+/// so. tests/test_hash_sharing.py checks both levels agree for each kind of value.
 fn identity_matters(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = obj.py();
     let numpy = numpy_types(py)?;
