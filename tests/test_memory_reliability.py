@@ -268,6 +268,20 @@ def test_releasing_a_lock_never_removes_the_lock_that_replaced_it(tmp_path):
     assert store.try_lock(f.func_id, key) is None  # the other caller's lock still holds
 
 
+def test_a_lock_naming_a_long_host_name_is_released(tmp_path, monkeypatch):
+    # the owner line of a lock is longer than what is read of it back (a host name can be up
+    # to 255 bytes on some systems): releasing still recognises the file as ours
+    from joblite.store.local import locks
+
+    monkeypatch.setattr(locks, "_HOST", "h" * 300)
+    f, lock = entry_lock(tmp_path, lambda x: x + 1, 5)
+    store, key = f.store_backend, f._get_args_id(5)
+    token = store.try_lock(f.func_id, key)
+    assert token is not None and lock.exists()
+    store.release_lock(token)
+    assert not lock.exists()
+
+
 def test_stale_lock_of_dead_owner_is_broken(tmp_path):
     f, lock = entry_lock(tmp_path, lambda x: x + 1, 5)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

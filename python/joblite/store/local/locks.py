@@ -26,6 +26,8 @@ _held_lock = threading.Lock()
 #: alone is not enough: a lock broken or released frees its inode, which the next lock file
 #: created (a moment later, by any caller) often gets.
 Seen = tuple[int, int, int, bytes]
+#: how much of a lock file's owner is read (and compared)
+_OWNER_READ = 256
 
 
 class LockToken(NamedTuple):
@@ -39,7 +41,7 @@ class LockToken(NamedTuple):
 def _look(f: Any) -> tuple[os.stat_result, Seen]:
     """The status and identity of the open lock file ``f``."""
     st = os.fstat(f.fileno())
-    return st, (st.st_dev, st.st_ino, st.st_mtime_ns, f.read(256))
+    return st, (st.st_dev, st.st_ino, st.st_mtime_ns, f.read(_OWNER_READ))
 
 
 def _seen_at(path: str) -> Optional[Seen]:
@@ -174,7 +176,7 @@ class LocalLocks(LocalLayout):
                     continue
                 return None
             # counted in _held by _create_whole: the file, however it is spelled
-            return LockToken(path, (st.st_dev, st.st_ino, st.st_mtime_ns, owner))
+            return LockToken(path, (st.st_dev, st.st_ino, st.st_mtime_ns, owner[:_OWNER_READ]))
         return None
 
     def _stale_lock(self, path: str) -> Optional[Seen]:
