@@ -228,7 +228,10 @@ class LocalLocks(LocalLayout):
             # removed while still counted as ours, so that no thread of this process can take
             # it for a dead process's lock and break it meanwhile (whose next lock we would
             # then remove here)
-            if _seen_at(token.path) == token.seen:
+            now = _seen_at(token.path)
+            # the time is not compared: our own fstat while writing may differ from what a
+            # network file system reports once the file is closed
+            if now is not None and (now[:2], now[3]) == (token.seen[:2], token.seen[3]):
                 try:
                     os.unlink(token.path)
                 except OSError:
