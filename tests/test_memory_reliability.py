@@ -181,6 +181,107 @@ def test_lock_of_a_sibling_thread_is_never_broken(tmp_path, monkeypatch, moment)
     assert not lock.exists()
 
 
+def test_a_dead_owners_lock_broken_meanwhile_by_another_caller_is_not_broken_twice(
+    tmp_path, monkeypatch
+):
+    # two callers find the lock of a dead process: the first breaks it and takes the entry's
+    # lock; the second, which had judged the dead process's lock stale a moment before, must
+    # not then remove the first one's live lock in its place (both would compute)
+    from joblite import _files
+
+    f, lock = entry_lock(tmp_path, lambda x: x + 1, 5)
+    store, key = f.store_backend, f._get_args_id(5)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_lock(lock, dead.pid)
+    first: list = []
+    real_pid_alive = _files.pid_alive
+
+    def pid_alive(pid):
+        alive = real_pid_alive(pid)
+        if pid == dead.pid and not first:  # the second caller has read the dead owner
+            first.append("pending")
+            t = threading.Thread(
+                target=lambda: first.__setitem__(0, store.try_lock(f.func_id, key))
+            )
+            t.start()
+            t.join()
+        return alive
+
+    monkeypatch.setattr(_files, "pid_alive", pid_alive)
+    second = store.try_lock(f.func_id, key)
+    assert first[0] is not None  # the first caller broke the dead lock and holds the entry
+    assert second is None  # the second waits for it
+    assert lock.exists()
+    store.release_lock(first[0])
+    assert not lock.exists()
+
+
+def test_a_sibling_lock_released_and_retaken_while_judged_is_left_alone(tmp_path, monkeypatch):
+    # a thread reads our pid in a lock file; before it asks whether this process holds it,
+    # the holder releases it and a third thread locks the entry anew (often with the freed
+    # inode): the third thread's lock must stand
+    from joblite.store.local import locks
+
+    f, lock = entry_lock(tmp_path, lambda x: x + 1, 5)
+    store, key = f.store_backend, f._get_args_id(5)
+    tokens = [store.try_lock(f.func_id, key)]
+    assert tokens[0] is not None
+    real_look = locks._look
+
+    def look(file):
+        looked = real_look(file)
+        if len(tokens) == 1:  # the checker has read the first lock
+            tokens.append("pending")
+            store.release_lock(tokens[0])
+            t = threading.Thread(
+                target=lambda: tokens.__setitem__(1, store.try_lock(f.func_id, key))
+            )
+            t.start()
+            t.join()
+        return looked
+
+    monkeypatch.setattr(locks, "_look", look)
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(store.try_lock(f.func_id, key)))
+    t.start()
+    t.join()
+    assert tokens[1] is not None  # the third thread holds the entry
+    assert seen == [None]  # the checker waits for it
+    assert lock.exists()
+    store.release_lock(tokens[1])
+    assert not lock.exists()
+
+
+def test_releasing_a_lock_never_removes_the_lock_that_replaced_it(tmp_path):
+    # a lock broken as stale (older than stale_lock_after) while its owner still computes is
+    # replaced by the breaker's own: the first owner's release must leave the breaker's alone
+    f, lock = entry_lock(tmp_path, lambda x: x + 1, 5)
+    store, key = f.store_backend, f._get_args_id(5)
+    mine = store.try_lock(f.func_id, key)
+    assert mine is not None
+    replacement = lock.with_name(lock.name + ".new")
+    write_lock(replacement, os.getppid())  # a live process of this host
+    os.replace(replacement, lock)  # broken and taken by another caller meanwhile
+    store.release_lock(mine)
+    assert lock.exists()
+    assert store.try_lock(f.func_id, key) is None  # the other caller's lock still holds
+
+
+def test_a_lock_naming_a_long_host_name_is_released(tmp_path, monkeypatch):
+    # the owner line of a lock is longer than what is read of it back (a host name can be up
+    # to 255 bytes on some systems): releasing still recognises the file as ours
+    from joblite.store.local import locks
+
+    monkeypatch.setattr(locks, "_HOST", "h" * 300)
+    f, lock = entry_lock(tmp_path, lambda x: x + 1, 5)
+    store, key = f.store_backend, f._get_args_id(5)
+    token = store.try_lock(f.func_id, key)
+    assert token is not None and lock.exists()
+    store.release_lock(token)
+    assert not lock.exists()
+
+
 def test_stale_lock_of_dead_owner_is_broken(tmp_path):
     f, lock = entry_lock(tmp_path, lambda x: x + 1, 5)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

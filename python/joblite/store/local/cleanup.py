@@ -31,8 +31,9 @@ class LocalCleanup(LocalLocks):
             for _prefix, child in [("", c) for c in writing] + list(fan_out_children(fdir)):
                 name = child.name
                 if name.endswith(".lock"):
-                    if self._lock_is_stale(child.path):
-                        break_lock(child.path)
+                    stale = self._stale_lock(child.path)
+                    if stale is not None:
+                        break_lock(child.path, stale)
                         removed += 1
                     continue
                 if not name.startswith((".tmp-", ".trash-")) and not name.endswith(

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from ... import _files
 from .layout import LocalLayout
@@ -20,6 +20,37 @@ _HOST = socket.gethostname()
 #: A count, not a set: a released lock's inode can be reused at once by the next lock file.
 _held: Counter[tuple[int, int]] = Counter()
 _held_lock = threading.Lock()
+
+
+#: which lock file was looked at: (device, inode, mtime in ns, the owner it names). An inode
+#: alone is not enough: a lock broken or released frees its inode, which the next lock file
+#: created (a moment later, by any caller) often gets.
+Seen = tuple[int, int, int, bytes]
+#: how much of a lock file's owner is read (and compared)
+_OWNER_READ = 256
+
+
+class LockToken(NamedTuple):
+    """A compute lock this process holds: its file's name and which file that was (a lock
+    broken meanwhile and taken by another caller has the same name, another file)."""
+
+    path: str
+    seen: Seen
+
+
+def _look(f: Any) -> tuple[os.stat_result, Seen]:
+    """The status and identity of the open lock file ``f``."""
+    st = os.fstat(f.fileno())
+    return st, (st.st_dev, st.st_ino, st.st_mtime_ns, f.read(_OWNER_READ))
+
+
+def _seen_at(path: str) -> Optional[Seen]:
+    """The identity of the lock file at ``path`` now, ``None`` when there is none."""
+    try:
+        with open(path, "rb") as f:
+            return _look(f)[1]
+    except OSError:
+        return None
 
 
 def _start_marker(pid: int) -> str:
@@ -123,7 +154,7 @@ class LocalLocks(LocalLayout):
     def _lock_path(self, func_id: str, key: str) -> str:
         return os.path.join(self.func_dir(func_id), key[:3], key[3:] + ".lock")
 
-    def try_lock(self, func_id: str, key: str) -> Optional[str]:
+    def try_lock(self, func_id: str, key: str) -> Optional[LockToken]:
         """Create the entry's lock file; break it first if its owner is gone.
 
         The lock is written whole under a temporary name, then linked to its name (a link,
@@ -134,26 +165,34 @@ class LocalLocks(LocalLayout):
         owner = f"{os.getpid()} {_HOST} {time.time():.3f} {_own_marker()}\n".encode()
         for _ in range(3):
             try:
-                _create_whole(path, owner)
+                st = _create_whole(path, owner)
             except FileNotFoundError:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 continue
             except FileExistsError:
-                if self._lock_is_stale(path):
-                    break_lock(path)
+                stale = self._stale_lock(path)
+                if stale is not None:
+                    break_lock(path, stale)
                     continue
                 return None
-            return path  # counted in _held by _create_whole: the file, however it is spelled
+            # counted in _held by _create_whole: the file, however it is spelled
+            return LockToken(path, (st.st_dev, st.st_ino, st.st_mtime_ns, owner[:_OWNER_READ]))
         return None
 
-    def _lock_is_stale(self, path: str) -> bool:
+    def _stale_lock(self, path: str) -> Optional[Seen]:
+        """Which file the lock at ``path`` is (:data:`Seen`) when its owner cannot finish
+        it, else ``None``. The owner is read from the very file identified (opened once):
+        the name may meanwhile be released and taken by a live caller."""
         try:
             with open(path, "rb") as f:
-                text = f.read(256).decode("utf-8", "replace")
-            st = os.stat(path)
-            age = time.time() - st.st_mtime
+                st, seen = _look(f)
+                gone = self._owner_is_gone(seen[3].decode("utf-8", "replace"), st, f.fileno())
         except OSError:
-            return False  # released meanwhile: simply retry later
+            return None  # released meanwhile: simply retry later
+        return seen if gone else None
+
+    def _owner_is_gone(self, text: str, st: os.stat_result, fd: int) -> bool:
+        age = time.time() - st.st_mtime
         if age > self.stale_lock_after:
             return True
         parts = text.split()
@@ -166,9 +205,13 @@ class LocalLocks(LocalLayout):
                 return age > 5.0
             if pid == os.getpid():
                 # ours only if this process took it; otherwise a previous process with our
-                # pid (a restarted container) died holding it: waiting would wait on itself
+                # pid (a restarted container) died holding it: waiting would wait on itself.
+                # A thread of ours removes its lock before it stops counting it: one no longer
+                # counted but still linked was never ours.
                 with _held_lock:
-                    return _held[(st.st_dev, st.st_ino)] == 0
+                    if _held[(st.st_dev, st.st_ino)]:
+                        return False
+                return os.fstat(fd).st_nlink > 0
             if not _files.pid_alive(pid):
                 return True
             if len(parts) >= 4 and parts[3] != "-":
@@ -179,27 +222,56 @@ class LocalLocks(LocalLayout):
         return False
 
     def release_lock(self, token: Any) -> None:
-        """Remove a lock file this process created."""
-        if isinstance(token, str):
+        """Remove a lock file this process created (not the lock of another caller that
+        broke ours as stale and took the entry meanwhile)."""
+        if isinstance(token, LockToken):
             # removed while still counted as ours, so that no thread of this process can take
             # it for a dead process's lock and break it meanwhile (whose next lock we would
             # then remove here)
-            try:
-                st = os.stat(token)
-            except OSError:
-                return
-            try:
-                os.unlink(token)
-            except OSError:
-                pass
-            _unhold((st.st_dev, st.st_ino))
+            now = _seen_at(token.path)
+            # the time is not compared: our own fstat while writing may differ from what a
+            # network file system reports once the file is closed
+            if now is not None and (now[:2], now[3]) == (token.seen[:2], token.seen[3]):
+                try:
+                    os.unlink(token.path)
+                except OSError:
+                    pass
+            _unhold(token.seen[:2])
 
 
-def break_lock(path: str) -> None:
-    # rename first so that only one of several breakers removes this very lock file
+def break_lock(path: str, seen: Seen) -> None:
+    """Remove the lock file at ``path`` if it is still the file judged stale (``seen``),
+    never a live caller's lock that replaced it meanwhile (another caller that judged the
+    same stale lock broke it first and took the entry)."""
+    # renamed first so that only one of several breakers removes this very lock file, and
+    # so that the file removed is the one looked at
     stale = f"{path}.stale-{os.getpid()}-{threading.get_ident()}"
     try:
         os.rename(path, stale)
+    except OSError:
+        return
+    if _seen_at(stale) != seen:
+        _put_back(stale, path)
+        return
+    try:
+        os.unlink(stale)
+    except OSError:
+        pass
+
+
+def _put_back(stale: str, path: str) -> None:
+    """Give back the live lock ``break_lock`` took by mistake, unless yet another caller
+    locked the entry in the instant it was away (then two callers compute, as they would
+    without compute-once; never a wrong value)."""
+    try:
+        try:
+            os.link(stale, path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here: a rename (replaces nothing: looked just before)
+            if not os.path.lexists(path):
+                os.rename(stale, path)
+                return
         os.unlink(stale)
     except OSError:
         pass
