@@ -71,9 +71,9 @@ def test_retired_threads_end_once_their_stuck_tasks_finish(how):
     assert _wait_for(lambda: len(_joblite_threads()) <= before + n_jobs), [
         t.name for t in _joblite_threads()
     ]
-    assert Parallel(n_jobs=n_jobs, backend="threading")(
-        delayed(pow)(i, 2) for i in range(50)
-    ) == [i * i for i in range(50)]
+    assert Parallel(n_jobs=n_jobs, backend="threading")(delayed(pow)(i, 2) for i in range(50)) == [
+        i * i for i in range(50)
+    ]
     assert len(_joblite_threads()) <= before + n_jobs
 
 
