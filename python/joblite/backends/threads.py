@@ -14,6 +14,7 @@ import itertools
 import os
 import sys
 import threading
+import weakref
 from concurrent.futures import Future
 from time import perf_counter
 from typing import Any, Optional
@@ -25,16 +26,18 @@ class _Pool:
     """One shared pool: the Rust job queue and the Python threads working on it.
 
     ``lock`` orders submissions against :func:`retire_thread_pool`: once ``retired`` is set
-    under it, no job is queued behind the exit markers that end the workers.
+    under it, no job is queued behind the exit markers that end the workers. A forked child
+    sees every pool of its parent as retired (their threads do not exist there).
     """
 
-    __slots__ = ("core", "lock", "retired", "threads")
+    __slots__ = ("__weakref__", "core", "lock", "pid", "retired", "threads")
 
     def __init__(self, core: Any, threads: list[threading.Thread]) -> None:
         self.core = core
         self.threads = threads
         self.lock = threading.Lock()
         self.retired = False
+        self.pid = os.getpid()
 
     def alive(self) -> bool:
         return any(thread.is_alive() for thread in self.threads)
@@ -43,13 +46,38 @@ class _Pool:
 # (n_threads, nesting level) -> pool: an inner call never queues behind the outer batches
 # that wait for it.
 _pools: dict[tuple[int, int], _Pool] = {}
-_pools_pid = os.getpid()
 _pools_lock = threading.Lock()
 # pools taken out of service by retire_thread_pool whose workers may still be running the
 # batches of an aborted call; each worker ends once the jobs queued before it was retired
 # are done (at exit the idle ones are waited for a moment, as the others)
 _retired: list[_Pool] = []
 _groups = itertools.count(1)
+# every pool of this process, for the fork handler below
+_every_pool: weakref.WeakSet[_Pool] = weakref.WeakSet()
+# a forked child's pools of its parent, never freed there (see _after_fork_in_child)
+_inherited: list[_Pool] = []
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's worker threads, and the locks they or other
+    threads held at the fork stay held for good: start afresh, touching none of them.
+
+    The parent's pools are kept alive, unused, for good: freeing one closes its Rust queue,
+    whose lock a parent's worker may have held at the fork.
+    """
+    global _pools_lock
+    _pools_lock = threading.Lock()
+    _inherited.extend(_every_pool)
+    _every_pool.clear()
+    for pool in _inherited:
+        pool.lock = threading.Lock()
+        pool.retired = True  # a call holding one moves to a pool of this process
+    _pools.clear()
+    _retired.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _exit_marker() -> None:
@@ -58,12 +86,7 @@ def _exit_marker() -> None:
 
 def get_thread_pool(n_threads: int, nesting_level: int = 0) -> _Pool:
     """The process-wide pool with ``n_threads`` workers for one nesting level."""
-    global _pools_pid
     with _pools_lock:
-        if _pools_pid != os.getpid():  # after a fork the worker threads do not exist
-            _pools.clear()
-            _retired.clear()
-            _pools_pid = os.getpid()
         key = (n_threads, nesting_level)
         entry = _pools.get(key)
         if entry is None or entry.retired or entry.core.closed:
@@ -82,6 +105,7 @@ def get_thread_pool(n_threads: int, nesting_level: int = 0) -> _Pool:
             for thread in threads:
                 thread.start()
             entry = _pools[key] = _Pool(core, threads)
+            _every_pool.add(entry)
         return entry
 
 
@@ -145,7 +169,7 @@ def _shutdown_pools() -> None:
     # Close the queues so that idle workers return before the interpreter finalizes;
     # a worker still running a task is left to the interpreter, as any daemon thread.
     with _pools_lock:
-        entries = list(_pools.values()) + _retired if _pools_pid == os.getpid() else []
+        entries = list(_pools.values()) + _retired
         _pools.clear()
         _retired.clear()
     deadline = perf_counter() + _EXIT_GRACE_SECONDS
@@ -206,10 +230,11 @@ class ThreadingBackend(ParallelBackendBase):
 
     def _withdraw(self) -> None:
         """Withdraw this call's batches that no worker has started."""
-        for pool in self._earlier:
-            pool.core.cancel(self._group)
-        if self._pool is not None:
-            self._pool.core.cancel(self._group)
+        pid = os.getpid()
+        for pool in [*self._earlier, self._pool]:
+            # never a parent's queue in a forked child (its lock may be held for good)
+            if pool is not None and pool.pid == pid:
+                pool.core.cancel(self._group)
 
     def cancel(self, futures: list[Future]) -> None:
         for future in futures:
