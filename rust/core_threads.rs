@@ -74,30 +74,49 @@ pub fn set_limit(limit: Option<usize>) -> Option<usize> {
 fn current_pool() -> Option<Arc<ThreadPool>> {
     let pid = std::process::id();
     let threads = limit();
-    let mut guard = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some((owner, size, pool)) = guard.as_ref() {
-        if *owner == pid && *size == threads {
-            return Some(Arc::clone(pool));
-        }
-        if *owner != pid {
-            // Inherited from the parent through fork(): its threads do not exist here.
-            // Dropping it would signal those threads, so it is leaked on purpose (once per
-            // fork).
-            if let Some((_, _, inherited)) = guard.take() {
-                std::mem::forget(inherited);
+    // POOL is held only to read or swap the slot, never while threads start: another
+    // thread's fork() while it is held leaves it locked for good in the child (whose hashing
+    // and compression would then wait forever).
+    {
+        let mut guard = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((owner, size, pool)) = guard.as_ref() {
+            if *owner == pid && *size == threads {
+                return Some(Arc::clone(pool));
+            }
+            if *owner != pid {
+                // Inherited from the parent through fork(): its threads do not exist here.
+                // Dropping it would signal those threads, so it is leaked on purpose (once
+                // per fork).
+                if let Some((_, _, inherited)) = guard.take() {
+                    std::mem::forget(inherited);
+                }
             }
         }
-        // Same process, another limit: the old pool is dropped below (when the last loop
-        // using it ends, its threads exit).
     }
-    let pool = rayon::ThreadPoolBuilder::new()
+    let built = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("joblite-core-{i}"))
         .build()
         .ok()?;
-    let pool = Arc::new(pool);
-    *guard = Some((pid, threads, Arc::clone(&pool)));
-    Some(pool)
+    let built = Arc::new(built);
+    let (chosen, replaced) = {
+        let mut guard = POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match guard.as_ref() {
+            // another thread built one meanwhile: use it, drop ours (its threads exit)
+            Some((owner, size, pool)) if *owner == pid && *size == threads => {
+                (Arc::clone(pool), None)
+            }
+            _ => (
+                Arc::clone(&built),
+                guard.replace((pid, threads, Arc::clone(&built))),
+            ),
+        }
+    };
+    // Same process, another limit: the old pool is dropped here, out of the lock (when the
+    // last loop using it ends, its threads exit).
+    drop(replaced);
+    drop(built);
+    Some(chosen)
 }
 
 /// Runs `work` on this process's worker pool: rayon calls inside it (`par_iter`, `join`,

@@ -41,6 +41,16 @@ _EXTERNALS = {"joblib.externals.loky": "loky", "joblib.externals.cloudpickle": "
 _lock = threading.Lock()
 
 
+def _new_lock_in_child() -> None:
+    # a forked child would wait forever on a lock another thread held at the fork
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 class _ExistingModule:
     """Loader handing the import system a module that is already imported."""
 

@@ -227,6 +227,16 @@ class SharedFolder:
             _live_folders.discard(self.path)
 
 
+def _after_fork_in_child() -> None:
+    """A forked child neither deletes its parent's folders at its exit nor waits on a lock
+    a parent's thread held at the fork; its parent's map watcher does not run here."""
+    global _live_lock, _maps_lock, _watcher
+    _live_lock = threading.Lock()
+    _live_folders.clear()
+    _maps_lock = threading.Lock()
+    _watcher = None
+
+
 @atexit.register
 def _cleanup_all() -> None:
     with _live_lock:
@@ -562,3 +572,7 @@ def loads_outcome(data: bytes) -> tuple[list, float]:
     if has_errors:
         results = [item.unwrap() if type(item) is RemoteError else item for item in results]
     return results, seconds
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -240,6 +240,22 @@ class _ProcessBackend(ParallelBackendBase):
 # (n_jobs, worker environment) stay the same.
 _executors: dict[str, tuple[Any, Any]] = {}
 _executors_lock = threading.Lock()
+# a forked child's executors of its parent, never used nor shut down there
+_inherited: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts its own workers: its parent's executors have no threads here
+    (a call queued on one waited forever), and shutting one down could stop the parent's
+    workers. They are kept, unused, for good; the lock may have been held at the fork."""
+    global _executors_lock
+    _executors_lock = threading.Lock()
+    _inherited.extend(executor for executor, _ in _executors.values())
+    _executors.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _is_usable(executor: Any) -> bool:

@@ -39,6 +39,16 @@ __all__ = [
 DIGEST_MIN_BYTES = 1 << 20
 
 _lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    # a forked child would wait forever on a lock another thread held at the fork
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 # id(memmap) -> (weak reference, digest, filename, file identity, array layout)
 _known: dict[int, tuple[Any, str, str, tuple, tuple]] = {}
 

@@ -435,6 +435,16 @@ def _first_column(code: Any) -> Optional[int]:
 
 
 _seen_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    # a forked child would wait forever on a lock another thread held at the fork
+    global _seen_lock
+    _seen_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 _seen: dict[str, dict[str, str]] = {}  # base_id -> {func_id: where}
 
 

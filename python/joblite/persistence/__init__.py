@@ -237,6 +237,26 @@ def _close_forever() -> None:
             pass
 
 
+def _after_fork_in_child() -> None:
+    # The closing thread does not exist in a forked child: the child starts its own when
+    # it needs one, and closes its copies of the descriptors its parent had not closed yet.
+    global _closer, _closing
+    inherited, _closing, _closer = _closing, queue.SimpleQueue(), None
+    while True:
+        try:
+            fd = inherited.get_nowait()
+        except queue.Empty:
+            break
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
