@@ -167,3 +167,60 @@ def test_a_forked_child_leaves_its_parents_shared_arrays_alone(tmp_path):
         """
     )
     assert out == ["kept", "True", "parent", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "lock", "work"),
+    [
+        (  # the hash handler registry: every object of a class hashed for the first time
+            "class Thing:\n    pass",
+            "joblite.hashing._registry._lock",
+            "assert isinstance(joblite.hash(Thing()), str)",
+        ),
+        (  # the pool hashing a tall frame's columns at once
+            "import numpy as np, pandas as pd\n"
+            "frame = pd.DataFrame({'a': np.arange(1 << 18), 'b': np.arange(1 << 18) * 0.5})\n"
+            "joblite.hash(frame)\n"
+            "import joblite.hashing._parallel as hp",
+            "hp._lock",
+            "assert joblite.hash(frame) == expected",
+        ),
+        (  # a local store's own lock (its access log), taken by a cache hit
+            "import tempfile\n"
+            "mem = joblite.Memory(tempfile.mkdtemp(), verbose=0)\n"
+            "double = mem.cache(lambda x: 2 * x)\n"
+            "assert double(21) == 42",
+            "mem.store_backend._lock",
+            "assert double(21) == 42; mem.store_backend.flush()",  # the hit's access record
+        ),
+    ],
+    ids=["hash registry", "column hashing pool", "local store"],
+)
+def test_a_lock_of_the_cache_held_at_the_fork_does_not_hang_the_child(setup, lock, work):
+    out = _run(
+        setup
+        + "\nexpected = None\n"
+        + ("expected = joblite.hash(frame)\n" if "frame" in setup else "")
+        + textwrap.dedent(
+            f"""
+            holder_in, release = threading.Event(), threading.Event()
+
+            def hold():
+                with {lock}:
+                    holder_in.set()
+                    release.wait(120)
+
+            holder = threading.Thread(target=hold, daemon=True)
+            holder.start()
+            assert holder_in.wait(60)
+
+            def work():
+                {work}
+
+            print("child", in_child(work))
+            release.set()
+            holder.join(60)
+            """
+        )
+    )
+    assert out == ["child", "0"]

@@ -20,6 +20,8 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any, Optional
 
+from .. import _fork
+
 __all__ = [
     "ENV_VAR",
     "JOBLIB_API_VERSION",
@@ -40,15 +42,7 @@ _TARGET = __name__ + ".joblib"
 _EXTERNALS = {"joblib.externals.loky": "loky", "joblib.externals.cloudpickle": "cloudpickle"}
 _lock = threading.Lock()
 
-
-def _new_lock_in_child() -> None:
-    # a forked child would wait forever on a lock another thread held at the fork
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+_fork.renew_in_child(globals(), "_lock")  # a lock another thread held at a fork
 
 
 class _ExistingModule:

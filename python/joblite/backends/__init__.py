@@ -9,11 +9,11 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import os
 import sys
 import threading
 from typing import Any, Callable, Optional
 
+from .. import _fork
 from .base import BatchedCalls, ParallelBackendBase, cpu_count, nesting
 from .foreign import speaks_joblib
 
@@ -41,15 +41,7 @@ BACKENDS: dict[str, Any] = {
 _default = ["loky"]
 _lock = threading.Lock()
 
-
-def _new_lock_in_child() -> None:
-    # a forked child would wait forever on a lock another thread held at the fork
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+_fork.renew_in_child(globals(), "_lock")  # a lock another thread held at a fork
 
 
 def default_backend() -> str:

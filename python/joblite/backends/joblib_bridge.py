@@ -24,11 +24,12 @@ for joblib enumerates (its own test suite parametrizes over it), so joblite leav
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import warnings
 from typing import Any, Optional
+
+from .. import _fork
 
 __all__ = [
     "JOBLIB_NAMES",
@@ -49,15 +50,7 @@ _CONFIG_KEYS = ("n_jobs", "verbose", "temp_folder", "max_nbytes", "mmap_mode", "
 _pending = threading.local()  # this thread's mirrors waiting for joblib's import
 _lock = threading.Lock()
 
-
-def _new_lock_in_child() -> None:
-    # a forked child would wait forever on a lock another thread held at the fork
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+_fork.renew_in_child(globals(), "_lock")  # a lock another thread held at a fork
 _watcher: Optional[_JoblibImportWatcher] = None
 _adapter: Any = None  # the adapter class, built once joblib is imported
 

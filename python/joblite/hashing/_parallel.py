@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, TypeVar
 
-from .. import _core
+from .. import _core, _fork
 
 __all__ = ["PARALLEL_ROWS", "map_ordered"]
 
@@ -28,6 +28,7 @@ PARALLEL_ROWS = 1 << 17
 
 _worker = threading.local()
 _lock = threading.Lock()
+_fork.renew_in_child(globals(), "_lock")  # held by a thread at a fork
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, size, executor)
 
 

@@ -14,6 +14,8 @@ import types
 import weakref
 from typing import Any, Callable, Optional, TypeVar, Union
 
+from .. import _fork
+
 __all__ = [
     "Handler",
     "handler_for",
@@ -28,6 +30,7 @@ Handler = Callable[[Any], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _lock = threading.RLock()
+_fork.renew_in_child(globals(), "_lock", threading.RLock)  # held by a thread at a fork
 #: a read-only view of a dict (a dataclass field's ``metadata``, a class's ``__dict__``) is
 #: the dict it shows; pickle refuses it
 _handlers: dict[type, Handler] = {types.MappingProxyType: dict}

@@ -23,7 +23,7 @@ import threading
 import weakref
 from typing import Any, Optional
 
-from .. import _core
+from .. import _core, _fork
 
 __all__ = [
     "DIGEST_MIN_BYTES",
@@ -40,15 +40,7 @@ DIGEST_MIN_BYTES = 1 << 20
 
 _lock = threading.Lock()
 
-
-def _new_lock_in_child() -> None:
-    # a forked child would wait forever on a lock another thread held at the fork
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+_fork.renew_in_child(globals(), "_lock")  # a lock another thread held at a fork
 # id(memmap) -> (weak reference, digest, filename, file identity, array layout)
 _known: dict[int, tuple[Any, str, str, tuple, tuple]] = {}
 

@@ -22,6 +22,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from .. import _fork
+
 __all__ = [
     "FuncIdentity",
     "JobLibCollisionWarning",
@@ -436,15 +438,7 @@ def _first_column(code: Any) -> Optional[int]:
 
 _seen_lock = threading.Lock()
 
-
-def _new_lock_in_child() -> None:
-    # a forked child would wait forever on a lock another thread held at the fork
-    global _seen_lock
-    _seen_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+_fork.renew_in_child(globals(), "_seen_lock")  # a lock another thread held at a fork
 _seen: dict[str, dict[str, str]] = {}  # base_id -> {func_id: where}
 
 

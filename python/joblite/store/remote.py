@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
-from .. import _files
+from .. import _files, _fork
 from ..exceptions import CorruptFileError
 from ..hashing import hash as hash_bytes
 from ..persistence import dumps, load, loads
@@ -111,6 +111,7 @@ class FsspecStore(StoreBackendBase):
         self._local_fs = type(self.fs).__name__ == "LocalFileSystem"
         self.fs.makedirs(self.root, exist_ok=True)
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, "_lock")  # held by a thread at a fork
         self._pending: dict[str, list[tuple[str, float]]] = {}
         self._last_flush = time.monotonic()
         _live_stores.add(self)

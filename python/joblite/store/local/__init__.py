@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any, Optional
 
+from ... import _fork
 from .access import ACCESS_COMPACT_BYTES, LocalAccess, live_stores
 from .cleanup import LocalCleanup
 from .layout import (
@@ -60,6 +61,7 @@ class FileSystemStore(LocalCleanup, LocalAccess):
         self._pending = []
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
+        _fork.renew_in_child(self, "_lock")  # held by a thread at a fork
         self.stale_lock_after = 3600.0
         self.flush_interval = 1.0
         self.verify = True
