@@ -93,27 +93,7 @@ def test_eight_processes_same_and_overlapping_keys(tmp_path, compute_once):
 
 
 def test_threads_compute_once(tmp_path):
-    mem = Memory(tmp_path, verbose=0)
-    calls = []
-    gate = threading.Barrier(8)
-
-    @mem.cache
-    def slow(x):
-        calls.append(x)
-        time.sleep(0.2)
-        return x * 2
-
-    results = []
-
-    def run():
-        gate.wait()
-        results.append(slow(21))
-
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    calls, results = _eight_threads_once(Memory(tmp_path, verbose=0), 21, 0.2)
     assert results == [42] * 8
     assert calls == [21]
 
@@ -123,30 +103,32 @@ def test_threads_compute_once_many_rounds(tmp_path):
     # thread of its own process before that thread had counted it as its own, took our pid
     # in it for a previous process's and broke it (about 1 round in 30 before the fix)
     for round_ in range(40):
-        calls = _eight_threads_once(Memory(tmp_path / str(round_), verbose=0), round_)
+        calls, results = _eight_threads_once(Memory(tmp_path / str(round_), verbose=0), round_)
+        assert results == [2 * round_] * 8
         assert calls == [round_], f"round {round_}: computed {len(calls)} times"
 
 
-def _eight_threads_once(mem, arg):
-    calls = []
+def _eight_threads_once(mem, arg, seconds=0.01):
+    """Eight threads call one cached function with ``arg`` at once: (calls, results)."""
+    calls, results = [], []
     gate = threading.Barrier(8)
 
     @mem.cache
-    def quick(x):
+    def double(x):
         calls.append(x)
-        time.sleep(0.01)
+        time.sleep(seconds)
         return x * 2
 
     def run():
         gate.wait()
-        quick(arg)
+        results.append(double(arg))
 
     threads = [threading.Thread(target=run) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return calls
+    return calls, results
 
 
 @pytest.mark.parametrize("moment", ["just linked", "being removed"])

@@ -20,6 +20,21 @@ import joblite
 from joblite import Parallel, delayed
 
 
+def hold(lock):
+    # another thread of the parent sits inside `lock` until the returned event is set
+    holder_in, release = threading.Event(), threading.Event()
+
+    def run():
+        with lock:
+            holder_in.set()
+            release.wait(120)
+
+    holder = threading.Thread(target=run, daemon=True)
+    holder.start()
+    assert holder_in.wait(60)
+    return release
+
+
 def in_child(work):
     # run `work` in a forked child, bounded: a child caught on a lock is killed by SIGALRM
     sys.stdout.flush()
@@ -115,16 +130,7 @@ def test_a_lock_held_by_another_thread_at_the_fork_does_not_hang_the_child(lock,
         f"""
         import importlib
 
-        holder_in, release = threading.Event(), threading.Event()
-
-        def hold():
-            with getattr(importlib.import_module({module!r}), {name!r}):
-                holder_in.set()
-                release.wait(120)
-
-        holder = threading.Thread(target=hold, daemon=True)
-        holder.start()
-        assert holder_in.wait(60)
+        release = hold(getattr(importlib.import_module({module!r}), {name!r}))
 
         def work():
             got = Parallel(n_jobs=2, backend={backend!r})(delayed(abs)(-i) for i in range(4))
@@ -132,7 +138,6 @@ def test_a_lock_held_by_another_thread_at_the_fork_does_not_hang_the_child(lock,
 
         print("child", in_child(work))
         release.set()
-        holder.join(60)
         print("parent", Parallel(n_jobs=2, backend={backend!r})(delayed(abs)(-i) for i in range(2)))
         """
     )
@@ -203,23 +208,13 @@ def test_a_lock_of_the_cache_held_at_the_fork_does_not_hang_the_child(setup, loc
         + ("expected = joblite.hash(frame)\n" if "frame" in setup else "")
         + textwrap.dedent(
             f"""
-            holder_in, release = threading.Event(), threading.Event()
-
-            def hold():
-                with {lock}:
-                    holder_in.set()
-                    release.wait(120)
-
-            holder = threading.Thread(target=hold, daemon=True)
-            holder.start()
-            assert holder_in.wait(60)
+            release = hold({lock})
 
             def work():
                 {work}
 
             print("child", in_child(work))
             release.set()
-            holder.join(60)
             """
         )
     )
