@@ -108,6 +108,15 @@ def test_threads_compute_once_many_rounds(tmp_path):
         assert calls == [round_], f"round {round_}: computed {len(calls)} times"
 
 
+def _lock_from_another_thread(store, func_id, key):
+    """What ``store.try_lock`` gives another thread of this process (run to its end)."""
+    got = []
+    t = threading.Thread(target=lambda: got.append(store.try_lock(func_id, key)))
+    t.start()
+    t.join()
+    return got[0]
+
+
 def _eight_threads_once(mem, arg, seconds=0.01):
     """Eight threads call one cached function with ``arg`` at once: (calls, results)."""
     calls, results = [], []
@@ -140,9 +149,7 @@ def test_lock_of_a_sibling_thread_is_never_broken(tmp_path, monkeypatch, moment)
     seen = []
 
     def other_thread_tries():
-        t = threading.Thread(target=lambda: seen.append(store.try_lock(f.func_id, key)))
-        t.start()
-        t.join()
+        seen.append(_lock_from_another_thread(store, f.func_id, key))
 
     real_link, real_unlink = os.link, os.unlink
 
@@ -183,11 +190,7 @@ def test_a_dead_owners_lock_broken_meanwhile_by_another_caller_is_not_broken_twi
         alive = real_pid_alive(pid)
         if pid == dead.pid and not first:  # the second caller has read the dead owner
             first.append("pending")
-            t = threading.Thread(
-                target=lambda: first.__setitem__(0, store.try_lock(f.func_id, key))
-            )
-            t.start()
-            t.join()
+            first[0] = _lock_from_another_thread(store, f.func_id, key)
         return alive
 
     monkeypatch.setattr(_files, "pid_alive", pid_alive)
@@ -216,20 +219,12 @@ def test_a_sibling_lock_released_and_retaken_while_judged_is_left_alone(tmp_path
         if len(tokens) == 1:  # the checker has read the first lock
             tokens.append("pending")
             store.release_lock(tokens[0])
-            t = threading.Thread(
-                target=lambda: tokens.__setitem__(1, store.try_lock(f.func_id, key))
-            )
-            t.start()
-            t.join()
+            tokens[1] = _lock_from_another_thread(store, f.func_id, key)
         return looked
 
     monkeypatch.setattr(locks, "_look", look)
-    seen = []
-    t = threading.Thread(target=lambda: seen.append(store.try_lock(f.func_id, key)))
-    t.start()
-    t.join()
-    assert tokens[1] is not None  # the third thread holds the entry
-    assert seen == [None]  # the checker waits for it
+    assert _lock_from_another_thread(store, f.func_id, key) is None  # the checker waits
+    assert tokens[1] is not None  # for the third thread, which holds the entry
     assert lock.exists()
     store.release_lock(tokens[1])
     assert not lock.exists()
