@@ -252,6 +252,23 @@ def _after_fork_in_child() -> None:
     _executors_lock = threading.Lock()
     _inherited.extend(executor for executor, _ in _executors.values())
     _executors.clear()
+    _forget_parents_workers()
+
+
+def _forget_parents_workers() -> None:
+    """Drop the parent's worker processes from :mod:`multiprocessing`'s table of children in
+    a forked child: they are not its children, and the child's exit (multiprocessing's exit
+    handler, Python 3.9 and 3.10 at least) would otherwise terminate the daemon ones, the
+    parent's workers, under the parent's running call."""
+    import multiprocessing.process as mp_process
+
+    children = getattr(mp_process, "_children", None)
+    if not isinstance(children, set):
+        return
+    pid = os.getpid()
+    for child in list(children):
+        if getattr(child, "_parent_pid", pid) != pid:
+            children.discard(child)
 
 
 if hasattr(os, "register_at_fork"):
