@@ -393,6 +393,7 @@ def test_a_class_whose_hash_changes_after_first_use(tmp_path):
     assert not both(Point)
     del Base.__hash__
     assert both(Point)
+
     # a class that gains a __getattr__ (attribute lookup no longer the generic one) still has
     # its instance __dict__: still mutable
     def any_attribute(self, name):
